@@ -1,0 +1,14 @@
+"""The `dipddpm` command line: a thin typer layer over the library."""
+
+from __future__ import annotations
+
+from dipddpm.cli import fit as _fit  # noqa: F401  (registers commands)
+from dipddpm.cli import inspect as _inspect  # noqa: F401
+from dipddpm.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,69 @@
+"""The typer apps every CLI module adds its commands to, and the user-error wrapper.
+
+Commands parse options, call a plain tested function and turn a `DipddpmError` into one line
+on stderr and exit status 2 (no traceback). Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from dipddpm.errors import DipddpmError
+
+app = typer.Typer(
+    name="dipddpm",
+    help="Deep Image Prior x DDPM: fit, sample, inspect, and run distributed sweeps on Ray.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True)
+inspect_app = typer.Typer(help="Inspect stage schedulers and beta schedules.",
+                          no_args_is_help=True)
+sweep_app = typer.Typer(help="Run Ray Tune + Optuna + ASHA sweeps from YAML specs.",
+                        no_args_is_help=True)
+results_app = typer.Typer(help="Analyse a sweep's Parquet results.", no_args_is_help=True)
+cluster_app = typer.Typer(help="Check and use Ray clusters.", no_args_is_help=True)
+app.add_typer(fit_app, name="fit")
+app.add_typer(inspect_app, name="inspect")
+app.add_typer(sweep_app, name="sweep")
+app.add_typer(results_app, name="results")
+app.add_typer(cluster_app, name="cluster")
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator for commands: DipddpmError -> 'error: ...' on stderr, exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DipddpmError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout (NaN/inf as null), for --json."""
+
+    def clean(v):
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    sys.stdout.write(json.dumps(clean(obj)) + "\n")

@@ -1,0 +1,1 @@
+"""`dipddpm fit ...` commands (placeholder module, filled in below)."""

@@ -1,0 +1,1 @@
+"""`dipddpm inspect ...` commands."""

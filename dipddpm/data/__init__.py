@@ -1,0 +1,1 @@
+"""Images, degradations and datasets (no downloads unless the user asks for them)."""

@@ -1,0 +1,23 @@
+"""User-facing errors: each states the rule, the value received and the fix.
+
+Anything raised as a `DipddpmError` is the user's to fix; the CLI prints it as one line and
+exits with status 2. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DipddpmError(Exception):
+    """An error in the user's input (config, spec, path, CLI option)."""
+
+
+class ConfigError(DipddpmError):
+    """A config key or value breaks a rule."""
+
+
+def closest(name: str, valid: list[str]) -> str:
+    """A ' (did you mean X?)' hint, or '' when nothing is close."""
+    import difflib
+
+    match = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -1,0 +1,54 @@
+"""The method contract shared by DIP, guided DIP, DDPM and DIP-prior DDPM.
+
+A method is a frozen config dataclass plus a plain loop:
+
+    run(config, problem, report=None, seed=0, resume=None, device=None) -> Result
+
+- `report(it, metrics, state)` is called every `config.report_every` iterations (and at the
+  last one) with `it` = iterations done so far (1-based count), `metrics` a flat dict of floats
+  and `state` a zero-argument callable returning a torch-saveable checkpoint of the whole loop
+  (weights, optimizer, RNG, loop variables). The caller decides whether to call `state()`.
+- `resume` is a dict returned by `state()`; the loop continues from it and, for the same seed,
+  produces the same metrics as an uninterrupted run.
+- The loop never imports Ray. A report callback may raise to stop the loop early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+StateFn = Callable[[], dict]
+
+
+class Report(Protocol):
+    def __call__(self, it: int, metrics: Mapping[str, float], state: StateFn) -> None: ...
+
+
+def no_report(it: int, metrics: Mapping[str, float], state: StateFn) -> None:
+    """The default report callback: does nothing."""
+
+
+@dataclass
+class Result:
+    """What a method returns: summary metrics and named output images (C,H,W) in [0,1]."""
+
+    metrics: dict[str, float]
+    images: dict[str, torch.Tensor] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: what the CLI and the sweep runner need to know about it."""
+
+    name: str
+    config_cls: type
+    run: Callable[..., Result]
+    make_problem: Callable[[Mapping[str, Any]], Any]  # problem spec -> problem object
+    metrics: tuple[str, ...]  # keys present in every report
+    presets: Mapping[str, Mapping[str, Any]]  # preset name -> config overrides
+    iters_key: str = "iters"  # the config field that sets the length of a run

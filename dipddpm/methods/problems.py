@@ -1,0 +1,32 @@
+"""Problem specs (a plain mapping from a sweep spec or the CLI) -> problem objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dipddpm.data.images import ImageProblem, make_image_problem
+from dipddpm.errors import ConfigError, closest
+from dipddpm.nn import build_net, size_multiple
+
+IMAGE_PROBLEM_KEYS = ("image", "size", "sigma", "seed", "grey", "observation", "observation_t",
+                      "observation_schedule")
+
+
+def net_multiple(cfg) -> int:
+    """The size multiple the config's net needs (H, W % multiple == 0)."""
+    net = build_net(cfg.net, cfg.input_depth, 1, cfg.width, cfg.depth, cfg.net_sigmoid)
+    return size_multiple(net)
+
+
+def image_problem(spec: Mapping[str, Any], cfg) -> ImageProblem:
+    """An image denoising problem from a spec such as {image: skimage:astronaut, size: 64}."""
+    unknown = [k for k in spec if k not in IMAGE_PROBLEM_KEYS]
+    if unknown:
+        raise ConfigError(f"unknown problem key {unknown[0]!r}"
+                          f"{closest(unknown[0], list(IMAGE_PROBLEM_KEYS))}; "
+                          f"valid keys: {', '.join(IMAGE_PROBLEM_KEYS)}")
+    if "image" not in spec:
+        raise ConfigError("problem needs 'image': a PNG/JPEG path or skimage:NAME "
+                          "(e.g. skimage:astronaut)")
+    return make_image_problem(**dict(spec), multiple=net_multiple(cfg))

@@ -1,0 +1,89 @@
+"""Stage schedulers (SPEC §4.5): how N fitting iterations split over K stages.
+
+Each is a pure function `(N, K, *, stage_betas, **params) -> counts` with len(counts) == K,
+sum(counts) == N, counts[k] >= 0, stage 1 (index 0) the most noisy. `stage_betas` holds
+beta_{t_k} per stage; only `exp_weighted` uses it. A scheduler with a per-iteration rule k(i)
+is written as that rule and counted, so it matches the source exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dipddpm.errors import ConfigError
+from dipddpm.registry import Registry
+
+STAGE_SCHEDULERS: Registry = Registry("stage scheduler")
+
+
+def _count(stage_of_iter: np.ndarray, K: int) -> list[int]:
+    """Counts of 1-based stage indices k(i) over i in [0, N)."""
+    return np.bincount(stage_of_iter.astype(np.int64) - 1, minlength=K)[:K].tolist()
+
+
+@STAGE_SCHEDULERS.register("uniform")
+def uniform(N: int, K: int, *, stage_betas=None) -> list[int]:
+    """k(i) = round(1 + (K-1) i/(N-1)): first and last stage get half shares."""
+    if K == 1 or N == 1:
+        return [N] + [0] * (K - 1)
+    i = np.arange(N)
+    return _count(np.rint(1 + (K - 1) * i / (N - 1)), K)
+
+
+@STAGE_SCHEDULERS.register("uniform_equal")
+def uniform_equal(N: int, K: int, *, stage_betas=None) -> list[int]:
+    """k(i) = floor(i K / N) + 1: equal shares."""
+    i = np.arange(N)
+    return _count(i * K // N + 1, K)
+
+
+@STAGE_SCHEDULERS.register("sharp_linear")
+def sharp_linear(N: int, K: int, *, stage_betas=None, x: int = 10) -> list[int]:
+    """Every stage but the last gets x iterations; the last gets the rest."""
+    if x < 0:
+        raise ConfigError(f"sharp_linear x must be >= 0, got {x}")
+    if N < (K - 1) * x:
+        raise ConfigError(
+            f"sharp_linear needs N >= (K-1)*x: N = {N} iterations < ({K}-1)*{x} = {(K - 1) * x}; "
+            f"raise the iterations, or lower the stages or x"
+        )
+    return [x] * (K - 1) + [N - (K - 1) * x]
+
+
+@STAGE_SCHEDULERS.register("log10_linspace")
+def log10_linspace(N: int, K: int, *, stage_betas=None) -> list[int]:
+    """k(i) = round(log10(L_i)), L = linspace(10, 10^K, N): early stages may get none."""
+    L = np.linspace(10.0, 10.0 ** K, N)
+    return _count(np.clip(np.rint(np.log10(L)), 1, K), K)
+
+
+@STAGE_SCHEDULERS.register("exp_weighted")
+def exp_weighted(N: int, K: int, *, stage_betas=None, c: float = 250.0) -> list[int]:
+    """w = softmax(-c beta_{t_k}); n_k = floor(N w_k) for k < K, the last gets the rest."""
+    if stage_betas is None or len(stage_betas) != K:
+        raise ConfigError("exp_weighted needs beta_{t_k} for each of the K stages")
+    logits = -float(c) * np.asarray(stage_betas, dtype=np.float64)
+    w = np.exp(logits - logits.max())
+    w /= w.sum()
+    counts = np.floor(N * w[:-1]).astype(np.int64).tolist()
+    return counts + [N - sum(counts)]
+
+
+def stage_counts(name: str, N: int, K: int, *, stage_betas=None, **params) -> list[int]:
+    """Validated counts for scheduler `name`; bad N, K or params give a ConfigError."""
+    if int(N) != N or N < 1:
+        raise ConfigError(f"iterations must be a positive integer, got {N!r}")
+    if int(K) != K or K < 1:
+        raise ConfigError(f"stages must be a positive integer, got {K!r}")
+    fn = STAGE_SCHEDULERS.get(name)
+    try:
+        counts = fn(int(N), int(K), stage_betas=stage_betas, **params)
+    except TypeError as e:
+        raise ConfigError(f"stage scheduler {name!r}: {e}") from None
+    assert len(counts) == K and sum(counts) == N and min(counts) >= 0, (name, counts)
+    return [int(c) for c in counts]
+
+
+def stage_of_iteration(counts: list[int]) -> np.ndarray:
+    """(N,) 0-based stage index of every iteration, from the counts."""
+    return np.repeat(np.arange(len(counts)), counts)
