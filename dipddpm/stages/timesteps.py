@@ -1,4 +1,4 @@
-"""Stage timesteps t_1 > ... > t_K (most noisy first) and the stage targets y_k (SPEC §4.2, §4.6)."""
+"""Stage timesteps t_1 > ... > t_K (most noisy first) and stage targets y_k (SPEC §4.2, §4.6)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,31 @@
+"""Shared fixtures. Ray tests share ONE local Ray instance per test session, pinned to a
+loopback address other than 127.0.0.1 (which Ray rewrites to the machine's address)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray for the whole test session (2 CPUs, loopback only, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, _node_ip_address="127.0.0.2", include_dashboard=False,
+                 log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def tiny_image_problem():
+    """A 32x32 RGB crop of a bundled photo with sigma 25 noise."""
+    from dipddpm.data.images import make_image_problem
+
+    return make_image_problem("skimage:astronaut", size=32, sigma=25, seed=0, multiple=8)
