@@ -146,3 +146,20 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
     else:
         raise DipddpmError(f"observation must be 'gaussian' or 'forward', got {observation!r}")
     return ImageProblem(clean=clean, observed=observed, name=image, sigma=sigma, seed=seed)
+
+
+def save_image(img: torch.Tensor, path) -> None:
+    """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG, creating the folder; atomic rename."""
+    import os
+
+    import skimage.io
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (img.detach().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
+    arr = arr.astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    skimage.io.imsave(str(tmp), arr, check_contrast=False)
+    os.replace(tmp, path)

@@ -58,4 +58,9 @@ def make_betas(name: str, T: int, **params) -> torch.Tensor:
         betas = fn(T, **params)
     except TypeError as e:
         raise ConfigError(f"beta schedule {name!r}: {e}") from None
+    if not ((betas > 0).all() and (betas < 1).all()):
+        raise ConfigError(
+            f"beta schedule {name!r} at T={T} gives betas outside (0, 1) (max "
+            f"{betas.max().item():.4g}); the linear schedule scales by 1000/T, so use "
+            f"T >= 21 or scale_with_T=false")
     return betas

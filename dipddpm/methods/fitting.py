@@ -165,7 +165,7 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
         k = stage_idx[j]
         stage = plan.stages[k]
         new_stage = j == 0 or stage_idx[j - 1] != k
-        if new_stage and (resume is None or j != start_j):
+        if new_stage:
             target = stage.target(g).to(dev)[None] if stage.t else y
             if j > 0 and plan.reset_optimizer_each_stage:
                 opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

@@ -1,0 +1,84 @@
+"""Stage schedulers (SPEC §4.5): a contract over every scheduler and the spec's exact counts."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dipddpm.errors import ConfigError
+from dipddpm.methods.guided_dip import PRESETS, GuidedDipConfig
+from dipddpm.config import build
+from dipddpm.stages import STAGE_SCHEDULERS, stage_counts, stage_of_iteration
+
+
+def _betas(K):  # decreasing betas: stage 1 is the noisiest
+    return np.linspace(0.02, 1e-4, K).tolist()
+
+
+@pytest.mark.parametrize("name", STAGE_SCHEDULERS.names())
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3000), K=st.integers(1, 30))
+def test_contract_every_scheduler(name, N, K):
+    params = {"x": 1} if name == "sharp_linear" else {}
+    if name == "sharp_linear" and N < K - 1:
+        return
+    counts = stage_counts(name, N, K, stage_betas=_betas(K), **params)
+    assert len(counts) == K and sum(counts) == N and min(counts) >= 0
+    assert all(isinstance(c, int) for c in counts)
+    assert len(stage_of_iteration(counts)) == N
+
+
+def test_uniform_exact_counts():
+    assert stage_counts("uniform", 2000, 9) == [125] + [250] * 7 + [125]
+
+
+def test_uniform_equal_exact_counts():
+    assert stage_counts("uniform_equal", 2000, 8) == [250] * 8
+    assert stage_counts("uniform_equal", 10, 3) == [4, 3, 3]
+
+
+def test_sharp_linear_exact_counts_and_error():
+    assert stage_counts("sharp_linear", 2000, 9) == [10] * 8 + [1920]
+    assert stage_counts("sharp_linear", 2000, 50, x=10) == [10] * 49 + [1510]
+    with pytest.raises(ConfigError, match=r"N = 70 .* \(9-1\)\*10 = 80"):
+        stage_counts("sharp_linear", 70, 9)
+
+
+def test_log10_linspace_exact_counts():
+    counts = stage_counts("log10_linspace", 2000, 9)
+    assert {k + 1: c for k, c in enumerate(counts) if c} == {1: 1, 6: 6, 7: 57, 8: 569,
+                                                            9: 1367}
+
+
+def test_exp_weighted_favours_low_noise_stages_and_uses_c():
+    cfg = build(GuidedDipConfig, PRESETS["guided_dip"])
+    counts = cfg.counts()
+    assert sum(counts) == 2000 and len(counts) == 20
+    assert counts == sorted(counts), "smaller beta_t (later stages) must get more iterations"
+    flat = build(GuidedDipConfig, {**PRESETS["guided_dip"], "exp_c": 0.0}).counts()
+    assert max(flat) - min(flat[:-1]) <= 1, "c = 0 gives equal shares"
+
+
+def test_exp_weighted_default_c_depends_on_schedule():
+    base = {**PRESETS["guided_dip"]}
+    lin = build(GuidedDipConfig, base).counts()
+    lin250 = build(GuidedDipConfig, {**base, "exp_c": 250.0}).counts()
+    cos = build(GuidedDipConfig, {**base, "beta_schedule": "cosine"}).counts()
+    cos400 = build(GuidedDipConfig, {**base, "beta_schedule": "cosine", "exp_c": 400.0}).counts()
+    assert lin == lin250 and cos == cos400
+
+
+def test_staged_dip_preset_timesteps():
+    cfg = build(GuidedDipConfig, PRESETS["staged_dip"])
+    assert cfg.timesteps_list() == [888, 777, 666, 555, 444, 333, 222, 111, 0]
+    gd = build(GuidedDipConfig, PRESETS["guided_dip"])
+    assert gd.timesteps_list() == np.linspace(500, 40, 20).astype(int).tolist()
+
+
+def test_unknown_scheduler_and_bad_sizes():
+    with pytest.raises(ConfigError, match="valid names: exp_weighted"):
+        stage_counts("uniformm", 10, 2)
+    with pytest.raises(ConfigError, match="stages must be a positive integer"):
+        stage_counts("uniform", 10, 0)
+    with pytest.raises(ConfigError, match="iterations must be a positive integer"):
+        stage_counts("uniform", 0, 3)
