@@ -6,7 +6,7 @@ import torch
 from dipddpm.config import build
 from dipddpm.methods import METHODS
 from dipddpm.methods.dip import DipConfig, run_dip
-from dipddpm.methods.guided_dip import PRESETS, GuidedDipConfig, run_guided_dip
+from dipddpm.methods.guided_dip import GuidedDipConfig, run_guided_dip
 
 TINY = {"width": 16, "depth": 3, "input_depth": 8, "report_every": 10}
 
@@ -106,12 +106,11 @@ def test_stage_targets_follow_the_formula(tiny_image_problem):
 
 
 def test_presets_build_and_size_errors(tiny_image_problem):
-    for name, m in (("dip", METHODS.get("dip")), ("guided_dip", METHODS.get("guided_dip"))):
+    for _name, m in (("dip", METHODS.get("dip")), ("guided_dip", METHODS.get("guided_dip"))):
         for preset in m.presets.values():
             build(m.config_cls, preset)
-    from dipddpm.errors import DipddpmError
-
     from dipddpm.data.images import make_image_problem
+    from dipddpm.errors import DipddpmError
 
     odd = make_image_problem("skimage:astronaut", size=36, multiple=4)
     with pytest.raises(DipddpmError, match="divisible by 16, got 36x36"):
@@ -125,3 +124,12 @@ def test_oracle_returns_the_best_output(tiny_image_problem):
     best = res.images["output_best"]
     assert psnr(best, tiny_image_problem.clean) == pytest.approx(res.metrics["psnr_gt_best"],
                                                                  abs=1e-3)
+
+
+def test_resume_from_the_final_state_returns_the_result(tiny_image_problem):
+    cfg = build(DipConfig, {**TINY, "iters": 20})
+    rec = Recorder(keep_state_at=20)
+    whole = run_dip(cfg, tiny_image_problem, report=rec)
+    again = run_dip(cfg, tiny_image_problem, resume=rec.state)
+    assert again.metrics["psnr_gt_best"] == whole.metrics["psnr_gt_best"]
+    assert again.metrics["psnr_gt_final"] == whole.metrics["psnr_gt_final"]

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dipddpm.config import build
 from dipddpm.errors import ConfigError
 from dipddpm.methods.guided_dip import PRESETS, GuidedDipConfig
-from dipddpm.config import build
 from dipddpm.stages import STAGE_SCHEDULERS, stage_counts, stage_of_iteration
 
 

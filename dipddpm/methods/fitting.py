@@ -112,6 +112,8 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
     psnr_noisy_last = -math.inf
     n_backtracks = 0
     best_out = None
+    pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-iter MSEs
+    last: dict[str, float] = {}  # latest psnr_noisy, psnr_gt, psnr_gt_sm
     start_j = 0
     wall_before = 0.0
     if resume is not None:
@@ -128,10 +130,9 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
         best_sm.load_state_dict(resume["best_sm"])
         best_out = resume["best_out"].to(dev) if resume["best_out"] is not None else None
         start_j, wall_before = resume["j"], resume["wall_s"]
+        last.update(resume["last"])
         torch.set_rng_state(resume["torch_rng"])
 
-    pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-iter MSEs
-    last: dict[str, float] = {}
     t0 = time.perf_counter()
 
     def state() -> dict:
@@ -144,7 +145,8 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
             "psnr_noisy_last": psnr_noisy_last, "n_backtracks": n_backtracks,
             "best_gt": best_gt.state_dict(), "best_sm": best_sm.state_dict(),
             "best_out": None if best_out is None else best_out.cpu(),
-            "j": j + 1, "wall_s": wall_before + time.perf_counter() - t0,
+            "shown": shown.detach().cpu(), "last": dict(last), "j": j + 1,
+            "wall_s": wall_before + time.perf_counter() - t0,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -232,6 +234,8 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
 
     wall = wall_before + time.perf_counter() - t0
     flush()
+    if start_j >= N:  # resumed from the final state: nothing left to run
+        shown = resume["shown"].to(dev)
     with torch.no_grad():
         final = shown[0].clamp(0, 1).cpu()
         final_sm = o_sm[0].clamp(0, 1).cpu()
