@@ -1,4 +1,4 @@
-"""Beta schedules (SPEC §1): one contract over every registered schedule, plus the spec's numbers."""
+"""Beta schedules (SPEC §1): a contract over every registered schedule, and the spec numbers."""
 
 import pytest
 import torch
