@@ -133,3 +133,11 @@ def test_resume_from_the_final_state_returns_the_result(tiny_image_problem):
     again = run_dip(cfg, tiny_image_problem, resume=rec.state)
     assert again.metrics["psnr_gt_best"] == whole.metrics["psnr_gt_best"]
     assert again.metrics["psnr_gt_final"] == whole.metrics["psnr_gt_final"]
+
+
+def test_uint8_psnr_flag_stays_close_to_float(tiny_image_problem):
+    base = {**TINY, "iters": 20}
+    a = run_dip(build(DipConfig, base), tiny_image_problem).metrics
+    b = run_dip(build(DipConfig, {**base, "psnr_uint8": True}), tiny_image_problem).metrics
+    assert a["psnr_gt_final"] != b["psnr_gt_final"]
+    assert abs(a["psnr_gt_final"] - b["psnr_gt_final"]) < 0.5

@@ -60,8 +60,14 @@ def pick_device(device=None) -> torch.device:
     return torch.device(device)
 
 
-def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(a.detach().clamp(0, 1), b)
+def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+    """A CPU copy that never aliases the live tensor (for checkpoints)."""
+    return None if t is None else t.detach().to("cpu", copy=True)
+
+
+def _quantize(v: torch.Tensor) -> torch.Tensor:
+    """uint8 truncation, as the source that reports uint8 PSNR does."""
+    return torch.floor(v * 255) / 255
 
 
 def _psnr_of(mse: torch.Tensor) -> torch.Tensor:
@@ -103,7 +109,18 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
     N = plan.iters
     stage_idx = torch.repeat_interleave(torch.arange(len(plan.stages)),
                                         torch.tensor([s.iters for s in plan.stages])).tolist()
-    uint8 = cfg.psnr_uint8
+    params = list(net.parameters())
+    # references of the three tracked PSNRs: [output vs y, output vs x, smoothed vs x]
+    refs = torch.cat([y, x, x])  # (3,C,H,W)
+    if cfg.psnr_uint8:
+        refs = _quantize(refs)
+
+    def mses(shown: torch.Tensor, o_sm: torch.Tensor) -> torch.Tensor:  # (3,) on the device
+        a = torch.cat([shown, shown, o_sm]).clamp_(0, 1)
+        if cfg.psnr_uint8:
+            a = _quantize(a)
+        return (a - refs).square_().flatten(1).mean(1)
+
     best_gt = BestTracker(threshold=cfg.psnr_threshold)
     best_sm = BestTracker()
     o_sm = None
@@ -112,7 +129,7 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
     psnr_noisy_last = -math.inf
     n_backtracks = 0
     best_out = None
-    pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []  # per-iter MSEs
+    pending: list[tuple[int, torch.Tensor]] = []  # (iteration, its (3,) MSEs), read lazily
     last: dict[str, float] = {}  # latest psnr_noisy, psnr_gt, psnr_gt_sm
     start_j = 0
     wall_before = 0.0
@@ -124,7 +141,7 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
                            for k in ("z", "o_sm", "target"))
         saved = resume["saved"]
         if saved is not None:
-            saved = ([p.to(dev) for p in saved[0]], saved[1])
+            saved = ([p.to(dev, copy=True) for p in saved[0]], saved[1])
         psnr_noisy_last, n_backtracks = resume["psnr_noisy_last"], resume["n_backtracks"]
         best_gt.load_state_dict(resume["best_gt"])
         best_sm.load_state_dict(resume["best_sm"])
@@ -138,14 +155,12 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
     def state() -> dict:
         return {
             "net": copy.deepcopy(net.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
-            "gen": g.get_state(), "z": z.detach().cpu(),
-            "o_sm": None if o_sm is None else o_sm.detach().cpu(),
-            "target": None if target is None else target.detach().cpu(),
-            "saved": None if saved is None else ([p.cpu() for p in saved[0]], saved[1]),
+            "gen": g.get_state(), "z": _cpu(z), "o_sm": _cpu(o_sm), "target": _cpu(target),
+            "saved": None if saved is None else ([_cpu(p) for p in saved[0]],
+                                                 copy.deepcopy(saved[1])),
             "psnr_noisy_last": psnr_noisy_last, "n_backtracks": n_backtracks,
             "best_gt": best_gt.state_dict(), "best_sm": best_sm.state_dict(),
-            "best_out": None if best_out is None else best_out.cpu(),
-            "shown": shown.detach().cpu(), "last": dict(last), "j": j + 1,
+            "best_out": _cpu(best_out), "shown": _cpu(shown), "last": dict(last), "j": j + 1,
             "wall_s": wall_before + time.perf_counter() - t0,
             "torch_rng": torch.get_rng_state(),
         }
@@ -155,13 +170,14 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
         nonlocal best_out
         if not pending:
             return
-        vals = _psnr_of(torch.stack([torch.stack(p[1:]) for p in pending])).tolist()
-        for (it, *_), (p_noisy, p_gt, p_sm) in zip(pending, vals, strict=True):
+        vals = _psnr_of(torch.stack([m for _, m in pending])).tolist()
+        for (it, _), (p_noisy, p_gt, p_sm) in zip(pending, vals, strict=True):
             best_gt.update(it, p_gt)
             best_sm.update(it, p_sm)
             last.update(psnr_noisy=p_noisy, psnr_gt=p_gt, psnr_gt_sm=p_sm)
         pending.clear()
 
+    net.train()
     j = start_j - 1
     for j in range(start_j, N):
         k = stage_idx[j]
@@ -174,7 +190,6 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
             if j > 0 and plan.resample_input_each_stage:
                 z = _draw_input(cfg, z.shape, g, dev)
 
-        net.train()
         z_j = z
         if cfg.reg_noise_std > 0:
             z_j = z + cfg.reg_noise_std * torch.randn(z.shape, generator=g, device=dev)
@@ -189,29 +204,31 @@ def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0
                 net.eval()
                 shown = net(z)
                 net.train()
-            o_sm = shown if o_sm is None or cfg.smoothing == 0 else (
-                cfg.smoothing * o_sm + (1 - cfg.smoothing) * shown)
-            it = j + 1
-            if uint8:
-                pending.append((it, *(torch.tensor(10 ** (-psnr(a, b, True) / 10))
-                                      for a, b in ((shown, y), (shown, x), (o_sm, x)))))
+            if cfg.smoothing == 0:
+                o_sm = shown
+            elif o_sm is None:
+                o_sm = shown.clone()
             else:
-                pending.append((it, _mse(shown, y), _mse(shown, x), _mse(o_sm, x)))
+                o_sm.lerp_(shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
+            it = j + 1
+            pending.append((it, mses(shown, o_sm)))
 
             skip_step = False
             if cfg.backtracking and j % cfg.backtrack_every:
-                p_noisy = _psnr_of(pending[-1][1]).item()
+                p_noisy = _psnr_of(pending[-1][1][0]).item()
                 if p_noisy - psnr_noisy_last < -cfg.backtrack_drop_db and saved is not None:
-                    for p, s in zip(net.parameters(), saved[0], strict=True):
-                        p.copy_(s)
+                    torch._foreach_copy_(params, saved[0])
                     n_backtracks += 1
                     if cfg.backtrack_mode == "clean":
                         opt.load_state_dict(saved[1])
                         skip_step = True
                 else:
-                    saved = ([p.detach().clone() for p in net.parameters()],
-                             copy.deepcopy(opt.state_dict())
-                             if cfg.backtrack_mode == "clean" else None)
+                    if saved is None:
+                        saved = ([p.detach().clone() for p in params], None)
+                    else:
+                        torch._foreach_copy_(saved[0], params)
+                    if cfg.backtrack_mode == "clean":
+                        saved = (saved[0], copy.deepcopy(opt.state_dict()))
                     psnr_noisy_last = p_noisy
         if not skip_step:
             opt.step()
