@@ -1,0 +1,243 @@
+"""Read one sweep's results directory (the Parquet layout the sweep runner writes).
+
+    <storage>/<sweep>/trials/part-*.parquet    one row per trial
+    <storage>/<sweep>/metrics/part-*.parquet   long: sweep, trial_id, iter, metric, value
+    <storage>/<sweep>/artifacts/...            PNGs (optional here)
+    <storage>/<sweep>/spec.resolved.yaml       the spec as run (optional here)
+    <storage>/<sweep>/optuna.db                the Optuna study (optional)
+
+Only the Parquet files are required, so a directory copied from a cluster (no Ray session, no
+checkpoints) is enough. Trials files may differ in their columns (a conditional search space,
+a metric that is null for a failed trial); their schemas are unified, missing columns read as
+null. Anything that is not a sweep result is a one-line `DipddpmError` saying what was expected.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dipddpm.errors import DipddpmError, closest
+
+SCHEMA_VERSION = "1"
+STATUSES = ("COMPLETED", "PRUNED", "FAILED")
+TRIAL_COLUMNS = ("sweep", "trial_id", "status", "method", "iters_done")
+METRIC_COLUMNS = ("sweep", "trial_id", "iter", "metric", "value")
+LAYOUT = "<storage>/<sweep>/trials/part-*.parquet, as `dipddpm sweep run` writes"
+# trial-level columns that are bookkeeping, not something to rank or group trials by
+NOT_METRICS = ("seed", "retries", "iters_done", "wall_s")
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep: the trials table in memory; metrics read on demand (they can be large)."""
+
+    path: Path
+    name: str
+    trials: pd.DataFrame  # one row per trial, sorted by trial_id
+    metric_files: list[Path]
+    spec: dict | None = None  # spec.resolved.yaml, parsed; None when absent
+    spec_text: str | None = None
+    file_metadata: dict = field(default_factory=dict)  # dipddpm.* Parquet metadata
+
+    @property
+    def config_columns(self) -> list[str]:
+        return [c for c in self.trials.columns if c.startswith("config.")]
+
+    @property
+    def study_path(self) -> Path | None:
+        p = self.path / "optuna.db"
+        return p if p.is_file() else None
+
+    def counts(self, trials: pd.DataFrame | None = None) -> dict[str, int]:
+        """Number of trials per status: COMPLETED, PRUNED, FAILED (+ any other seen)."""
+        t = self.trials if trials is None else trials
+        counts = {s: int((t["status"] == s).sum()) for s in STATUSES}
+        for s, n in t["status"].value_counts().items():
+            counts.setdefault(str(s), int(n))
+        return counts
+
+    def varying_config(self) -> list[str]:
+        """Config columns with more than one value among trials (the searched parameters)."""
+        return [c for c in self.config_columns
+                if self.trials[c].astype("string").nunique(dropna=True) > 1]
+
+    @functools.cached_property
+    def metric_names(self) -> list[str]:
+        """Names in the metrics table (psnr_gt, ssim_gt, stage, ...)."""
+        if not self.metric_files:
+            return []
+        import pyarrow.compute as pc
+
+        col = self._dataset().to_table(columns=["metric"]).column("metric")
+        return sorted(str(v) for v in pc.unique(col).to_pylist() if v is not None)
+
+    def _dataset(self):
+        import pyarrow.dataset as ds
+
+        return ds.dataset([str(f) for f in self.metric_files], format="parquet")
+
+    def metrics(self, names: list[str] | None = None,
+                trial_ids: list[str] | None = None) -> pd.DataFrame:
+        """The long metrics table (trial_id, iter, metric, value), filtered while reading."""
+        empty = pd.DataFrame({"trial_id": pd.Series(dtype="string"),
+                              "iter": pd.Series(dtype="int64"),
+                              "metric": pd.Series(dtype="string"),
+                              "value": pd.Series(dtype="float64")})
+        if not self.metric_files:
+            return empty
+        import pyarrow.dataset as ds
+
+        expr = None
+        if names is not None:
+            expr = ds.field("metric").isin(list(names))
+        if trial_ids is not None:
+            by_trial = ds.field("trial_id").isin(list(trial_ids))
+            expr = by_trial if expr is None else expr & by_trial
+        table = self._dataset().to_table(columns=["trial_id", "iter", "metric", "value"],
+                                          filter=expr)
+        df = table.to_pandas()
+        if df.empty:
+            return empty
+        return df.sort_values(["trial_id", "metric", "iter"], ignore_index=True)
+
+    def curves(self, names: list[str], trial_ids: list[str] | None = None) -> pd.DataFrame:
+        """Wide per-iteration table: one row per (trial_id, iter), one column per metric."""
+        long = self.metrics(names, trial_ids)
+        wide = long.pivot_table(index=["trial_id", "iter"], columns="metric", values="value",
+                                aggfunc="last")
+        wide.columns.name = None
+        return wide.reset_index()
+
+    def require_metric(self, name: str) -> None:
+        """Error unless `name` is in the metrics table."""
+        if name not in self.metric_names:
+            raise DipddpmError(
+                f"unknown metric {name!r} in the metrics table of sweep {self.name!r}"
+                f"{closest(name, self.metric_names)}; expected one of: "
+                f"{', '.join(self.metric_names) or '(none recorded)'}")
+
+    def column(self, key: str, what: str = "group key") -> str:
+        """The trials column named `key`; `scheduler` finds `config.scheduler` too."""
+        cols = list(self.trials.columns)
+        for cand in (key, f"config.{key}", f"problem.{key}"):
+            if cand in cols:
+                return cand
+        short = [c.removeprefix("config.") for c in self.config_columns]
+        hint = closest(key, cols + short)
+        raise DipddpmError(
+            f"unknown {what} {key!r} for sweep {self.name!r}{hint}; expected a trials column "
+            f"such as {', '.join(self.varying_config()[:6] or self.config_columns[:6])} "
+            f"(the config. prefix is optional) or method, status, seed")
+
+
+def to_pandas(table) -> pd.DataFrame:
+    """Arrow -> pandas keeping integers and booleans with nulls as integers and booleans."""
+    import pyarrow as pa
+
+    types = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype(),
+             pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=types.get)
+
+
+def _part_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("part-*.parquet"))
+
+
+def _not_a_sweep(path: Path, why: str) -> DipddpmError:
+    inner = sorted(p.parent.parent for p in path.glob("*/trials/part-*.parquet"))
+    hint = ""
+    if inner:
+        names = ", ".join(str(p) for p in dict.fromkeys(inner))
+        hint = f" (it holds sweeps: {names}; pass one of those)"
+    return DipddpmError(f"{path} is not a sweep result: {why}; expected {LAYOUT}{hint}")
+
+
+def _read_schemas(files: list[Path]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for f in files:
+        try:
+            schemas.append(pq.read_schema(f))
+        except (pa.ArrowInvalid, OSError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DipddpmError(f"cannot read {f}: {first}; expected a Parquet file written by "
+                               "`dipddpm sweep run`") from None
+    return schemas
+
+
+def _check_metadata(files: list[Path], schemas) -> dict:
+    meta: dict = {}
+    for f, s in zip(files, schemas, strict=True):
+        m = {k.decode(): v.decode() for k, v in (s.metadata or {}).items()
+             if k.startswith(b"dipddpm.")}
+        version = m.get("dipddpm.schema_version")
+        if version is not None and version != SCHEMA_VERSION:
+            raise DipddpmError(f"{f} has results schema version {version!r}, this dipddpm "
+                               f"reads version {SCHEMA_VERSION!r}; use the dipddpm version that "
+                               "wrote the sweep (see its dipddpm_version column)")
+        meta = meta or m
+    return meta
+
+
+def _require_columns(f: Path, schema, required) -> None:
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        raise DipddpmError(f"{f} is not a dipddpm results file: it lacks column(s) "
+                           f"{', '.join(missing)}; expected {', '.join(required)}")
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep directory; raises DipddpmError if it is not a (non-empty) one."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    path = Path(path)
+    if not path.exists():
+        raise DipddpmError(f"{path} does not exist; expected a sweep results directory "
+                           f"({LAYOUT})")
+    if not path.is_dir():
+        raise _not_a_sweep(path, "it is a file, not a directory")
+    trials_dir = path / "trials"
+    if not trials_dir.is_dir():
+        raise _not_a_sweep(path, "it has no trials/ folder")
+    files = _part_files(trials_dir)
+    if not files:
+        raise DipddpmError(f"sweep {path} has no trials yet ({trials_dir} holds no "
+                           "part-*.parquet); expected at least one finished trial: wait for "
+                           "the sweep or check it with `dipddpm sweep status`")
+    schemas = _read_schemas(files)
+    for f, s in zip(files, schemas, strict=True):
+        _require_columns(f, s, TRIAL_COLUMNS)
+    meta = _check_metadata(files, schemas)
+    unified = pa.unify_schemas(schemas, promote_options="permissive")
+    table = ds.dataset([str(f) for f in files], schema=unified, format="parquet").to_table()
+    trials = to_pandas(table).sort_values("trial_id", ignore_index=True)
+    if trials.empty:
+        raise DipddpmError(f"sweep {path} has no trial rows; expected one row per trial in "
+                           f"{trials_dir}")
+
+    metric_files = _part_files(path / "metrics")
+    metric_schemas = _read_schemas(metric_files)
+    for f, s in zip(metric_files, metric_schemas, strict=True):
+        _require_columns(f, s, METRIC_COLUMNS)
+    _check_metadata(metric_files, metric_schemas)
+
+    spec = spec_text = None
+    spec_path = path / "spec.resolved.yaml"
+    if spec_path.is_file():
+        import yaml
+
+        spec_text = spec_path.read_text()
+        try:
+            spec = yaml.safe_load(spec_text)
+        except yaml.YAMLError:
+            spec = None
+    name = meta.get("dipddpm.sweep") or str(trials["sweep"].iloc[0])
+    return Sweep(path=path, name=name, trials=trials, metric_files=metric_files, spec=spec,
+                 spec_text=spec_text, file_metadata=meta)

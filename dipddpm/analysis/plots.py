@@ -1,0 +1,367 @@
+"""Figures of a sweep, drawn with matplotlib's Agg canvas (no display, no global pyplot state).
+
+- curves:     PSNR (and SSIM) against iteration for the best trials, or mean +/- std per group
+- stages:     PSNR against iteration with the stage boundaries marked, one panel per trial (or
+              per group's best trial), as the staged-DIP source's figures
+- pareto:     quality against compute (iterations or seconds) with the Pareto front
+- importance: Optuna parameter importances from the sweep's study (optuna.db)
+
+Each `plot_*` returns a `matplotlib.figure.Figure`; `save_figure` writes it atomically and
+`png_bytes` renders it for the HTML report.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from dipddpm.analysis.load import Sweep
+from dipddpm.analysis.output import write_atomic
+from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
+from dipddpm.errors import DipddpmError
+
+KINDS = ("curves", "stages", "pareto", "importance")
+SUFFIXES = (".png", ".svg", ".pdf")
+CURVES = (("psnr_gt", "PSNR vs clean (dB)"), ("ssim_gt", "SSIM vs clean"))
+DPI = 110
+
+
+def _figure(w: float, h: float) -> Figure:
+    fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, out: str | Path) -> Path:
+    """Write the figure to out (.png, .svg or .pdf), whole or not at all."""
+    out = Path(out)
+    if out.suffix.lower() not in SUFFIXES:
+        raise DipddpmError(f"--out must end in {', '.join(SUFFIXES)}, got {out}")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=out.suffix[1:].lower())
+    return write_atomic(out, buf.getvalue())
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def trial_label(sweep: Sweep, row: pd.Series) -> str:
+    parts = [str(row["trial_id"])]
+    if sweep.trials["method"].nunique() > 1:
+        parts.append(str(row["method"]))
+    params = [str(row[c]) for c in sweep.varying_config() if c in row and pd.notna(row[c])]
+    if params:
+        parts.append(", ".join(params))
+    if "seed" in row and pd.notna(row["seed"]):
+        parts.append(f"seed {row['seed']}")
+    return " · ".join(parts)
+
+
+def _group_label(keys: list[str], values) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return ", ".join(f"{k.removeprefix('config.')}={'—' if pd.isna(v) else v}"
+                     for k, v in zip(keys, values, strict=True))
+
+
+def _curve_names(sweep: Sweep) -> list[tuple[str, str]]:
+    names = [(m, label) for m, label in CURVES if m in sweep.metric_names]
+    if not names:
+        raise DipddpmError(f"sweep {sweep.name!r} has no psnr_gt or ssim_gt curve in its "
+                           f"metrics table (it has: {', '.join(sweep.metric_names) or 'none'}); "
+                           "curves need a method that reports them (dip, guided_dip)")
+    return names
+
+
+def _noisy_line(ax, sweep: Sweep) -> None:
+    if "psnr_noisy_input" in sweep.trials and sweep.trials["psnr_noisy_input"].notna().any():
+        v = float(sweep.trials["psnr_noisy_input"].median())
+        ax.axhline(v, color="0.4", ls="--", lw=1, label=f"noisy input {v:.2f} dB")
+
+
+def _ranked(sweep: Sweep, metric: str | None, top: int) -> tuple[str, pd.DataFrame]:
+    metric = resolve_metric(sweep, metric)
+    table = trial_table(sweep, metric)
+    return metric, top_trials(table, metric, metric_mode(sweep, metric), top)
+
+
+def plot_curves(sweep: Sweep, metric: str | None = None, top: int = 8,
+                by: list[str] | None = None) -> Figure:
+    """PSNR / SSIM against iteration: the `top` best trials, or mean +/- std per group."""
+    names = _curve_names(sweep)
+    fig = _figure(5.2 * len(names), 4.0)
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
+    if by:
+        cols = [sweep.column(k) for k in by]
+        curves = sweep.curves([m for m, _ in names])
+        curves = curves.merge(sweep.trials[["trial_id", *cols]], on="trial_id")
+        for ax, (m, label) in zip(axes, names, strict=True):
+            for key, g in curves.groupby(cols, dropna=False, sort=True):
+                stats = g.groupby("iter")[m].agg(["mean", "std", "count"])
+                x = stats.index.to_numpy()
+                line, = ax.plot(x, stats["mean"], lw=1.6,
+                                label=f"{_group_label(cols, key)} (n={g['trial_id'].nunique()})")
+                std = stats["std"].fillna(0).to_numpy()
+                ax.fill_between(x, stats["mean"] - std, stats["mean"] + std, alpha=0.15,
+                                color=line.get_color(), lw=0)
+            ax.set_ylabel(label)
+        title = f"{sweep.name}: mean ± std per group"
+    else:
+        metric, best = _ranked(sweep, metric, top)
+        rows = sweep.trials.set_index("trial_id").loc[best["trial_id"]].reset_index()
+        curves = sweep.curves([m for m, _ in names], list(best["trial_id"]))
+        for ax, (m, label) in zip(axes, names, strict=True):
+            for _, row in rows.iterrows():
+                c = curves[curves["trial_id"] == row["trial_id"]]
+                if m in c:
+                    ax.plot(c["iter"], c[m], lw=1.4, label=trial_label(sweep, row))
+            ax.set_ylabel(label)
+        title = f"{sweep.name}: the {len(best)} best trials by {metric}"
+    _noisy_line(axes[0], sweep)
+    for ax in axes:
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    return fig
+
+
+def stage_boundaries(stage: pd.DataFrame) -> list[float]:
+    """Iterations where the reported stage index changes (midway between the two reports)."""
+    s = stage.sort_values("iter")
+    it, k = s["iter"].to_numpy(), s["value"].to_numpy()
+    change = np.nonzero(k[1:] != k[:-1])[0]
+    return [float(it[i] + it[i + 1]) / 2 for i in change]
+
+
+def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
+                by: list[str] | None = None) -> Figure:
+    """PSNR vs iteration with stage boundaries: the best trials, or each group's best trial."""
+    for m in ("stage", "psnr_gt"):
+        if m not in sweep.metric_names:
+            raise DipddpmError(f"sweep {sweep.name!r} has no {m!r} metric in its metrics "
+                               "table; stage plots need guided_dip trials (which report stage "
+                               "and psnr_gt); use --kind curves")
+    metric = resolve_metric(sweep, metric)
+    mode = metric_mode(sweep, metric)
+    table = trial_table(sweep, metric)
+    staged = set(sweep.metrics(["stage"])["trial_id"])
+    table = table[table["trial_id"].isin(staged)]
+    if by:
+        cols = [sweep.column(k) for k in by]
+        table = table.merge(sweep.trials[["trial_id", *[c for c in cols if c not in table]]],
+                            on="trial_id")
+        picks = []
+        for key, g in table.groupby(cols, dropna=False, sort=True):
+            best = top_trials(g, metric, mode, 1)
+            if len(best):
+                tid = best.iloc[0]["trial_id"]
+                label = _group_label(cols, key)
+                if all(pd.isna(v) for v in (key if isinstance(key, tuple) else (key,))):
+                    label = f"{best.iloc[0]['method']} (no {', '.join(by)})"
+                picks.append((tid, label))
+    else:
+        best = top_trials(table, metric, mode, top)
+        rows = sweep.trials.set_index("trial_id")
+        picks = [(t, trial_label(sweep, rows.loc[t].to_dict() | {"trial_id": t}))
+                 for t in best["trial_id"]]
+    if not picks:
+        raise DipddpmError(f"sweep {sweep.name!r} has no trial with both a stage curve and a "
+                           f"value of {metric}; expected finished guided_dip trials")
+    curves = sweep.curves(["psnr_gt", "stage", "stage_t"], [t for t, _ in picks])
+    n = len(picks)
+    ncols = min(n, 2)
+    nrows = (n + ncols - 1) // ncols
+    fig = _figure(5.6 * ncols, 3.4 * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    it_col = sweep.trials.set_index("trial_id")
+    for ax, (tid, label) in zip(axes, picks, strict=False):
+        c = curves[curves["trial_id"] == tid].sort_values("iter")
+        ax.plot(c["iter"], c["psnr_gt"], lw=1.5, color="C0")
+        edges = [float(c["iter"].min()) - 0.5, *stage_boundaries(
+            c[["iter", "stage"]].rename(columns={"stage": "value"})),
+            float(c["iter"].max()) + 0.5]
+        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            if i % 2:
+                ax.axvspan(a, b, color="0.92", lw=0)
+        for x in edges[1:-1]:
+            ax.axvline(x, color="C3", lw=0.8, ls=":")
+        best_it = it_col.loc[tid].get("psnr_best_iter")
+        best_v = it_col.loc[tid].get("psnr_gt_best")
+        if best_it is not None and pd.notna(best_it) and pd.notna(best_v):
+            ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
+                    label=f"best {best_v:.2f} dB @ {int(best_it)}")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(f"{label}  ({len(edges) - 2} boundaries)", fontsize=8)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR vs clean (dB)")
+        ax.grid(alpha=0.3)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle(f"{sweep.name}: PSNR per stage (dotted: stage boundaries, within half a "
+                 "report interval)", fontsize=10)
+    return fig
+
+
+def pareto_front(compute: np.ndarray, quality: np.ndarray, mode: str = "max") -> np.ndarray:
+    """Indices of the points no other point beats on both axes (less compute, better quality),
+    in order of increasing compute."""
+    q = quality if mode == "max" else -quality
+    order = np.lexsort((-q, compute))  # by compute, then best quality first
+    front, best = [], -np.inf
+    for i in order:
+        if q[i] > best:
+            front.append(i)
+            best = q[i]
+    return np.array(front, dtype=int)
+
+
+def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
+                by: list[str] | None = None) -> Figure:
+    """Quality against compute (iterations done or wall seconds), with the Pareto front.
+
+    Quality is the metric, by default `objective` (the spec's best-so-far value, which pruned
+    trials have too, so the early-stopped ones show where they stopped)."""
+    xcol = {"iters": "iters_done", "seconds": "wall_s"}.get(x)
+    if xcol is None:
+        raise DipddpmError(f"--x must be iters or seconds, got {x!r}")
+    if xcol not in sweep.trials:
+        raise DipddpmError(f"sweep {sweep.name!r} has no {xcol} column; use --x iters")
+    if metric is None and "objective" in sweep.trials and sweep.trials["objective"].notna().any():
+        metric = "objective"  # best-so-far: pruned trials have it too
+    metric = resolve_metric(sweep, metric)
+    mode = metric_mode(sweep, metric)
+    t = sweep.trials[sweep.trials[metric].notna() & sweep.trials[xcol].notna()]
+    if t.empty:
+        raise DipddpmError(f"sweep {sweep.name!r} has no trial with both {metric} and {xcol}")
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
+    cols = [sweep.column(k) for k in by] if by else ["status"]
+    markers = {"COMPLETED": "o", "PRUNED": "v", "FAILED": "x"}
+    for key, g in t.groupby(cols, dropna=False, sort=True):
+        label = _group_label(cols, key) if by else str(key[0] if isinstance(key, tuple) else key)
+        marker = "o" if by else markers.get(label, "s")
+        ax.scatter(g[xcol], g[metric], s=28, alpha=0.8, marker=marker,
+                   label=f"{label} ({len(g)})")
+    ok = t[t["status"] != "FAILED"]  # a failed trial is no trade-off anyone can choose
+    cx = ok[xcol].to_numpy(dtype=float)
+    qy = ok[metric].to_numpy(dtype=float)
+    front = pareto_front(cx, qy, mode)
+    ax.step(cx[front], qy[front], where="post", color="k", lw=1.2, label="Pareto front")
+    for i in front:
+        ax.annotate(str(ok["trial_id"].iloc[i]), (cx[i], qy[i]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    cx = t[xcol].to_numpy(dtype=float)
+    if cx.min() > 0 and cx.max() / cx.min() > 30:
+        ax.set_xscale("log")
+    ax.set_xlabel({"iters_done": "iterations done", "wall_s": "wall time per trial (s)"}[xcol])
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    missing = len(sweep.trials) - len(t)
+    ax.set_title(f"{sweep.name}: {metric} vs compute"
+                 + (f" ({missing} trials without {metric} not shown)" if missing else ""),
+                 fontsize=9)
+    return fig
+
+
+def _snapshot(db: Path, into: Path) -> Path:
+    """A consistent copy of the study's SQLite file (read-only source; safe while it is written)."""
+    import sqlite3
+
+    dst = into / "optuna.db"
+    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        out = sqlite3.connect(dst)
+        with out:
+            src.backup(out)
+        out.close()
+    finally:
+        src.close()
+    return dst
+
+
+def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
+    """Optuna importances of the searched parameters: (importances, evaluator, trials used)."""
+    db = sweep.study_path
+    if db is None:
+        raise DipddpmError(f"sweep {sweep.name!r} has no Optuna study ({sweep.path / 'optuna.db'}"
+                           " is absent: the searcher was not optuna, or the file was not copied "
+                           "from the cluster); importance needs the study")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            storage = f"sqlite:///{_snapshot(db, Path(tmp))}"
+            names = optuna.get_all_study_names(storage)
+            name = sweep.name if sweep.name in names else (names[0] if len(names) == 1 else None)
+            if name is None:
+                raise DipddpmError(f"{db} holds studies {names}, none named {sweep.name!r}; "
+                                   "expected the study named after the sweep")
+            study = optuna.load_study(study_name=name, storage=storage)
+        except DipddpmError:
+            raise
+        except Exception as e:  # sqlite / optuna storage errors: not a readable study
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise DipddpmError(f"cannot read the Optuna study in {db}: {first}; expected an "
+                               "Optuna SQLite storage written by `dipddpm sweep run`") from None
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        params = {p for t in complete for p in t.params}
+        if len(complete) < 2 or not params:
+            raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
+                               f"parameters in study {name!r}, got {len(complete)} trials and "
+                               f"{len(params)} parameters")
+        try:
+            import sklearn  # noqa: F401  (fANOVA's random forest)
+
+            evaluator, label = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+        except ImportError:
+            evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            except (ValueError, RuntimeError) as e:
+                raise DipddpmError(f"Optuna could not compute importances for study {name!r}: "
+                                   f"{str(e).splitlines()[0]}") from None
+    return dict(imp), label, len(complete)
+
+
+def plot_importance(sweep: Sweep) -> Figure:
+    """A bar chart of Optuna's parameter importances (normalised to sum to 1)."""
+    imp, evaluator, n = param_importances(sweep)
+    names = list(imp)[::-1]
+    fig = _figure(6.0, 0.9 + 0.45 * len(names))
+    ax = fig.subplots()
+    ax.barh(names, [imp[k] for k in names], color="C0")
+    for i, k in enumerate(names):
+        ax.text(imp[k], i, f" {imp[k]:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(1.0, max(imp.values()) * 1.15))
+    ax.set_xlabel("importance")
+    ax.set_title(f"{sweep.name}: parameter importances ({evaluator}, {n} complete trials)",
+                 fontsize=9)
+    return fig
+
+
+def plot(sweep: Sweep, kind: str, metric: str | None = None, top: int | None = None,
+         by: list[str] | None = None, x: str = "iters") -> Figure:
+    """Dispatch on kind: curves, stages, pareto or importance."""
+    if kind == "curves":
+        return plot_curves(sweep, metric, top or 8, by)
+    if kind == "stages":
+        return plot_stages(sweep, metric, top or 4, by)
+    if kind == "pareto":
+        return plot_pareto(sweep, metric, x, by)
+    if kind == "importance":
+        return plot_importance(sweep)
+    raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")

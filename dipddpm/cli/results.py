@@ -1,0 +1,198 @@
+"""`dipddpm results summarize|compare|plot|report|export`: analyse a sweep's Parquet results.
+
+Every command reads only the sweep directory (trials/ and metrics/ Parquet files, plus the
+artifacts, spec and Optuna study when present): no Ray session is needed, so a results folder
+copied from a cluster works.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dipddpm.cli.app import print_json, results_app, user_errors
+from dipddpm.errors import DipddpmError
+
+DIR_HELP = "Sweep results directory: <storage>/<sweep> (holds trials/ and metrics/)."
+BY_HELP = ("Group by this trials column (repeatable), e.g. --by scheduler --by beta_schedule; "
+           "the config. prefix is optional.")
+METRIC_HELP = ("Numeric trials column to rank by (default psnr_gt_best, else objective), e.g. "
+               "psnr_gt_final, ssim_gt_final, objective.")
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _print_table(title: str, df: pd.DataFrame, console: Console | None = None) -> None:
+    from dipddpm.analysis.tables import display
+
+    shown = display(df)
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for i, c in enumerate(shown.columns):
+        table.add_column(str(c), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in shown.itertuples(index=False):
+        table.add_row(*map(str, row))
+    (console or _console()).print(table)
+
+
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        raise DipddpmError("--json and --csv print different formats; pass only one of them")
+
+
+@results_app.command(
+    "summarize",
+    help=("The best trials, and a table per group: best value with its trial and iteration, mean ± "
+          "std over the COMPLETED trials (seeds), iterations to reach the PSNR threshold, and "
+          "how many trials completed, were pruned or failed."))
+@user_errors
+def summarize_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    by: list[str] | None = typer.Option(None, "--by", help=BY_HELP),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
+    top: int = typer.Option(10, "--top", help="How many best trials to list."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="PSNR (dB) for 'iterations to reach': the first reported "
+        "iteration with psnr_gt >= this (default: the trials' own first_reach_iter, set by "
+        "the config's psnr_threshold)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print the group table as CSV (the "
+                                "best-trials table without --by)."),
+) -> None:
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.summarize import summarize
+    from dipddpm.analysis.tables import records, to_csv
+
+    _one_format(as_json, as_csv)
+    s = summarize(load_sweep(directory), by=by, metric=metric, top=top, threshold=threshold)
+    if as_json:
+        print_json({"sweep": s.sweep.name, "path": str(s.sweep.path), "metric": s.metric,
+                    "mode": s.mode, "by": s.by, "threshold": s.threshold, "counts": s.counts,
+                    "top": records(s.top), "groups": records(s.groups)})
+        return
+    if as_csv:
+        sys.stdout.write(to_csv(s.groups if s.by else s.top))
+        return
+    c = s.counts
+    console = _console()
+    console.print(f"sweep [bold]{s.sweep.name}[/] ({s.sweep.path}): {sum(c.values())} trials: "
+                  f"{c['COMPLETED']} completed, {c['PRUNED']} pruned, {c['FAILED']} failed; "
+                  f"ranked by {s.metric} ({s.mode})", highlight=False)
+    _print_table(f"best {len(s.top)} trials by {s.metric}", s.top, console)
+    title = ("by " + ", ".join(k.removeprefix("config.") for k in s.by) if s.by
+             else "all trials")
+    _print_table(f"{title} ({s.metric}; statistics over COMPLETED trials)", s.groups, console)
+    if not s.by:
+        keys = ", ".join(k.removeprefix("config.") for k in s.sweep.varying_config()[:3])
+        if keys:
+            console.print(f"[dim]group with --by (searched: {keys})[/]")
+
+
+@results_app.command(
+    "compare",
+    help=("Source-style tables across sweeps, one row per sweep (or per sweep and group with "
+          "--by): 'iterations to reach max PSNR / SSIM' and 'final vs best PSNR and best "
+          "iteration', each row the best COMPLETED trial of its group."))
+@user_errors
+def compare_command(
+    directories: list[Path] = typer.Argument(..., metavar="DIR_A DIR_B ...",
+                                             help="One or more sweep results directories."),
+    by: list[str] | None = typer.Option(None, "--by", help=BY_HELP),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Picks the best "
+                                      "trial of each row."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.compare import compare
+    from dipddpm.analysis.tables import records
+
+    c = compare([load_sweep(d) for d in directories], by=by, metric=metric)
+    if as_json:
+        print_json({"metric": c.metric, "by": c.by, "reach_max": records(c.reach_max),
+                    "final_best": records(c.final_best)})
+        return
+    console = _console()
+    _print_table("iterations to reach max PSNR / SSIM", c.reach_max, console)
+    _print_table("final vs best PSNR and best iteration (gap = best - final, dB)",
+                 c.final_best, console)
+
+
+@results_app.command(
+    "plot",
+    help=("Draw one figure of a sweep (curves, stages, pareto or importance) and write it to "
+          "--out."))
+@user_errors
+def plot_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    kind: str = typer.Option(..., "--kind", help="curves: PSNR/SSIM vs iteration; stages: PSNR "
+                             "with stage boundaries; pareto: quality vs compute; importance: "
+                             "Optuna parameter importances."),
+    out: Path = typer.Option(..., "--out", help="Image to write (.png, .svg or .pdf)."),
+    by: list[str] | None = typer.Option(None, "--by", help=BY_HELP + " curves: mean ± std per "
+                                        "group; stages: each group's best trial."),
+    metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Picks the trials "
+                                      "shown; pareto's y axis (default objective)."),
+    top: int | None = typer.Option(None, "--top", help="Trials shown (curves 8, stages 4)."),
+    x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
+) -> None:
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.plots import KINDS, plot, save_figure
+
+    if kind not in KINDS:
+        raise DipddpmError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if top is not None and top < 1:
+        raise DipddpmError(f"--top must be >= 1, got {top}")
+    fig = plot(load_sweep(directory), kind, metric=metric, top=top, by=by, x=x)
+    path = save_figure(fig, out)
+    w, h = fig.get_size_inches() * fig.dpi
+    typer.echo(f"wrote {path} ({kind}, {int(w)}x{int(h)} px)")
+
+
+@results_app.command(
+    "report",
+    help=("Write one self-contained HTML page (opens offline): the spec, summary tables, figures "
+          "and the final images of the best trials next to the clean and noisy images."))
+@user_errors
+def report_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    out: Path = typer.Option(..., "--out", help="HTML file to write."),
+    top: int = typer.Option(6, "--top", help="Best trials in the tables and contact sheet."),
+) -> None:
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.report import write_report
+
+    if top < 1:
+        raise DipddpmError(f"--top must be >= 1, got {top}")
+    sweep = load_sweep(directory)
+    with Console(stderr=True).status(f"building the report of {sweep.name}"):
+        path = write_report(sweep, out, top=top)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@results_app.command(
+    "export",
+    help=("Export the trials or metrics table as CSV or JSON (stdout, or --out FILE)."))
+@user_errors
+def export_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    fmt: str = typer.Option(..., "--format", help="csv or json (an array of row objects)."),
+    table: str = typer.Option("trials", "--table", help="trials (one row per trial) or "
+                              "metrics (long: trial_id, iter, metric, value)."),
+    out: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
+) -> None:
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.export import FORMATS, export
+
+    if fmt not in FORMATS:  # checked before reading anything
+        raise DipddpmError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    result = export(load_sweep(directory), fmt, table, out)
+    if out is None:
+        sys.stdout.write(result)
+    else:
+        typer.echo(f"wrote {result}", err=True)

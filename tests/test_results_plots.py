@@ -1,0 +1,69 @@
+"""`dipddpm results plot`: every kind writes a real image; the Pareto and stage helpers."""
+
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from results_data import shared_sweep
+from typer.testing import CliRunner
+
+from dipddpm.analysis import load_sweep
+from dipddpm.analysis.plots import param_importances, pareto_front, stage_boundaries
+from dipddpm.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="session")
+def sweep_dir(tmp_path_factory):
+    return shared_sweep(tmp_path_factory)
+
+
+def png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("curves", []), ("curves", ["--by", "scheduler"]), ("stages", []),
+    ("stages", ["--by", "scheduler", "--by", "beta_schedule"]), ("pareto", []),
+    ("pareto", ["--x", "seconds", "--by", "beta_schedule"]), ("importance", []),
+])
+def test_every_kind_writes_a_png(sweep_dir, tmp_path, kind, extra):
+    out = tmp_path / f"{kind}.png"
+    r = runner.invoke(app, ["results", "plot", str(sweep_dir), "--kind", kind, "--out",
+                            str(out), *extra])
+    assert r.exit_code == 0, r.output
+    w, h = png_size(out)
+    assert w >= 400 and h >= 150
+    assert f"{w}x{h} px" in r.stdout
+    assert out.stat().st_size > 10_000
+
+
+def test_svg_output(sweep_dir, tmp_path):
+    out = tmp_path / "c.svg"
+    r = runner.invoke(app, ["results", "plot", str(sweep_dir), "--kind", "curves", "--out",
+                            str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_text().lstrip().startswith("<?xml")
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    compute = np.array([10, 20, 20, 30, 40, 40])
+    quality = np.array([1.0, 3.0, 2.0, 2.5, 4.0, 1.0])
+    assert pareto_front(compute, quality, "max").tolist() == [0, 1, 4]
+    assert pareto_front(compute, -quality, "min").tolist() == [0, 1, 4]
+
+
+def test_stage_boundaries_sit_between_reports():
+    stage = pd.DataFrame({"iter": [5, 10, 15, 20, 25], "value": [1, 1, 2, 4, 4]})
+    assert stage_boundaries(stage) == [12.5, 17.5]
+
+
+def test_importances_cover_the_searched_parameters(sweep_dir):
+    imp, evaluator, n = param_importances(load_sweep(sweep_dir))
+    assert set(imp) == {"scheduler", "beta_schedule"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+    assert n == 8 and evaluator in ("fANOVA", "PED-ANOVA")
