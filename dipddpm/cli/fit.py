@@ -8,18 +8,20 @@ import typer
 
 from dipddpm.cli.app import fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
-from dipddpm.config import build, parse_set, to_dict
-from dipddpm.data.images import load_image, resize_square, save_image
 from dipddpm.errors import ConfigError
-from dipddpm.methods import METHODS
-from dipddpm.methods.guided_dip import PROBLEM_PRESETS
-from dipddpm.methods.problems import image_problem, net_multiple
 
 
 def run_fit(method_name: str, image: str, preset: str | None, size: int | None, sigma: float,
             iters: int | None, sets: list[str] | None, seed: int, grey: bool, device: str,
             save: Path | None, as_json: bool) -> dict:
     """Build the config and problem, run the fit with a progress bar, return the summary."""
+    # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
+    from dipddpm.config import build, parse_set, to_dict
+    from dipddpm.data.images import load_image, resize_square, save_image
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.guided_dip import PROBLEM_PRESETS
+    from dipddpm.methods.problems import image_problem, net_multiple
+
     method = METHODS.get(method_name)
     overrides: dict = {}
     if preset is not None:

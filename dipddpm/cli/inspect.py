@@ -7,11 +7,8 @@ from pathlib import Path
 import typer
 
 from dipddpm.cli.app import inspect_app, print_json, user_errors
-from dipddpm.config import build, parse_set
-from dipddpm.diffusion import DiffusionProcess, make_betas
+from dipddpm.config import parse_set
 from dipddpm.errors import ConfigError
-from dipddpm.methods.guided_dip import GuidedDipConfig
-from dipddpm.stages import STAGE_SCHEDULERS
 
 # --set keys that are scheduler parameters; the others are guided-DIP config keys
 SCHEDULER_PARAMS = {"x": "sharp_linear_x", "c": "exp_c"}
@@ -19,6 +16,10 @@ SCHEDULER_PARAMS = {"x": "sharp_linear_x", "c": "exp_c"}
 
 def stage_plan(scheduler: str, iters: int, stages: int, sets: list[str] | None) -> dict:
     """Counts and timesteps of `scheduler` for N iterations over K stages."""
+    from dipddpm.config import build
+    from dipddpm.methods.guided_dip import GuidedDipConfig
+    from dipddpm.stages import STAGE_SCHEDULERS
+
     STAGE_SCHEDULERS.get(scheduler)  # unknown name -> error listing the valid ones
     values = {SCHEDULER_PARAMS.get(k, k): v for k, v in parse_set(sets).items()}
     values.update(iters=iters, stages=stages, scheduler=scheduler)
@@ -114,6 +115,8 @@ def betas_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write beta_t and abar_t plots."),
 ) -> None:
     """Print a beta schedule's key values (float64; t is 0-based)."""
+    from dipddpm.diffusion import DiffusionProcess, make_betas
+
     if timesteps < 1:
         raise ConfigError(f"--timesteps must be >= 1, got {timesteps}")
     betas = make_betas(schedule, timesteps, **parse_set(sets))
