@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import dip, guided_dip
+from dipddpm.methods import ddpm, dip, dip_prior_ddpm, guided_dip
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.problems import image_problem
 from dipddpm.registry import Registry
@@ -18,5 +18,12 @@ METHODS.register("dip")(Method(
 METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
     make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS))
+METHODS.register("ddpm")(Method(
+    name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
+    metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS))
+METHODS.register("dip_prior_ddpm")(Method(
+    name="dip_prior_ddpm", config_cls=dip_prior_ddpm.DipPriorDdpmConfig,
+    run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
+    metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters"))
 
 __all__ = ["METHODS", "Method", "Result"]

@@ -1,0 +1,119 @@
+"""Checkpoints: a torch file of state dicts plus the resolved config as JSON.
+
+    ckpt.pt    {"format", "version", "config_json", "kind", "tensors": {...}}
+    ckpt.json  the same config, pretty-printed, for people and tools (written next to it)
+
+Loading uses `torch.load(..., weights_only=True)`, so a checkpoint can hold only tensors and
+plain containers and never runs code. `load_model` rebuilds the net from the stored config and
+loads the weights strictly: a file whose weights do not fit its config (or a config that does
+not match what the caller expects) is refused. Every problem is one `DipddpmError` line.
+Files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dipddpm.errors import DipddpmError
+
+FORMAT = "dipddpm-checkpoint"
+VERSION = 1
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mapping[str, Any],
+                    kind: str = "ddpm") -> Path:
+    """Write `tensors` (state dicts, nested plain containers) and `config` (JSON-able)."""
+    path = Path(path)
+    config_json = json.dumps(config, sort_keys=True)
+    _atomic_save({"format": FORMAT, "version": VERSION, "kind": kind,
+                  "config_json": config_json, "tensors": dict(tensors)}, path)
+    side = path.with_suffix(".json")
+    tmp = side.with_name(f".{side.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, side)
+    return path
+
+
+def read_checkpoint(path: str | Path, kind: str = "ddpm") -> tuple[dict, dict]:
+    """(config, tensors) of a checkpoint file; DipddpmError if absent, corrupt or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise DipddpmError(f"checkpoint not found: {path} (train one with `dipddpm fit ddpm "
+                           f"--dataset NAME --out DIR`, which writes DIR/ddpm.pt)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle error, not a torch file
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise DipddpmError(f"checkpoint {path} is corrupt or not a torch file "
+                           f"({type(e).__name__}: {first})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DipddpmError(f"{path} is not a dipddpm checkpoint (no {FORMAT!r} header)")
+    if payload.get("version") != VERSION:
+        raise DipddpmError(f"checkpoint {path} has format version {payload.get('version')}, "
+                           f"this dipddpm reads version {VERSION}")
+    if payload.get("kind") != kind:
+        raise DipddpmError(f"checkpoint {path} holds a {payload.get('kind')!r} state, "
+                           f"expected {kind!r}")
+    try:
+        config = json.loads(payload["config_json"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DipddpmError(f"checkpoint {path} has an unreadable config ({e})") from None
+    return config, payload.get("tensors", {})
+
+
+def check_expected(path: str | Path, config: Mapping[str, Any],
+                   expect: Mapping[str, Any] | None) -> None:
+    """Refuse a config whose values differ from `expect` at any key `expect` names."""
+    for key, want in (expect or {}).items():
+        got = config.get(key)
+        if isinstance(want, Mapping) and isinstance(got, Mapping):
+            check_expected(path, got, want)
+        elif got != want:
+            raise DipddpmError(f"checkpoint {path} does not match: {key} is {got!r} in the "
+                               f"file, expected {want!r}")
+
+
+def load_weights(path: str | Path, net: nn.Module, state: Mapping[str, torch.Tensor],
+                 what: str = "net") -> None:
+    """Strict load; a mismatch (missing, unexpected or wrong-shaped weights) is one line."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:240]
+        raise DipddpmError(f"checkpoint {path}: the {what} weights do not match the net its "
+                           f"config describes ({detail})") from None
+
+
+def load_model(path: str | Path, build: Callable[[dict], nn.Module],
+               expect: Mapping[str, Any] | None = None, kind: str = "ddpm",
+               key: str = "net") -> tuple[nn.Module, dict, dict]:
+    """Rebuild the net from the file's config with `build(config)` and load `tensors[key]`.
+
+    Returns (net, config, tensors)."""
+    config, tensors = read_checkpoint(path, kind)
+    check_expected(path, config, expect)
+    try:
+        net = build(config)
+    except DipddpmError as e:
+        raise DipddpmError(f"checkpoint {path} has an invalid config: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise DipddpmError(f"checkpoint {path} has an incomplete config "
+                           f"({type(e).__name__}: {e})") from None
+    if key not in tensors:
+        raise DipddpmError(f"checkpoint {path} holds no {key!r} weights")
+    load_weights(path, net, tensors[key], key)
+    return net, config, tensors

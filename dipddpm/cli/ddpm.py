@@ -1,0 +1,316 @@
+"""`dipddpm fit ddpm`, `dipddpm sample` and `dipddpm fit dip-prior-ddpm` (SPEC §3, §5).
+
+    dipddpm fit ddpm --dataset skimage-patches --set iters=2000 --out runs/ddpm
+        writes runs/ddpm/ddpm.pt (+ ddpm.json: the resolved config), samples.png and
+        train_state.pt (the full training state; --resume continues from it)
+    dipddpm sample --checkpoint runs/ddpm/ddpm.pt --steps 50 --sampler ddim --out grid.png
+    dipddpm fit dip-prior-ddpm --checkpoint runs/ddpm/ddpm.pt --image skimage:camera --resize
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
+from dipddpm.cli.app import app, fit_app, print_json, user_errors
+from dipddpm.cli.progress import ProgressReport
+from dipddpm.config import build, parse_set, to_dict
+from dipddpm.errors import ConfigError, DipddpmError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _preset_overrides(method, preset: str | None, sets: list[str] | None) -> dict:
+    overrides: dict = {}
+    if preset is not None:
+        if preset not in method.presets:
+            raise ConfigError(f"unknown preset {preset!r} for {method.name}; valid presets: "
+                              f"{', '.join(sorted(method.presets))}")
+        overrides.update(method.presets[preset])
+    overrides.update(parse_set(sets))
+    return overrides
+
+
+def _check_image_path(path: Path, option: str) -> None:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
+
+
+# ---------------------------------------------------------------- fit ddpm
+def run_fit_ddpm(dataset: str, out: Path, preset: str | None, sets: list[str] | None,
+                 data: list[str] | None, size: int | None, grey: bool | None, data_root: str,
+                 download: bool, seed: int, device: str, resume: bool, save_every: int | None,
+                 show_progress: bool) -> dict:
+    from dipddpm.data.images import save_image
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.ddpm import dataset_problem, train_ddpm
+
+    method = METHODS.get("ddpm")
+    cfg = build(method.config_cls, _preset_overrides(method, preset, sets))
+    spec: dict = {"dataset": dataset, **parse_set(data)}
+    if size is not None:
+        spec["size"] = size
+    if grey is not None:
+        spec["grey"] = grey
+    if dataset in ("mnist", "cifar10"):
+        spec.setdefault("data_root", data_root)
+        spec.setdefault("download", download)
+    if save_every is not None and save_every < 1:
+        raise ConfigError(f"--save-every must be >= 1 step, got {save_every}")
+    from dipddpm.data.datasets import DATASETS
+
+    DATASETS.get(dataset)  # unknown dataset: fail before loading anything
+    state_path = out / "train_state.pt"
+    run_config = {"ddpm": to_dict(cfg), "dataset": spec, "seed": seed}
+    resume_state = None
+    if resume:
+        saved, tensors = read_checkpoint(state_path, kind="ddpm-train")
+        check_expected(state_path, saved, run_config)
+        resume_state = tensors["state"]
+    problem = dataset_problem(spec, cfg)
+
+    every = save_every or 1000
+    total = (cfg.epochs * (problem.train.shape[0] // min(cfg.batch_size, problem.train.shape[0]))
+             if cfg.epochs is not None else cfg.iters)
+    with ProgressReport(total, ("train_loss", "val_loss"), enabled=show_progress,
+                        description="training") as bar:
+        def report(it, metrics, state):
+            bar(it, metrics, state)
+            if it % every == 0 or it == total:
+                save_checkpoint(state_path, run_config, {"state": state()}, kind="ddpm-train")
+
+        trained = train_ddpm(cfg, problem, report=report, seed=seed, resume=resume_state,
+                             device=device)
+    ckpt = trained.save(out / "ddpm.pt")
+    summary = {"dataset": dataset, "preset": preset, "checkpoint": str(ckpt),
+               "train_size": int(problem.train.shape[0]), "val_size": int(problem.val.shape[0]),
+               "test_size": int(problem.test.shape[0]),
+               "image": [problem.channels, problem.image_size, problem.image_size],
+               **trained.result.metrics, **{k: v for k, v in trained.result.extra.items()
+                                            if k != "net_spec"},
+               "net": trained.result.extra["net_spec"], "config": to_dict(cfg)}
+    if "samples" in trained.result.images:
+        save_image(trained.result.images["samples"], out / "samples.png")
+        summary["samples"] = str(out / "samples.png")
+    return summary
+
+
+@fit_app.command("ddpm")
+@user_errors
+def fit_ddpm_command(
+    dataset: str = typer.Option(..., "--dataset", help="mnist, cifar10, folder, "
+                                "skimage-patches (offline) or lfw (offline)."),
+    out: Path = typer.Option(..., "--out", help="Folder for ddpm.pt, ddpm.json, samples.png "
+                             "and train_state.pt."),
+    preset: str | None = typer.Option(None, "--preset", help="mnist_source, lucidrains or "
+                                      "tiny."),
+    sets: list[str] | None = typer.Option(None, "--set", help="DdpmConfig override key=value "
+                                          "(repeatable), e.g. --set iters=2000 --set net=small."),
+    data: list[str] | None = typer.Option(None, "--data", help="Dataset option key=value "
+                                          "(repeatable), e.g. --data count=4096 --data "
+                                          "path=./imgs (folder)."),
+    size: int | None = typer.Option(None, "--size", help="Image size (patch size, or resize)."),
+    grey: bool | None = typer.Option(None, "--grey/--rgb", help="Grey or RGB images."),
+    data_root: str = typer.Option("data", "--data-root", help="Where torchvision datasets "
+                                  "live (mnist, cifar10)."),
+    download: bool = typer.Option(False, "--download", help="Let torchvision download mnist "
+                                  "or cifar10 into --data-root (needs internet)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the net, batch order, t and noise."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/train_state.pt "
+                                "(same config, dataset and seed)."),
+    save_every: int | None = typer.Option(None, "--save-every", help="Write OUT/train_state.pt "
+                                          "at reports every this many steps (default 1000) "
+                                          "and at the end."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Train a DDPM (SPEC §3) on a dataset and write its checkpoint."""
+    s = run_fit_ddpm(dataset, out, preset, sets, data, size, grey, data_root, download, seed,
+                     device, resume, save_every, not as_json)
+    if as_json:
+        print_json(s)
+        return
+    typer.echo(f"ddpm on {s['dataset']} ({s['train_size']} train images "
+               f"{'x'.join(map(str, s['image']))}), {s['n_params']:,} params: {s['steps']} "
+               f"steps ({s['epochs']:.2f} epochs) in {s['wall_s']:.1f}s\n"
+               f"  train loss {s['train_loss_final']:.4f}   val loss {s['val_loss_final']:.4f}"
+               f" (best {s['val_loss_best']:.4f} at step {s['val_loss_best_iter']})\n"
+               f"  checkpoint {s['checkpoint']}"
+               + (f"\n  samples    {s['samples']}" if s.get("samples") else "")
+               + (f"\n  {s['fid']}" if s.get("fid") else ""))
+
+
+# ---------------------------------------------------------------- sample
+def run_sample(checkpoint: Path, steps: int | None, sampler: str | None, t0: int | None,
+               out: Path, n: int, eta: float, seed: int, device: str, no_ema: bool, fid: int,
+               show_progress: bool) -> dict:
+    import torch
+
+    from dipddpm.data.images import save_image
+    from dipddpm.diffusion.sampling import SamplerConfig, reverse_steps, sample
+    from dipddpm.methods.ddpm import load_ddpm, make_grid
+    from dipddpm.methods.fitting import pick_device
+
+    if steps is not None and steps <= 0:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    if n < 1:
+        raise ConfigError(f"--n must be >= 1, got {n}")
+    if fid < 0:
+        raise ConfigError(f"--fid must be >= 0 samples, got {fid}")
+    sampler = sampler or ("ddim" if steps is not None else "ddpm")
+    if sampler not in ("ddpm", "ddim"):
+        raise ConfigError(f"--sampler must be ddpm or ddim, got {sampler!r}")
+    _check_image_path(out, "--out")
+    ddpm = load_ddpm(checkpoint, device, use_ema=False if no_ema else None)
+    T = ddpm.process.T
+    t0 = T - 1 if t0 is None else t0
+    scfg = SamplerConfig(sampler=sampler, steps=steps, eta=eta)
+    n_steps = reverse_steps(t0, T, scfg)  # validates t0 and steps
+    dev = pick_device(device)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    shape = (n, ddpm.spec.channels, ddpm.spec.image_size, ddpm.spec.image_size)
+    progress = Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=Console(stderr=True),
+                        disable=not show_progress)
+    with progress:
+        task = progress.add_task("sampling", total=n_steps)
+        t_start = time.perf_counter()
+        images = sample(ddpm.model, ddpm.process, shape, t0, scfg, ddpm.cfg.objective, g, dev,
+                        amp=ddpm.cfg.amp,
+                        callback=lambda i, _: progress.update(task, completed=i))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        wall = time.perf_counter() - t_start
+    save_image(make_grid(images), out)
+    summary = {"checkpoint": str(checkpoint), "sampler": sampler, "t0": t0,
+               "reverse_steps": n_steps, "eta": eta, "n": n, "wall_s": wall,
+               "s_per_sample": wall / n, "ema": ddpm.ema is not None, "out": str(out)}
+    if fid:
+        from dipddpm.fid import fid_kid, find_inception_weights, skipped_note
+        from dipddpm.methods.ddpm import dataset_problem
+
+        def fake(k: int):
+            return sample(ddpm.model, ddpm.process, (k, *shape[1:]), t0, scfg,
+                          ddpm.cfg.objective, g, dev, amp=ddpm.cfg.amp)
+
+        if find_inception_weights() is None:
+            summary.update(fid=None, kid=None, fid_note=skipped_note())
+        else:
+            data = dataset_problem(ddpm.data_spec)
+            r = fid_kid(fake, data.as_float(data.test), fid, dev)
+            summary.update(fid=r.metrics.get("fid"), kid=r.metrics.get("kid"),
+                           fid_note=r.note)
+    return summary
+
+
+@app.command("sample")
+@user_errors
+def sample_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A DDPM checkpoint (ddpm.pt)."),
+    steps: int | None = typer.Option(None, "--steps", help="Reverse steps: DDIM's S (implies "
+                                     "--sampler ddim); ddpm always takes t0 + 1 steps."),
+    sampler: str | None = typer.Option(None, "--sampler", help="ddpm (ancestral, every step) "
+                                       "or ddim (default: ddim with --steps, else ddpm)."),
+    t0: int | None = typer.Option(None, "--t0", help="Start step (0-based, < T) of the "
+                                  "truncated chain from pure noise; default T-1."),
+    out: Path = typer.Option(..., "--out", help="The grid of samples (.png or .jpg)."),
+    n: int = typer.Option(16, "--n", help="Number of samples."),
+    eta: float = typer.Option(0.0, "--eta", help="DDIM eta (0 = deterministic)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    no_ema: bool = typer.Option(False, "--no-ema", help="Use the raw weights, not the EMA."),
+    fid: int = typer.Option(0, "--fid", help="Also FID/KID of this many samples vs the "
+                            "checkpoint's test split, if Inception weights are present "
+                            "locally (otherwise says why it was skipped)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Draw samples from a trained DDPM (SPEC §3.5) and write them as one grid image."""
+    s = run_sample(checkpoint, steps, sampler, t0, out, n, eta, seed, device, no_ema, fid,
+                   not as_json)
+    if as_json:
+        print_json(s)
+        return
+    typer.echo(f"{s['n']} samples, {s['sampler']} from t0 = {s['t0']} in {s['reverse_steps']}"
+               f" steps: {s['wall_s']:.2f}s ({s['s_per_sample']:.3f} s/sample) -> {s['out']}")
+    if "fid_note" in s:
+        typer.echo(s["fid_note"] if s["fid"] is None
+                   else f"FID {s['fid']:.2f}  KID {s['kid']:.4f}  ({s['fid_note']})")
+
+
+# ---------------------------------------------------------------- fit dip-prior-ddpm
+def run_fit_dip_prior(checkpoint: Path, image: str, t0: int | None, preset: str | None,
+                      sets: list[str] | None, sigma: float, seed: int, resize: bool,
+                      device: str, save: Path | None, show_progress: bool) -> dict:
+    from dipddpm.data.images import save_image
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.dip_prior_ddpm import model_shape
+
+    method = METHODS.get("dip_prior_ddpm")
+    overrides = _preset_overrides(method, preset, sets)
+    overrides["checkpoint"] = str(checkpoint)
+    if t0 is not None:
+        overrides["t0"] = t0
+    cfg = build(method.config_cls, overrides)
+    if save is not None:
+        _check_image_path(save, "--save")
+    _, _, T = model_shape(cfg.checkpoint)
+    if cfg.t0 >= T:
+        raise DipddpmError(f"--t0 must be < T = {T} (0-based), got {cfg.t0}")
+    spec = {"image": image, "sigma": sigma, "seed": seed, "resize": resize}
+    problem = method.make_problem(spec, cfg)
+    with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=show_progress,
+                        description="DIP, then DDPM") as bar:
+        result = method.run(cfg, problem, report=bar, seed=seed, device=device)
+    summary = {"method": "dip_prior_ddpm", "preset": preset, "image": image,
+               "size": list(problem.clean.shape[-2:]), **result.metrics,
+               "config": to_dict(cfg)}
+    if save is not None:
+        save_image(result.images["output"], save)
+        summary["saved"] = str(save)
+    return summary
+
+
+@fit_app.command("dip-prior-ddpm")
+@user_errors
+def fit_dip_prior_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="The trained DDPM (ddpm.pt)."),
+    image: str = typer.Option(..., "--image", help="PNG/JPEG path or skimage:NAME, at the "
+                              "DDPM's size (or pass --resize)."),
+    t0: int | None = typer.Option(None, "--t0", help="Start step of the reverse chain "
+                                  "(0-based, < T; 0 = the DIP estimate unchanged)."),
+    preset: str | None = typer.Option(None, "--preset", help="dip_prior_default, "
+                                      "mnist_noise_passes or tiny."),
+    sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value, "
+                                          "e.g. --set dip_iters=500 --set sampler=ddim."),
+    sigma: float = typer.Option(25.0, "--sigma", help="Noise std in 0-255 units."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise, DIP and the chain."),
+    resize: bool = typer.Option(False, "--resize", help="Center-crop and resize the image to "
+                                "the DDPM's size (otherwise a different size is an error)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    save: Path | None = typer.Option(None, "--save", help="Write the output image here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Denoise one image with DIP, then finish with the DDPM from t0 (SPEC §5), next to the
+    same-budget baselines (DDPM from y and from pure noise)."""
+    s = run_fit_dip_prior(checkpoint, image, t0, preset, sets, sigma, seed, resize, device,
+                          save, not as_json)
+    if as_json:
+        print_json(s)
+        return
+    typer.echo(
+        f"dip_prior_ddpm on {s['image']} {s['size'][0]}x{s['size'][1]}, t0 = {s['t0']} "
+        f"({s['reverse_steps']} reverse steps)\n"
+        f"  noisy input        {s['psnr_noisy_input']:.2f} dB\n"
+        f"  DIP alone          {s['psnr_dip']:.2f} dB   SSIM {s['ssim_dip']:.4f}   "
+        f"{s['wall_s_dip']:.1f}s\n"
+        f"  DIP-prior DDPM     {s['psnr_gt']:.2f} dB   SSIM {s['ssim_gt']:.4f}   "
+        f"{s['wall_s_ddpm']:.2f}s\n"
+        + (f"  DDPM from y        {s['psnr_ddpm_y']:.2f} dB   SSIM {s['ssim_ddpm_y']:.4f}\n"
+           f"  DDPM from noise    {s['psnr_ddpm_noise']:.2f} dB\n" if "psnr_ddpm_y" in s
+           else "")
+        + (f"  saved              {s['saved']}" if s.get("saved") else ""))

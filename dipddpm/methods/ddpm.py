@@ -1,0 +1,378 @@
+"""Method 2, DDPM (SPEC §3): train a time-conditioned U-Net to reverse the noise process.
+
+Per step: a batch x0 of training images in [-1, 1], t ~ U{0..T-1} and eps ~ N(0, I) per
+example, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the net predicts the objective's target
+(eps, x0 or v = sqrt(abar) eps - sqrt(1 - abar) x0) and the loss is the per-example MSE times
+the lucidrains weight (eps: 1, x0: SNR, v: SNR / (SNR + 1); with min_snr_gamma, SNR is clipped
+at gamma in the numerator), so the three objectives weight timesteps alike. Adam, optional
+gradient clipping and EMA; bf16 autocast on CUDA only.
+
+Determinism and resume: the batch order of epoch e is a permutation seeded by (seed, e), and t
+and eps come from one generator whose state is checkpointed, so a run resumed from `state()`
+takes exactly the steps an uninterrupted run takes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from dipddpm.checkpoint import load_model, load_weights, save_checkpoint
+from dipddpm.config import build, check, to_dict
+from dipddpm.data.datasets import ImageDataset
+from dipddpm.diffusion import DiffusionProcess
+from dipddpm.diffusion.sampling import SamplerConfig, sample
+from dipddpm.errors import DipddpmError
+from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.fitting import pick_device
+from dipddpm.nn import n_params
+from dipddpm.nn.time_unet import UNET_PRESETS, TimeUNet, UNetSpec, unet_spec
+
+
+@dataclass(frozen=True)
+class DdpmConfig:
+    iters: int = 2000  # optimizer steps (ignored when epochs is set)
+    epochs: int | None = None  # passes over the train split; sets iters (MNIST source: 20)
+    batch_size: int = 128  # images per step (capped at the train split's size)
+    lr: float = 1e-3  # Adam learning rate (MNIST source 1e-3; lucidrains 1e-4)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # Adam (beta1, beta2); lucidrains (0.9, 0.99)
+    grad_clip: float | None = None  # clip the gradient norm at this value; null = off
+    ema_decay: float | None = None  # EMA of the weights, e.g. 0.995; null = no EMA
+    ema_every: int = 10  # update the EMA every this many steps (lucidrains: 10)
+    sample_with_ema: bool = True  # sample (and compute val_loss) with the EMA weights if any
+    objective: Literal["eps", "x0", "v"] = "eps"  # what the net predicts (SPEC §3.2)
+    min_snr_gamma: float | None = None  # clip SNR at gamma in the loss weight; null = plain
+    timesteps: int = 1000  # T of the noise process
+    beta_schedule: str = "linear"  # linear, cosine, sigmoid (SPEC §1)
+    net: str = "tiny"  # time U-Net preset: tiny, small, mnist, cifar
+    net_widths: tuple[int, ...] | None = None  # channels per level; null = the preset's
+    net_blocks: int | None = None  # conv blocks per level; null = the preset's
+    net_attention: tuple[int, ...] | None = None  # levels with self-attention; null = preset's
+    net_time_dim: int | None = None  # sinusoidal embedding size; null = the preset's
+    net_norm: Literal["layer", "group"] | None = None  # block norm; null = the preset's
+    net_groups: int | None = None  # GroupNorm groups; null = the preset's
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    report_every: int = 50  # report every this many steps (and at the last)
+    val_max: int = 512  # val images for val_loss (fixed t and noise); 0 = no val_loss
+    sample_count: int = 16  # samples drawn at the end (Result.images["samples"]); 0 = none
+    sample_sampler: Literal["ddpm", "ddim"] = "ddim"  # sampler of those samples
+    sample_steps: int | None = 50  # DDIM steps of those samples; null = all T
+    fid_samples: int = 0  # > 0: FID/KID of this many samples vs the test split (needs local
+    #                       Inception weights; otherwise the result says FID was skipped)
+
+    def __post_init__(self) -> None:
+        check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
+        check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.grad_clip is None or self.grad_clip > 0,
+              f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        check(self.ema_decay is None or 0 < self.ema_decay < 1,
+              f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        check(self.ema_every >= 1, f"ema_every must be >= 1, got {self.ema_every}")
+        check(self.min_snr_gamma is None or self.min_snr_gamma > 0,
+              f"min_snr_gamma must be > 0 or null, got {self.min_snr_gamma}")
+        check(self.timesteps >= 2, f"timesteps must be >= 2, got {self.timesteps}")
+        check(self.net in UNET_PRESETS, f"net must be one of {', '.join(UNET_PRESETS.names())}"
+              f", got {self.net!r}")
+        check(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")
+        check(self.val_max >= 0, f"val_max must be >= 0, got {self.val_max}")
+        check(self.sample_count >= 0, f"sample_count must be >= 0, got {self.sample_count}")
+        check(self.sample_steps is None or self.sample_steps >= 1,
+              f"sample_steps must be >= 1 or null, got {self.sample_steps}")
+        check(self.fid_samples >= 0, f"fid_samples must be >= 0, got {self.fid_samples}")
+
+    def process(self) -> DiffusionProcess:
+        return DiffusionProcess.from_schedule(self.beta_schedule, self.timesteps)
+
+    def net_spec(self, channels: int, image_size: int) -> UNetSpec:
+        return unet_spec(self.net, widths=self.net_widths, blocks=self.net_blocks,
+                         attention=self.net_attention, time_dim=self.net_time_dim,
+                         norm=self.net_norm, groups=self.net_groups, channels=channels,
+                         image_size=image_size)
+
+
+PRESETS = {
+    # the MNIST source: ~0.6 M-parameter U-Net, Adam 1e-3, batch 128, 20 epochs, no EMA
+    "mnist_source": {"net": "mnist", "lr": 1e-3, "batch_size": 128, "epochs": 20,
+                     "ema_decay": None, "objective": "eps", "beta_schedule": "linear"},
+    # lucidrains-like: Adam 1e-4 (0.9, 0.99), grad-clip 1, EMA 0.995 every 10 steps, EMA samples
+    "lucidrains": {"lr": 1e-4, "adam_betas": (0.9, 0.99), "grad_clip": 1.0,
+                   "ema_decay": 0.995, "ema_every": 10, "sample_with_ema": True},
+    # CPU-sized, for tests and CI
+    "tiny": {"net": "tiny", "iters": 40, "batch_size": 16, "report_every": 10, "val_max": 32,
+             "sample_count": 4, "sample_steps": 5, "timesteps": 100},
+}
+
+
+def loss_weight(process: DiffusionProcess, t: torch.Tensor, objective: str,
+                min_snr_gamma: float | None) -> torch.Tensor:
+    """Per-example weight (B,) making eps, x0 and v losses weight timesteps alike."""
+    snr = process.snr.to(t.device)[t]
+    clipped = snr.clamp(max=min_snr_gamma) if min_snr_gamma is not None else snr
+    if objective == "eps":
+        return clipped / snr
+    if objective == "x0":
+        return clipped
+    return clipped / (snr + 1)
+
+
+def diffusion_loss(net: nn.Module, process: DiffusionProcess, x0: torch.Tensor,
+                   t: torch.Tensor, noise: torch.Tensor, objective: str,
+                   min_snr_gamma: float | None = None, amp: bool = False) -> torch.Tensor:
+    """Weighted MSE of the net's prediction at x_t = q_sample(x0, t, noise); x0 in [-1, 1]."""
+    x_t = process.q_sample(x0, t, noise)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and x0.is_cuda):
+        out = net(x_t, t)
+    if objective == "eps":
+        target = noise
+    elif objective == "x0":
+        target = x0
+    else:
+        target = process.velocity(x0, t, noise)
+    mse = (out.float() - target).square().flatten(1).mean(1)  # (B,)
+    return (mse * loss_weight(process, t, objective, min_snr_gamma).to(mse.dtype)).mean()
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> torch.Tensor:
+    """(B,C,H,W) in [0,1] -> one (C, rows*(H+pad)+pad, cols*(W+pad)+pad) image, white gaps."""
+    B, C, H, W = images.shape
+    cols = nrow or math.ceil(math.sqrt(B))
+    rows = math.ceil(B / cols)
+    grid = torch.ones(C, rows * (H + pad) + pad, cols * (W + pad) + pad)
+    for i in range(B):
+        r, c = divmod(i, cols)
+        top, left = pad + r * (H + pad), pad + c * (W + pad)
+        grid[:, top:top + H, left:left + W] = images[i].detach().cpu()
+    return grid
+
+
+@dataclass
+class Trained:
+    """A trained DDPM: the net (and EMA), the noise process and what built them."""
+
+    net: nn.Module
+    ema: AveragedModel | None
+    process: DiffusionProcess
+    cfg: DdpmConfig
+    spec: UNetSpec
+    data_spec: dict
+    step: int
+    result: Result | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        """The net used for sampling: the EMA's when there is one and sample_with_ema."""
+        if self.ema is not None and self.cfg.sample_with_ema:
+            return self.ema.module
+        return self.net
+
+    def checkpoint_config(self) -> dict:
+        return {"ddpm": to_dict(self.cfg), "net": to_dict(self.spec), "dataset": self.data_spec,
+                "step": self.step}
+
+    def save(self, path: str | Path) -> Path:
+        """The sampling checkpoint: net, EMA net (if any) and the resolved config."""
+        tensors = {"net": self.net.state_dict()}
+        if self.ema is not None:
+            tensors["ema"] = self.ema.module.state_dict()
+        return save_checkpoint(path, self.checkpoint_config(), tensors)
+
+
+def _spec_from(config: dict) -> UNetSpec:
+    net = {k: tuple(v) if isinstance(v, list) else v for k, v in config["net"].items()}
+    return UNetSpec(**net)
+
+
+def load_ddpm(path: str | Path, device=None, use_ema: bool | None = None) -> Trained:
+    """A DDPM checkpoint, ready to sample (eval mode, on `device`). use_ema None: the
+    checkpoint's own sample_with_ema; the EMA weights are used only when the file has them."""
+    net, config, tensors = load_model(path, lambda c: TimeUNet(_spec_from(c)))
+    cfg = build(DdpmConfig, config["ddpm"])
+    spec = _spec_from(config)
+    ema = None
+    if "ema" in tensors and (use_ema if use_ema is not None else cfg.sample_with_ema):
+        ema_net = TimeUNet(spec)
+        load_weights(path, ema_net, tensors["ema"], "ema")
+        ema = AveragedModel(ema_net)  # a holder: .module is (a copy of) the EMA net
+    cfg = dataclasses.replace(cfg, sample_with_ema=ema is not None)
+    dev = pick_device(device)
+    if ema is not None:
+        ema.to(dev).eval()
+    return Trained(net=net.to(dev).eval(), ema=ema, process=cfg.process(), cfg=cfg, spec=spec,
+                   data_spec=config.get("dataset", {}), step=config.get("step", 0))
+
+
+def _steps(cfg: DdpmConfig, n_train: int) -> tuple[int, int, int]:
+    """(batch size, steps per epoch, total steps)."""
+    B = min(cfg.batch_size, n_train)
+    spe = n_train // B  # the last partial batch of an epoch is dropped
+    total = cfg.epochs * spe if cfg.epochs is not None else cfg.iters
+    return B, spe, total
+
+
+def _batch_indices(step: int, n: int, B: int, spe: int, seed: int) -> torch.Tensor:
+    epoch, b = divmod(step, spe)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+    return perm[b * B:(b + 1) * B]
+
+
+def train_ddpm(cfg: DdpmConfig, data: ImageDataset, report: Report = no_report, seed: int = 0,
+               resume: dict | None = None, device=None) -> Trained:
+    """Train on data.train; report iter, epoch, step, train_loss, val_loss."""
+    dev = pick_device(device)
+    amp = cfg.amp and dev.type == "cuda"
+    n_train = data.train.shape[0]
+    B, spe, total = _steps(cfg, n_train)
+    process = cfg.process()
+    spec = cfg.net_spec(data.channels, data.image_size)
+    torch.manual_seed(seed)
+    net = TimeUNet(spec).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+    ema = None
+    if cfg.ema_decay is not None:
+        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                            use_buffers=True)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    train = data.train.to(dev)
+
+    # val_loss: fixed images, t and noise, so values are comparable across reports
+    val = data.val[:cfg.val_max]
+    if len(val):
+        vg = torch.Generator().manual_seed(seed + 1)
+        val_t = torch.randint(process.T, (len(val),), generator=vg).to(dev)
+        val_noise = torch.randn(val.shape, generator=vg).to(dev)
+        val_x0 = (2 * ImageDataset.as_float(val) - 1).to(dev)
+
+    step, wall_before = 0, 0.0
+    loss_sum = torch.zeros((), device=dev)
+    loss_n = 0
+    best_val, best_val_iter, last_val, last_train = math.inf, 0, math.nan, math.nan
+    if resume is not None:
+        net.load_state_dict(resume["net"])
+        opt.load_state_dict(resume["opt"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        g.set_state(resume["gen"].to(g.get_state().device))
+        step, wall_before = resume["step"], resume["wall_s"]
+        best_val, best_val_iter = resume["best_val"], resume["best_val_iter"]
+        last_val, last_train = resume["last_val"], resume["last_train"]
+        loss_sum += resume["loss_sum"]
+        loss_n = resume["loss_n"]
+    t_start = time.perf_counter()
+
+    def sampling_net() -> nn.Module:
+        return ema.module if ema is not None and cfg.sample_with_ema else net
+
+    @torch.no_grad()
+    def val_loss() -> float:
+        if not len(val):
+            return math.nan
+        m = sampling_net()
+        m.eval()
+        total_loss = 0.0
+        for i in range(0, len(val), 256):
+            sl = slice(i, i + 256)
+            loss = diffusion_loss(m, process, val_x0[sl], val_t[sl], val_noise[sl],
+                                  cfg.objective, cfg.min_snr_gamma, amp)
+            total_loss += loss.item() * val_x0[sl].shape[0]
+        net.train()
+        return total_loss / len(val)
+
+    def state() -> dict:
+        return {"net": copy.deepcopy(net.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
+                "ema": copy.deepcopy(ema.state_dict()) if ema is not None else None,
+                "gen": g.get_state(), "step": step,
+                "wall_s": wall_before + time.perf_counter() - t_start,
+                "best_val": best_val, "best_val_iter": best_val_iter, "last_val": last_val,
+                "last_train": last_train, "loss_sum": loss_sum.detach().cpu().clone(),
+                "loss_n": loss_n}
+
+    net.train()
+    while step < total:
+        idx = _batch_indices(step, n_train, B, spe, seed).to(dev)
+        x0 = 2 * ImageDataset.as_float(train[idx]) - 1  # (B,C,H,W) in [-1, 1]
+        t = torch.randint(process.T, (x0.shape[0],), generator=g, device=dev)
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        loss = diffusion_loss(net, process, x0, t, noise, cfg.objective, cfg.min_snr_gamma, amp)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        if ema is not None and step % cfg.ema_every == 0:
+            ema.update_parameters(net)
+        loss_sum += loss.detach()
+        loss_n += 1
+        if step % cfg.report_every == 0 or step == total:
+            last_train = (loss_sum / loss_n).item()
+            if not math.isfinite(last_train):
+                raise FloatingPointError(f"train loss is {last_train} at step {step}")
+            loss_sum.zero_()
+            loss_n = 0
+            last_val = val_loss()
+            if last_val < best_val:
+                best_val, best_val_iter = last_val, step
+            report(step, {"iter": step, "epoch": step / spe, "step": step,
+                          "train_loss": last_train, "val_loss": last_val}, state)
+
+    trained = Trained(net=net, ema=ema, process=process, cfg=cfg, spec=spec,
+                      data_spec=dict(data.spec), step=step)
+    wall = wall_before + time.perf_counter() - t_start
+    metrics = {"steps": step, "epochs": step / spe, "train_loss_final": last_train,
+               "val_loss_final": last_val, "val_loss_best": best_val,
+               "val_loss_best_iter": best_val_iter, "wall_s": wall,
+               "n_params": n_params(net)}
+    images, extra = {}, {"net_spec": to_dict(spec), "steps_per_epoch": spe}
+    model = trained.model.eval()
+    gen = torch.Generator(device=dev).manual_seed(seed + 2)
+    scfg = SamplerConfig(sampler=cfg.sample_sampler, steps=cfg.sample_steps
+                         if cfg.sample_sampler == "ddim" else None)
+    if cfg.sample_count:
+        s = sample(model, process, (cfg.sample_count, spec.channels, spec.image_size,
+                                    spec.image_size), cfg=scfg, objective=cfg.objective,
+                   generator=gen, device=dev, amp=amp)
+        images["samples"] = make_grid(s)
+    if cfg.fid_samples:
+        from dipddpm.fid import fid_kid
+
+        fid = fid_kid(lambda n: sample(model, process, (n, spec.channels, spec.image_size,
+                                                       spec.image_size), cfg=scfg,
+                                       objective=cfg.objective, generator=gen, device=dev,
+                                       amp=amp),
+                      ImageDataset.as_float(data.test), cfg.fid_samples, dev)
+        metrics.update(fid.metrics)
+        extra["fid"] = fid.note
+    net.train()
+    trained.result = Result(metrics=metrics, images=images, extra=extra)
+    return trained
+
+
+def run_ddpm(cfg: DdpmConfig, problem: ImageDataset, report: Report = no_report, seed: int = 0,
+             resume: dict | None = None, device=None) -> Result:
+    """The method contract: train and return the summary (the net is in train_ddpm's result)."""
+    if not isinstance(problem, ImageDataset):
+        raise DipddpmError("ddpm's problem is a dataset (e.g. {dataset: skimage-patches, "
+                           "size: 32}), not an image")
+    return train_ddpm(cfg, problem, report, seed, resume, device).result
+
+
+def dataset_problem(spec, cfg: DdpmConfig | None = None) -> ImageDataset:
+    """A training set from a spec such as {dataset: skimage-patches, size: 32, count: 4096}."""
+    from dipddpm.data.datasets import load_dataset
+
+    spec = dict(spec)
+    if "dataset" not in spec:
+        raise DipddpmError("a ddpm problem needs 'dataset': one of mnist, cifar10, folder, "
+                           "skimage-patches, lfw (e.g. {dataset: skimage-patches, size: 32})")
+    return load_dataset(str(spec.pop("dataset")), **spec)
