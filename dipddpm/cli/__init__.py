@@ -6,6 +6,7 @@ from dipddpm.cli import ddpm as _ddpm  # noqa: F401
 from dipddpm.cli import fit as _fit  # noqa: F401  (registers commands)
 from dipddpm.cli import inspect as _inspect  # noqa: F401
 from dipddpm.cli import results as _results  # noqa: F401
+from dipddpm.cli import sweep as _sweep  # noqa: F401
 from dipddpm.cli.app import app
 
 

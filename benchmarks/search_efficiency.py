@@ -1,0 +1,121 @@
+"""Search efficiency: Optuna + ASHA vs running every grid point to its full budget.
+
+Space (guided DIP, tiny skip net, 32x32): stage scheduler (4) x beta schedule (3) x stages
+(3, 6) = 24 points, 150 iterations each. (a) The grid: every point run to the full budget
+(in-process, no Ray; the same seed, so each point's curve is what a trial would report);
+compute = 24 x 150 iterations, target = the grid's best psnr_best - 0.2 dB. (b) A sweep with
+Optuna TPE + ASHA (grace 15, reduction 3) over the same space through `dipddpm sweep`; compute
+= iterations its trials ran until the first trial within 0.2 dB of the grid's best ended (all
+trials that started before then, counted in full), and the whole sweep's total.
+Goal: (b) <= 30% of (a).
+
+    python benchmarks/search_efficiency.py [--samples 10] [--iters 150]
+
+Writes benchmarks/results/search_efficiency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+SCHEDULERS = ["uniform", "sharp_linear", "log10_linspace", "exp_weighted"]
+BETAS = ["linear", "cosine", "sigmoid"]
+STAGES = [3, 6]
+FIXED = {"width": 16, "depth": 3, "input_depth": 8, "report_every": 5, "sharp_linear_x": 10,
+         "t_max": 500}
+PROBLEM = {"image": "skimage:astronaut", "size": 32, "sigma": 25, "seed": 0}
+
+
+def grid(iters: int) -> list[dict]:
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+
+    m = METHODS.get("guided_dip")
+    rows = []
+    for sch, beta, k in itertools.product(SCHEDULERS, BETAS, STAGES):
+        values = {**m.presets["tiny"], **FIXED, "iters": iters, "scheduler": sch,
+                  "beta_schedule": beta, "stages": k}
+        cfg = build(m.config_cls, values)
+        res = m.run(cfg, m.make_problem(PROBLEM, cfg), seed=0, device="cpu")
+        rows.append({"scheduler": sch, "beta_schedule": beta, "stages": k,
+                     "psnr_best": res.metrics["psnr_gt_best"], "iters": iters})
+        print(f"grid {sch:>15} {beta:>8} K={k}: {rows[-1]['psnr_best']:.3f}", flush=True)
+    return rows
+
+
+def sweep(samples: int, iters: int, storage: Path) -> list[dict]:
+    import pandas as pd
+
+    from dipddpm.sweep.console import SweepConsole
+    from dipddpm.sweep.runner import run_sweep
+
+    spec = {"name": "search_efficiency", "method": "guided_dip", "preset": "tiny",
+            "problem": PROBLEM, "metric": "psnr_best", "mode": "max",
+            "fixed": {**FIXED, "iters": iters},
+            "search": {"scheduler": {"choice": SCHEDULERS},
+                       "beta_schedule": {"choice": BETAS}, "stages": {"choice": STAGES}},
+            "searcher": {"type": "optuna", "sampler": "tpe", "seed": 0, "max_concurrent": 2},
+            "scheduler": {"type": "asha", "grace_period": 15, "reduction_factor": 3},
+            "num_samples": samples, "checkpoint_every": 1000, "storage": str(storage)}
+    path = storage / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = run_sweep(path, console=SweepConsole("psnr_best", "max"))
+    t = pd.read_parquet(Path(out.path) / "trials")
+    return t[["trial_id", "status", "iters_done", "objective", "started_at", "ended_at",
+              "config.scheduler", "config.beta_schedule", "config.stages"]].to_dict("records")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=150)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    g = grid(args.iters)
+    grid_compute = sum(r["iters"] for r in g)
+    best = max(r["psnr_best"] for r in g)
+    target = best - 0.2
+    from dipddpm.sweep.local_ray import start_local
+
+    start_local(num_cpus=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        trials = sweep(args.samples, args.iters, Path(tmp))
+    total = sum(int(r["iters_done"]) for r in trials)
+    hits = sorted((r for r in trials if r["objective"] is not None
+                   and r["objective"] >= target), key=lambda r: r["ended_at"])
+    until = None
+    if hits:
+        first = hits[0]["ended_at"]
+        until = sum(int(r["iters_done"]) for r in trials if r["started_at"] <= first)
+    frac = None if until is None else until / grid_compute
+    out = {"benchmark": "search_efficiency", "space": {"scheduler": SCHEDULERS,
+                                                       "beta_schedule": BETAS,
+                                                       "stages": STAGES},
+           "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
+           "grid": g, "grid_best": best, "grid_compute_iters": grid_compute, "target": target,
+           "sweep_trials": [{**r, "started_at": str(r["started_at"]),
+                             "ended_at": str(r["ended_at"])} for r in trials],
+           "sweep_best": max((r["objective"] or -1e9) for r in trials),
+           "sweep_total_iters": total, "sweep_iters_to_target": until,
+           "fraction_of_grid_to_target": frac,
+           "fraction_of_grid_total": total / grid_compute, "goal": "<= 0.30",
+           "met": frac is not None and frac <= 0.30,
+           "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    dest = Path(__file__).parent / "results" / "search_efficiency.json"
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    print(f"grid best {best:.3f} dB ({grid_compute} it); sweep best {out['sweep_best']:.3f}; "
+          f"to within 0.2 dB: {until} it = {frac if frac is None else round(frac, 3)} of the "
+          f"grid; whole sweep {total} it = {total / grid_compute:.3f}")
+
+
+if __name__ == "__main__":
+    main()

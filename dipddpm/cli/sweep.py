@@ -1,0 +1,170 @@
+"""`dipddpm sweep validate|show|run|resume|status`: YAML sweep specs on Ray Tune + Optuna + ASHA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from dipddpm.cli.app import print_json, sweep_app, user_errors
+
+SMOKE = typer.Option(False, "--smoke", help="Apply the spec's smoke: block (seconds on CPU).")
+SETS = typer.Option(None, "--set", help="Override a spec key, dotted, value as YAML "
+                    "(repeatable), e.g. --set problem.image=F16.png --set fixed.iters=500.")
+JSON = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+def _summary(spec) -> dict:
+    from dipddpm.sweep.space import grid_size
+
+    return {"name": spec.name, "method": spec.method, "preset": spec.preset,
+            "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
+            "searcher": spec.searcher.type, "sampler": spec.searcher.sampler,
+            "scheduler": spec.scheduler.type, "max_t": spec.scheduler.max_t,
+            "grace_period": spec.scheduler.grace_period,
+            "search": [d.key for d in spec.search], "grid_points": grid_size(spec.search),
+            "storage": spec.storage, "resources": {"cpu": spec.resources.cpu,
+                                                   "gpu": spec.resources.gpu}}
+
+
+@sweep_app.command("validate", help="Check a sweep spec completely (keys, domains, metric, "
+                   "scheduler, resources, problem) without starting Ray. Exit 2 on a problem.")
+@user_errors
+def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quick.yaml."),
+             smoke: bool = SMOKE, sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
+    from dipddpm.sweep.spec import load_spec
+
+    s = load_spec(spec, smoke=smoke, sets=sets)
+    if as_json:
+        print_json({"ok": True, **_summary(s)})
+        return
+    typer.echo(f"ok: {s.name}: {s.method}, {s.num_samples} trials, {s.searcher.type} "
+               f"searcher, {s.scheduler.type} scheduler, metric {s.metric} ({s.mode}), "
+               f"search over {', '.join(d.key for d in s.search) or 'nothing'}")
+
+
+@sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set) and its "
+                   "search space as Optuna distributions.")
+@user_errors
+def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
+         sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
+    from dipddpm.sweep.space import distributions
+    from dipddpm.sweep.spec import load_spec
+
+    s = load_spec(spec, smoke=smoke, sets=sets)
+    space = {}
+    for d in s.search:
+        entry = {"kind": d.kind}
+        if d.kind in ("choice", "grid"):
+            entry["values"] = list(d.values)
+        else:
+            entry.update(low=d.low, high=d.high)
+            if d.kind == "int":
+                entry.update(step=d.step, log=d.log)
+        if d.when:
+            entry["when"] = {k: list(v) for k, v in d.when}
+        space[d.key] = entry
+    if as_json:
+        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict()})
+        return
+    typer.echo(yaml.safe_dump(s.resolved_dict(), sort_keys=False).rstrip())
+    typer.echo("# search space (Optuna distributions):")
+    dists = distributions(s.search) if s.searcher.type == "optuna" else {}
+    for key, entry in space.items():
+        cond = f"   when {entry['when']}" if "when" in entry else ""
+        typer.echo(f"#   {key}: {dists.get(key, entry)}{cond}")
+    typer.echo(f"# ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
+               if s.scheduler.type == "asha" else "# no early stopping")
+
+
+@sweep_app.command("run", help="Run a sweep: embedded local Ray (127.0.0.1 only) by default, an "
+                   "existing cluster with --address. Writes <storage>/<name>/ (Parquet trials "
+                   "and metrics, PNGs, optuna.db) and prints the winner.")
+@user_errors
+def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quick.yaml."),
+        smoke: bool = SMOKE,
+        storage: str | None = typer.Option(None, "--storage", help="Results root: a local/NFS "
+                                           "path, s3://bucket/prefix or gs://... (default: the "
+                                           "spec's storage:, else ./results)."),
+        address: str | None = typer.Option(None, "--address", help="Existing Ray cluster: auto "
+                                           "or ray://host:10001. Default: embedded local Ray."),
+        num_samples: int | None = typer.Option(None, "--num-samples", help="Trials to run "
+                                               "(overrides num_samples:)."),
+        sets: list[str] | None = SETS,
+        resume: bool = typer.Option(False, "--resume", help="Continue the existing sweep "
+                                    "directory of this spec, even if the spec changed."),
+        dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard on "
+                                       "127.0.0.1 (embedded Ray only)."),
+        as_json: bool = JSON) -> None:
+    from dipddpm.sweep.console import SweepConsole
+    from dipddpm.sweep.runner import run_sweep
+    from dipddpm.sweep.spec import load_spec
+
+    s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
+    console = SweepConsole(s.metric, s.mode, quiet=as_json)
+    out = run_sweep(spec, smoke=smoke, storage=storage, address=address,
+                    num_samples=num_samples, sets=sets, resume=resume, dashboard=dashboard,
+                    console=console)
+    if as_json:
+        print_json(_outcome(out))
+
+
+def _outcome(out) -> dict:
+    import math
+
+    rows = out.rows
+    good = [r for r in rows if r["objective"] is not None and math.isfinite(r["objective"])
+            and r["status"] != "FAILED"]
+    best = (max if out.spec.mode == "max" else min)(good, key=lambda r: r["objective"]) \
+        if good else None
+    counts = {st: sum(r["status"] == st for r in rows) for st in ("COMPLETED", "PRUNED",
+                                                                   "FAILED")}
+    keys = [d.key for d in out.spec.search]
+    return {"path": out.path, "trials": len(rows), **{k.lower(): v for k, v in counts.items()},
+            "metric": out.spec.metric,
+            "best": None if best is None else {
+                "trial_id": best["trial_id"], "value": best["objective"],
+                "status": best["status"],
+                "params": {k: best.get(f"config.{k}") for k in keys}}}
+
+
+@sweep_app.command("resume", help="Continue a sweep whose driver stopped (killed, crashed, "
+                   "node lost): no trial is lost or run twice; the Optuna study continues.")
+@user_errors
+def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
+                                           "<storage>/<name>."),
+           address: str | None = typer.Option(None, "--address", help="Existing Ray cluster "
+                                              "(auto or ray://...); default embedded."),
+           as_json: bool = JSON) -> None:
+    from dipddpm.sweep.console import SweepConsole
+    from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
+
+    spec, _ = load_sweep_spec(sweep_dir)
+    out = resume_sweep(sweep_dir, address=address,
+                       console=SweepConsole(spec.metric, spec.mode, quiet=as_json))
+    if as_json:
+        print_json(_outcome(out))
+
+
+@sweep_app.command("status", help="Trials so far of a sweep directory (also while it runs): "
+                   "counts by status, the best trial, the Optuna study, whether it can resume.")
+@user_errors
+def status(sweep_dir: str = typer.Argument(..., help="The sweep directory."),
+           as_json: bool = JSON) -> None:
+    from dipddpm.sweep.status import sweep_status
+
+    st = sweep_status(sweep_dir)
+    if as_json:
+        print_json(st)
+        return
+    typer.echo(f"{st['path']}: {st['trials']} trials written (completed {st['completed']}, "
+               f"pruned {st['pruned']}, failed {st['failed']}); "
+               f"{'resumable' if st['resumable'] else 'not resumable'}")
+    if st["best"]:
+        b = st["best"]
+        typer.echo(f"best {b['trial_id']}: {st['metric']} {b['value']:.3f} ({b['status']}) "
+                   + " ".join(f"{k}={v}" for k, v in b["params"].items()))
+    if st["study"]:
+        typer.echo("optuna study: " + ", ".join(f"{k.lower()} {v}"
+                                                 for k, v in st["study"].items()))

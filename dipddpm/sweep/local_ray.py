@@ -1,0 +1,96 @@
+"""The Ray a sweep runs on: an embedded local instance (DEFAULT) or an existing cluster.
+
+The embedded instance accepts connections from this machine only. Measured with Ray 2.60: a
+plain `ray.init()` listens on all interfaces; with `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` in the
+environment before `ray.init`, a single-node instance binds 127.0.0.1 only, with token
+authentication on. The dashboard stays off unless asked for, and then listens on 127.0.0.1.
+Ray's own logs are silenced (trial output stays in the trial's log files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+LOOPBACK = "127.0.0.1"
+
+
+def quiet_ray_logs() -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TBX files
+    # save Tune's experiment state (trial list + searcher) every 2 s, so a killed driver loses
+    # at most the trials asked for in the last 2 s (they are cleaned up on resume)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: no status tables at all
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
+    for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # trial errors: our console
+
+
+def loopback_only() -> None:
+    """Make this process start single-node Ray on 127.0.0.1 only. Ray reads the variable when
+    `ray._private.ray_constants` is imported; if Ray is already imported, its constant is set
+    too (it is read at call time by `services.get_node_ip_address`). Never for --address: a
+    driver joining a multi-node cluster must be reachable from the other nodes."""
+    import sys
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:
+        consts.ENABLE_RAY_CLUSTER = False
+
+
+def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
+                dashboard: bool = False) -> None:
+    """ray.init of a single-node instance bound to loopback, token auth on, no dashboard."""
+    loopback_only()  # single node: bind 127.0.0.1 only, token authentication on
+    import ray
+
+    quiet_ray_logs()
+    # a new instance even if RAY_ADDRESS points elsewhere. Not address="local": with it, Ray
+    # 2.60 binds every interface again (measured; tests/test_sweep_security.py checks).
+    os.environ.pop("RAY_ADDRESS", None)
+    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
+             dashboard_host=LOOPBACK, log_to_driver=False, logging_level=logging.ERROR,
+             configure_logging=True)
+
+
+def connect(address: str) -> None:
+    """Join an existing cluster: `auto` (the local head started with `ray start`) or ray://."""
+    import ray
+
+    quiet_ray_logs()
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        from dipddpm.errors import DipddpmError
+
+        raise DipddpmError(f"--address {address}: cannot connect to a Ray cluster "
+                           f"({str(e).splitlines()[0]}); start one with `ray start --head` or "
+                           f"omit --address for the embedded local Ray") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator[bool]:
+    """Use the Ray already initialised in this process (tests), else connect or start one;
+    shut down only what this call started. Yields whether it joined a cluster by address."""
+    import sys
+
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        quiet_ray_logs()
+        yield address is not None
+        return
+    if not address:
+        loopback_only()  # before this process imports Ray, where it can
+    import ray
+
+    if address:
+        connect(address)
+    else:
+        start_local(dashboard=dashboard)
+    try:
+        yield address is not None
+    finally:
+        ray.shutdown()

@@ -1,0 +1,172 @@
+"""A Ray Tune callback on the driver that writes the Parquet dataset and the console lines.
+
+Per trial it keeps every reported metric; the metrics file is flushed whenever a result carries
+a checkpoint (Tune processes a result's callbacks before it registers the checkpoint, so after a
+driver restart the file covers at least every iteration up to the checkpoint the trial resumes
+from, and replayed reports are deduplicated by (iter, metric)). When a trial ends the metrics
+file and its one trials row are written. Status: FAILED (raised after its retries, or
+`info.error` from the trainable), PRUNED (ended before its iteration budget: the scheduler
+stopped it), COMPLETED (reached its budget).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from ray.tune import Callback
+
+from dipddpm.sweep import results
+from dipddpm.sweep.console import SweepConsole
+from dipddpm.sweep.spec import SweepSpec
+from dipddpm.sweep.storage import resolve
+
+TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "pid",
+             "time_since_restore", "iterations_since_restore", "timesteps_total",
+             "episodes_total", "timesteps_since_restore", "iter", "done", "info", "config",
+             "trial_id", "date", "hostname", "node_ip", "experiment_tag",
+             "checkpoint_dir_name", "should_checkpoint"}
+
+
+def metric_rows(result: dict) -> list[dict]:
+    it = int(result["iter"])
+    return [{"iter": it, "metric": k, "value": float(v)} for k, v in result.items()
+            if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def status_of(result: dict, error: bool) -> str:
+    info = result.get("info") or {}
+    if error or info.get("error"):
+        return "FAILED"
+    if int(result.get("iter", 0)) < int(info.get("budget", 0)):
+        return "PRUNED"
+    return "COMPLETED"
+
+
+class Recorder(Callback):
+    def __init__(self, spec: SweepSpec, sweep_uri: str, provenance: dict[str, str],
+                 console: SweepConsole, on_trial_end=None) -> None:
+        self.spec, self.sweep_uri, self.provenance = spec, sweep_uri, provenance
+        self.console = console
+        self.on_trial_end = on_trial_end  # e.g. upload optuna.db to remote storage
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows: dict[str, list[dict]] = {}  # trial id -> metric rows
+        self.last: dict[str, dict] = {}
+        self.started: dict[str, datetime] = {}
+        self.ended: set[str] = set()
+
+    def __getstate__(self) -> dict:  # pickled in Tune's tuner state: keep no trial data
+        state = self.__dict__.copy()
+        for k in ("rows", "last", "started", "ended"):
+            state.pop(k, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    @property
+    def sweep(self):
+        return resolve(self.sweep_uri)
+
+    def _params(self, trial) -> dict:
+        from dipddpm.sweep.space import decode
+
+        return decode(self.spec.search, trial.config)
+
+    # --- Tune callback hooks -----------------------------------------------------------------
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        tid = trial.trial_id
+        self.ended.discard(tid)
+        if tid not in self.rows:  # first sight (also after a driver restart): reload flushed
+            self.rows[tid] = results.read_metrics(self.sweep, tid)
+        self.started.setdefault(tid, datetime.now(timezone.utc))
+        self.console.trial_start(tid, self._params(trial),
+                                 retries=int(trial.num_failures or 0))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        tid = trial.trial_id
+        self.rows.setdefault(tid, []).extend(metric_rows(result))
+        self.last[tid] = result
+        if result.get("checkpoint_dir_name"):
+            results.write_metrics(self.sweep, self.spec.name, tid, self.rows[tid])
+        entries = [(t, r.get(self.spec.metric), int(r.get("iter", 0)), {})
+                   for t, r in self.last.items()]
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        self.console.maybe_leaderboard(entries, running, len(self.ended))
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, error=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._finish(trial, error=True)
+
+    # --- writing a trial ---------------------------------------------------------------------
+    def _finish(self, trial, error: bool) -> None:
+        tid = trial.trial_id
+        if tid in self.ended:
+            return
+        self.ended.add(tid)
+        try:
+            self._write(trial, error)
+        except Exception as e:  # Ray's logs are silenced: say it here, loudly
+            self.console.line(f"[red]could not record trial {tid}[/]: {type(e).__name__}: {e}")
+            raise
+
+    def _write(self, trial, error: bool) -> None:
+        tid = trial.trial_id
+        result = self.last.get(tid) or dict(trial.last_result or {})
+        result.setdefault("iter", 0)
+        row = self.trial_row(trial, result, error)
+        results.write_metrics(self.sweep, self.spec.name, tid, self.rows.get(tid, []))
+        results.write_trial_row(self.sweep, row)
+        self.console.trial_end(tid, row["status"], row["iters_done"], row["objective"],
+                               self._params(trial), row["error"])
+        if self.on_trial_end is not None:
+            self.on_trial_end()
+
+    def trial_row(self, trial, result: dict, error: bool) -> dict[str, Any]:
+        from dipddpm.config import to_dict
+        from dipddpm.methods import METHODS
+        from dipddpm.sweep.trainable import trial_config
+
+        spec = self.spec
+        info = result.get("info") or {}
+        status = status_of(result, error)
+        err = info.get("error")
+        if error and not err:
+            e = trial.get_error()
+            err = (str(e).strip().splitlines() or ["error"])[-1] if e else "trial raised"
+        value = result.get(spec.metric)
+        objective = float(value) if isinstance(value, int | float) and math.isfinite(
+            value) else None
+        ended = datetime.now(timezone.utc)
+        started = self.started.get(tid := trial.trial_id, ended)
+        summary = {k: v for k, v in (info.get("summary") or {}).items() if k != "wall_s"}
+        if "wall_s" in (info.get("summary") or {}):  # the method loop's own time (all attempts)
+            summary["loop_wall_s"] = float(info["summary"]["wall_s"])
+        try:
+            cfg = to_dict(trial_config(spec, trial.config))
+        except Exception:  # a config that cannot be built is already the trial's error
+            cfg = {}
+        row: dict[str, Any] = {
+            "sweep": spec.name, "trial_id": tid, "status": status, "error": err,
+            "method": spec.method, "preset": spec.preset, "seed": spec.seed,
+            "retries": max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
+            "iters_done": int(result.get("iter", 0)), "objective": objective,
+            "wall_s": (ended - started).total_seconds(),
+            "node_ip": result.get("node_ip") or info.get("node_ip"),
+            "hostname": result.get("hostname") or info.get("hostname"),
+            "gpu": info.get("gpu"), "started_at": started, "ended_at": ended,
+        }
+        row.update({f"config.{k}": v for k, v in cfg.items()})
+        row.update({f"problem.{k}": v for k, v in spec.problem.items()})
+        row.update(summary)
+        arts = info.get("artifacts") or {}
+        row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))
+        row.update(self.provenance)
+        METHODS.get(spec.method)  # the method must still be registered to type the columns
+        return row

@@ -1,0 +1,263 @@
+"""The sweep's Parquet dataset (layout: /work/helpers/PARQUET.md, the contract with analysis).
+
+    <sweep dir>/spec.resolved.yaml
+    <sweep dir>/optuna.db                        (Optuna searcher only)
+    <sweep dir>/trials/part-<trial_id>.parquet   one row per trial
+    <sweep dir>/metrics/part-<trial_id>.parquet  long: sweep, trial_id, iter, metric, value
+    <sweep dir>/artifacts/<trial_id>/output.png  (and output_sm.png)
+    <sweep dir>/artifacts/problem/clean.png, noisy.png
+
+One file per trial, rewritten whole and atomically when the trial ends (or is retried), so a
+resumed sweep never duplicates a row. Column types are stable across files: config columns are
+typed from the method's config dataclass, summary metrics are float64 except iteration counts
+(int64). Every file carries the schema version, the sweep name and the metric definitions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import typing
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from dipddpm.sweep.storage import Location, resolve
+
+SCHEMA_VERSION = "1"
+STRING_COLUMNS = ("sweep", "trial_id", "status", "error", "method", "preset", "node_ip",
+                  "hostname", "gpu", "artifact_output", "dipddpm_version", "torch_version",
+                  "ray_version", "optuna_version", "git_sha", "python_version")
+INT_COLUMNS = ("seed", "retries", "iters_done")
+FLOAT_COLUMNS = ("objective", "wall_s")
+TIME_COLUMNS = ("started_at", "ended_at")
+
+
+def metadata(sweep: str) -> dict[str, str]:
+    from dipddpm.metrics import METRIC_DEFINITIONS
+
+    return {"dipddpm.schema_version": SCHEMA_VERSION, "dipddpm.sweep": sweep,
+            "dipddpm.metric_definitions": json.dumps(METRIC_DEFINITIONS)}
+
+
+def _loc(sweep_dir: str | Location) -> Location:
+    return sweep_dir if isinstance(sweep_dir, Location) else resolve(sweep_dir)
+
+
+def _write_table(loc: Location, table, sweep: str) -> None:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata(sweep)), buf)
+    loc.write_bytes(buf.getvalue())
+
+
+def is_int_metric(key: str) -> bool:
+    """Summary metrics that count iterations are int64; every other metric is float64."""
+    return key.endswith("_iter") or key in ("iters", "n_backtracks")
+
+
+def _config_type(method: str, key: str):
+    import pyarrow as pa
+
+    from dipddpm.methods import METHODS
+
+    hint = typing.get_type_hints(METHODS.get(method).config_cls).get(key, str)
+    if typing.get_origin(hint) in (tuple, list, dict):
+        return pa.string()  # stored as JSON
+    args = set(typing.get_args(hint)) or {hint}
+    for tp, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
+        if tp in args and not (tp is int and bool in args):
+            return arrow
+    return pa.string()
+
+
+def _value_type(v: Any):
+    import pyarrow as pa
+
+    if isinstance(v, bool):
+        return pa.bool_()
+    if isinstance(v, int):
+        return pa.int64()
+    if isinstance(v, float):
+        return pa.float64()
+    return pa.string()
+
+
+def column_type(row: Mapping[str, Any], key: str):
+    """The arrow type of a trials column (stable across trials of a sweep)."""
+    import pyarrow as pa
+
+    if key in STRING_COLUMNS:
+        return pa.string()
+    if key in INT_COLUMNS:
+        return pa.int64()
+    if key in FLOAT_COLUMNS:
+        return pa.float64()
+    if key in TIME_COLUMNS:
+        return pa.timestamp("us", tz="UTC")
+    if key.startswith("config."):
+        return _config_type(row["method"], key[len("config."):])
+    if key.startswith("problem."):
+        return _value_type(row[key])
+    return pa.int64() if is_int_metric(key) else pa.float64()
+
+
+def flat_value(v: Any) -> Any:
+    """Tuples/lists/dicts as JSON strings; everything else as is."""
+    if isinstance(v, tuple | list | dict):
+        return json.dumps(list(v) if not isinstance(v, dict) else v)
+    return v
+
+
+def write_trial_row(sweep_dir: str | Location, row: dict) -> str:
+    """Write trials/part-<trial_id>.parquet (one row); returns its path."""
+    import pyarrow as pa
+
+    loc = _loc(sweep_dir)
+    row = {k: flat_value(v) for k, v in row.items()}
+    for k in TIME_COLUMNS:
+        if isinstance(row.get(k), int | float):
+            row[k] = datetime.fromtimestamp(row[k]).astimezone()
+    schema = pa.schema([(k, column_type(row, k)) for k in row])
+    table = pa.Table.from_pylist([row], schema=schema)
+    target = loc.child("trials", f"part-{row['trial_id']}.parquet")
+    _write_table(target, table, row["sweep"])
+    return target.path
+
+
+def write_metrics(sweep_dir: str | Location, sweep: str, trial_id: str,
+                  rows: Iterable[Mapping[str, Any]]) -> str:
+    """Write metrics/part-<trial_id>.parquet from rows {iter, metric, value}; the last value
+    of a repeated (iter, metric) wins, so replayed reports after a restart are not doubled."""
+    import pyarrow as pa
+
+    loc = _loc(sweep_dir)
+    keyed: dict[tuple[int, str], float] = {}
+    for r in rows:
+        keyed[(int(r["iter"]), str(r["metric"]))] = float(r["value"])
+    items = sorted(keyed.items())
+    n = len(items)
+    table = pa.table({
+        "sweep": pa.array([sweep] * n, pa.string()),
+        "trial_id": pa.array([trial_id] * n, pa.string()),
+        "iter": pa.array([k[0] for k, _ in items], pa.int64()),
+        "metric": pa.array([k[1] for k, _ in items], pa.string()),
+        "value": pa.array([v for _, v in items], pa.float64()),
+    })
+    target = loc.child("metrics", f"part-{trial_id}.parquet")
+    _write_table(target, table, sweep)
+    return target.path
+
+
+def read_metrics(sweep_dir: str | Location, trial_id: str) -> list[dict]:
+    """The rows of a trial's metrics file (empty when there is none yet)."""
+    import pyarrow.parquet as pq
+
+    target = _loc(sweep_dir).child("metrics", f"part-{trial_id}.parquet")
+    if not target.exists():
+        return []
+    with target.fs.open_input_file(target.path) as f:
+        table = pq.read_table(f, columns=["iter", "metric", "value"])
+    return table.to_pylist()
+
+
+def png_bytes(img) -> bytes:
+    """(C,H,W) tensor in [0,1] -> 8-bit PNG bytes."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    arr = (img.detach().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
+    arr = arr.astype(np.uint8)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return iio.imwrite("<bytes>", arr, extension=".png")
+
+
+def write_artifact(sweep_dir: str | Location, trial_id: str, name: str, image_tensor) -> str:
+    """Write artifacts/<trial_id>/<name>.png; returns the path relative to the sweep dir."""
+    rel = f"artifacts/{trial_id}/{name}.png"
+    _loc(sweep_dir).child(rel).write_bytes(png_bytes(image_tensor))
+    return rel
+
+
+def read_trials(sweep_dir: str | Location) -> list[dict]:
+    """Every trials row of the sweep (as dicts), or [] when none is written yet."""
+    import pyarrow.dataset as ds
+
+    loc = _loc(sweep_dir).child("trials")
+    if not loc.exists():
+        return []
+    files = [f.path for f in loc.fs.get_file_info(_selector(loc)) if f.path.endswith(".parquet")
+             and not f.base_name.startswith(".")]
+    if not files:
+        return []
+    dataset = ds.dataset(files, filesystem=loc.fs, format="parquet",
+                         schema=_union_schema(loc.fs, files))
+    return dataset.to_table().to_pylist()
+
+
+def _selector(loc: Location):
+    import pyarrow.fs as pafs
+
+    return pafs.FileSelector(loc.path, allow_not_found=True)
+
+
+def _union_schema(fs, files: list[str]):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = [pq.read_schema(f, filesystem=fs) for f in files]
+    return pa.unify_schemas(schemas)
+
+
+def harmonize(sweep_dir: str | Location) -> int:
+    """Give every trials file the same columns (nulls where a trial has no value, e.g. the
+    summary metrics of a pruned trial), so any reader sees one schema. Returns files fixed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    loc = _loc(sweep_dir).child("trials")
+    if not loc.exists():
+        return 0
+    files = sorted(f.path for f in loc.fs.get_file_info(_selector(loc))
+                   if f.path.endswith(".parquet") and not f.base_name.startswith("."))
+    if not files:
+        return 0
+    union = _union_schema(loc.fs, files)
+    fixed = 0
+    for path in files:
+        with loc.fs.open_input_file(path) as f:
+            table = pq.read_table(f)
+        if table.schema.names == union.names:
+            continue
+        sweep = (table.schema.metadata or {}).get(b"dipddpm.sweep", b"").decode()
+        cols = [table.column(n) if n in table.schema.names
+                else pa.nulls(table.num_rows, union.field(n).type) for n in union.names]
+        out = pa.Table.from_arrays(cols, schema=pa.schema([union.field(n) for n in union.names]))
+        _write_table(loc.child(path.rsplit("/", 1)[-1]), out, sweep)
+        fixed += 1
+    return fixed
+
+
+def drop_unknown_trials(sweep_dir: str | Location, keep: set[str]) -> list[str]:
+    """Delete the files of trials Tune does not know (started in the last seconds before a
+    driver was killed, after Tune's last saved state; the resumed sweep ran them anew)."""
+    loc = _loc(sweep_dir)
+    dropped = []
+    for sub in ("trials", "metrics"):
+        d = loc.child(sub)
+        if not d.exists():
+            continue
+        for f in loc.fs.get_file_info(_selector(d)):
+            name = f.base_name
+            if name.startswith("part-") and name.endswith(".parquet"):
+                tid = name[len("part-"):-len(".parquet")]
+                if tid not in keep:
+                    loc.fs.delete_file(f.path)
+                    dropped.append(tid)
+    for tid in set(dropped):
+        art = loc.child("artifacts", tid)
+        if art.exists():
+            loc.fs.delete_dir(art.path)
+    return sorted(set(dropped))

@@ -1,0 +1,269 @@
+"""Run or resume a sweep: spec -> Tuner(trainable, OptunaSearch-like searcher, ASHA) -> Parquet.
+
+    run_sweep("sweeps/quick.yaml")           validate everything, then start Ray and run
+    resume_sweep("results/quick")            continue a sweep whose driver died
+
+Order of a run: validate the spec, resolve and check the storage, refuse an existing sweep
+directory holding a different spec; only then start Ray, (on a cluster) check that every node
+reaches the storage, write spec.resolved.yaml and the problem images, and run the Tuner.
+Ray Tune's own files live in `<sweep dir>/tune/` (experiment state, trial checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from dipddpm.errors import DipddpmError
+from dipddpm.sweep.console import SweepConsole
+from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
+from dipddpm.sweep.storage import Location, check_writable, resolve
+
+SPEC_FILE = "spec.resolved.yaml"
+TUNE_DIR = "tune"
+
+
+@dataclass
+class SweepOutcome:
+    path: str  # the sweep directory (local path or URI)
+    rows: list[dict]  # the trials table
+    spec: SweepSpec
+
+
+def resolved_yaml(spec: SweepSpec) -> str:
+    return yaml.safe_dump(spec.resolved_dict(), sort_keys=False)
+
+
+def same_spec(stored_text: str, spec: SweepSpec) -> bool:
+    """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
+    stored = yaml.safe_load(stored_text) or {}
+    new = spec.resolved_dict()
+    return ({k: v for k, v in stored.items() if k != "storage"}
+            == {k: v for k, v in new.items() if k != "storage"})
+
+
+def provenance() -> dict[str, str]:
+    import optuna
+    import ray
+    import torch
+
+    import dipddpm
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(dipddpm.__file__).parent, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return {"dipddpm_version": dipddpm.__version__, "torch_version": torch.__version__,
+            "ray_version": ray.__version__, "optuna_version": optuna.__version__,
+            "git_sha": sha or "unknown", "python_version": platform.python_version()}
+
+
+def check_sampler(spec: SweepSpec) -> None:
+    if spec.searcher.type == "optuna" and spec.searcher.sampler == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise DipddpmError("searcher.sampler cmaes needs the `cmaes` package: pip install "
+                               "cmaes, or use sampler: tpe") from None
+
+
+def prepare(spec: SweepSpec, resume: bool = False) -> Location:
+    """Check storage and an existing sweep dir; writes nothing. Returns the sweep dir."""
+    check_sampler(spec)
+    storage = resolve(spec.storage)
+    check_writable(storage)
+    sweep = storage.child(spec.name)
+    spec_file = sweep.child(SPEC_FILE)
+    if spec_file.exists() and not resume and not same_spec(spec_file.read_text(), spec):
+        raise DipddpmError(
+            f"{sweep.uri} already holds sweep {spec.name!r} with a different spec; continue "
+            f"it with `dipddpm sweep resume {sweep.uri}` (or run --resume), or pick another "
+            f"name:/--storage")
+    return sweep
+
+
+def optuna_db(sweep: Location) -> tuple[str, callable]:
+    """The local SQLite path of the study, and a function publishing it to the sweep dir
+    (a no-op when the sweep dir is local: the study is written in place)."""
+    if sweep.local:
+        return os.path.join(sweep.path, "optuna.db"), lambda: None
+    cache = Path.home() / ".cache" / "dipddpm" / sweep.path.strip("/").replace("/", "_")
+    cache.mkdir(parents=True, exist_ok=True)
+    local = cache / "optuna.db"
+    remote = sweep.child("optuna.db")
+    if remote.exists() and not local.exists():
+        with remote.fs.open_input_stream(remote.path) as f:
+            local.write_bytes(f.read())
+    return str(local), lambda: remote.write_bytes(local.read_bytes())
+
+
+def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep.results import png_bytes
+
+    method = METHODS.get(spec.method)
+    problem = method.make_problem(dict(spec.problem), build(method.config_cls,
+                                                            spec.base_values))
+    for name, attr in (("clean", "clean"), ("noisy", "observed")):
+        img = getattr(problem, attr, None)
+        if img is not None and getattr(img, "ndim", 0) == 3:
+            sweep.child("artifacts", "problem", f"{name}.png").write_bytes(png_bytes(img))
+
+
+def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from dipddpm.sweep.recorder import Recorder
+    from dipddpm.sweep.search import TruthfulOptunaSearch
+    from dipddpm.sweep.space import tune_space
+    from dipddpm.sweep.trainable import make_trainable
+
+    trainable = make_trainable(spec, sweep.uri)
+    tune_path = sweep.child(TUNE_DIR)
+    publish = lambda: None  # noqa: E731
+    if spec.searcher.type == "optuna":
+        db, publish = optuna_db(sweep)
+        searcher, space = TruthfulOptunaSearch(spec, db), {}
+    else:
+        from ray.tune.search import BasicVariantGenerator
+
+        searcher = BasicVariantGenerator(random_state=spec.searcher.seed,
+                                         max_concurrent=spec.searcher.max_concurrent)
+        space = tune_space(spec.search)
+    if restore:
+        if not tune.Tuner.can_restore(tune_path.uri):
+            return None, publish
+        return tune.Tuner.restore(tune_path.uri, trainable, resume_unfinished=True,
+                                  resume_errored=False, restart_errored=False), publish
+    if spec.searcher.type == "optuna":
+        searcher.close_orphans()  # a fresh start on an existing study: nothing is running
+    if spec.scheduler.type == "asha":
+        s = spec.scheduler
+        scheduler = ASHAScheduler(time_attr="iter", max_t=s.max_t, grace_period=s.grace_period,
+                                  reduction_factor=s.reduction_factor, brackets=s.brackets)
+    else:
+        scheduler = FIFOScheduler()
+    recorder = Recorder(spec, sweep.uri, provenance(), console, on_trial_end=publish)
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric, mode=spec.mode, search_alg=searcher, scheduler=scheduler,
+            num_samples=spec.num_samples, max_concurrent_trials=spec.searcher.max_concurrent,
+            time_budget_s=spec.time_budget_s, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR, storage_path=sweep.uri, verbose=0, callbacks=[recorder],
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), log_to_file=True))
+    return tuner, publish
+
+
+def tune_trial_ids(grid) -> set[str] | None:
+    """Ids of every trial in Tune's experiment (None if this Ray version hides them)."""
+    try:
+        return {t.trial_id for t in grid._experiment_analysis.trials}
+    except AttributeError:
+        return None
+
+
+def check_cluster_storage(sweep: Location, console: SweepConsole) -> None:
+    """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
+    try:
+        from dipddpm.sweep.cluster import check_storage_on_all_nodes
+    except ImportError:
+        console.line("[yellow]note[/]: storage reachability check of every node is not "
+                     "available in this build; make sure all nodes see the storage")
+        return
+    check_storage_on_all_nodes(sweep.uri)
+
+
+def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
+            restore: bool, dashboard: bool = False) -> SweepOutcome:
+    from dipddpm.sweep.local_ray import ray_session
+    from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
+
+    with ray_session(address, dashboard) as on_cluster:
+        if on_cluster:  # every node must reach the storage before trials start
+            check_cluster_storage(sweep, console)
+        sweep.makedirs()
+        if not sweep.child(SPEC_FILE).exists():
+            sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
+            write_problem_images(spec, sweep)
+        tuner, publish = build_tuner(spec, sweep, console, restore)
+        if tuner is None:  # nothing restorable yet: the driver died before Tune saved state
+            tuner, publish = build_tuner(spec, sweep, console, restore=False)
+        where = "cluster " + address if address else "embedded local Ray (127.0.0.1 only)"
+        console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.num_samples} trials, "
+                     f"searcher {spec.searcher.type}"
+                     + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
+                     + f", scheduler {spec.scheduler.type} on {where}")
+        if spec.searcher.type == "optuna" and sweep.local:
+            console.line(f"study: optuna-dashboard sqlite:///{sweep.path}/optuna.db")
+        grid = tuner.fit()
+        known = tune_trial_ids(grid)
+        if known is not None:
+            dropped = drop_unknown_trials(sweep, known)
+            if dropped:
+                console.line(f"removed {len(dropped)} trial(s) started after Tune's last "
+                             f"saved state before the driver stopped: {', '.join(dropped)}")
+        harmonize(sweep)
+        publish()
+    rows = read_trials(sweep)
+    params = [d.key for d in spec.search]
+    console.final(rows, params, sweep.uri, spec.summary_by, active=row_active(spec))
+    return SweepOutcome(path=sweep.uri, rows=rows, spec=spec)
+
+
+def row_active(spec: SweepSpec):
+    """(trials row, key) -> whether the searched key applied to that trial (conditions)."""
+
+    def active(row: dict, key: str) -> bool:
+        d = spec.domain(key)
+        return d is None or d.active({k: row.get(f"config.{k}") for k, _ in d.when})
+
+    return active
+
+
+def run_sweep(spec_path: str | Path, smoke: bool = False, storage: str | None = None,
+              address: str | None = None, num_samples: int | None = None,
+              sets: list[str] | None = None, resume: bool = False, dashboard: bool = False,
+              console: SweepConsole | None = None) -> SweepOutcome:
+    spec = load_spec(spec_path, smoke=smoke, sets=sets, num_samples=num_samples,
+                     storage=storage)
+    sweep = prepare(spec, resume=resume)
+    if resume and sweep.child(SPEC_FILE).exists():
+        return resume_sweep(sweep.uri, address=address, console=console)
+    console = console or SweepConsole(spec.metric, spec.mode)
+    return execute(spec, sweep, address, console, restore=sweep.child(TUNE_DIR).exists(),
+                   dashboard=dashboard)
+
+
+def load_sweep_spec(sweep_dir: str) -> tuple[SweepSpec, Location]:
+    """The spec a sweep ran with, read from its directory (storage = the directory's parent)."""
+    sweep = resolve(sweep_dir)
+    spec_file = sweep.child(SPEC_FILE)
+    if not spec_file.exists():
+        raise DipddpmError(f"{sweep.uri} is not a sweep directory (no {SPEC_FILE}); give "
+                           f"<storage>/<sweep name> as written by `dipddpm sweep run`")
+    raw = yaml.safe_load(spec_file.read_text())
+    parent = sweep.uri.rstrip("/").rsplit("/", 1)[0] if "/" in sweep.uri else "."
+    raw = {**raw, "storage": parent, "name": sweep.uri.rstrip("/").rsplit("/", 1)[-1]}
+    return parse_spec(raw), sweep
+
+
+def resume_sweep(sweep_dir: str, address: str | None = None,
+                 console: SweepConsole | None = None) -> SweepOutcome:
+    """Continue a sweep whose driver stopped: Tune restores its trials (running ones from their
+    last checkpoints), the searcher reloads the same Optuna study; no trial is lost or run
+    twice, and rows already written are rewritten in place, never duplicated."""
+    spec, sweep = load_sweep_spec(sweep_dir)
+    console = console or SweepConsole(spec.metric, spec.mode)
+    console.line(f"resuming {sweep.uri}")
+    return execute(spec, sweep, address, console, restore=True)

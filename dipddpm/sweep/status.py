@@ -1,0 +1,45 @@
+"""`dipddpm sweep status DIR`: what a sweep directory holds so far (works while it runs)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec
+from dipddpm.sweep.storage import resolve
+
+
+def study_counts(db_path: str, name: str) -> dict[str, int]:
+    """Optuna trials by state (COMPLETE, PRUNED, FAIL, RUNNING), not counting duplicates."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db_path}")
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        if "duplicate_of" in t.user_attrs:
+            continue
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def sweep_status(sweep_dir: str) -> dict:
+    from ray import tune
+
+    from dipddpm.sweep.results import read_trials
+
+    spec, sweep = load_sweep_spec(sweep_dir)
+    rows = read_trials(sweep)
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("COMPLETED", "PRUNED", "FAILED")}
+    good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None
+            and math.isfinite(r["objective"])]
+    best = None
+    if good:
+        b = (max if spec.mode == "max" else min)(good, key=lambda r: r["objective"])
+        best = {"trial_id": b["trial_id"], "value": b["objective"], "status": b["status"],
+                "params": {d.key: b.get(f"config.{d.key}") for d in spec.search}}
+    db = os.path.join(sweep.path, "optuna.db")
+    study = study_counts(db, spec.name) if sweep.local and os.path.isfile(db) else None
+    return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
+            **{k.lower(): v for k, v in counts.items()}, "best": best, "study": study,
+            "resumable": bool(tune.Tuner.can_restore(resolve(sweep.uri).child(TUNE_DIR).uri))}

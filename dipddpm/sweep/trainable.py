@@ -1,0 +1,146 @@
+"""The one Ray Tune trainable: a thin adapter from any registered method to Tune.
+
+It builds the trial's config (`preset` + `fixed:` + the searcher's params) and problem, then
+calls the method's own loop with a report callback that
+
+- forwards every report to `tune.report` with `iter` (ASHA's time attribute, in iterations)
+  and an `info` block (iteration budget, restarts, host) for the searcher and the recorder;
+- checks that the first report carries the spec's metric (ASHA silently ignores results
+  without it) and that the metric is finite;
+- every `checkpoint_every` iterations attaches a Tune checkpoint holding the loop's whole state
+  (weights, optimizer, RNG, loop variables), so `FailureConfig(max_failures)` restarts a
+  crashed trial from there; checkpoints are loaded with `torch.load(weights_only=True)`;
+- holds back the report of the last iteration until the loop returns, so the final result also
+  carries the method's summary metrics and the paths of the output images it wrote.
+
+A trial whose metric goes non-finite, or whose config breaks a rule only visible at run time
+(a `DipddpmError`), ends with `info.error` set: retrying it would fail again, so it is
+recorded as FAILED without burning Tune's retries. Any other exception goes to Tune, which
+retries from the last checkpoint up to `max_failures` times.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dipddpm.sweep.spec import SweepSpec
+
+STATE_FILE = "state.pt"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the spec's `faults:` (fault injection for testing fault tolerance)."""
+
+
+def host_info() -> dict[str, Any]:
+    import ray
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "gpu": gpu}
+
+
+def trial_config(spec: SweepSpec, params: dict[str, Any]):
+    """The method config of a trial: preset, then fixed:, then the searched params."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep.space import decode
+
+    method = METHODS.get(spec.method)
+    return build(method.config_cls, {**spec.base_values, **decode(spec.search, params)})
+
+
+def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
+    """Body of the Tune function trainable for one trial."""
+    import torch
+    from ray import tune
+
+    from dipddpm.errors import DipddpmError
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep import results
+    from dipddpm.sweep.space import decode
+    from dipddpm.sweep.storage import resolve
+
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    trial_id = tune.get_context().get_trial_id()
+    method = METHODS.get(spec.method)
+    params = decode(spec.search, config)
+    cfg = trial_config(spec, params)
+    budget = int(getattr(cfg, method.iters_key))
+    problem = method.make_problem(dict(spec.problem), cfg)
+
+    resume, retries, start = None, 0, 0
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # a restart (crash or driver resume) continues from here
+        with ckpt.as_directory() as d:
+            saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+        resume, retries, start = saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
+    faults = [f for f in spec.faults if f.matches(params)]
+    info = {"budget": budget, "retries": retries, **host_info()}
+    last: dict[str, Any] = {"iter": 0, spec.metric: math.nan}
+    held: list[dict] = []  # the last iteration's result, reported with the summary
+    last_ckpt = [start]  # iteration of the last checkpoint
+
+    def report(it: int, metrics: dict, state) -> None:
+        m = {k: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+             for k, v in metrics.items()}
+        for f in faults:
+            if it >= f.at_iter and f.kind == "raise" and retries < f.times:
+                raise InjectedFault(f"injected fault at iteration {it} (attempt {retries + 1})")
+            if it >= f.at_iter and f.kind == "nan":
+                m[spec.metric] = math.nan
+        if spec.metric not in m:
+            raise DipddpmError(f"{spec.method} reported no {spec.metric!r} at iteration {it} "
+                               f"(keys: {', '.join(m)}); pick a metric it reports")
+        value = m[spec.metric]
+        if value is None or not math.isfinite(value):
+            raise FloatingPointError(f"{spec.metric} is {value} at iteration {it}")
+        result = {**m, "iter": it, "info": dict(info)}
+        last.clear()
+        last.update(result)
+        if it >= budget:
+            held.append(result)
+            return
+        if it - last_ckpt[0] >= spec.checkpoint_every:
+            last_ckpt[0] = it
+            with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
+                torch.save({"loop": state(), "retries": retries, "iter": it},
+                           os.path.join(d, STATE_FILE))
+                tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report(result)
+
+    try:
+        res = method.run(cfg, problem, report=report, seed=spec.seed, resume=resume)
+    except (FloatingPointError, DipddpmError) as e:
+        error = f"{type(e).__name__}: {e}".splitlines()[0]
+        failed = {**last, "iter": int(last.get("iter", 0)),
+                  "info": {**info, "error": error}}
+        tune.report(failed)
+        return
+    artifacts = {}
+    sweep = resolve(sweep_uri)
+    for name, img in res.images.items():  # output, output_sm; samples for ddpm
+        if getattr(img, "ndim", 0) == 3:
+            artifacts[name] = results.write_artifact(sweep, trial_id, name, img)
+    final = held[-1] if held else dict(last)
+    final["info"] = {**info, "summary": dict(res.metrics), "artifacts": artifacts,
+                     "extra": {k: str(v) for k, v in res.extra.items()}}
+    tune.report(final)
+
+
+def make_trainable(spec: SweepSpec, sweep_uri: str):
+    """A Tune trainable (with the spec's resources) running `run_trial` for every trial."""
+    from ray import tune
+
+    def dipddpm_trial(config: dict) -> None:
+        run_trial(spec, sweep_uri, config)
+
+    res = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    return tune.with_resources(dipddpm_trial, res)
