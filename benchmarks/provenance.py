@@ -1,0 +1,89 @@
+"""Provenance of a benchmark result: hardware, date, git sha, the command, atomic JSON writes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device) -> dict:
+    """What ran it: GPU name (CUDA) or CPU model, core count, torch version, TF32 flags."""
+    import torch
+
+    info = {"device": device.type, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cudnn_allow_tf32"] = torch.backends.cudnn.allow_tf32
+        info["matmul_allow_tf32"] = torch.backends.cuda.matmul.allow_tf32
+        info["name"] = info["gpu"]
+    else:
+        info["name"] = f"{info['cpu']} ({os.cpu_count()} cores)"
+    return info
+
+
+def git_sha() -> dict:
+    """The commit (env GIT_SHA wins: set it where the tree is a copy without .git)."""
+    if os.environ.get("GIT_SHA"):
+        return {"git_sha": os.environ["GIT_SHA"], "git_dirty": None}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
+        return {"git_sha": sha, "git_dirty": bool(dirty.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_sha": "unknown", "git_dirty": None}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def command(script: str, args: list[str]) -> str:
+    """The shell command that reproduces a result, relative to the repo root."""
+    return " ".join(["python", script, *map(shlex.quote, args)])
+
+
+def clean(v):
+    """JSON-safe: NaN/inf as null, tuples as lists."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [clean(x) for x in v]
+    return v
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write atomically (temporary name in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def ensure_repo_on_path() -> None:
+    """Let `python benchmarks/x.py` import dipddpm from the repo without an install."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
