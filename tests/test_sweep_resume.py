@@ -34,9 +34,6 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     import optuna
     import pandas as pd
 
-    from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import resume_sweep
-
     spec_path = tmp_path / "killme.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "storage": str(tmp_path / "results")},
                                         sort_keys=False))
@@ -61,12 +58,18 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     assert 1 <= len(before) < 4
 
     time.sleep(2)  # let Ray reap the dead driver's trial actors
-    out = resume_sweep(str(sweep), console=SweepConsole("psnr_best", "max", quiet=True))
+    # the restored Tune callbacks print through THIS driver's console: --json stays pure JSON
+    r = subprocess.run(
+        [sys.executable, "-c", "from dipddpm.cli import main; main()", "sweep", "resume",
+         str(sweep), "--address", address, "--json"], capture_output=True, text=True,
+        timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
     trials = pd.read_parquet(sweep / "trials")
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "error"]]
     assert before <= {f"part-{t}.parquet" for t in trials["trial_id"]}
-    assert len(out.rows) == 4
+    assert out["trials"] == 4 and out["completed"] == 4
     # every report of every trial exactly once, none lost across the kill
     m = pd.read_parquet(sweep / "metrics")
     assert not m.duplicated(["trial_id", "iter", "metric"]).any()
@@ -79,6 +82,8 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     assert {t.user_attrs["ray_trial_id"] for t in real} == set(trials["trial_id"])
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in real)
     assert len({json.dumps(t.params, sort_keys=True) for t in real}) == 4
+    # the resumed sampler does not replay the first driver's suggestions
+    assert not [t for t in study.trials if "duplicate_of" in t.user_attrs]
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
 
 

@@ -59,6 +59,14 @@ def test_optuna_asha_sweep_writes_parquet_and_a_truthful_study(ray_local, tmp_pa
     assert (done["iters_done"] == 40).all() and done["psnr_gt_final"].notna().all()
     pruned = trials[trials["status"] == "PRUNED"]
     assert (pruned["iters_done"] < 40).all() and pruned["psnr_gt_final"].isna().all()
+    # a pruned trial keeps its last report's values and the picture of its last checkpoint
+    assert (pruned["last.psnr_best"] == pruned["objective"]).all()
+    assert pruned["last.psnr_gt"].notna().all()
+    assert (pruned["artifact_iter"] <= pruned["iters_done"]).all()
+    for rel in pruned["artifact_output"]:
+        assert (sweep / rel).is_file()
+    assert (done["artifact_iter"] == 40).all()
+    assert (trials["resumed_from_iter"] == 0).all() and trials["node_id"].notna().all()
     # conditional parameter: exp_c is set only where the scheduler is exp_weighted
     ew = trials["config.scheduler"] == "exp_weighted"
     assert trials.loc[~ew, "config.exp_c"].isna().all()
@@ -148,3 +156,51 @@ def test_faults_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
     assert not m.duplicated(["trial_id", "iter", "metric"]).any()
     resumed = m[m.trial_id == crashed_once.trial_id]
     assert sorted(resumed[resumed.metric == "loss"]["iter"]) == [5, 10, 15, 20, 25, 30]
+
+
+def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path):
+    """A relative image path means the same inside trials as on the command line; a searched
+    seed repeats a configuration; a combination that breaks a rule fails without retries."""
+    import os
+
+    import imageio.v3 as iio
+    import pandas as pd
+    from skimage import data
+
+    from dipddpm.sweep.runner import run_sweep
+
+    iio.imwrite(tmp_path / "photo.png", data.astronaut()[::8, ::8])
+    image = os.path.relpath(tmp_path / "photo.png")  # relative to the driver's folder
+    spec = write_spec(
+        tmp_path, name="rel", problem={"image": image, "size": 32, "sigma": 25, "seed": 0},
+        fixed={**TINY, "iters": 30, "scheduler": "sharp_linear"},
+        search={"stages": {"grid": [2, 4]}, "sharp_linear_x": {"grid": [2, 12]},
+                "seed": {"grid": [0, 1]}},
+        searcher={"type": "grid", "max_concurrent": 2}, scheduler={"type": "none"},
+        num_samples=1, max_failures=2)
+    run_sweep(spec, console=quiet())
+    t = pd.read_parquet(tmp_path / "results" / "rel" / "trials")
+    assert len(t) == 8 and t["trial_id"].is_unique
+    bad = (t["config.stages"] == 4) & (t["config.sharp_linear_x"] == 12)  # 3 * 12 > 30
+    assert (t.loc[~bad, "status"] == "COMPLETED").all(), t[["status", "error"]]
+    assert (t.loc[bad, "status"] == "FAILED").all()
+    assert t.loc[bad, "error"].str.contains("sharp_linear needs N >= ").all()
+    assert (t.loc[bad, "retries"] == 0).all()  # the same rule would break on every retry
+    assert sorted(t["seed"]) == [0] * 4 + [1] * 4
+    ok = t[~bad].set_index(["config.stages", "config.sharp_linear_x", "seed"])["objective"]
+    assert ok.loc[(2, 2, 0)] != ok.loc[(2, 2, 1)]  # another seed: another run
+
+
+def test_grid_searcher_space_matches_optuna_values():
+    from ray.tune.search.sample import Categorical
+
+    from dipddpm.sweep.space import tune_space
+    from dipddpm.sweep.spec import Domain
+
+    space = tune_space((Domain("stages", "int", 3, 7, step=2), Domain("t_max", "int", 1, 10,
+                                                                          step=4)))
+    assert isinstance(space["stages"], Categorical)
+    assert space["stages"].categories == [3, 5, 7]  # bounds inclusive, lo + k * step
+    assert space["t_max"].categories == [1, 5, 9]
+    log = tune_space((Domain("iters", "int", 10, 1000, log=True),))["iters"]
+    assert (log.lower, log.upper) == (10, 1001)  # Tune's upper bound is exclusive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -13,6 +14,12 @@ SMOKE = typer.Option(False, "--smoke", help="Apply the spec's smoke: block (seco
 SETS = typer.Option(None, "--set", help="Override a spec key, dotted, value as YAML "
                     "(repeatable), e.g. --set problem.image=F16.png --set fixed.iters=500.")
 JSON = typer.Option(False, "--json", help="Print one JSON object.")
+
+
+def cluster_address(address: str | None) -> str | None:
+    """--address, else $RAY_ADDRESS (set for the driver of a `ray job submit`), else None
+    (the embedded local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def _summary(spec) -> dict:
@@ -28,14 +35,21 @@ def _summary(spec) -> dict:
                                                    "gpu": spec.resources.gpu}}
 
 
-@sweep_app.command("validate", help="Check a sweep spec completely (keys, domains, metric, "
-                   "scheduler, resources, problem) without starting Ray. Exit 2 on a problem.")
+@sweep_app.command("validate", help="Check a sweep spec completely without starting Ray: keys, "
+                   "domains, metric, scheduler, resources, problem (the image loads), sampler "
+                   "packages, that the storage is writable and that an existing sweep directory "
+                   "holds the same spec. Writes nothing. Exit 2 on a problem.")
 @user_errors
 def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quick.yaml."),
-             smoke: bool = SMOKE, sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
+             smoke: bool = SMOKE, sets: list[str] | None = SETS,
+             storage: str | None = typer.Option(None, "--storage", help="Results root to "
+                                                "check (default: the spec's storage:)."),
+             as_json: bool = JSON) -> None:
+    from dipddpm.sweep.runner import prepare
     from dipddpm.sweep.spec import load_spec
 
-    s = load_spec(spec, smoke=smoke, sets=sets)
+    s = load_spec(spec, smoke=smoke, sets=sets, storage=storage)
+    prepare(s)
     if as_json:
         print_json({"ok": True, **_summary(s)})
         return
@@ -87,8 +101,10 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
         storage: str | None = typer.Option(None, "--storage", help="Results root: a local/NFS "
                                            "path, s3://bucket/prefix or gs://... (default: the "
                                            "spec's storage:, else ./results)."),
-        address: str | None = typer.Option(None, "--address", help="Existing Ray cluster: auto "
-                                           "or ray://host:10001. Default: embedded local Ray."),
+        address: str | None = typer.Option(None, "--address", help="Existing Ray cluster: auto, "
+                                           "host:port or ray://host:10001. Default: "
+                                           "$RAY_ADDRESS when set (as in `ray job submit`), "
+                                           "else an embedded local Ray."),
         num_samples: int | None = typer.Option(None, "--num-samples", help="Trials to run "
                                                "(overrides num_samples:)."),
         sets: list[str] | None = SETS,
@@ -103,7 +119,7 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
 
     s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
     console = SweepConsole(s.metric, s.mode, quiet=as_json)
-    out = run_sweep(spec, smoke=smoke, storage=storage, address=address,
+    out = run_sweep(spec, smoke=smoke, storage=storage, address=cluster_address(address),
                     num_samples=num_samples, sets=sets, resume=resume, dashboard=dashboard,
                     console=console)
     if as_json:
@@ -135,13 +151,14 @@ def _outcome(out) -> dict:
 def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
                                            "<storage>/<name>."),
            address: str | None = typer.Option(None, "--address", help="Existing Ray cluster "
-                                              "(auto or ray://...); default embedded."),
+                                              "(auto, host:port or ray://...); default "
+                                              "$RAY_ADDRESS when set, else embedded."),
            as_json: bool = JSON) -> None:
     from dipddpm.sweep.console import SweepConsole
     from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
 
     spec, _ = load_sweep_spec(sweep_dir)
-    out = resume_sweep(sweep_dir, address=address,
+    out = resume_sweep(sweep_dir, address=cluster_address(address),
                        console=SweepConsole(spec.metric, spec.mode, quiet=as_json))
     if as_json:
         print_json(_outcome(out))

@@ -39,7 +39,7 @@ def status_of(result: dict, error: bool) -> str:
     info = result.get("info") or {}
     if error or info.get("error"):
         return "FAILED"
-    if int(result.get("iter", 0)) < int(info.get("budget", 0)):
+    if int(result.get("iter", 0)) < int(info.get("budget") or 0):
         return "PRUNED"
     return "COMPLETED"
 
@@ -64,8 +64,14 @@ class Recorder(Callback):
             state.pop(k, None)
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict) -> None:  # restored by Tune: this driver's console,
+        from dipddpm.sweep.driver import current  # provenance and publish hook
+
         self.__dict__.update(state)
+        ctx = current()
+        if ctx is not None:
+            self.console, self.provenance = ctx.console, ctx.provenance
+            self.on_trial_end = ctx.publish
         self._reset()
 
     @property
@@ -148,25 +154,36 @@ class Recorder(Callback):
         summary = {k: v for k, v in (info.get("summary") or {}).items() if k != "wall_s"}
         if "wall_s" in (info.get("summary") or {}):  # the method loop's own time (all attempts)
             summary["loop_wall_s"] = float(info["summary"]["wall_s"])
+        params = self._params(trial)
         try:
-            cfg = to_dict(trial_config(spec, trial.config))
+            cfg = to_dict(trial_config(spec, params))
         except Exception:  # a config that cannot be built is already the trial's error
             cfg = {}
+        for d in spec.search:  # a conditional key that did not apply to this trial: null
+            if d.key in cfg and not d.active(params):
+                cfg[d.key] = None
         row: dict[str, Any] = {
             "sweep": spec.name, "trial_id": tid, "status": status, "error": err,
-            "method": spec.method, "preset": spec.preset, "seed": spec.seed,
+            "method": spec.method, "preset": spec.preset, "seed": spec.trial_seed(params),
+            # restarts of the trial (crash or lost node) and the checkpoint the last one
+            # continued from (0: it started from scratch)
             "retries": max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
+            "resumed_from_iter": int(info.get("resumed_from") or 0),
             "iters_done": int(result.get("iter", 0)), "objective": objective,
             "wall_s": (ended - started).total_seconds(),
             "node_ip": result.get("node_ip") or info.get("node_ip"),
+            "node_id": info.get("node_id"),
             "hostname": result.get("hostname") or info.get("hostname"),
             "gpu": info.get("gpu"), "started_at": started, "ended_at": ended,
         }
         row.update({f"config.{k}": v for k, v in cfg.items()})
         row.update({f"problem.{k}": v for k, v in spec.problem.items()})
+        # the last report's values: a pruned or failed trial has no summary, but these
+        row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)})
         row.update(summary)
         arts = info.get("artifacts") or {}
         row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))
+        row["artifact_iter"] = info.get("artifact_iter") if arts else None
         row.update(self.provenance)
         METHODS.get(spec.method)  # the method must still be registered to type the columns
         return row

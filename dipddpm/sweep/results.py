@@ -1,4 +1,4 @@
-"""The sweep's Parquet dataset (layout: /work/helpers/PARQUET.md, the contract with analysis).
+"""The sweep's Parquet dataset, the layout that `dipddpm.analysis` reads (DESIGN.md, Parquet).
 
     <sweep dir>/spec.resolved.yaml
     <sweep dir>/optuna.db                        (Optuna searcher only)
@@ -26,9 +26,9 @@ from dipddpm.sweep.storage import Location, resolve
 
 SCHEMA_VERSION = "1"
 STRING_COLUMNS = ("sweep", "trial_id", "status", "error", "method", "preset", "node_ip",
-                  "hostname", "gpu", "artifact_output", "dipddpm_version", "torch_version",
-                  "ray_version", "optuna_version", "git_sha", "python_version")
-INT_COLUMNS = ("seed", "retries", "iters_done")
+                  "node_id", "hostname", "gpu", "artifact_output", "dipddpm_version",
+                  "torch_version", "ray_version", "optuna_version", "git_sha", "python_version")
+INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter")
 FLOAT_COLUMNS = ("objective", "wall_s")
 TIME_COLUMNS = ("started_at", "ended_at")
 
@@ -53,7 +53,10 @@ def _write_table(loc: Location, table, sweep: str) -> None:
 
 
 def is_int_metric(key: str) -> bool:
-    """Summary metrics that count iterations are int64; every other metric is float64."""
+    """Summary metrics that count iterations are int64; every other metric is float64
+    (`last.*` columns hold the last report's values, all float64)."""
+    if key.startswith("last."):
+        return False
     return key.endswith("_iter") or key in ("iters", "n_backtracks")
 
 

@@ -97,7 +97,7 @@ def optuna_db(sweep: Location) -> tuple[str, callable]:
     cache.mkdir(parents=True, exist_ok=True)
     local = cache / "optuna.db"
     remote = sweep.child("optuna.db")
-    if remote.exists() and not local.exists():
+    if remote.exists():  # the published study is the truth; a cached copy may be stale
         with remote.fs.open_input_stream(remote.path) as f:
             local.write_bytes(f.read())
     return str(local), lambda: remote.write_bytes(local.read_bytes())
@@ -121,6 +121,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
     from dipddpm.sweep.space import tune_space
@@ -129,6 +130,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     trainable = make_trainable(spec, sweep.uri)
     tune_path = sweep.child(TUNE_DIR)
     publish = lambda: None  # noqa: E731
+    db = None
     if spec.searcher.type == "optuna":
         db, publish = optuna_db(sweep)
         searcher, space = TruthfulOptunaSearch(spec, db), {}
@@ -138,6 +140,9 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         searcher = BasicVariantGenerator(random_state=spec.searcher.seed,
                                          max_concurrent=spec.searcher.max_concurrent)
         space = tune_space(spec.search)
+    prov = provenance()
+    # a restored Tuner unpickles the first driver's recorder and searcher: they take these
+    set_current(DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish))
     if restore:
         if not tune.Tuner.can_restore(tune_path.uri):
             return None, publish
@@ -151,7 +156,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
                                   reduction_factor=s.reduction_factor, brackets=s.brackets)
     else:
         scheduler = FIFOScheduler()
-    recorder = Recorder(spec, sweep.uri, provenance(), console, on_trial_end=publish)
+    recorder = Recorder(spec, sweep.uri, prov, console, on_trial_end=publish)
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(

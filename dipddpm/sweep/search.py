@@ -41,19 +41,23 @@ def info(result: dict, key: str) -> Any:
     return result.get(f"info/{key}")
 
 
-def make_sampler(spec: SweepSpec):
+def make_sampler(spec: SweepSpec, trials_before: int = 0):
+    """The spec's seeded sampler. A study that already holds `trials_before` trials (a
+    resumed sweep) gets the seed shifted by that count: the same seed would replay the
+    suggestions the first driver already ran."""
     import optuna
 
     s = spec.searcher
+    seed = s.seed + trials_before
     if s.sampler == "tpe":
         startup = max(2, min(10, spec.num_samples // 4))
-        return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=startup,
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
                                           constant_liar=True)
     if s.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s.seed)
+        return optuna.samplers.CmaEsSampler(seed=seed)
     if s.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed)
-    return optuna.samplers.RandomSampler(seed=s.seed)
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def storage_url(db_path: str) -> str:
@@ -80,16 +84,28 @@ class TruthfulOptunaSearch(Searcher):
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._study = optuna.create_study(
+            study = optuna.create_study(
                 storage=storage_url(self.db_path), study_name=self.spec.name,
                 direction="maximize" if self.spec.mode == "max" else "minimize",
                 sampler=make_sampler(self.spec), load_if_exists=True)
+            before = len(study.get_trials(deepcopy=False))
+            if before:
+                study.sampler = make_sampler(self.spec, trials_before=before)
+            self._study = study
         return self._study
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_study"] = None
         return state
+
+    def __setstate__(self, state: dict) -> None:  # restored by Tune: this driver's study file
+        from dipddpm.sweep.driver import current
+
+        self.__dict__.update(state)
+        ctx = current()
+        if ctx is not None and ctx.optuna_db:
+            self.db_path = ctx.optuna_db
 
     def _trial(self, trial_id: str):
         import optuna

@@ -2,7 +2,8 @@
 
     uniform [lo, hi]     suggest_float(lo, hi)            tune.uniform(lo, hi)
     loguniform [lo, hi]  suggest_float(lo, hi, log=True)  tune.loguniform(lo, hi)
-    int [lo, hi], step   suggest_int(lo, hi, step)        tune.qrandint(lo, hi, step)  (inclusive)
+    int [lo, hi], step   suggest_int(lo, hi, step)        tune.choice([lo, lo+step, ..., <= hi])
+    int [lo, hi], log    suggest_int(lo, hi, log=True)    tune.lograndint(lo, hi + 1)
     choice [a, b, ...]   suggest_categorical              tune.choice
     grid [a, b, ...]     (not with Optuna)                tune.grid_search
 
@@ -93,8 +94,10 @@ def tune_space(domains: tuple[Domain, ...]) -> dict[str, Any]:
             out[d.key] = tune.uniform(d.low, d.high)
         elif d.kind == "loguniform":
             out[d.key] = tune.loguniform(d.low, d.high)
-        elif d.kind == "int":
-            out[d.key] = tune.qrandint(d.low, d.high, d.step)
+        elif d.kind == "int" and d.log:
+            out[d.key] = tune.lograndint(d.low, d.high + 1)  # Tune's upper bound is exclusive
+        elif d.kind == "int":  # the values Optuna would take: lo + k*step, bounds inclusive
+            out[d.key] = tune.choice(list(range(d.low, d.high + 1, d.step)))
         elif d.kind == "choice":
             out[d.key] = tune.choice(list(d.values))
         else:

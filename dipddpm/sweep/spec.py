@@ -43,6 +43,9 @@ SEARCHERS = ("optuna", "grid")
 SCHEDULERS = ("asha", "none")
 FAULT_KINDS = ("raise", "nan")
 # str config fields whose values name a registered plug-in: checked at validation time
+# searchable keys that are not method config fields: `seed` is the trial seed (net init, z,
+# stage noise), so `search: {seed: {grid: [0, 1, 2]}}` repeats each configuration over seeds
+TRIAL_KEYS = {"seed": int}
 NAMED_FIELDS = {"scheduler": ("dipddpm.stages.schedulers", "STAGE_SCHEDULERS"),
                 "beta_schedule": ("dipddpm.diffusion.schedules", "SCHEDULES"),
                 "net": ("dipddpm.nn", "NETS")}
@@ -136,9 +139,31 @@ class SweepSpec:
     def domain(self, key: str) -> Domain | None:
         return next((d for d in self.search if d.key == key), None)
 
+    def trial_seed(self, params: Mapping[str, Any]) -> int:
+        """A trial's seed: the searched `seed` when the space has one, else `seed:`."""
+        return int(params.get("seed", self.seed))
+
     def resolved_dict(self) -> dict[str, Any]:
-        """The spec as run (smoke and CLI overrides applied), for spec.resolved.yaml."""
+        """The spec as run, for spec.resolved.yaml: smoke and CLI overrides applied, the
+        preset expanded into `fixed:` (every config value a trial starts from, searched keys
+        left out) and every section's defaults filled in. It parses back to the same spec."""
+        from dipddpm.config import build, to_dict
+        from dipddpm.methods import METHODS
+
+        m = METHODS.get(self.method)
+        searched = {d.key for d in self.search}
+        fixed = {k: v for k, v in to_dict(build(m.config_cls, self.base_values)).items()
+                 if k not in searched}
         out = {k: v for k, v in self.raw.items() if k != "smoke"}
+        out.update(
+            name=self.name, method=self.method, preset=self.preset,
+            problem=dict(self.problem), metric=self.metric, mode=self.mode, fixed=fixed,
+            searcher=dataclasses.asdict(self.searcher),
+            scheduler=dataclasses.asdict(self.scheduler),
+            resources=dataclasses.asdict(self.resources), num_samples=self.num_samples,
+            time_budget_s=self.time_budget_s, storage=self.storage,
+            checkpoint_every=self.checkpoint_every, max_failures=self.max_failures,
+            seed=self.seed, summary_by=self.summary_by)
         return out
 
 
@@ -199,7 +224,8 @@ def load_spec(path: str | Path, smoke: bool = False, sets: list[str] | None = No
         if not isinstance(block, Mapping):
             raise ConfigError(f"{path}: --smoke needs a `smoke:` mapping of overrides in the "
                               f"spec (e.g. smoke: {{num_samples: 2, fixed: {{iters: 20}}}})")
-        data = merge(data, block)
+        # a smoke run is another sweep: its results never mix with the real run's
+        data = merge({**data, "name": f"{data['name']}-smoke"}, block)
     for item in sets or []:
         set_override(data, item)
     if num_samples is not None:
@@ -311,6 +337,11 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
         if scheduler.reduction_factor <= 1:
             raise ConfigError(f"scheduler.reduction_factor must be > 1, got "
                               f"{scheduler.reduction_factor}")
+        if max_t < budget:
+            raise ConfigError(f"scheduler.max_t ({max_t}) < the largest {iters_key} budget "
+                              f"({budget}): ASHA would stop every trial at max_t and none "
+                              f"could complete; raise max_t or leave it out (default: "
+                              f"{budget})")
         scheduler = dataclasses.replace(scheduler, max_t=max_t)
 
     resources = _sub(Resources, data, "resources")
@@ -365,8 +396,8 @@ def _bounds(key: str, kind: str, raw: Any, tp: Any) -> tuple:
 
 
 def parse_search(raw: Mapping[str, Any], cfg_cls: type, base_values: Mapping) -> tuple:
-    names = field_names(cfg_cls)
-    types_ = field_types(cfg_cls)
+    names = field_names(cfg_cls) + list(TRIAL_KEYS)
+    types_ = {**field_types(cfg_cls), **TRIAL_KEYS}
     domains = []
     for key, d in raw.items():
         if key not in names:
@@ -385,6 +416,9 @@ def parse_search(raw: Mapping[str, Any], cfg_cls: type, base_values: Mapping) ->
         tp = types_[key]
         kw: dict[str, Any] = {}
         if kind in ("uniform", "loguniform"):
+            if key in TRIAL_KEYS:
+                raise ConfigError(f"search.{key}: a seed is an integer; use int:, choice: or "
+                                  f"grid:, e.g. {{grid: [0, 1, 2]}}")
             kw["low"], kw["high"] = _bounds(key, kind, d[kind], float)
             coerce(key, kw["low"], tp)  # the field must take a number
         elif kind == "int":
@@ -402,7 +436,10 @@ def parse_search(raw: Mapping[str, Any], cfg_cls: type, base_values: Mapping) ->
                 raise ConfigError(f"search.{key}: {kind} takes a non-empty list, got {vals!r}")
             for v in vals:
                 try:
-                    build(cfg_cls, {**base_values, key: v})
+                    if key in TRIAL_KEYS:
+                        coerce(f"search.{key}", v, TRIAL_KEYS[key])
+                    else:
+                        build(cfg_cls, {**base_values, key: v})
                 except ConfigError as e:
                     raise ConfigError(f"search.{key}: value {v!r}: {e}") from None
                 check_named(key, v)
@@ -509,4 +546,5 @@ def check_problem(spec: SweepSpec, base_cfg: Any) -> None:
     try:
         METHODS.get(spec.method).make_problem(dict(spec.problem), base_cfg)
     except DipddpmError as e:
-        raise ConfigError(f"problem: {e}") from None
+        raise ConfigError(f"problem: {e}; a spec key can be overridden on the command line, "
+                          f"e.g. --set problem.image=PATH") from None

@@ -89,14 +89,21 @@ def resolve(uri: str | os.PathLike) -> Location:
 
 def check_writable(loc: Location) -> None:
     """Fail (one line, nothing left behind) unless files can be created under `loc`."""
-    if loc.local:
+    if loc.local:  # probe the deepest existing folder: nothing is created on the way
         p = Path(loc.path)
         existing = p
         while not existing.exists():
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            raise DipddpmError(f"storage {loc.uri} is not writable ({existing} is not a "
-                               f"writable directory); pass --storage DIR with a writable path")
+        probe = existing / f".dipddpm-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(f"{existing} is not a directory")
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise DipddpmError(f"storage {loc.uri} is not writable ({existing}: "
+                               f"{e.strerror or e}); pass --storage DIR with a writable "
+                               f"path") from None
         return
     probe = loc.child(f".dipddpm-probe-{uuid.uuid4().hex[:8]}")
     try:

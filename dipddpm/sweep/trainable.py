@@ -13,10 +13,16 @@ calls the method's own loop with a report callback that
 - holds back the report of the last iteration until the loop returns, so the final result also
   carries the method's summary metrics and the paths of the output images it wrote.
 
-A trial whose metric goes non-finite, or whose config breaks a rule only visible at run time
-(a `DipddpmError`), ends with `info.error` set: retrying it would fail again, so it is
+A trial whose metric goes non-finite, or whose config or problem breaks a rule only visible at
+run time (a `DipddpmError`), ends with `info.error` set: retrying it would fail again, so it is
 recorded as FAILED without burning Tune's retries. Any other exception goes to Tune, which
 retries from the last checkpoint up to `max_failures` times.
+
+Ray Tune starts each trial in its own log folder; the trial moves back to the folder the worker
+started in (the job's working directory on a cluster, the driver's on the embedded Ray), so
+relative paths in a spec (`problem.image`, `checkpoint`, `data_root`) mean what they mean on the
+command line. Each checkpoint also writes the current output images, so a trial the scheduler
+stops still has a picture (`artifact_iter` says from which iteration).
 """
 
 from __future__ import annotations
@@ -37,13 +43,30 @@ class InjectedFault(RuntimeError):
     """Raised by the spec's `faults:` (fault injection for testing fault tolerance)."""
 
 
-def host_info() -> dict[str, Any]:
+def host_info(device) -> dict[str, Any]:
     import ray
     import torch
 
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     return {"node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
-            "gpu": gpu}
+            "node_id": ray.get_runtime_context().get_node_id(), "gpu": gpu}
+
+
+def back_to_working_dir() -> None:
+    """Undo Tune's change into the trial folder (see the module docstring)."""
+    orig = os.environ.get("TUNE_ORIG_WORKING_DIR")
+    if orig and os.path.isdir(orig):
+        os.chdir(orig)
+
+
+def snapshot_images(loop_state: dict) -> dict[str, Any]:
+    """The current output images held in a fitting loop's state (empty for other loops)."""
+    out = {}
+    for name, key in (("output", "shown"), ("output_sm", "o_sm")):
+        img = loop_state.get(key)
+        if getattr(img, "ndim", 0) == 4:  # (1,C,H,W)
+            out[name] = img[0]
+    return out
 
 
 def trial_config(spec: SweepSpec, params: dict[str, Any]):
@@ -51,9 +74,11 @@ def trial_config(spec: SweepSpec, params: dict[str, Any]):
     from dipddpm.config import build
     from dipddpm.methods import METHODS
     from dipddpm.sweep.space import decode
+    from dipddpm.sweep.spec import TRIAL_KEYS
 
     method = METHODS.get(spec.method)
-    return build(method.config_cls, {**spec.base_values, **decode(spec.search, params)})
+    searched = {k: v for k, v in decode(spec.search, params).items() if k not in TRIAL_KEYS}
+    return build(method.config_cls, {**spec.base_values, **searched})
 
 
 def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
@@ -64,16 +89,17 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     from dipddpm.errors import DipddpmError
     from dipddpm.methods import METHODS
     from dipddpm.sweep import results
+    from dipddpm.sweep.devices import trial_device
     from dipddpm.sweep.space import decode
     from dipddpm.sweep.storage import resolve
 
+    back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    device = trial_device(spec.resources.gpu)
     trial_id = tune.get_context().get_trial_id()
     method = METHODS.get(spec.method)
     params = decode(spec.search, config)
-    cfg = trial_config(spec, params)
-    budget = int(getattr(cfg, method.iters_key))
-    problem = method.make_problem(dict(spec.problem), cfg)
+    sweep = resolve(sweep_uri)
 
     resume, retries, start = None, 0, 0
     ckpt = tune.get_checkpoint()
@@ -82,7 +108,8 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
             saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
         resume, retries, start = saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
     faults = [f for f in spec.faults if f.matches(params)]
-    info = {"budget": budget, "retries": retries, **host_info()}
+    info: dict[str, Any] = {"budget": None, "retries": retries, "resumed_from": start,
+                            **host_info(device)}
     last: dict[str, Any] = {"iter": 0, spec.metric: math.nan}
     held: list[dict] = []  # the last iteration's result, reported with the summary
     last_ckpt = [start]  # iteration of the last checkpoint
@@ -104,33 +131,42 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         result = {**m, "iter": it, "info": dict(info)}
         last.clear()
         last.update(result)
-        if it >= budget:
+        if it >= info["budget"]:
             held.append(result)
             return
         if it - last_ckpt[0] >= spec.checkpoint_every:
             last_ckpt[0] = it
+            loop_state = state()
+            write_images(snapshot_images(loop_state), it)
+            result["info"] = dict(info)
             with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
-                torch.save({"loop": state(), "retries": retries, "iter": it},
+                torch.save({"loop": loop_state, "retries": retries, "iter": it},
                            os.path.join(d, STATE_FILE))
                 tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))
         else:
             tune.report(result)
 
-    try:
-        res = method.run(cfg, problem, report=report, seed=spec.seed, resume=resume)
+    def write_images(images: dict, it: int) -> None:
+        arts = {name: results.write_artifact(sweep, trial_id, name, img)
+                for name, img in images.items() if getattr(img, "ndim", 0) == 3}
+        if arts:
+            info.update(artifacts=arts, artifact_iter=it)
+
+    try:  # a config or problem that breaks a rule fails the same way on every retry
+        cfg = trial_config(spec, params)
+        info["budget"] = int(getattr(cfg, method.iters_key))
+        problem = method.make_problem(dict(spec.problem), cfg)
+        res = method.run(cfg, problem, report=report, seed=spec.trial_seed(params),
+                         resume=resume, device=device)
     except (FloatingPointError, DipddpmError) as e:
         error = f"{type(e).__name__}: {e}".splitlines()[0]
         failed = {**last, "iter": int(last.get("iter", 0)),
                   "info": {**info, "error": error}}
         tune.report(failed)
         return
-    artifacts = {}
-    sweep = resolve(sweep_uri)
-    for name, img in res.images.items():  # output, output_sm; samples for ddpm
-        if getattr(img, "ndim", 0) == 3:
-            artifacts[name] = results.write_artifact(sweep, trial_id, name, img)
+    write_images(res.images, info["budget"])  # output, output_sm; samples for ddpm
     final = held[-1] if held else dict(last)
-    final["info"] = {**info, "summary": dict(res.metrics), "artifacts": artifacts,
+    final["info"] = {**info, "summary": dict(res.metrics),
                      "extra": {k: str(v) for k, v in res.extra.items()}}
     tune.report(final)
 
