@@ -155,7 +155,8 @@ def test_smoke_and_set_overrides(tmp_path):
 
 
 # paths that bundled specs take from the user (--set) on a real run
-OVERRIDES = {"staged_dip_f16": ["problem.image=skimage:camera", "problem.size=64"],
+OVERRIDES = {"quick": [],
+             "staged_dip_f16": ["problem.image=skimage:camera", "problem.size=64"],
              "guided_dip_butterfly": ["problem.image=skimage:chelsea"],
              "ddpm_mnist": ["problem={dataset: skimage-patches, size: 16, count: 64}"],
              "dip_prior_ddpm": None}  # needs a trained DDPM: tests/test_sweep_specs.py
@@ -196,3 +197,33 @@ def test_cli_validate_and_show_json():
     data = json.loads(r.output)
     assert data["space"]["scheduler"]["when"] == {"stages": [4, 8]}
     assert data["max_t"] == 30
+
+
+def test_validate_checks_storage_and_an_existing_sweep_writing_nothing(tmp_path):
+    import os
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = CliRunner().invoke(app, ["sweep", "validate", str(SWEEPS / "quick.yaml"),
+                                 "--storage", str(blocker / "results")])
+    assert r.exit_code == 2 and "not writable" in r.output and len(r.output.splitlines()) == 1
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o500)
+    try:  # a read-only folder: root passes os.access, so the check must really write
+        if os.geteuid() != 0:
+            r = CliRunner().invoke(app, ["sweep", "validate", str(SWEEPS / "quick.yaml"),
+                                         "--storage", str(tmp_path / "ro")])
+            assert r.exit_code == 2 and "not writable" in r.output
+    finally:
+        os.chmod(tmp_path / "ro", 0o700)
+    other = tmp_path / "store" / "quick"
+    other.mkdir(parents=True)
+    (other / "spec.resolved.yaml").write_text("name: quick\nmethod: dip\n")
+    r = CliRunner().invoke(app, ["sweep", "validate", str(SWEEPS / "quick.yaml"),
+                                 "--storage", str(tmp_path / "store")])
+    assert r.exit_code == 2 and "different spec" in r.output
+    r = CliRunner().invoke(app, ["sweep", "validate", str(SWEEPS / "quick.yaml"),
+                                 "--storage", str(tmp_path / "fresh")])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro", "store"]
+    assert not list((tmp_path / "ro").iterdir())

@@ -546,5 +546,7 @@ def check_problem(spec: SweepSpec, base_cfg: Any) -> None:
     try:
         METHODS.get(spec.method).make_problem(dict(spec.problem), base_cfg)
     except DipddpmError as e:
+        key = "fixed.checkpoint" if "checkpoint" in str(e) else (
+            "problem.data_root" if "dataset" in spec.problem else "problem.image")
         raise ConfigError(f"problem: {e}; a spec key can be overridden on the command line, "
-                          f"e.g. --set problem.image=PATH") from None
+                          f"e.g. --set {key}=PATH") from None
