@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 
 FORMAT = "dipddpm-checkpoint"
 VERSION = 1
@@ -57,9 +57,8 @@ def read_checkpoint(path: str | Path, kind: str = "ddpm") -> tuple[dict, dict]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle error, not a torch file
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise DipddpmError(f"checkpoint {path} is corrupt or not a torch file "
-                           f"({type(e).__name__}: {first})") from None
+                           f"({type(e).__name__}: {first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DipddpmError(f"{path} is not a dipddpm checkpoint (no {FORMAT!r} header)")
     if payload.get("version") != VERSION:

@@ -21,3 +21,9 @@ def closest(name: str, valid: list[str]) -> str:
 
     match = difflib.get_close_matches(name, valid, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first non-empty line (for one-line user errors)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

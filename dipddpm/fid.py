@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dipddpm.errors import DipddpmError
+
 WEIGHTS_NAME = "inception_v3_google-0cc3c7bd.pth"
 ENV = "DIPDDPM_INCEPTION_WEIGHTS"
 
@@ -93,6 +95,9 @@ def fid_kid(sample_fn: Callable[[int], torch.Tensor], real: torch.Tensor, n: int
             device=None) -> FidResult:
     """FID/KID of n samples (sample_fn(n) -> (n,C,H,W) in [0,1]) vs `real` (N,C,H,W) in [0,1],
     or a skipped note when the weights are absent."""
+    if n < 2:
+        raise DipddpmError(f"FID/KID need at least 2 samples (covariances, unbiased MMD), got "
+                           f"{n}; ask for more samples")
     path = find_inception_weights()
     if path is None:
         return FidResult(note=skipped_note())

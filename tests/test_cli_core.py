@@ -61,6 +61,20 @@ def test_inspect_betas_json(tmp_path):
     (["inspect", "stages", "--scheduler", "sharp_linear", "--iters", "10", "--stages", "5"],
      "N = 10"),
     (["inspect", "betas", "--schedule", "quadratic", "--timesteps", "10"], "valid names"),
+    (["inspect", "stages", "--scheduler", "uniform", "--iters", "10", "--stages", "2", "--set",
+      "x=3"], "parameter of sharp_linear"),
+    # the coarsest scale would be 1x1: BatchNorm cannot train on one value per channel
+    (["fit", "dip", "--image", "skimage:camera", "--size", "32", "--iters", "2"], "at least 64"),
+    (["fit", "guided-dip", "--preset", "guided_dip", "--image", "skimage:camera", "--size",
+      "64", "--iters", "2"], "at least 128"),
+    (["fit", "dip", "--image", "skimage:camera", "--size", "64", "--set", "net=segnet", "--set",
+      "depth=6"], "at most 5 blocks"),
+    (["fit", "dip", "--image", "skimage:camera", "--size", "64", "--device", "foo"],
+     "device must be"),
+    (["fit", "dip", "--image", "skimage:camera", "--size", "64", "--device", "cuda:7"],
+     "CUDA device(s)"),
+    (["fit", "guided-dip", "--image", "skimage:camera", "--size", "64", "--iters", "20",
+      "--set", "scheduler=sharp_linear", "--set", "stages=9"], "N = 20"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     r = invoke(*args)
@@ -74,3 +88,4 @@ def test_unreadable_image_is_one_line(tmp_path):
     bad.write_text("garbage")
     r = invoke("fit", "dip", "--image", str(bad))
     assert r.exit_code == 2 and "cannot read image" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -33,8 +33,9 @@ def problem(ckpt, **kw):
 def test_t0_zero_returns_the_prior_unchanged(ckpt):
     ddpm = load_ddpm(ckpt, "cpu")
     prior = torch.rand(2, 1, 32, 32)
-    out = refine(ddpm, prior, config(ckpt, t0=0), torch.Generator())
-    assert torch.equal(out, prior)
+    for rescale in (True, False):  # with or without the hand-off's 2x - 1
+        out = refine(ddpm, prior, config(ckpt, t0=0, rescale_prior=rescale), torch.Generator())
+        assert torch.equal(out, prior)
     result = M.run(config(ckpt, t0=0), problem(ckpt))
     assert torch.equal(result.images["output"], result.images["dip"])
     assert result.metrics["reverse_steps"] == 0

@@ -77,11 +77,13 @@ def run_fit_ddpm(dataset: str, out: Path, preset: str | None, sets: list[str] | 
     every = save_every or 1000
     total = (cfg.epochs * (problem.train.shape[0] // min(cfg.batch_size, problem.train.shape[0]))
              if cfg.epochs is not None else cfg.iters)
+    saved_at = [0]
     with ProgressReport(total, ("train_loss", "val_loss"), enabled=show_progress,
                         description="training") as bar:
-        def report(it, metrics, state):
+        def report(it, metrics, state):  # the first report at least `every` steps on
             bar(it, metrics, state)
-            if it % every == 0 or it == total:
+            if it - saved_at[0] >= every or it == total:
+                saved_at[0] = it
                 save_checkpoint(state_path, run_config, {"state": state()}, kind="ddpm-train")
 
         trained = train_ddpm(cfg, problem, report=report, seed=seed, resume=resume_state,

@@ -22,6 +22,11 @@ def stage_plan(scheduler: str, iters: int, stages: int, sets: list[str] | None) 
 
     STAGE_SCHEDULERS.get(scheduler)  # unknown name -> error listing the valid ones
     values = {SCHEDULER_PARAMS.get(k, k): v for k, v in parse_set(sets).items()}
+    for short, key in SCHEDULER_PARAMS.items():  # x and c only mean something to their own
+        owner = {"x": "sharp_linear", "c": "exp_weighted"}[short]
+        if key in values and scheduler != owner:
+            raise ConfigError(f"--set {short}=... is a parameter of {owner}, not of "
+                              f"{scheduler}; drop it or use --scheduler {owner}")
     values.update(iters=iters, stages=stages, scheduler=scheduler)
     if scheduler == "exp_weighted" and "beta_schedule" not in values:
         values["beta_schedule"] = "linear"  # the guided-DIP source's default pairing

@@ -33,6 +33,8 @@ class ProgressReport:
         return self
 
     def __exit__(self, *exc) -> None:
+        if exc[0] is not None and not self.last:  # failed before any progress: no bar left
+            self.progress.live.transient = True
         self.progress.__exit__(*exc)
 
     def __call__(self, it: int, metrics: Mapping[str, float], state=None) -> None:

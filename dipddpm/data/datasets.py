@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from dipddpm.data.images import load_image, resize_square
-from dipddpm.errors import ConfigError, DipddpmError, closest
+from dipddpm.errors import ConfigError, DipddpmError, closest, first_line
 from dipddpm.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
@@ -104,13 +104,14 @@ def _torchvision(cls_name: str, folder: str, files: str, size: int | None, grey:
     for train in (True, False):
         try:
             ds = getattr(tvd, cls_name)(str(root), train=train, download=download)
-        except RuntimeError as e:
-            raise DipddpmError(
-                f"{cls_name} not found under {root}: put {files} in {root / folder} or pass "
-                f"download=true (--download) to fetch it ({e})") from None
-        except Exception as e:  # no network, bad archive
-            raise DipddpmError(f"cannot get {cls_name} into {root}: {type(e).__name__}: {e}; "
-                               f"put {files} in {root / folder} by hand") from None
+        except Exception as e:  # absent files; with download: no network or a bad archive
+            if not download:
+                raise DipddpmError(
+                    f"{cls_name} not found under {root}: put {files} in {root / folder} or "
+                    f"pass download=true (--download) to fetch it") from None
+            raise DipddpmError(f"could not download {cls_name} into {root} "
+                               f"({type(e).__name__}: {first_line(e)}); put {files} in "
+                               f"{root / folder} by hand") from None
         data = torch.as_tensor(np.asarray(ds.data))  # (N,H,W) or (N,H,W,3) uint8
         data = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)
         sets.append(data.contiguous())
@@ -130,6 +131,8 @@ def _torchvision(cls_name: str, folder: str, files: str, size: int | None, grey:
 def mnist(size: int | None = None, grey: bool = True, seed: int = 0, data_root: str = "data",
           download: bool = False, val_fraction: float = 0.1) -> Splits:
     """torchvision MNIST (28x28x1): 60,000 train (less val) / 10,000 test."""
+    if not grey:
+        raise ConfigError("mnist is grey only (1 channel); drop grey: false")
     return _torchvision("MNIST", "MNIST/raw", "train-images-idx3-ubyte(.gz), "
                         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
                         size, False, seed, data_root, download, val_fraction)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 
 BUILTIN_IMAGES = ("astronaut", "camera", "cat", "chelsea", "coffee", "rocket", "hubble_deep_field",
                   "immunohistochemistry", "retina", "moon", "text", "brick", "grass", "gravel",
@@ -57,7 +57,8 @@ def load_image(source: str, grey: bool = False) -> torch.Tensor:
 
             img = _to_tensor(np.asarray(skimage.io.imread(str(path))))
         except Exception as e:  # unreadable or not an image
-            raise DipddpmError(f"cannot read image {source}: {type(e).__name__}: {e}") from None
+            raise DipddpmError(f"cannot read image {source}: {type(e).__name__}: "
+                               f"{first_line(e)}; give a PNG or JPEG file") from None
     if grey and img.shape[0] == 3:
         w = torch.tensor([0.2125, 0.7154, 0.0721]).view(3, 1, 1)
         img = (img * w).sum(0, keepdim=True)

@@ -89,7 +89,8 @@ class DdpmConfig:
         check(self.sample_count >= 0, f"sample_count must be >= 0, got {self.sample_count}")
         check(self.sample_steps is None or self.sample_steps >= 1,
               f"sample_steps must be >= 1 or null, got {self.sample_steps}")
-        check(self.fid_samples >= 0, f"fid_samples must be >= 0, got {self.fid_samples}")
+        check(self.fid_samples == 0 or self.fid_samples >= 2,
+              f"fid_samples must be 0 (off) or >= 2 (FID/KID need two), got {self.fid_samples}")
 
     def process(self) -> DiffusionProcess:
         return DiffusionProcess.from_schedule(self.beta_schedule, self.timesteps)

@@ -27,14 +27,20 @@ import torch
 from dipddpm.checkpoint import read_checkpoint
 from dipddpm.config import check
 from dipddpm.data.images import ImageProblem, load_image, make_image_problem
-from dipddpm.diffusion.sampling import SamplerConfig, check_t0, reverse_chain, reverse_steps
+from dipddpm.diffusion.sampling import (
+    SamplerConfig,
+    check_t0,
+    reverse_chain,
+    reverse_steps,
+    time_pairs,
+)
 from dipddpm.errors import ConfigError, DipddpmError, closest
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.ddpm import Trained, load_ddpm
 from dipddpm.methods.dip import DipConfig, run_dip
 from dipddpm.methods.fitting import build_for_problem, pick_device
 from dipddpm.metrics import psnr, ssim
-from dipddpm.nn import build_net, size_multiple
+from dipddpm.nn import build_net, min_size, size_multiple
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,8 @@ class DipPriorDdpmConfig:
         check(self.dip_report_every >= 1,
               f"dip_report_every must be >= 1, got {self.dip_report_every}")
         check(self.t0 >= 0, f"t0 must be >= 0, got {self.t0}")
-        self.sampler_config()  # validates steps and eta
+        if self.t0 > 0:  # steps against t0 (t0 < T is checked against the checkpoint)
+            time_pairs(self.t0, self.t0 + 1, self.sampler_config())
 
     def sampler_config(self) -> SamplerConfig:
         return SamplerConfig(sampler=self.sampler, steps=self.steps, eta=self.eta,
@@ -146,11 +153,12 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
                                f"{S}x{S}, or give an image of that size")
     problem = make_image_problem(str(spec["image"]), size=size, sigma=spec.get("sigma", 25.0),
                                  seed=spec.get("seed", 0), grey=grey)
-    m = size_multiple(build_net(cfg.dip_net, cfg.dip_input_depth, C, cfg.dip_width,
-                                cfg.dip_depth))
-    if S % m:
-        raise DipddpmError(f"DIP net {cfg.dip_net!r} needs H, W divisible by {m} but the DDPM's "
-                           f"images are {S}x{S}; set dip_depth so 2^depth divides {S}")
+    net = build_net(cfg.dip_net, cfg.dip_input_depth, C, cfg.dip_width, cfg.dip_depth)
+    m, low = size_multiple(net), min_size(net)
+    if S % m or S < low:
+        raise DipddpmError(f"DIP net {cfg.dip_net!r} needs H, W divisible by {m} and at least "
+                           f"{low} but the DDPM's images are {S}x{S}; set dip_depth so that "
+                           f"2^(dip_depth+1) <= {S} and 2^dip_depth divides {S}")
     return problem
 
 
@@ -213,11 +221,12 @@ def _noise_passes(cfg: DipPriorDdpmConfig, dcfg: DipConfig, problem: ImageProble
 
 def refine(ddpm: Trained, x_prior: torch.Tensor, cfg: DipPriorDdpmConfig,
            generator: torch.Generator, rescale: bool | None = None) -> torch.Tensor:
-    """Stage B on a batch of priors (B,C,H,W) in [0,1] (or [-1,1] with rescale false):
-    the hand-off at t0 and the reverse chain; returns (B,C,H,W) in [0,1]."""
+    """Stage B on a batch of priors (B,C,H,W) in [0,1]: the hand-off at t0 and the reverse
+    chain; returns (B,C,H,W) in [0,1]. rescale false hands the prior to the DDPM unscaled
+    (x_start = x_prior, as the MNIST source does) instead of as 2 x_prior - 1."""
     rescale = cfg.rescale_prior if rescale is None else rescale
     if cfg.t0 == 0:  # SPEC C7: t = 0 is the observation (here the prior) itself
-        return x_prior.clamp(0, 1) if rescale else ((x_prior + 1) / 2).clamp(0, 1)
+        return x_prior.clamp(0, 1).cpu()
     dev = next(ddpm.model.parameters()).device
     x_start = (2 * x_prior - 1 if rescale else x_prior).to(dev)
     if cfg.init_mode == "q_sample":

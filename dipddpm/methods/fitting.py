@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.metrics import BestTracker, psnr, ssim
-from dipddpm.nn import build_net, size_multiple
+from dipddpm.nn import build_net, min_size, size_multiple
 
 
 @dataclass
@@ -52,12 +52,24 @@ class StagePlan:
 
 
 def pick_device(device=None) -> torch.device:
-    """None/'auto': the current CUDA device if there is one (never assumes index 0), else CPU."""
+    """None/'auto': the current CUDA device if there is one (never assumes index 0), else CPU.
+    A device that does not exist here is a user error, not a crash deep in the loop."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DipddpmError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index or 0) >= n:
+            raise DipddpmError(f"device {device!r}: this machine has {n} CUDA device(s); "
+                               f"use --device auto or cpu")
+    elif dev.type != "cpu":
+        raise DipddpmError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return dev
 
 
 def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -76,13 +88,22 @@ def _psnr_of(mse: torch.Tensor) -> torch.Tensor:
 
 def build_for_problem(cfg, channels: int, problem) -> torch.nn.Module:
     net = build_net(cfg.net, cfg.input_depth, channels, cfg.width, cfg.depth, cfg.net_sigmoid)
-    m = size_multiple(net)
-    H, W = problem.observed.shape[-2:]
+    check_size(net, cfg.net, *problem.observed.shape[-2:])
+    return net
+
+
+def check_size(net: torch.nn.Module, name: str, H: int, W: int) -> None:
+    """The image must fit the net: H, W divisible by its multiple and at least its minimum."""
+    m, low = size_multiple(net), min_size(net)
     if H % m or W % m:
         raise DipddpmError(
-            f"net {cfg.net!r} needs H and W divisible by {m}, got {H}x{W}; "
+            f"net {name!r} needs H and W divisible by {m}, got {H}x{W}; "
             f"crop the image (make_image_problem(multiple={m})) or use a smaller depth")
-    return net
+    if min(H, W) < low:
+        raise DipddpmError(
+            f"net {name!r} needs H and W of at least {low} (its coarsest scale must keep "
+            f"2x2 values), got {H}x{W}; use a larger --size or a smaller depth "
+            f"(--set depth=N)")
 
 
 def _draw_input(cfg, shape, g: torch.Generator, device) -> torch.Tensor:

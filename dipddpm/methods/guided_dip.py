@@ -49,6 +49,7 @@ class GuidedDipConfig(DipConfig):
               f"need 0 <= t_min <= t_max < timesteps, got t_min={self.t_min}, "
               f"t_max={self.t_max}, timesteps={self.timesteps}")
         check(self.stages >= 1, f"stages must be >= 1, got {self.stages}")
+        self.counts()  # names the schedule and scheduler, and the split must work (SPEC §4.5)
 
     def process(self) -> DiffusionProcess:
         params = {"min_beta": self.min_beta} if self.beta_schedule == "cosine" else {}

@@ -16,11 +16,14 @@ NETS: Registry = Registry("net")
 
 
 def _skip(in_ch, out_ch, down, up, skip, width, depth, **kw):
-    if width is not None or depth is not None:
-        n = depth if depth is not None else len(down)
-        w = width if width is not None else max(down)
-        down, up = [w] * n, [w] * n
-        skip = [skip[-1]] * n
+    """A skip net from per-scale channel lists. `width` makes every scale that wide (skip
+    channels: the coarsest scale's); `depth` alone keeps the preset's progression, cut or
+    extended with its coarsest scale (skip_small depth 2: [8, 16], skips [0, 4])."""
+    n = depth if depth is not None else len(down)
+    if width is not None:
+        down, up, skip = [width] * n, [width] * n, [skip[-1]] * n
+    elif depth is not None:
+        down, up, skip = ((list(c) + [c[-1]] * n)[:n] for c in (down, up, skip))
     return SkipNet(in_ch, out_ch, down, up, skip, **kw)
 
 
@@ -53,6 +56,8 @@ def unet(in_ch=3, out_ch=3, width=None, depth=None, sigmoid=True):
 @NETS.register("segnet")
 def segnet(in_ch=3, out_ch=3, width=None, depth=None, sigmoid=False):
     """Guided-DIP source SegNet: VGG16-style encoder with pooling indices, no output activation."""
+    if depth is not None and depth > 5:
+        raise ConfigError(f"segnet has at most 5 blocks (VGG16), got depth {depth}; use 1-5")
     return SegNet(in_ch, out_ch, base=width or 64, depth=depth or 5, sigmoid=sigmoid)
 
 
@@ -74,4 +79,10 @@ def size_multiple(net: nn.Module) -> int:
     return int(getattr(net, "size_multiple", 1))
 
 
-__all__ = ["NETS", "build_net", "n_params", "size_multiple"]
+def min_size(net: nn.Module) -> int:
+    """The smallest H and W the net trains on: its coarsest scale must keep at least 2x2
+    values, or BatchNorm with one image has a single value per channel."""
+    return int(getattr(net, "min_size", size_multiple(net)))
+
+
+__all__ = ["NETS", "build_net", "min_size", "n_params", "size_multiple"]

@@ -37,6 +37,7 @@ class GuidedUNet(nn.Module):
         self.dec = nn.ModuleList(dec)
         self.sigmoid = sigmoid
         self.size_multiple = 2 ** depth
+        self.min_size = 2 * self.size_multiple  # the last strided conv's BN needs 2x2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,in,H,W) -> (B,out,H,W)
         feats = []

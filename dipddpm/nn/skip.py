@@ -74,6 +74,7 @@ class SkipNet(nn.Module):
             inner_out = channels_up[i]
         self.body = inner
         self.size_multiple = 2 ** self.scales
+        self.min_size = 2 * self.size_multiple  # the coarsest scale's BN needs 2x2
         self.head = nn.Conv2d(channels_up[0], out_channels, 1)
         self.sigmoid = sigmoid
 
