@@ -67,6 +67,7 @@ def test_optuna_asha_sweep_writes_parquet_and_a_truthful_study(ray_local, tmp_pa
         assert (sweep / rel).is_file()
     assert (done["artifact_iter"] == 40).all()
     assert (trials["resumed_from_iter"] == 0).all() and trials["node_id"].notna().all()
+    assert (pruned["stopped_by"] == "scheduler").all() and done["stopped_by"].isna().all()
     # conditional parameter: exp_c is set only where the scheduler is exp_weighted
     ew = trials["config.scheduler"] == "exp_weighted"
     assert trials.loc[~ew, "config.exp_c"].isna().all()

@@ -5,13 +5,14 @@ a checkpoint (Tune processes a result's callbacks before it registers the checkp
 driver restart the file covers at least every iteration up to the checkpoint the trial resumes
 from, and replayed reports are deduplicated by (iter, metric)). When a trial ends the metrics
 file and its one trials row are written. Status: FAILED (raised after its retries, or
-`info.error` from the trainable), PRUNED (ended before its iteration budget: the scheduler
-stopped it), COMPLETED (reached its budget).
+`info.error` from the trainable), PRUNED (ended before its iteration budget; `stopped_by` says
+whether the scheduler or the sweep's time budget stopped it), COMPLETED (reached its budget).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -53,6 +54,7 @@ class Recorder(Callback):
         self._reset()
 
     def _reset(self) -> None:
+        self.fit_started = time.monotonic()  # this driver's Tuner.fit (time_budget_s runs)
         self.rows: dict[str, list[dict]] = {}  # trial id -> metric rows
         self.last: dict[str, dict] = {}
         self.started: dict[str, datetime] = {}
@@ -84,6 +86,9 @@ class Recorder(Callback):
         return decode(self.spec.search, trial.config)
 
     # --- Tune callback hooks -----------------------------------------------------------------
+    def setup(self, **info) -> None:
+        self.fit_started = time.monotonic()
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id
         self.ended.discard(tid)
@@ -134,6 +139,16 @@ class Recorder(Callback):
         if self.on_trial_end is not None:
             self.on_trial_end()
 
+    def stopped_by(self, status: str) -> str | None:
+        """Why a trial ended before its budget: ASHA (`scheduler`) or the sweep's
+        `time_budget_s` running out (`time_budget`); None for trials that did not stop early."""
+        if status != "PRUNED":
+            return None
+        budget = self.spec.time_budget_s
+        if budget is not None and time.monotonic() - self.fit_started >= 0.98 * budget:
+            return "time_budget"
+        return "scheduler"
+
     def trial_row(self, trial, result: dict, error: bool) -> dict[str, Any]:
         from dipddpm.config import to_dict
         from dipddpm.methods import METHODS
@@ -169,6 +184,7 @@ class Recorder(Callback):
             # continued from (0: it started from scratch)
             "retries": max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
             "resumed_from_iter": int(info.get("resumed_from") or 0),
+            "stopped_by": self.stopped_by(status),
             "iters_done": int(result.get("iter", 0)), "objective": objective,
             "wall_s": (ended - started).total_seconds(),
             "node_ip": result.get("node_ip") or info.get("node_ip"),
