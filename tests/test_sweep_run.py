@@ -174,15 +174,16 @@ def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path):
     image = os.path.relpath(tmp_path / "photo.png")  # relative to the driver's folder
     spec = write_spec(
         tmp_path, name="rel", problem={"image": image, "size": 32, "sigma": 25, "seed": 0},
-        fixed={**TINY, "iters": 30, "scheduler": "sharp_linear"},
-        search={"stages": {"grid": [2, 4]}, "sharp_linear_x": {"grid": [2, 12]},
+        fixed={**TINY, "iters": 40, "scheduler": "sharp_linear"},
+        # each value passes with the preset's others (4 stages, x 10); one pair does not
+        search={"stages": {"grid": [2, 5]}, "sharp_linear_x": {"grid": [2, 12]},
                 "seed": {"grid": [0, 1]}},
         searcher={"type": "grid", "max_concurrent": 2}, scheduler={"type": "none"},
         num_samples=1, max_failures=2)
     run_sweep(spec, console=quiet())
     t = pd.read_parquet(tmp_path / "results" / "rel" / "trials")
     assert len(t) == 8 and t["trial_id"].is_unique
-    bad = (t["config.stages"] == 4) & (t["config.sharp_linear_x"] == 12)  # 3 * 12 > 30
+    bad = (t["config.stages"] == 5) & (t["config.sharp_linear_x"] == 12)  # 4 * 12 > 40
     assert (t.loc[~bad, "status"] == "COMPLETED").all(), t[["status", "error"]]
     assert (t.loc[bad, "status"] == "FAILED").all()
     assert t.loc[bad, "error"].str.contains("sharp_linear needs N >= ").all()

@@ -11,7 +11,6 @@ whether the scheduler or the sweep's time budget stopped it), COMPLETED (reached
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -20,29 +19,9 @@ from ray.tune import Callback
 
 from dipddpm.sweep import results
 from dipddpm.sweep.console import SweepConsole
+from dipddpm.sweep.rows import metric_rows, status_of, trial_row
 from dipddpm.sweep.spec import SweepSpec
 from dipddpm.sweep.storage import resolve
-
-TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "pid",
-             "time_since_restore", "iterations_since_restore", "timesteps_total",
-             "episodes_total", "timesteps_since_restore", "iter", "done", "info", "config",
-             "trial_id", "date", "hostname", "node_ip", "experiment_tag",
-             "checkpoint_dir_name", "should_checkpoint"}
-
-
-def metric_rows(result: dict) -> list[dict]:
-    it = int(result["iter"])
-    return [{"iter": it, "metric": k, "value": float(v)} for k, v in result.items()
-            if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
-
-
-def status_of(result: dict, error: bool) -> str:
-    info = result.get("info") or {}
-    if error or info.get("error"):
-        return "FAILED"
-    if int(result.get("iter", 0)) < int(info.get("budget") or 0):
-        return "PRUNED"
-    return "COMPLETED"
 
 
 class Recorder(Callback):
@@ -150,56 +129,15 @@ class Recorder(Callback):
         return "scheduler"
 
     def trial_row(self, trial, result: dict, error: bool) -> dict[str, Any]:
-        from dipddpm.config import to_dict
-        from dipddpm.methods import METHODS
-        from dipddpm.sweep.trainable import trial_config
-
-        spec = self.spec
         info = result.get("info") or {}
         status = status_of(result, error)
         err = info.get("error")
         if error and not err:
             e = trial.get_error()
             err = (str(e).strip().splitlines() or ["error"])[-1] if e else "trial raised"
-        value = result.get(spec.metric)
-        objective = float(value) if isinstance(value, int | float) and math.isfinite(
-            value) else None
         ended = datetime.now(timezone.utc)
-        started = self.started.get(tid := trial.trial_id, ended)
-        summary = {k: v for k, v in (info.get("summary") or {}).items() if k != "wall_s"}
-        if "wall_s" in (info.get("summary") or {}):  # the method loop's own time (all attempts)
-            summary["loop_wall_s"] = float(info["summary"]["wall_s"])
-        params = self._params(trial)
-        try:
-            cfg = to_dict(trial_config(spec, params))
-        except Exception:  # a config that cannot be built is already the trial's error
-            cfg = {}
-        for d in spec.search:  # a conditional key that did not apply to this trial: null
-            if d.key in cfg and not d.active(params):
-                cfg[d.key] = None
-        row: dict[str, Any] = {
-            "sweep": spec.name, "trial_id": tid, "status": status, "error": err,
-            "method": spec.method, "preset": spec.preset, "seed": spec.trial_seed(params),
-            # restarts of the trial (crash or lost node) and the checkpoint the last one
-            # continued from (0: it started from scratch)
-            "retries": max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
-            "resumed_from_iter": int(info.get("resumed_from") or 0),
-            "stopped_by": self.stopped_by(status),
-            "iters_done": int(result.get("iter", 0)), "objective": objective,
-            "wall_s": (ended - started).total_seconds(),
-            "node_ip": result.get("node_ip") or info.get("node_ip"),
-            "node_id": info.get("node_id"),
-            "hostname": result.get("hostname") or info.get("hostname"),
-            "gpu": info.get("gpu"), "started_at": started, "ended_at": ended,
-        }
-        row.update({f"config.{k}": v for k, v in cfg.items()})
-        row.update({f"problem.{k}": v for k, v in spec.problem.items()})
-        # the last report's values: a pruned or failed trial has no summary, but these
-        row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)})
-        row.update(summary)
-        arts = info.get("artifacts") or {}
-        row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))
-        row["artifact_iter"] = info.get("artifact_iter") if arts else None
-        row.update(self.provenance)
-        METHODS.get(spec.method)  # the method must still be registered to type the columns
-        return row
+        return trial_row(
+            self.spec, trial.trial_id, self._params(trial), result, status=status, error=err,
+            retries=max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
+            started=self.started.get(trial.trial_id, ended), ended=ended,
+            provenance=self.provenance, stopped_by=self.stopped_by(status))

@@ -26,8 +26,9 @@ from dipddpm.sweep.storage import Location, resolve
 
 SCHEMA_VERSION = "1"
 STRING_COLUMNS = ("sweep", "trial_id", "status", "stopped_by", "error", "method", "preset",
-                  "node_ip", "node_id", "hostname", "gpu", "artifact_output", "dipddpm_version",
-                  "torch_version", "ray_version", "optuna_version", "git_sha", "python_version")
+                  "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
+                  "dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
+                  "python_version")
 INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter")
 FLOAT_COLUMNS = ("objective", "wall_s")
 TIME_COLUMNS = ("started_at", "ended_at")

@@ -27,6 +27,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
 
@@ -39,25 +40,6 @@ def info(result: dict, key: str) -> Any:
     if isinstance(nested, dict) and key in nested:
         return nested[key]
     return result.get(f"info/{key}")
-
-
-def make_sampler(spec: SweepSpec, trials_before: int = 0):
-    """The spec's seeded sampler. A study that already holds `trials_before` trials (a
-    resumed sweep) gets the seed shifted by that count: the same seed would replay the
-    suggestions the first driver already ran."""
-    import optuna
-
-    s = spec.searcher
-    seed = s.seed + trials_before
-    if s.sampler == "tpe":
-        startup = max(2, min(10, spec.num_samples // 4))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
-                                          constant_liar=True)
-    if s.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
-    if s.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def storage_url(db_path: str) -> str:

@@ -42,6 +42,7 @@ SAMPLERS = ("tpe", "cmaes", "gp", "random")
 SEARCHERS = ("optuna", "grid")
 SCHEDULERS = ("asha", "none")
 FAULT_KINDS = ("raise", "nan")
+RESOURCE_GRANULARITY = 0.0001  # the smallest fraction of a CPU or GPU Ray schedules
 # str config fields whose values name a registered plug-in: checked at validation time
 # searchable keys that are not method config fields: `seed` is the trial seed (net init, z,
 # stage noise), so `search: {seed: {grid: [0, 1, 2]}}` repeats each configuration over seeds
@@ -346,8 +347,13 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
 
     resources = _sub(Resources, data, "resources")
     for k in ("cpu", "gpu"):
-        if getattr(resources, k) < 0:
-            raise ConfigError(f"resources.{k} must be >= 0, got {getattr(resources, k)}")
+        v = getattr(resources, k)
+        if v < 0:
+            raise ConfigError(f"resources.{k} must be >= 0, got {v}")
+        if 0 < v < RESOURCE_GRANULARITY:  # Ray refuses such a request at schedule time
+            raise ConfigError(f"resources.{k} = {v} is below Ray's granularity "
+                              f"({RESOURCE_GRANULARITY}); use 0 or at least "
+                              f"{RESOURCE_GRANULARITY}")
     if resources.gpu > 1 and not float(resources.gpu).is_integer():
         raise ConfigError(f"resources.gpu above 1 must be whole GPUs, got {resources.gpu}")
 

@@ -47,9 +47,12 @@ def host_info(device) -> dict[str, Any]:
     import ray
     import torch
 
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    cuda = device.type == "cuda"
+    gpu = torch.cuda.get_device_name(device) if cuda else None
+    # the UUID tells two GPUs of the same model apart (trials packed on one GPU share it)
+    uuid = str(torch.cuda.get_device_properties(device).uuid) if cuda else None
     return {"node_ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
-            "node_id": ray.get_runtime_context().get_node_id(), "gpu": gpu}
+            "node_id": ray.get_runtime_context().get_node_id(), "gpu": gpu, "gpu_uuid": uuid}
 
 
 def back_to_working_dir() -> None:

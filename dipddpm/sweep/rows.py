@@ -1,0 +1,104 @@
+"""The rows a trial leaves in the Parquet dataset, built from the results it reported.
+
+A trial reports dicts of metrics with `iter` and an `info` block (the trainable's bookkeeping:
+iteration budget, restarts, host, and on the last report the method's summary and the output
+images it wrote). From the last one, `trial_row` builds the trial's one `trials` row; every
+report gives `metric_rows` for the long `metrics` table. No Ray here: the recorder (a Tune
+callback) and tests that write a dataset without Ray build the same rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from dipddpm.sweep.spec import SweepSpec
+
+TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "pid",
+             "time_since_restore", "iterations_since_restore", "timesteps_total",
+             "episodes_total", "timesteps_since_restore", "iter", "done", "info", "config",
+             "trial_id", "date", "hostname", "node_ip", "experiment_tag",
+             "checkpoint_dir_name", "should_checkpoint"}
+
+
+def metric_rows(result: Mapping[str, Any]) -> list[dict]:
+    it = int(result["iter"])
+    return [{"iter": it, "metric": k, "value": float(v)} for k, v in result.items()
+            if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def status_of(result: Mapping[str, Any], error: bool) -> str:
+    """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget) or
+    COMPLETED (reached its budget)."""
+    info = result.get("info") or {}
+    if error or info.get("error"):
+        return "FAILED"
+    if int(result.get("iter", 0)) < int(info.get("budget") or 0):
+        return "PRUNED"
+    return "COMPLETED"
+
+
+def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
+              result: Mapping[str, Any], *, status: str, error: str | None, retries: int,
+              started: datetime, ended: datetime, provenance: Mapping[str, str],
+              stopped_by: str | None = None) -> dict[str, Any]:
+    """The trials row of a finished trial from its last result and decoded params."""
+    from dipddpm.config import to_dict
+    from dipddpm.sweep.trainable import trial_config
+
+    info = result.get("info") or {}
+    value = result.get(spec.metric)
+    objective = float(value) if isinstance(value, int | float) and math.isfinite(
+        value) else None
+    summary = {k: v for k, v in (info.get("summary") or {}).items() if k != "wall_s"}
+    if "wall_s" in (info.get("summary") or {}):  # the method loop's own time (all attempts)
+        summary["loop_wall_s"] = float(info["summary"]["wall_s"])
+    try:
+        cfg = to_dict(trial_config(spec, params))
+    except Exception:  # a config that breaks a rule is the trial's error; keep its values
+        cfg = unbuilt_config(spec, params)
+    for d in spec.search:  # a conditional key that did not apply to this trial: null
+        if d.key in cfg and not d.active(params):
+            cfg[d.key] = None
+    row: dict[str, Any] = {
+        "sweep": spec.name, "trial_id": trial_id, "status": status, "error": error,
+        "method": spec.method, "preset": spec.preset, "seed": spec.trial_seed(params),
+        # restarts of the trial (crash or lost node) and the checkpoint the last one
+        # continued from (0: it started from scratch)
+        "retries": int(retries), "resumed_from_iter": int(info.get("resumed_from") or 0),
+        "stopped_by": stopped_by,
+        "iters_done": int(result.get("iter", 0)), "objective": objective,
+        "wall_s": (ended - started).total_seconds(),
+        "node_ip": result.get("node_ip") or info.get("node_ip"),
+        "node_id": info.get("node_id"),
+        "hostname": result.get("hostname") or info.get("hostname"),
+        "gpu": info.get("gpu"), "gpu_uuid": info.get("gpu_uuid"),
+        "started_at": started, "ended_at": ended,
+    }
+    row.update({f"config.{k}": v for k, v in cfg.items()})
+    row.update({f"problem.{k}": v for k, v in spec.problem.items()})
+    # the last report's values: a pruned or failed trial has no summary, but these
+    row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)})
+    row.update(summary)
+    arts = info.get("artifacts") or {}
+    row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))
+    row["artifact_iter"] = info.get("artifact_iter") if arts else None
+    row.update(provenance)
+    return row
+
+
+def unbuilt_config(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a trial's config was built from (defaults, preset, fixed:, its params),
+    for a row whose config broke a rule and so could not be built."""
+    import dataclasses
+
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep.spec import TRIAL_KEYS
+
+    fields = dataclasses.fields(METHODS.get(spec.method).config_cls)
+    values = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    values.update(spec.base_values)
+    values.update({k: v for k, v in params.items() if k not in TRIAL_KEYS})
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
