@@ -1,182 +1,145 @@
 """A small but real sweep result for the `dipddpm results` tests.
 
-`make_sweep(dir)` runs tiny guided-DIP and DIP fits (32x32, 40 iterations, CPU) and writes
-what the sweep runner writes (see the results layout in dipddpm/sweep/results.py): one trials
-row per trial, the long metrics table, the output PNGs, the problem's clean and noisy images,
-spec.resolved.yaml and an Optuna study. Trials: guided DIP over scheduler x beta schedule x
-2 seeds (COMPLETED), one guided-DIP trial stopped at iteration 20 (PRUNED), one that raised
-(FAILED) and a plain-DIP baseline (one stage at t = 0, 30 iterations).
+`make_sweep(dir)` runs tiny guided-DIP fits (32x32, 30-40 iterations, CPU) and writes them with
+the sweep runner's own code: the spec is parsed by `dipddpm.sweep.spec`, each trial's config is
+built by `trial_config`, its row by the recorder's own `rows.trial_row`, and every file
+is written by `dipddpm.sweep.results` (write_metrics, write_trial_row, write_artifact, harmonize)
+and the runner (spec.resolved.yaml, the problem's clean and noisy images). So the analysis is
+tested against the schema a real sweep has. Only Ray is left out: the trials run in this process.
 
-All writing goes through `write_trial`, the one place that knows how files are written.
+The spec searches `stages` (1 = plain DIP, 4 = guided DIP), `iters`, the trial `seed`, and, only
+when stages is 4 (`when:`), the stage `scheduler` and the `beta_schedule`. Trials:
+
+- guided DIP, scheduler x beta schedule x seeds 0 and 1, 40 iterations (COMPLETED)
+- guided DIP, uniform / linear, seed 2, stopped at iteration 20 (PRUNED)
+- guided DIP, sharp_linear / cosine, seed 3, a non-finite loss at iteration 10 (FAILED)
+- plain DIP (one stage at t = 0), 30 iterations, seeds 0 and 1 (COMPLETED): scheduler and
+  beta_schedule are inactive for them, so their config columns are null
+
+optuna.db holds a study of the guided trials over scheduler and beta_schedule.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 PROBLEM = {"image": "skimage:astronaut", "size": 32, "sigma": 25.0, "seed": 0}
-BASE = {"iters": 40, "width": 16, "depth": 3, "input_depth": 8, "report_every": 5,
-        "psnr_threshold": 14.0}
-GUIDED = {"stages": 4}
+FIXED = {"width": 16, "depth": 3, "input_depth": 8, "report_every": 5, "psnr_threshold": 14.0,
+         "t_min": 0, "t_drop_first": True}
+SCHEDULERS = ["uniform", "sharp_linear"]
+BETAS = ["cosine", "linear"]
+SEEDS = [0, 1, 2, 3]
 PRUNE_AT = 20
+FAIL_AT = 10
+
+
+def spec_dict(name: str) -> dict:
+    guided = {"stages": [4]}
+    return {"name": name, "method": "guided_dip", "preset": "tiny", "problem": PROBLEM,
+            "metric": "psnr_best", "mode": "max", "fixed": FIXED,
+            "search": {"stages": {"choice": [1, 4]},
+                       "scheduler": {"choice": SCHEDULERS, "when": guided},
+                       "beta_schedule": {"choice": BETAS, "when": guided},
+                       "iters": {"choice": [30, 40]},
+                       "seed": {"choice": SEEDS}},
+            "searcher": {"type": "optuna", "sampler": "tpe", "seed": 0},
+            "scheduler": {"type": "asha", "grace_period": 10}, "num_samples": 12,
+            "summary_by": "stages"}
+
+
+def plan() -> list[tuple[dict, str | None]]:
+    """(searched params, how the trial ends early: None, 'prune' or 'fail') per trial."""
+    trials: list[tuple[dict, str | None]] = []
+    for scheduler in SCHEDULERS:
+        for beta in BETAS:
+            for seed in (0, 1):
+                trials.append(({"stages": 4, "scheduler": scheduler, "beta_schedule": beta,
+                                "iters": 40, "seed": seed}, None))
+    trials.append(({"stages": 4, "scheduler": "uniform", "beta_schedule": "linear",
+                    "iters": 40, "seed": 2}, "prune"))
+    trials.append(({"stages": 4, "scheduler": "sharp_linear", "beta_schedule": "cosine",
+                    "iters": 40, "seed": 3}, "fail"))
+    for seed in (0, 1):
+        trials.append(({"stages": 1, "iters": 30, "seed": seed}, None))
+    return trials
 
 
 class Pruned(Exception):
     """Raised from the report callback to stop a trial early, as ASHA does."""
 
 
-def write_trial(sweep_dir: Path, row: dict, metric_rows: list[dict], images: dict) -> None:
-    """Write one trial in the results layout: artifacts, metrics, then the trials row.
-
-    Written with pyarrow directly, to the layout's contract (metadata, atomic replace), until
-    the sweep runner's writer (dipddpm/sweep/results.py) is available.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from dipddpm.data.images import save_image
-    from dipddpm.metrics import METRIC_DEFINITIONS
-
-    sweep, trial_id = row["sweep"], row["trial_id"]
-    meta = {"dipddpm.schema_version": "1", "dipddpm.sweep": sweep,
-            "dipddpm.metric_definitions": json.dumps(METRIC_DEFINITIONS)}
-
-    def write(table: pa.Table, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table.replace_schema_metadata(meta), tmp)
-        os.replace(tmp, path)
-
-    for name, img in images.items():
-        rel = Path("artifacts") / trial_id / f"{name}.png"
-        (sweep_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-        save_image(img, sweep_dir / rel)
-        if name == "output":
-            row["artifact_output"] = rel.as_posix()
-    metrics = pa.table({
-        "sweep": pa.array([sweep] * len(metric_rows), pa.string()),
-        "trial_id": pa.array([trial_id] * len(metric_rows), pa.string()),
-        "iter": pa.array([m["iter"] for m in metric_rows], pa.int64()),
-        "metric": pa.array([m["metric"] for m in metric_rows], pa.string()),
-        "value": pa.array([m["value"] for m in metric_rows], pa.float64())})
-    write(metrics, sweep_dir / "metrics" / f"part-{trial_id}.parquet")
-    schema = pa.schema([(k, _column_type(row, k)) for k in row])
-    write(pa.Table.from_pylist([row], schema=schema),
-          sweep_dir / "trials" / f"part-{trial_id}.parquet")
-
-
-def _column_type(row: dict, key: str):
-    """The typed column of the layout: from the value, or for a null from the column's kind."""
-    import typing
-
-    import pyarrow as pa
-
-    from dipddpm.methods import METHODS
-
-    v = row[key]
-    if isinstance(v, bool):
-        return pa.bool_()
-    if isinstance(v, int):
-        return pa.int64()
-    if isinstance(v, float):
-        return pa.float64()
-    if isinstance(v, datetime):
-        return pa.timestamp("us", tz="UTC")
-    if isinstance(v, str):
-        return pa.string()
-    if key.startswith("config."):
-        hint = typing.get_type_hints(METHODS.get(row["method"]).config_cls)[key[7:]]
-        args = set(typing.get_args(hint)) or {hint}
-        for tp, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
-            if tp in args:
-                return arrow
-        return pa.string()
-    if key in ("error", "preset", "gpu", "artifact_output"):
-        return pa.string()
-    return pa.int64() if key.endswith("_iter") or key in ("iters", "n_backtracks") else \
-        pa.float64()
-
-
-def _config_columns(cfg) -> dict:
-    from dataclasses import asdict
-
-    out = {}
-    for k, v in asdict(cfg).items():
-        out[f"config.{k}"] = json.dumps(list(v)) if isinstance(v, tuple | list) else v
-    return out
-
-
-def _run_trial(name: str, trial_id: str, method_name: str, overrides: dict, seed: int,
-               prune_at: int | None = None, fail: bool = False, summary_keys=()):
+def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | None) -> dict:
+    """Run one trial in this process; write its metrics and images; return its trials row."""
     import torch
 
-    from dipddpm.config import build
     from dipddpm.methods import METHODS
+    from dipddpm.sweep import results
+    from dipddpm.sweep.rows import metric_rows, status_of, trial_row
+    from dipddpm.sweep.trainable import trial_config
 
-    method = METHODS.get(method_name)
-    cfg = build(method.config_cls, {**BASE, **overrides})
-    problem = method.make_problem(PROBLEM, cfg)
-    reports: list[tuple[int, dict]] = []
+    method = METHODS.get(spec.method)
+    cfg = trial_config(spec, params)
+    problem = method.make_problem(dict(spec.problem), cfg)
+    reports: list[dict] = []
 
     def report(it, metrics, state):
-        reports.append((it, dict(metrics)))
-        if prune_at is not None and it >= prune_at:
+        reports.append({**metrics, "iter": it})
+        if ends == "prune" and it >= PRUNE_AT:
             raise Pruned
-        if fail and it >= 10:
+        if ends == "fail" and it >= FAIL_AT:
             raise FloatingPointError(f"loss is nan at iteration {it}")
 
     started = datetime.now(timezone.utc)
-    status, error, result = "COMPLETED", None, None
+    res, error = None, None
     try:
-        result = method.run(cfg, problem, report=report, seed=seed, device="cpu")
+        res = method.run(cfg, problem, report=report, seed=spec.trial_seed(params),
+                         device="cpu")
     except Pruned:
-        status = "PRUNED"
-    except FloatingPointError as e:
-        status, error = "FAILED", str(e)
+        pass
+    except FloatingPointError as e:  # the trainable's message for a non-finite metric
+        error = f"{type(e).__name__}: {e}"
     ended = datetime.now(timezone.utc)
-    last = reports[-1][1]
-    row = {
-        "sweep": name, "trial_id": trial_id, "status": status, "error": error,
-        "method": method_name, "preset": "tiny", "seed": seed, "retries": 0,
-        "iters_done": int(last["iter"]), "objective": float(last["psnr_best"]),
-        "wall_s": (ended - started).total_seconds(), "node_ip": "127.0.0.2",
-        "hostname": platform.node(), "gpu": None, "started_at": started, "ended_at": ended,
-        **_config_columns(cfg), **{f"problem.{k}": v for k, v in PROBLEM.items()},
-        "artifact_output": None, "dipddpm_version": "0.1.0", "torch_version": torch.__version__,
-        "ray_version": "2.60.0", "optuna_version": "5.0.0", "git_sha": "0" * 40,
-        "python_version": platform.python_version(),
-    }
-    images = {}
-    # the method's summary metrics (wall_s is the trial's own): null if it did not finish
-    row.update({k: None for k in summary_keys if k != "wall_s"})
-    if result is not None:
-        row.update({k: v for k, v in result.metrics.items() if k != "wall_s"})
-        images = {"output": result.images["output"], "output_sm": result.images["output_sm"]}
-    metric_rows = [{"iter": it, "metric": k, "value": float(v)}
-                   for it, m in reports for k, v in m.items() if k != "iter"]
-    return row, metric_rows, images, problem, list(result.metrics) if result else []
+    last = reports[-1]
+    rows = [r for rep in reports for r in metric_rows(rep)]
+    results.write_metrics(sweep_dir, spec.name, trial_id, rows)
+
+    # the last result as the trainable reports it; the row as the recorder builds it
+    info = {"budget": cfg.iters, "retries": 0, "resumed_from": 0, "node_ip": "127.0.0.2",
+            "node_id": "0" * 56, "hostname": platform.node(), "gpu": None}
+    if error:
+        info["error"] = error
+    if res is not None:  # the summary: only a trial whose loop returned has one
+        info["summary"] = dict(res.metrics)
+        info["artifacts"] = {name: results.write_artifact(sweep_dir, trial_id, name,
+                                                          res.images[name])
+                             for name in ("output", "output_sm")}
+        info["artifact_iter"] = cfg.iters
+    result = {**last, "info": info}
+    status = status_of(result, error=False)
+    provenance = {"dipddpm_version": "0.1.0", "torch_version": torch.__version__,
+                  "ray_version": "2.60.0", "optuna_version": "5.0.0", "git_sha": "0" * 40,
+                  "python_version": platform.python_version()}
+    row = trial_row(spec, trial_id, params, result, status=status, error=error, retries=0,
+                    started=started, ended=ended, provenance=provenance,
+                    stopped_by="scheduler" if status == "PRUNED" else None)
+    results.write_trial_row(sweep_dir, row)
+    return row
 
 
-def _write_study(sweep_dir: Path, name: str, rows: list[dict]) -> None:
+def write_study(sweep_dir: Path, name: str, rows: list[dict]) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, direction="maximize",
                                 storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
-    dists = {"scheduler": optuna.distributions.CategoricalDistribution(
-                 ["uniform", "sharp_linear"]),
-             "beta_schedule": optuna.distributions.CategoricalDistribution(
-                 ["cosine", "linear"])}
+    dists = {"scheduler": optuna.distributions.CategoricalDistribution(SCHEDULERS),
+             "beta_schedule": optuna.distributions.CategoricalDistribution(BETAS)}
     states = {"COMPLETED": optuna.trial.TrialState.COMPLETE,
               "PRUNED": optuna.trial.TrialState.PRUNED, "FAILED": optuna.trial.TrialState.FAIL}
     for row in rows:
-        if row["config.stages"] == 1:  # the baseline is not in the searched space
+        if row["config.stages"] == 1:  # plain DIP: scheduler and beta_schedule do not apply
             continue
         state = states[row["status"]]
         study.add_trial(optuna.trial.create_trial(
@@ -188,45 +151,21 @@ def _write_study(sweep_dir: Path, name: str, rows: list[dict]) -> None:
 
 def make_sweep(sweep_dir: Path, name: str = "fixture", study: bool = True) -> Path:
     """Run the fixture's trials and write their results under sweep_dir; returns sweep_dir."""
-    from dipddpm.data.images import save_image
+    from dipddpm.sweep.results import harmonize
+    from dipddpm.sweep.runner import SPEC_FILE, resolved_yaml, write_problem_images
+    from dipddpm.sweep.spec import parse_spec
+    from dipddpm.sweep.storage import resolve
 
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    plan = []
-    for scheduler in ("uniform", "sharp_linear"):
-        for beta in ("cosine", "linear"):
-            for seed in (0, 1):
-                plan.append(("guided_dip", {**GUIDED, "scheduler": scheduler,
-                                            "beta_schedule": beta}, seed, None, False))
-    plan.append(("guided_dip", {**GUIDED, "scheduler": "uniform", "beta_schedule": "linear"},
-                 2, PRUNE_AT, False))
-    plan.append(("guided_dip", {**GUIDED, "scheduler": "sharp_linear",
-                                "beta_schedule": "cosine"}, 3, None, True))
-    # the DIP baseline: one stage at t = 0 (plain DIP through the guided loop), fewer iterations
-    plan.append(("guided_dip", {"stages": 1, "t_max": 0, "t_min": 0, "t_drop_first": False,
-                                "iters": 30}, 0, None, False))
-
-    rows = []
-    problem = None
-    summary_keys: list[str] = []  # the method's Result.metrics keys, from a finished trial
-    for i, (method, overrides, seed, prune_at, fail) in enumerate(plan):
-        row, metric_rows, images, problem, result_keys = _run_trial(
-            name, f"t{i:03d}", method, overrides, seed, prune_at, fail, summary_keys)
-        summary_keys = summary_keys or list(result_keys)
-        write_trial(sweep_dir, row, metric_rows, images)
-        rows.append(row)
-
-    (sweep_dir / "artifacts" / "problem").mkdir(parents=True, exist_ok=True)
-    save_image(problem.clean, sweep_dir / "artifacts" / "problem" / "clean.png")
-    save_image(problem.observed, sweep_dir / "artifacts" / "problem" / "noisy.png")
-    spec = {"name": name, "method": "guided_dip", "problem": PROBLEM,
-            "metric": "psnr_best", "mode": "max", "fixed": {**BASE, **GUIDED},
-            "search": {"scheduler": {"choice": ["uniform", "sharp_linear"]},
-                       "beta_schedule": {"choice": ["cosine", "linear"]}}}
-    tmp = sweep_dir / ".spec.resolved.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
-    os.replace(tmp, sweep_dir / "spec.resolved.yaml")
+    spec = parse_spec(spec_dict(name))
+    loc = resolve(str(sweep_dir))
+    loc.makedirs()
+    loc.child(SPEC_FILE).write_text(resolved_yaml(spec))
+    write_problem_images(spec, loc)
+    rows = [run_trial(spec, sweep_dir, f"t{i:03d}", params, ends)
+            for i, (params, ends) in enumerate(plan())]
+    harmonize(loc)  # as the runner does when the sweep ends
     if study:
-        _write_study(sweep_dir, name, rows)
+        write_study(sweep_dir, name, rows)
     return sweep_dir
 
 

@@ -9,7 +9,13 @@ from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.analysis import load_sweep
-from dipddpm.analysis.plots import param_importances, pareto_front, stage_boundaries
+from dipddpm.analysis.plots import (
+    group_label,
+    param_importances,
+    pareto_front,
+    stage_boundaries,
+    trial_label,
+)
 from dipddpm.cli import app
 
 runner = CliRunner()
@@ -67,3 +73,20 @@ def test_importances_cover_the_searched_parameters(sweep_dir):
     assert set(imp) == {"scheduler", "beta_schedule"}
     assert sum(imp.values()) == pytest.approx(1.0)
     assert n == 8 and evaluator in ("fANOVA", "PED-ANOVA")
+
+
+def test_trial_labels_name_the_keys_that_vary(sweep_dir):
+    """key=value for what varies across the sweep's trials only; a key that did not apply to
+    a trial (null) is left out."""
+    s = load_sweep(sweep_dir)
+    rows = s.trials.set_index("trial_id")
+    label = trial_label(s, rows.loc["t000"].to_dict() | {"trial_id": "t000"})
+    assert label == "t000 · iters=40, stages=4, beta_schedule=cosine, scheduler=uniform, seed=0"
+    plain = trial_label(s, rows.loc["t011"].to_dict() | {"trial_id": "t011"})
+    assert plain == "t011 · iters=30, stages=1, seed=1"
+
+
+def test_group_labels_show_a_null_key_as_a_dash():
+    assert group_label(["config.scheduler", "config.stages"], (None, 1)) == \
+        "scheduler=—, stages=1"
+    assert group_label(["config.t_drop_first"], True) == "t_drop_first=true"

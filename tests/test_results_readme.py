@@ -1,5 +1,7 @@
 """README's results sections run as written: the three `dipddpm results` commands and the
-pandas / polars / DuckDB snippets, on the fixture sweep placed at results/quick."""
+pandas / polars / DuckDB snippets, on the fixture sweep (tests/results_data.py: real trials
+written by the sweep runner's writer, in seconds) placed at results/quick, where
+`dipddpm sweep run sweeps/quick.yaml` writes. A missing section fails: docs are part of CI."""
 
 import re
 import shlex
@@ -21,7 +23,7 @@ SNIPPETS = "## Analyse with pandas / polars / DuckDB"
 def section(title: str) -> str:
     text = README.read_text() if README.is_file() else ""
     if title not in text:
-        pytest.skip(f"README.md has no {title!r} section")
+        pytest.fail(f"README.md has no {title!r} section")
     body = text.split(title, 1)[1]
     return re.split(r"^## ", body, maxsplit=1, flags=re.M)[0]
 
@@ -39,19 +41,38 @@ def in_results(tmp_path_factory, tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_the_main_job_writes_results_quick():
+    """The three commands read what README's main job writes: <storage>/<name> of quick.yaml."""
+    from dipddpm.sweep.spec import load_spec
+
+    assert "dipddpm sweep run sweeps/quick.yaml" in README.read_text()
+    spec = load_spec(README.parent / "sweeps" / "quick.yaml")
+    assert f"{spec.storage}/{spec.name}" == "results/quick"
+
+
 def test_the_three_commands(in_results):
     lines = [ln for b in blocks(section(COMMANDS), "bash") for ln in b.splitlines()
              if ln.startswith("dipddpm results")]
     assert len(lines) == 3
-    for line in lines:
-        r = CliRunner().invoke(app, shlex.split(line)[1:])
+    args = [shlex.split(line)[1:] for line in lines]
+    assert [a[:3] for a in args] == [["results", "summarize", "results/quick"],
+                                     ["results", "plot", "results/quick"],
+                                     ["results", "report", "results/quick"]]
+    for line, a in zip(lines, args, strict=True):
+        r = CliRunner().invoke(app, a)
         assert r.exit_code == 0, f"{line}\n{r.output}"
+    plot = Path(args[1][args[1].index("--out") + 1])
+    assert plot.stat().st_size > 10_000
     assert (in_results / "quick_report.html").stat().st_size > 10_000
 
 
 def test_the_snippets(in_results):
-    codes = blocks(section(SNIPPETS), "python")
+    text = section(SNIPPETS)
+    codes = blocks(text, "python")
     assert len(codes) >= 3
+    assert "pip install polars duckdb" in text  # they are in the test extra only
+    for lib in ("pandas", "polars", "duckdb"):
+        assert any(f"import {lib}" in code for code in codes), lib
     for code in codes:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=120)

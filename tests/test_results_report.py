@@ -50,6 +50,37 @@ def test_report_has_the_tables_spec_and_embedded_images(report, sweep_dir):
     assert "image not present" not in text
 
 
+def test_report_groups_and_labels(report):
+    """Plain-DIP trials (no stage scheduler) are their own "—" group; image captions name the
+    varying keys."""
+    text = report.read_text()
+    by_scheduler = text.split("By scheduler", 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<tr>\s*<td>([^<]*)</td>", by_scheduler)
+    assert sorted(cells) == ["sharp_linear", "uniform", "—"]
+    assert "mean ± std over seeds" in text and "the best trial&#x27;s configuration" in text
+    assert "t010 · iters=30, stages=1, seed=0" in text  # the best trial's caption
+    assert "beta_schedule=cosine, scheduler=uniform, seed=0" in text
+
+
+def test_a_failing_figure_is_a_note_and_the_report_goes_on(sweep_dir, tmp_path, monkeypatch):
+    from dipddpm.analysis import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("x and y must have same first dimension\nsecond line")
+
+    monkeypatch.setattr(plots, "plot_pareto", broken)
+    out = tmp_path / "r.html"
+    r = runner.invoke(app, ["results", "report", str(sweep_dir), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "report figure 'Quality against compute' failed (ValueError: x and y must have " \
+        "same first dimension)" in r.stderr
+    text = out.read_text()
+    assert "this figure failed: ValueError: x and y must have same first dimension" in text
+    assert "second line" not in text
+    assert "Parameter importances" in text and "Spec as run" in text
+    assert len(DATA_PNG.findall(text)) >= 12  # every other figure and image is still there
+
+
 def test_report_needs_no_network(report):
     text = report.read_text()
     assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", text)

@@ -34,22 +34,48 @@ def trials(d):
     return pd.read_parquet(d / "trials")
 
 
+# what makes a configuration in the fixture (the seed aside): the searched keys
+CONFIG = ["config.stages", "config.scheduler", "config.beta_schedule", "config.iters"]
+
+
+def key_of(values) -> tuple:
+    """Group key values with null (a key that did not apply) as None, as JSON has them."""
+    return tuple(None if pd.isna(v) else v for v in values)
+
+
 def expected_groups(t: pd.DataFrame, keys: list[str]) -> dict:
     """Per-group statistics computed directly with pandas, as the summary defines them."""
     out = {}
     for key, g in t.groupby(keys, dropna=False):
         done = g[(g["status"] == "COMPLETED") & g["psnr_gt_best"].notna()]
         best = done.loc[done["psnr_gt_best"].idxmax()]
-        out[key if len(keys) > 1 else key[0]] = {
-                    "trials": len(g), "completed": int((g["status"] == "COMPLETED").sum()),
-                    "pruned": int((g["status"] == "PRUNED").sum()),
-                    "failed": int((g["status"] == "FAILED").sum()),
-                    "best": best["psnr_gt_best"], "best_trial": best["trial_id"],
-                    "best_iter": best["psnr_best_iter"],
-                    "mean": done["psnr_gt_best"].mean(),
-                    "std": done["psnr_gt_best"].std() if len(done) > 1 else None,
-                    "reached": int(done["first_reach_iter"].notna().sum())}
+        same = done[(done[CONFIG].fillna("null") == best[CONFIG].fillna("null")).all(axis=1)]
+        out[key_of(key)] = {
+            "trials": len(g), "completed": int((g["status"] == "COMPLETED").sum()),
+            "pruned": int((g["status"] == "PRUNED").sum()),
+            "failed": int((g["status"] == "FAILED").sum()),
+            "configs": len(g[CONFIG].fillna("null").drop_duplicates()),
+            "seeds": g["seed"].nunique(),
+            "best": best["psnr_gt_best"], "best_trial": best["trial_id"],
+            "best_iter": best["psnr_best_iter"],
+            "seed_n": len(same), "seed_mean": same["psnr_gt_best"].mean(),
+            "seed_std": same["psnr_gt_best"].std() if len(same) > 1 else None,
+            "all_mean": done["psnr_gt_best"].mean(),
+            "all_std": done["psnr_gt_best"].std() if len(done) > 1 else None,
+            "reached": int(done["first_reach_iter"].notna().sum())}
     return out
+
+
+def check_groups(groups: list[dict], keys: list[str], t: pd.DataFrame) -> None:
+    exp = expected_groups(t, keys)
+    assert len(groups) == len(exp)
+    for g in groups:
+        e = exp[tuple(g[k] for k in keys)]
+        for k in ("trials", "completed", "pruned", "failed", "configs", "seeds", "best_trial",
+                  "best_iter", "seed_n", "reached"):
+            assert g[k] == e[k], k
+        for k in ("best", "seed_mean", "seed_std", "all_mean", "all_std"):
+            assert g[k] == pytest.approx(e[k], rel=1e-12), k
 
 
 def test_load_reads_every_trial_and_metric(sweep_dir):
@@ -60,8 +86,7 @@ def test_load_reads_every_trial_and_metric(sweep_dir):
                           for k in ("COMPLETED", "PRUNED", "FAILED")}
     assert {"psnr_gt", "ssim_gt", "stage"} <= set(s.metric_names)
     assert len(s.metrics()) == len(pd.read_parquet(sweep_dir / "metrics"))
-    assert s.varying_config() == ["config.iters", "config.stages", "config.t_max",
-                                  "config.t_drop_first", "config.beta_schedule",
+    assert s.varying_config() == ["config.iters", "config.stages", "config.beta_schedule",
                                   "config.scheduler"]
 
 
@@ -70,17 +95,50 @@ def test_summarize_groups_match_pandas(sweep_dir):
                           "config.beta_schedule", "--json").stdout)
     assert d["metric"] == "psnr_gt_best" and d["mode"] == "max"
     assert d["by"] == ["config.scheduler", "config.beta_schedule"]
-    exp = expected_groups(trials(sweep_dir), ["config.scheduler", "config.beta_schedule"])
-    assert len(d["groups"]) == len(exp)
-    for g in d["groups"]:
-        e = exp[(g["config.scheduler"], g["config.beta_schedule"])]
-        for k in ("trials", "completed", "pruned", "failed", "best_trial", "best_iter",
-                  "reached"):
-            assert g[k] == e[k], k
-        for k in ("best", "mean", "std"):
-            assert g[k] == pytest.approx(e[k], rel=1e-12), k
+    check_groups(d["groups"], d["by"], trials(sweep_dir))
     bests = [g["best"] for g in d["groups"]]
     assert bests == sorted(bests, reverse=True)
+
+
+def test_inactive_keys_are_a_group_of_their_own(sweep_dir):
+    """Plain-DIP trials have no stage scheduler (null): they form the "—" group, not part of
+    a real scheduler's group, and are not dropped."""
+    t = trials(sweep_dir)
+    plain = t[t["config.stages"] == 1]
+    assert len(plain) == 2 and plain["config.scheduler"].isna().all()
+    d = json.loads(invoke("results", "summarize", sweep_dir, "--by", "scheduler",
+                          "--json").stdout)
+    check_groups(d["groups"], ["config.scheduler"], t)
+    by = {g["config.scheduler"]: g for g in d["groups"]}
+    assert set(by) == {"uniform", "sharp_linear", None}
+    assert by[None]["trials"] == 2 and by[None]["configs"] == 1
+    assert by[None]["best_trial"] in set(plain["trial_id"])
+    assert sum(g["trials"] for g in d["groups"]) == len(t)
+    assert by["uniform"]["trials"] == (t["config.scheduler"] == "uniform").sum()
+    out = invoke("results", "summarize", sweep_dir, "--by", "scheduler").stdout
+    assert any(line.split("│")[1].strip() == "—" for line in out.splitlines()
+               if line.startswith("│") and by[None]["best_trial"] in line)
+
+
+def test_mean_std_over_seeds_is_one_configuration(sweep_dir):
+    """Grouped by scheduler, a group holds two configurations (beta schedules) of two seeds
+    each: "over seeds" is the best trial's configuration, "over all" the whole group."""
+    d = json.loads(invoke("results", "summarize", sweep_dir, "--by", "scheduler",
+                          "--json").stdout)
+    t = trials(sweep_dir)
+    for g in d["groups"]:
+        if g["config.scheduler"] is None:
+            continue
+        best = t.set_index("trial_id").loc[g["best_trial"]]
+        same = t[(t["status"] == "COMPLETED") & (t["config.scheduler"] == g["config.scheduler"])
+                 & (t["config.beta_schedule"] == best["config.beta_schedule"])]
+        assert g["configs"] == 2 and g["seed_n"] == 2 and sorted(same["seed"]) == [0, 1]
+        assert g["seed_mean"] == pytest.approx(same["psnr_gt_best"].mean())
+        assert g["seed_std"] == pytest.approx(same["psnr_gt_best"].std())
+        assert g["all_mean"] != pytest.approx(g["seed_mean"])
+    out = invoke("results", "summarize", sweep_dir, "--by", "scheduler").stdout
+    assert "mean ± std over seeds" in out and "mean ± std over all" in out
+    assert "(n=2)" in out and "the best trial's configuration" in out
 
 
 def test_summarize_counts_and_top_trials_match_pandas(sweep_dir):
@@ -118,9 +176,11 @@ def test_csv_is_the_group_table(sweep_dir):
     r = invoke("results", "summarize", sweep_dir, "--by", "beta_schedule", "--csv")
     df = pd.read_csv(io.StringIO(r.stdout))
     exp = expected_groups(trials(sweep_dir), ["config.beta_schedule"])
-    assert set(df["config.beta_schedule"]) == set(exp)
+    assert {key_of([v]) for v in df["config.beta_schedule"]} == set(exp)
     for _, row in df.iterrows():
-        assert row["mean"] == pytest.approx(exp[row["config.beta_schedule"]]["mean"])
+        e = exp[key_of([row["config.beta_schedule"]])]
+        assert row["all_mean"] == pytest.approx(e["all_mean"])
+        assert row["seed_mean"] == pytest.approx(e["seed_mean"])
 
 
 def test_text_output_names_groups_and_counts(sweep_dir):
@@ -136,10 +196,13 @@ def test_compare_rows_are_the_best_completed_trial(sweep_dir, tmp_path):
                           "--json").stdout)
     t = trials(sweep_dir)
     m = pd.read_parquet(sweep_dir / "metrics")
-    assert len(d["final_best"]) == 2 * t["config.scheduler"].nunique()
+    assert len(d["final_best"]) == 2 * 3  # uniform, sharp_linear and null (plain DIP)
     assert len({r["sweep"] for r in d["final_best"]}) == 2  # same name: labelled by path
     for r, q in zip(d["final_best"], d["reach_max"], strict=True):
-        g = t[(t["config.scheduler"] == r["scheduler"]) & (t["status"] == "COMPLETED")]
+        same = (t["config.scheduler"].isna() if r["scheduler"] is None
+                else t["config.scheduler"] == r["scheduler"])
+        g = t[same & (t["status"] == "COMPLETED")]
+        assert r["trials"] == same.sum()
         best = g.loc[g["psnr_gt_best"].idxmax()]
         assert r["best_trial"] == q["best_trial"] == best["trial_id"]
         assert r["final_psnr"] == pytest.approx(best["psnr_gt_final"])

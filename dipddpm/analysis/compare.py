@@ -2,7 +2,8 @@
 
 One row per sweep, or per (sweep, group) with `--by`. Each row describes the best COMPLETED
 trial of its group (ranked by the metric, default psnr_gt_best), as the sources report one run
-per configuration, plus the number of trials behind it.
+per configuration, plus the number of trials behind it. Trials for which a `--by` key is null
+(a conditional key that did not apply to them) are a group of their own, shown as "—".
 
 - "iterations to reach max PSNR / SSIM": the best PSNR against the clean image and the
   iteration where it happened (exact, from the trial's psnr_best_iter), the best SSIM and its
@@ -77,6 +78,7 @@ def _rows(sweep: Sweep, label: str, by_cols: list[str | None], by: list[str],
     out = []
     for key, g in groups:
         key = key if isinstance(key, tuple) else (key,)
+        key = [None if pd.isna(v) else v for v in key]  # null: the key did not apply
         ident = {"sweep": label, **dict(zip(by, key, strict=True))}
         done = g[(g["status"] == "COMPLETED") & g[metric].notna()]
         ident.update(trials=len(g), completed=len(done), best_trial=None)
@@ -121,5 +123,15 @@ def compare(sweeps: list[Sweep], by: list[str] | None = None,
         for r, f in _rows(s, label, [cols[i] for cols in by_cols], names, metrics[i]):
             reach.append(r)
             final.append(f)
-    return Comparison(metric=metrics[0], by=names, reach_max=pd.DataFrame(reach),
-                      final_best=pd.DataFrame(final))
+    return Comparison(metric=metrics[0], by=names, reach_max=_typed(pd.DataFrame(reach), names),
+                      final_best=_typed(pd.DataFrame(final), names))
+
+
+def _typed(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Iteration columns as integers, and key columns with nulls keeping ints as ints."""
+    for c in ("max_psnr_iter", "max_ssim_iter", "best_iter"):
+        if c in df:
+            df[c] = df[c].astype("Int64")
+    for c in by:
+        df[c] = pd.Series(list(df[c]), index=df.index, dtype=object).convert_dtypes()
+    return df

@@ -28,7 +28,7 @@ TRIAL_COLUMNS = ("sweep", "trial_id", "status", "method", "iters_done")
 METRIC_COLUMNS = ("sweep", "trial_id", "iter", "metric", "value")
 LAYOUT = "<storage>/<sweep>/trials/part-*.parquet, as `dipddpm sweep run` writes"
 # trial-level columns that are bookkeeping, not something to rank or group trials by
-NOT_METRICS = ("seed", "retries", "iters_done", "wall_s")
+NOT_METRICS = ("seed", "retries", "resumed_from_iter", "iters_done", "wall_s", "artifact_iter")
 
 
 @dataclass
@@ -61,9 +61,17 @@ class Sweep:
         return counts
 
     def varying_config(self) -> list[str]:
-        """Config columns with more than one value among trials (the searched parameters)."""
+        """Config columns with more than one value among trials (the searched parameters); null
+        (a conditional key that did not apply to a trial) counts as a value of its own."""
         return [c for c in self.config_columns
-                if self.trials[c].astype("string").nunique(dropna=True) > 1]
+                if self.trials[c].astype("string").nunique(dropna=False) > 1]
+
+    def configurations(self) -> pd.Series:
+        """A number per distinct configuration (method and every config value, null included),
+        indexed like `trials`: trials that differ only in their seed share one."""
+        cols = ["method", *self.config_columns]
+        return self.trials[cols].astype("string").fillna("<null>").groupby(
+            cols, sort=False).ngroup()
 
     @functools.cached_property
     def metric_names(self) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -55,21 +56,33 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def trial_label(sweep: Sweep, row: pd.Series) -> str:
-    parts = [str(row["trial_id"])]
-    if sweep.trials["method"].nunique() > 1:
-        parts.append(str(row["method"]))
-    params = [str(row[c]) for c in sweep.varying_config() if c in row and pd.notna(row[c])]
-    if params:
-        parts.append(", ".join(params))
-    if "seed" in row and pd.notna(row["seed"]):
-        parts.append(f"seed {row['seed']}")
-    return " · ".join(parts)
+def _value_text(v) -> str:
+    if pd.isna(v):
+        return "—"
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v)).lower()
+    if isinstance(v, float | np.floating):
+        return f"{float(v):g}"
+    return str(v)
 
 
-def _group_label(keys: list[str], values) -> str:
+def trial_label(sweep: Sweep, row: dict | pd.Series) -> str:
+    """The trial id, then key=value for what varies across the sweep's trials (method, searched
+    config keys, seed); a key that did not apply to this trial (null) is left out."""
+    t = sweep.trials
+    keys = ["method"] if t["method"].nunique() > 1 else []
+    keys += sweep.varying_config()
+    if "seed" in t and t["seed"].nunique(dropna=False) > 1:
+        keys.append("seed")
+    params = [f"{k.removeprefix('config.')}={_value_text(row[k])}" for k in keys
+              if k in row and pd.notna(row[k])]
+    return " · ".join([str(row["trial_id"]), *([", ".join(params)] if params else [])])
+
+
+def group_label(keys: list[str], values) -> str:
+    """key=value per grouping key; null (the key did not apply) shows as —."""
     values = values if isinstance(values, tuple) else (values,)
-    return ", ".join(f"{k.removeprefix('config.')}={'—' if pd.isna(v) else v}"
+    return ", ".join(f"{k.removeprefix('config.')}={_value_text(v)}"
                      for k, v in zip(keys, values, strict=True))
 
 
@@ -109,12 +122,12 @@ def plot_curves(sweep: Sweep, metric: str | None = None, top: int = 8,
                 stats = g.groupby("iter")[m].agg(["mean", "std", "count"])
                 x = stats.index.to_numpy()
                 line, = ax.plot(x, stats["mean"], lw=1.6,
-                                label=f"{_group_label(cols, key)} (n={g['trial_id'].nunique()})")
+                                label=f"{group_label(cols, key)} (n={g['trial_id'].nunique()})")
                 std = stats["std"].fillna(0).to_numpy()
                 ax.fill_between(x, stats["mean"] - std, stats["mean"] + std, alpha=0.15,
                                 color=line.get_color(), lw=0)
             ax.set_ylabel(label)
-        title = f"{sweep.name}: mean ± std per group"
+        title = f"{sweep.name}: mean ± std over the trials of each group"
     else:
         metric, best = _ranked(sweep, metric, top)
         rows = sweep.trials.set_index("trial_id").loc[best["trial_id"]].reset_index()
@@ -130,7 +143,9 @@ def plot_curves(sweep: Sweep, metric: str | None = None, top: int = 8,
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()  # the same lines in every panel
+    fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncols=2, frameon=False)
+    fig.set_figheight(4.0 + 0.16 * ((len(labels) + 1) // 2))  # room for the legend rows
     fig.suptitle(title)
     return fig
 
@@ -165,10 +180,7 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
             best = top_trials(g, metric, mode, 1)
             if len(best):
                 tid = best.iloc[0]["trial_id"]
-                label = _group_label(cols, key)
-                if all(pd.isna(v) for v in (key if isinstance(key, tuple) else (key,))):
-                    label = f"{best.iloc[0]['method']} (no {', '.join(by)})"
-                picks.append((tid, label))
+                picks.append((tid, f"{tid} · {group_label(cols, key)}"))
     else:
         best = top_trials(table, metric, mode, top)
         rows = sweep.trials.set_index("trial_id")
@@ -201,7 +213,7 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
             ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
                     label=f"best {best_v:.2f} dB @ {int(best_it)}")
             ax.legend(fontsize=7, loc="lower right")
-        ax.set_title(f"{label}  ({len(edges) - 2} boundaries)", fontsize=8)
+        ax.set_title(textwrap.fill(f"{label}  ({len(edges) - 2} boundaries)", 90), fontsize=8)
         ax.set_xlabel("iteration")
         ax.set_ylabel("PSNR vs clean (dB)")
         ax.grid(alpha=0.3)
@@ -248,7 +260,7 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
     cols = [sweep.column(k) for k in by] if by else ["status"]
     markers = {"COMPLETED": "o", "PRUNED": "v", "FAILED": "x"}
     for key, g in t.groupby(cols, dropna=False, sort=True):
-        label = _group_label(cols, key) if by else str(key[0] if isinstance(key, tuple) else key)
+        label = group_label(cols, key) if by else str(key[0] if isinstance(key, tuple) else key)
         marker = "o" if by else markers.get(label, "s")
         ax.scatter(g[xcol], g[metric], s=28, alpha=0.8, marker=marker,
                    label=f"{label} ({len(g)})")

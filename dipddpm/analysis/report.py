@@ -5,7 +5,8 @@ searched parameter, the two source-style tables, the figures (curves, stages, Pa
 importances), a contact sheet (clean and noisy images, then the final images of the best
 trials), failed trials with their errors, and the spec as run. Figures and images are embedded
 as base64 data URIs. A part the sweep cannot provide (no stage metric, no Optuna study, images
-not copied) becomes a one-line note instead of failing the report.
+not copied) becomes a one-line note instead of failing the report; so does a figure that fails
+for any other reason (a bug), with its error's first line in the note and a warning on stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +26,7 @@ from dipddpm.analysis.compare import compare
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import Summary, summarize
-from dipddpm.analysis.tables import display, fmt
+from dipddpm.analysis.tables import GROUP_NOTE, display, fmt
 from dipddpm.errors import DipddpmError
 
 MAX_GROUPS = 12  # a searched parameter with more distinct values gets no group table
@@ -68,12 +70,19 @@ def _note(text: str) -> str:
 
 
 def _figure(title: str, make: Callable[[], object]) -> str:
-    """A rendered figure, or a note saying why this sweep cannot have it."""
+    """A rendered figure, or a note saying why this sweep cannot have it. Any other error (a
+    bug) becomes a note too, so the rest of the report is still written, and a warning on
+    stderr."""
     try:
-        fig = make()
+        uri = _data_uri(plots.png_bytes(make()))
     except DipddpmError as e:
         return f"<h3>{html.escape(title)}</h3>{_note(str(e))}"
-    uri = _data_uri(plots.png_bytes(fig))
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        print(f"warning: report figure {title!r} failed ({why}); the report has a note "
+              "instead (please report this bug)", file=sys.stderr)
+        return f"<h3>{html.escape(title)}</h3>{_note(f'this figure failed: {why}')}"
     return (f"<h3>{html.escape(title)}</h3><figure><img alt='{html.escape(title)}' "
             f"src='{uri}'></figure>")
 
@@ -150,7 +159,9 @@ def build_report(sweep: Sweep, top: int = 6) -> str:
                     "best_iter = iteration of the best, reach_iter = first iteration at the "
                     "PSNR threshold.")]
     parts.append("<h2>Groups</h2>")
-    parts.append(_table(summary.groups, "All trials; statistics over COMPLETED trials."))
+    parts.append(_table(summary.groups, f"All trials; statistics over COMPLETED trials; "
+                        f"{GROUP_NOTE}. A null key (it did not apply to a trial) is shown as "
+                        "— and forms a group of its own."))
     for k in keys:
         parts.append(_table(summarize(sweep, by=[k], top=top).groups,
                             f"By {k.removeprefix('config.')}"))
@@ -168,7 +179,8 @@ def build_report(sweep: Sweep, top: int = 6) -> str:
     parts.append(_figure("PSNR and SSIM against iteration, best trials",
                          lambda: plots.plot_curves(sweep, top=top)))
     if by:
-        parts.append(_figure(f"Mean ± std per {', '.join(k.removeprefix('config.') for k in by)}",
+        names = ", ".join(k.removeprefix("config.") for k in by)
+        parts.append(_figure(f"Mean ± std over the trials of each {names} group",
                              lambda: plots.plot_curves(sweep, by=by)))
     parts.append(_figure("Stages", lambda: plots.plot_stages(sweep, by=by)))
     parts.append(_figure("Quality against compute", lambda: plots.plot_pareto(sweep)))

@@ -6,9 +6,18 @@ first iteration reaching a PSNR threshold (`first_reach_iter`, or computed from 
 curve for `--threshold`), iterations done and wall time.
 
 Per group (`--by config.scheduler ...`): trial counts by status (COMPLETED / PRUNED / FAILED),
-distinct seeds, and over the COMPLETED trials: the best value, its trial and iteration, mean and
-standard deviation (ddof 1: the spread over seeds and whatever else varies in the group), and
-the median iteration at which the threshold was reached with how many trials reached it.
+distinct configurations (every config value but the seed) and seeds, and over the COMPLETED
+trials:
+
+- best, best_trial, best_iter: the best value, its trial and the iteration of its best;
+- seed_mean, seed_std, seed_n: mean, standard deviation (ddof 1) and number of the COMPLETED
+  trials that share the best trial's configuration: the spread over seeds of one configuration;
+- all_mean, all_std: the same over every COMPLETED trial of the group (the spread over seeds
+  and over whatever else varies in the group);
+- reach_iter, reached: the median iteration at which the threshold was reached, and by how many.
+
+A trial for which a grouping key is null (a conditional search key that did not apply to it,
+e.g. the stage scheduler of a plain-DIP trial) is in a group of its own, shown as "—".
 """
 
 from __future__ import annotations
@@ -109,35 +118,52 @@ def top_trials(table: pd.DataFrame, metric: str, mode: str, n: int) -> pd.DataFr
     return ranked.head(n).reset_index(drop=True)
 
 
-def _group_stats(g: pd.DataFrame, metric: str, mode: str) -> dict:
+def _mean_std(values: pd.Series) -> tuple[float, float | None]:
+    return float(values.mean()), float(values.std()) if len(values) > 1 else None
+
+
+def _group_stats(g: pd.DataFrame, metric: str, mode: str, configs: pd.Series) -> dict:
     done = g[(g["status"] == "COMPLETED") & g[metric].notna()]
     stats = {"trials": len(g), "completed": int((g["status"] == "COMPLETED").sum()),
              "pruned": int((g["status"] == "PRUNED").sum()),
              "failed": int((g["status"] == "FAILED").sum()),
+             "configs": int(configs[g.index].nunique()),
              "seeds": int(g["seed"].nunique()) if "seed" in g else None,
              "best": None, "best_trial": None, "best_iter": None,
-             "mean": None, "std": None, "reach_iter": None, "reached": 0}
+             "seed_mean": None, "seed_std": None, "seed_n": 0,
+             "all_mean": None, "all_std": None, "reach_iter": None, "reached": 0}
     if len(done):
         best = done.loc[done[metric].idxmax() if mode == "max" else done[metric].idxmin()]
+        same = done[configs[done.index] == configs[best.name]]  # its configuration's seeds
+        seed_mean, seed_std = _mean_std(same[metric])
+        all_mean, all_std = _mean_std(done[metric])
         reached = done["reach_iter"].dropna()
         stats.update(best=float(best[metric]), best_trial=best["trial_id"],
                      best_iter=None if pd.isna(best["best_iter"]) else int(best["best_iter"]),
-                     mean=float(done[metric].mean()),
-                     std=float(done[metric].std()) if len(done) > 1 else None,
+                     seed_mean=seed_mean, seed_std=seed_std, seed_n=len(same),
+                     all_mean=all_mean, all_std=all_std,
                      reach_iter=float(reached.median()) if len(reached) else None,
                      reached=len(reached))
     return stats
 
 
-def group_table(table: pd.DataFrame, by: list[str], metric: str, mode: str) -> pd.DataFrame:
-    """Statistics per group of `by` values ([] = one row for the whole sweep), best first."""
+def group_table(table: pd.DataFrame, by: list[str], metric: str, mode: str,
+                configs: pd.Series) -> pd.DataFrame:
+    """Statistics per group of `by` values ([] = one row for the whole sweep), best first.
+    `configs` numbers the configurations of the trials (indexed like `table`)."""
     if not by:
-        return pd.DataFrame([{"group": "all", **_group_stats(table, metric, mode)}])
+        out = pd.DataFrame([{"group": "all", **_group_stats(table, metric, mode, configs)}])
+        return out.astype({"best_iter": "Int64"})
     rows = []
     for key, g in table.groupby(by, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key, strict=True)), **_group_stats(g, metric, mode)})
+        key = [None if pd.isna(v) else v for v in key]
+        rows.append({**dict(zip(by, key, strict=True)),
+                     **_group_stats(g, metric, mode, configs)})
     out = pd.DataFrame(rows)
+    for c in by:  # a key column with nulls keeps its type (ints stay ints)
+        out[c] = out[c].astype(table[c].dtype)
+    out["best_iter"] = out["best_iter"].astype("Int64")
     return out.sort_values("best", ascending=mode == "min", na_position="last",
                            kind="stable", ignore_index=True)
 
@@ -168,4 +194,4 @@ def summarize(sweep: Sweep, by: list[str] | None = None, metric: str | None = No
             table[c] = sweep.trials[c]
     return Summary(sweep=sweep, metric=metric, mode=mode, by=cols, threshold=threshold,
                    counts=sweep.counts(), top=top_trials(table, metric, mode, top),
-                   groups=group_table(table, cols, metric, mode))
+                   groups=group_table(table, cols, metric, mode, sweep.configurations()))

@@ -41,18 +41,35 @@ def fmt(v, decimals: int | None = None) -> str:
     return str(v)
 
 
+# mean / std (/ count) columns shown as one "mean ± std" column, named for what it is over:
+# the seeds of the group's best configuration, or all the group's COMPLETED trials
+MEAN_STD = {"seed_mean": ("seed_std", "seed_n", "mean ± std over seeds"),
+            "all_mean": ("all_std", None, "mean ± std over all")}
+GROUP_NOTE = ("over seeds: the COMPLETED trials with the best trial's configuration (all but "
+              "the seed the same); over all: every COMPLETED trial of the group")
+
+
+def _mean_std(mean, std, n, decimals: int | None) -> str:
+    text = fmt(mean, decimals) if _missing(std) else f"{fmt(mean, decimals)} ± {fmt(std, decimals)}"
+    return text if n is None or _missing(mean) else f"{text} (n={n})"
+
+
 def display(df: pd.DataFrame) -> pd.DataFrame:
     """The frame as strings for a terminal or HTML table: one precision per column,
-    `config.` dropped from column names, mean and std merged into one `mean ± std` column."""
+    `config.` dropped from column names, each mean and std pair merged into one column."""
+    merged = {c: MEAN_STD[c] for c in df.columns if c in MEAN_STD and MEAN_STD[c][0] in df}
+    hidden = {part for std, n, _ in merged.values() for part in (std, n) if part in df}
     out = pd.DataFrame(index=df.index)
     for c in df.columns:
-        if c == "std" and "mean" in df.columns:
+        if c in hidden:
             continue
         values = list(df[c].astype(object))
         d = _decimals(values)
-        if c == "mean" and "std" in df.columns:
-            out["mean ± std"] = [fmt(m, d) if _missing(s) else f"{fmt(m, d)} ± {fmt(s, d)}"
-                                 for m, s in zip(values, df["std"], strict=True)]
+        if c in merged:
+            std, n, label = merged[c]
+            counts = df[n] if n in df else [None] * len(df)
+            out[label] = [_mean_std(m, sd, k, d)
+                          for m, sd, k in zip(values, df[std], counts, strict=True)]
             continue
         out[c.removeprefix("config.")] = [fmt(v, d) for v in values]
     return out

@@ -49,8 +49,10 @@ def _one_format(as_json: bool, as_csv: bool) -> None:
 @results_app.command(
     "summarize",
     help=("The best trials, and a table per group: best value with its trial and iteration, mean ± "
-          "std over the COMPLETED trials (seeds), iterations to reach the PSNR threshold, and "
-          "how many trials completed, were pruned or failed."))
+          "std over the seeds of the best trial's configuration and over all the group's "
+          "COMPLETED trials, iterations to reach the PSNR threshold, and how many trials "
+          "completed, were pruned or failed. A trial where a --by key did not apply (null) is "
+          "in a group of its own, shown as —."))
 @user_errors
 def summarize_command(
     directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
@@ -67,7 +69,7 @@ def summarize_command(
 ) -> None:
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.summarize import summarize
-    from dipddpm.analysis.tables import records, to_csv
+    from dipddpm.analysis.tables import GROUP_NOTE, records, to_csv
 
     _one_format(as_json, as_csv)
     s = summarize(load_sweep(directory), by=by, metric=metric, top=top, threshold=threshold)
@@ -88,6 +90,7 @@ def summarize_command(
     title = ("by " + ", ".join(k.removeprefix("config.") for k in s.by) if s.by
              else "all trials")
     _print_table(f"{title} ({s.metric}; statistics over COMPLETED trials)", s.groups, console)
+    console.print(f"[dim]{GROUP_NOTE}[/]", highlight=False)
     if not s.by:
         keys = ", ".join(k.removeprefix("config.") for k in s.sweep.varying_config()[:3])
         if keys:
