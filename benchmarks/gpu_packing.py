@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         runs = [run_fraction(args, f, gpus, cpus) for f in args.fractions]
     finally:
         ray.shutdown()
-    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu-dry-run"
+    # the GPUs the trials themselves recorded (whichever Ray assigned, not blindly device 0)
+    used = sorted({n for r in runs for n in r["gpu_names"]})
+    name = "+".join(used) if used else "cpu-dry-run"
     meta = {"benchmark": "gpu_packing", "date": now(), **git_sha(),
             "command": command("benchmarks/gpu_packing.py", sys.argv[1:] if argv is None
                                else argv),

@@ -38,11 +38,22 @@ TWO_GPU_NODES = ClusterFacts((node("10.0.0.1", 0, 0, head=True), node("10.0.0.2"
                               node("10.0.0.3", 8, 1), node("10.0.0.4", 8, 1, alive=False)))
 
 
-def test_one_gpu_per_trial_on_a_cpu_cluster_cannot_be_scheduled():
+def test_one_gpu_per_trial_does_not_fit_a_cpu_cluster_and_says_what_autoscaling_needs():
     s = schedule(parse_spec(spec_dict(gpu=1)), CPU_ONLY)
     assert s.fit == 0 and s.concurrent == 0 and not s.schedulable
     assert s.request == {"CPU": 1.0, "GPU": 1.0}
-    assert "no node has any GPU" in s.reasons[0] and "resources.gpu: 0" in s.reasons[0]
+    (why,) = s.reasons
+    # judged on the nodes up now: an autoscaler may still add a GPU worker type
+    assert "no node up now has any GPU" in why and "resources.gpu: 0" in why
+    assert "if this cluster autoscales" in why and "worker type" in why
+
+
+def test_gpu_below_rays_smallest_amount_is_a_spec_error():
+    from dipddpm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="below Ray's granularity"):  # Ray would reject it,
+        parse_spec(spec_dict(cpu=1, gpu=0.00005))  # not pack 20000 trials on a GPU
+    assert schedule(parse_spec(spec_dict(cpu=1, gpu=0.0001)), TWO_GPU_NODES).fit == 16
 
 
 def test_fractional_gpus_pack_on_alive_nodes_only():
@@ -61,7 +72,7 @@ def test_cpus_limit_packing_before_gpus_do():
 def test_a_trial_larger_than_any_node_names_the_largest_node():
     s = schedule(parse_spec(spec_dict(cpu=6)), CPU_ONLY)
     assert s.fit == 0
-    assert "largest node has 4" in s.reasons[0] and "ONE node" in s.reasons[0]
+    assert "largest node up now has 4" in s.reasons[0] and "ONE node" in s.reasons[0]
 
 
 def test_gpu_fraction_that_does_not_divide_a_gpu_is_flagged():
@@ -98,7 +109,7 @@ def test_doctor_explains_why_a_gpu_spec_would_stay_pending(ray_local, tmp_path):
     out = " ".join(res.output.split())  # rich wraps long lines
     assert "127.0.0.2 (head)" in out
     assert "each trial asks for 1 CPU, 1 GPU; 0 fit at once" in out
-    assert "NOT schedulable" in out and "no node has any GPU" in out
+    assert "does not fit the nodes up now" in out and "no node up now has any GPU" in out
     assert "reachable from the driver and every node (127.0.0.2)" in out
     assert not (tmp_path / "store").exists()  # the check wrote nothing lasting
 

@@ -1,8 +1,12 @@
 """A real multi-node Ray cluster on this machine (cluster/local-cluster.sh: a head and two
 workers on 127.0.0.41-43, one CPU each): doctor sees every node, the storage check names a
-node that cannot see the storage, a smoke sweep with --address spreads trials over nodes, and
-a sweep survives a worker whose raylet is killed mid-run (its trial restarts from its
-checkpoint on another node; Parquet holds every trial and iteration exactly once).
+node that cannot see the storage, `sweep run --address` stops before any trial when only one
+node reaches the storage, a smoke sweep with --address spreads trials over nodes, and a sweep
+survives a worker whose raylet is killed mid-run (its trial restarts from its checkpoint on
+another node; Parquet holds every trial and iteration exactly once).
+
+local-cluster.sh runs each node in its own directory ($LOCAL_CLUSTER_DIR/<node>), so a path
+through /proc/self/cwd names a different directory on each node: storage one node reaches.
 
 Drivers run as `dipddpm` subprocesses: this pytest process may hold the session's embedded
 Ray (`ray_local`), and one process joins one Ray. The cluster is stopped at the end, by the
@@ -152,6 +156,25 @@ def test_storage_check_names_the_node_that_cannot_reach_it(loopback, tmp_path):
     assert not (tmp_path / "shared").exists()  # the check leaves nothing behind
 
 
+def test_sweep_run_stops_before_any_trial_when_only_the_head_reaches_the_storage(
+        loopback, tmp_path):
+    """The driver runs in the head node's directory and stores under /proc/self/cwd/store: the
+    driver and the head see one directory, each worker its own (as with a per-node disk)."""
+    head_dir = loopback.dir / "head"
+    spec = write_spec(tmp_path / "s.yaml", "unshared", 20, 32, 8, 3)
+    res = loopback.run("sweep", "run", spec, "--address", "auto",
+                       "--storage", "/proc/self/cwd/store", cwd=head_dir, timeout=180)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, res.stderr[-2000:]  # one line (Ray's own log lines aside)
+    (error,) = errors
+    assert "/proc/self/cwd/store/unshared is not shared by every node" in error
+    assert "2 of 3 node(s) cannot use it" in error and "FileNotFoundError" in error
+    assert f"{W1} (" in error and f"{W2} (" in error and f"{HEAD} (" not in error
+    # stopped before any trial: no sweep directory (no trials/ Parquet, no tune/) on any node
+    assert not any((loopback.dir / node / "store").exists() for node in loopback.pids)
+
+
 @dataclass
 class FaultSweep:
     rc: int
@@ -161,18 +184,28 @@ class FaultSweep:
     samples: int
 
 
+def later_checkpoints(sweep: Path) -> set[str]:
+    """Tune trial dirs holding a checkpoint after their first (checkpoint_000001 or later):
+    the first checkpoint was reported long before, so Tune has registered one to restore."""
+    return {p.parent.name for p in (sweep / "tune").glob("*/checkpoint_*")
+            if p.name.rsplit("_", 1)[-1].isdigit() and int(p.name.rsplit("_", 1)[-1]) >= 1}
+
+
 @pytest.fixture(scope="module")
 def fault_sweep(loopback, tmp_path_factory) -> FaultSweep:
-    """A smoke sweep with --address: three trials at once, one per node; once each has a
-    checkpoint (and none has finished), worker1's raylet is SIGKILLed."""
+    """A smoke sweep with --address: three one-CPU trials at once on three one-CPU nodes, so
+    exactly one runs on each node; once each has a registered checkpoint (and none has
+    finished), worker1's raylet is SIGKILLed."""
     import psutil
+
+    from dipddpm.sweep.spec import load_spec
 
     tmp = tmp_path_factory.mktemp("fault")
     budget, samples = 300, 3
     spec = write_spec(tmp / "s.yaml", "fault", 2000, 64, 16, 6,
                       smoke={"num_samples": samples, "problem": {"size": 32},
                              "fixed": {"iters": budget, "width": 8}, "checkpoint_every": 30})
-    sweep = tmp / "store" / "fault"
+    sweep = tmp / "store" / load_spec(spec, smoke=True).name  # the smoke variant's own name
     with open(tmp / "driver.log", "w") as log:
         driver = subprocess.Popen([str(BIN / "dipddpm"), "sweep", "run", str(spec), "--smoke",
                                    "--address", "auto", "--storage", str(tmp / "store")],
@@ -181,8 +214,7 @@ def fault_sweep(loopback, tmp_path_factory) -> FaultSweep:
             deadline, ready = time.time() + 240, False
             while time.time() < deadline and driver.poll() is None and not ready:
                 time.sleep(0.2)
-                with_ckpt = {p.parent.name for p in (sweep / "tune").glob("*/checkpoint_*")}
-                ready = len(with_ckpt) >= samples
+                ready = len(later_checkpoints(sweep)) >= samples
             finished = list((sweep / "trials").glob("*.parquet"))
             assert ready and not finished and driver.poll() is None, (
                 "the three trials were not all running with a checkpoint at once; "
@@ -213,14 +245,25 @@ def test_sweep_survives_a_worker_raylet_killed_mid_run(fault_sweep, loopback):
     assert len(trials) == fs.samples and trials["trial_id"].is_unique  # nothing lost/doubled
     assert set(trials["status"]) == {"COMPLETED"}, trials[["trial_id", "status", "error"]]
     assert set(trials["iters_done"]) == {fs.budget}
-    retried = trials[trials["retries"] >= 1]  # retries count restarts FROM a checkpoint
-    assert len(retried) >= 1, trials[["trial_id", "node_ip", "retries"]]
-    assert W1 not in set(retried["node_ip"])  # it finished on a node that is still alive
+    # exactly one trial ran on worker1 (one per node): it, and only it, restarted, and from
+    # its checkpoint (resumed_from_iter > 0, a checkpoint iteration), not from scratch
+    cols = ["trial_id", "node_ip", "retries", "resumed_from_iter"]
+    moved = trials[trials["retries"] >= 1]
+    assert len(moved) == 1, trials[cols]
+    (resumed,) = moved["resumed_from_iter"]
+    assert resumed > 0 and resumed % 30 == 0, trials[cols]  # smoke: checkpoint_every 30
+    assert W1 not in set(moved["node_ip"])  # it finished on a node that is still alive
+    stayed = trials[trials["retries"] == 0]
+    assert set(stayed["resumed_from_iter"]) == {0}, trials[cols]
+    # every report of every trial exactly once: no duplicate and no gap, also across the
+    # restart (the reports between the checkpoint and the kill are not counted twice)
     metrics = read(fs.sweep, "metrics")
     assert not metrics.duplicated(["trial_id", "iter", "metric"]).any()
+    every_report = list(range(10, fs.budget + 1, 10))
     for tid in trials["trial_id"]:
-        iters = sorted(metrics[(metrics.trial_id == tid) & (metrics.metric == "psnr_gt")].iter)
-        assert iters == list(range(10, fs.budget + 1, 10)), tid  # every report exactly once
+        mine = metrics[metrics.trial_id == tid]
+        assert sorted(set(mine.iter)) == every_report, tid
+        assert sorted(mine[mine.metric == "psnr_gt"].iter) == every_report, tid
     status = subprocess.run([str(SCRIPT), "status"], env=loopback.env, capture_output=True,
                             text=True)
     assert "worker1" in status.stdout and "DOWN" in status.stdout

@@ -13,10 +13,11 @@ from dipddpm.cli.app import cluster_app, print_json, user_errors
 @cluster_app.command(
     "doctor",
     help=("Connect to a Ray cluster and print its nodes with the CPUs and GPUs Ray sees; with a "
-          "SPEC, each trial's request, how many trials fit at once and why trials would stay "
-          "PENDING; whether every node reads the spec's input image and reaches the storage (the "
-          "spec's, or --storage). "
-          "Exit 0 when all is well, 1 when it found a problem, 2 on bad input."))
+          "SPEC, each trial's request, how many trials fit at once on the nodes up now and why "
+          "trials would wait PENDING; whether every node up now reads the spec's input image "
+          "and reaches the storage (the spec's, or --storage). Nodes an autoscaler adds later "
+          "are not seen. Exit 0 when all is well, 1 when it found a problem (including a "
+          "request that does not fit the nodes up now), 2 on bad input."))
 @user_errors
 def doctor_command(
     spec: Path | None = typer.Argument(None, help="Sweep spec to check, e.g. sweeps/quick.yaml."),
@@ -72,8 +73,8 @@ def _print(r: dict) -> None:
                   f"(" + ", ".join(f"{ip}: {k}" for ip, k in sp["per_node"].items())
                   + f"); {sp['concurrent']} will run at once (max_concurrent "
                   f"{sp['max_concurrent']}, {sp['num_samples']} trials)", highlight=False)
-        verdict = "[green]schedulable[/]" if sp["schedulable"] else \
-            "[bold red]NOT schedulable: trials would stay PENDING forever[/]"
+        verdict = "[green]fits the nodes up now[/]" if sp["schedulable"] else \
+            "[bold red]does not fit the nodes up now: trials would wait PENDING[/]"
         con.print(verdict)
         for why in sp["pending_reasons"]:
             con.print(f"  - {why}", highlight=False)
@@ -84,8 +85,8 @@ def _print(r: dict) -> None:
                       highlight=False)
         for ip, paths in missing.items():
             con.print(f"input: [bold red]{ip} cannot read {paths}[/] (trials read inputs on "
-                      f"their node, relative to the worker's directory: use an absolute path "
-                      f"on shared storage, or a file inside `ray job submit --working-dir`)",
+                      f"their node: use a path inside the `ray job submit --working-dir` "
+                      f"(relative to it) or an absolute path on storage every node mounts)",
                       highlight=False)
     if "storage" in r:
         st = r["storage"]

@@ -6,8 +6,12 @@ trials would stay PENDING, and whether every node reaches the sweep's storage.
     check_storage_on_all_nodes("s3://bucket/x")  # raises DipddpmError naming bad nodes
 
 Ray places a trial only on ONE node holding its whole request ({CPU: cpu, GPU: gpu}); a
-request no node can hold waits PENDING forever (unless an autoscaler adds a node type that
-can), with no error. Fractional GPUs pack: `gpu: 0.25` puts four trials on each GPU.
+request that no node up now can hold waits PENDING, with no error: until an autoscaler starts
+a worker type that can hold it, or forever when the cluster has no such type. What `schedule`
+sees is the nodes up now (Ray does not expose the autoscaler's node types to a driver), so it
+says "does not fit the nodes up now", never "can never run". Fractional GPUs pack: `gpu: 0.25`
+puts four trials on each GPU when the node also has the CPUs (trials per node =
+min(node CPUs / cpu, node GPUs / gpu)).
 
 The storage check runs before any trial on a multi-node cluster: the driver writes a marker
 under the storage, a task pinned to every alive node (by its `node:<ip>` resource, 0 CPUs, so
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dipddpm.errors import DipddpmError
+from dipddpm.sweep.spec import RESOURCE_GRANULARITY
 
 MARKER = ".dipddpm-storage-check"
 PIN = 0.001  # amount of the node:<ip> resource a pinned task asks for (every node has 1.0)
@@ -71,6 +76,7 @@ class Schedule:
 
     @property
     def schedulable(self) -> bool:
+        """At least one trial fits on the nodes up now (an autoscaler may add more later)."""
         return self.fit > 0
 
 
@@ -109,8 +115,16 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+# what doctor cannot see from the nodes up now, said wherever a request does not fit them
+AUTOSCALE = ("if this cluster autoscales (ray up with cluster/aws.yaml or gcp.yaml, KubeRay), "
+             "trials wait PENDING until it starts a worker that holds the request, which needs "
+             "such a worker type in its config (gpu_1x / gpu_8x; the KubeRay GPU group); with "
+             "no such type, or no autoscaler, they stay PENDING forever")
+
+
 def schedule(spec, facts: ClusterFacts) -> Schedule:
-    """Trials of `spec` that fit at once on `facts`, and every reason trials would wait."""
+    """Trials of `spec` that fit at once on the nodes of `facts` that are up now, and every
+    reason trials would wait PENDING."""
     req = trial_request(spec)
     alive = facts.alive
     per = {n.ip: fits_on(n, req) for n in alive}
@@ -119,8 +133,6 @@ def schedule(spec, facts: ClusterFacts) -> Schedule:
     cap = min(spec.searcher.max_concurrent, spec.num_samples)
     concurrent = min(fit, cap)
     reasons: list[str] = []
-    scale = ("add nodes that have it (cluster/aws.yaml, gcp.yaml: GPU worker types; an "
-             "autoscaling cluster adds them when the request fits a node type)")
     if not alive:
         reasons.append("no node of the cluster is alive; start the cluster (ray up / "
                        "cluster/local-cluster.sh up) and run doctor again")
@@ -133,27 +145,31 @@ def schedule(spec, facts: ClusterFacts) -> Schedule:
             largest = max((n.gpus if key == "GPU" else n.cpus) for n in alive)
             if total == 0:
                 reasons.append(f"each trial asks for {_fmt(want)} {label} (resources.{sec}: "
-                               f"{_fmt(want)}) but no node has any {label}; set resources."
-                               f"{sec}: 0 to run on CPU, or {scale}")
+                               f"{_fmt(want)}) but no node up now has any {label}; "
+                               f"{AUTOSCALE}"
+                               + ("; set resources.gpu: 0 to run on CPU" if key == "GPU"
+                                  else ""))
             elif largest < want:
                 reasons.append(f"each trial asks for {_fmt(want)} {label} but the largest "
-                               f"node has {_fmt(largest)} (cluster total {_fmt(total)}); a "
-                               f"trial must fit on ONE node: lower resources.{sec} to "
-                               f"<= {_fmt(largest)} or {scale}")
+                               f"node up now has {_fmt(largest)} (cluster total {_fmt(total)}); "
+                               f"a trial must fit on ONE node: lower resources.{sec} to "
+                               f"<= {_fmt(largest)}; {AUTOSCALE}")
         if not reasons:
-            reasons.append(f"no single node has both {_fmt(req['CPU'])} CPUs and "
-                           f"{_fmt(req['GPU'])} GPU free for one trial; nodes: "
+            reasons.append(f"no single node up now has both {_fmt(req['CPU'])} CPUs and "
+                           f"{_fmt(req['GPU'])} GPU for one trial (nodes: "
                            + ", ".join(f"{n.ip} {_fmt(n.cpus)} CPU/{_fmt(n.gpus)} GPU"
-                                       for n in alive))
+                                       for n in alive) + f"); {AUTOSCALE}")
     elif fit < cap:
-        reasons.append(f"only {fit} trial(s) fit at once but searcher.max_concurrent is "
-                       f"{spec.searcher.max_concurrent}: {cap - fit} wait PENDING for a free "
-                       f"slot (normal; add nodes or lower resources to run more at once)")
-    if 0 < req["GPU"] < 1 and not math.isclose(1 / req["GPU"], round(1 / req["GPU"])):
-        reasons.append(f"resources.gpu {_fmt(req['GPU'])} does not divide a GPU: "
-                       f"{math.floor(1 / req['GPU'] + 1e-9)} trials per GPU leave "
-                       f"{_fmt(1 - math.floor(1 / req['GPU'] + 1e-9) * req['GPU'])} of each "
-                       f"GPU idle; use 1/k (0.5, 0.25, ...)")
+        reasons.append(f"only {fit} trial(s) fit at once on the nodes up now but "
+                       f"searcher.max_concurrent is {spec.searcher.max_concurrent}: {cap - fit} "
+                       f"wait PENDING for a free slot (normal; an autoscaler may add nodes, or "
+                       f"lower resources to run more at once)")
+    gpu = req["GPU"]
+    if RESOURCE_GRANULARITY <= gpu < 1 and not math.isclose(1 / gpu, round(1 / gpu)):
+        per_gpu = math.floor(1 / gpu + 1e-9)
+        reasons.append(f"resources.gpu {_fmt(gpu)} does not divide a GPU: {per_gpu} trials per "
+                       f"GPU leave {_fmt(1 - per_gpu * gpu)} of each GPU idle; use 1/k (0.5, "
+                       f"0.25, ...)")
     return Schedule(request=req, per_node={k: (spec.num_samples if v is None else v)
                                            for k, v in per.items()},
                     fit=fit, concurrent=concurrent, reasons=tuple(reasons))
