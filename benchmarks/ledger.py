@@ -4,7 +4,11 @@
 
 Every number in the ledger comes from a results file written by `reproduce.py` or `search.py`
 (ours) or from `protocols.py` (the sources' published numbers, SPEC §6). Rows of a full-size
-protocol with no measurement yet are listed as open. Never edit RESULTS.md by hand.
+protocol with no measurement yet are listed as open; each measured row shows its own
+provenance (a protocol's rows may come from different runs, see `reproduce.py --only`).
+Smoke runs of the searches are listed apart and never fill a study's row. A results file that
+cannot be used is named at the end of the ledger. Never edit RESULTS.md by hand (a test checks
+that it equals what this script renders from benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -21,24 +26,45 @@ HERE = Path(__file__).resolve().parent
 OPEN = "open"
 LABELS = {"psnr_gt_best": "max psnr_gt", "psnr_best_iter": "@iter", "psnr_gt_final": "final",
           "psnr_gt_sm_final": "smoothed"}
+REQUIRED = {"dipddpm.reproduce/": ("protocol", "rows"), "dipddpm.search/": ("study",)}
 
 
-def load(results: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Reproduction docs by protocol and search docs by study, newest date wins."""
-    repro: dict[str, dict] = {}
-    search: dict[str, dict] = {}
+@dataclass
+class Loaded:
+    repro: dict[str, dict] = field(default_factory=dict)  # by protocol
+    search: dict[str, dict] = field(default_factory=dict)  # by study, full runs only
+    smoke: dict[str, dict] = field(default_factory=dict)  # by study, --smoke runs
+    problems: list[str] = field(default_factory=list)  # files skipped or incomplete
+
+
+def load(results: Path) -> Loaded:
+    """Our result files by protocol / study, newest date wins; other JSON files are ignored,
+    a file of ours that is unreadable or incomplete is skipped or shown, and reported."""
+    got = Loaded()
     for path in sorted(results.glob("*.json")):
         try:
             doc = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError) as e:
+            got.problems.append(f"`{path.name}`: not readable JSON ({type(e).__name__}); "
+                                "skipped")
             continue
-        kind = doc.get("schema", "") if isinstance(doc, dict) else ""
-        key = doc.get("protocol") or doc.get("study")
-        target = (repro if kind.startswith("dipddpm.reproduce/") else
-                  search if kind.startswith("dipddpm.search/") else None)
-        if target is not None and (key not in target or doc["date"] > target[key]["date"]):
+        schema = doc.get("schema", "") if isinstance(doc, dict) else ""
+        kind = next((k for k in REQUIRED if str(schema).startswith(k)), None)
+        if kind is None:
+            continue  # another benchmark's file
+        missing = [k for k in REQUIRED[kind] if k not in doc]
+        if missing:
+            got.problems.append(f"`{path.name}`: no `{missing[0]}`; skipped")
+            continue
+        if not doc.get("date"):
+            got.problems.append(f"`{path.name}`: no `date`; shown with date unknown")
+        if kind == "dipddpm.reproduce/":
+            target, key = got.repro, doc["protocol"]
+        else:
+            target, key = (got.smoke if doc.get("smoke") else got.search), doc["study"]
+        if key not in target or (doc.get("date") or "") > (target[key].get("date") or ""):
             target[key] = doc
-    return repro, search
+    return got
 
 
 def num(v, nd: int = 2) -> str:
@@ -74,10 +100,59 @@ def short(sha: str | None, dirty) -> str:
     return sha[:10] + ("+dirty" if dirty else "")
 
 
-def provenance(doc: dict) -> tuple[str, str, str, str]:
-    return (doc["hardware"]["name"], doc["date"][:10], short(doc.get("git_sha"),
-                                                            doc.get("git_dirty")),
-            f"`{doc['command']}`")
+def provenance(run: dict) -> tuple[str, str, str]:
+    """(hardware, date, git sha) of a run record or a search document."""
+    return ((run.get("hardware") or {}).get("name", "unknown"),
+            (run.get("date") or "unknown")[:10], short(run.get("git_sha"), run.get("git_dirty")))
+
+
+def row_run(row: dict, doc: dict) -> dict:
+    """A row's own provenance (files from before per-row provenance: the file's)."""
+    return row.get("run") or {k: doc.get(k) for k in ("hardware", "date", "git_sha",
+                                                       "git_dirty", "command", "jobs")}
+
+
+def joined(runs: list[dict]) -> tuple[str, str, str]:
+    """Provenance of several rows: the distinct hardware and shas, the newest date."""
+    if not runs:
+        return "–", "–", "–"
+    hws, dates, shas = zip(*(provenance(r) for r in runs), strict=True)
+    return (", ".join(sorted(set(hws))), max(dates), ", ".join(sorted(set(shas))))
+
+
+def threads_of(run: dict) -> str:
+    jobs, threads = run.get("jobs"), run.get("torch_threads", run.get("threads"))
+    if isinstance(threads, list):  # a search: the thread counts its trials ran with
+        threads = "/".join(map(str, threads))
+    parts = [f"{jobs} job(s)" if jobs else "", f"{threads} torch thread(s) per fit"
+             if threads else ""]
+    return ", ".join(p for p in parts if p) or "threads not recorded"
+
+
+def reach_lines(reach: dict) -> list[str]:
+    """The rows' iterations to reach the baseline's max psnr_gt, as fractions of its best
+    iteration, next to the goal."""
+    base_iter = reach["baseline_best_iter"]
+    goal = protocols.REACH_FRACTION
+    out = ["", f"Reaching the `{reach['baseline']}` row's max psnr_gt, "
+               f"{reach['target_psnr']:.2f} dB at iteration {base_iter}: fraction = first "
+               f"iteration at or above it / {base_iter}; goal ≤ {goal:.2f}. Granularity: "
+               f"{reach.get('granularity', 'reports every 10 iterations (older file)')}.", "",
+           f"| row | first iteration ≥ {reach['target_psnr']:.2f} dB | fraction (goal ≤ "
+           f"{goal:.2f}) | goal met | row's max psnr_gt |", "|---" * 5 + "|"]
+    for name, v in reach["rows"].items():
+        status = v.get("status") or ("reached" if v.get("iter") is not None else "never")
+        if status == "reached":
+            out.append(f"| {name} | {v['iter']} | {v['fraction']:.2f} | "
+                       f"{'yes' if v['fraction'] <= goal else 'no'} | – |")
+        elif status == "never":
+            out.append(f"| {name} | never | – | no | {num(v.get('psnr_gt_best'))} |")
+        elif status == "stale":
+            out.append(f"| {name} | stale: fitted against another baseline run "
+                       f"({num(v.get('threshold'), 4)} dB); re-run the row | – | – | – |")
+        else:
+            out.append(f"| {name} | – (the fit failed) | – | – | – |")
+    return out
 
 
 def protocol_section(p: protocols.Protocol, doc: dict | None) -> list[str]:
@@ -91,133 +166,205 @@ def protocol_section(p: protocols.Protocol, doc: dict | None) -> list[str]:
         status = "open: needs a GPU run" if p.comparable else "open: not run yet"
         out += [f"**{status}.** Source: {p.source_ref}.", ""]
     else:
-        hw, date, sha, cmd = provenance(doc)
-        out += [f"Measured on **{hw}**, {date}, git {sha}, {doc['wall_s']:.0f} s with "
-                f"{doc['jobs']} job(s): {cmd}", "", f"Source: {p.source_ref}.", ""]
+        out += [f"Source: {p.source_ref}.", ""]
     rows = {r["name"]: r for r in (doc or {}).get("rows", [])}
     src_head = "source" if p.comparable else "source (n/a: mini)"
     out += [f"| row | {src_head} {shown_label} | ours {shown_label} | Δ {LABELS[main]} | "
-            f"noisy input (ours) | hardware | date | git sha |", "|---" * 8 + "|"]
+            f"noisy input (ours) | wall s | hardware | date | git sha |", "|---" * 9 + "|"]
+    runs = {}
     for r in p.rows:
         got = rows.get(r.name)
-        if got is None or "ours" not in got:
-            ours, d, noisy = (got or {}).get("error", OPEN), "–", "–"
-            hw = date = sha = "–"
+        src = cell(r.source, p.shown) if p.comparable else "n/a"
+        if got is None:
+            out.append(f"| {r.name}: {r.label} | {src} | {OPEN} | – | – | – | – | – | – |")
+            continue
+        runs[r.name] = run = row_run(got, doc)
+        hw, date, sha = provenance(run)
+        wall = num(run.get("wall_s", got.get("metrics", {}).get("wall_s")), 0)
+        if "ours" not in got or "metrics" not in got:
+            ours, d, noisy = f"failed: {got.get('error', '?')}", "–", "–"
         else:
             ours = cell(got["ours"], p.shown)
             d = delta(got["ours"].get(main), r.source.get(main))
             noisy = num(got["ours"].get("psnr_noisy_input"))
-            hw, date, sha, _ = provenance(doc)
-        src = cell(r.source, p.shown) if p.comparable else "n/a"
-        out.append(f"| {r.name}: {r.label} | {src} | {ours} | {d} | {noisy} | {hw} | {date} "
-                   f"| {sha} |")
+        out.append(f"| {r.name}: {r.label} | {src} | {ours} | {d} | {noisy} | {wall} | {hw} | "
+                   f"{date} | {sha} |")
     for a in p.aggregates:
         got = {x["name"]: x for x in (doc or {}).get("aggregates", [])}.get(a.name)
         ours = got.get("ours") if got else None
         out.append(f"| **{a.name}**: {a.label} | {num(a.source) if p.comparable else 'n/a'} | "
-                   f"{num(ours) if got else OPEN} | {delta(ours, a.source)} | | | | |")
-    reach = (doc or {}).get("derived", {}).get("reach_baseline")
+                   f"{num(ours) if ours is not None else OPEN} | {delta(ours, a.source)} | "
+                   "| | | | |")
+    if doc is None:
+        return out + [""]
+    walls = [r.get("wall_s") for r in runs.values() if r.get("wall_s") is not None]
+    if walls:
+        out += ["", f"Rows' wall time: {sum(walls):.0f} s in all (the sum of each row's own "
+                    "wall time, setup included; with more than one job, rows overlap)."]
+    out += ["", f"Whole protocol: `{doc.get('command', '?')}`. The rows were run by:", ""]
+    by_cmd: dict[tuple, list[str]] = {}
+    for name, run in runs.items():
+        by_cmd.setdefault((run.get("command") or "?", threads_of(run)), []).append(name)
+    for (cmd, thr), names in by_cmd.items():
+        out.append(f"- `{cmd}` ({thr}): {', '.join(names)}")
+    reach = doc.get("derived", {}).get("reach_baseline")
     if reach:
-        out += ["", f"Iterations to reach the `{reach['baseline']}` row's max psnr_gt "
-                    f"({reach['target_psnr']:.2f} dB, reached by it at iteration "
-                    f"{reach['baseline_best_iter']}); goal ≤ 40%:", ""]
-        for name, v in reach["rows"].items():
-            got = "never" if v["iter"] is None else (
-                f"{v['iter']} ({100 * v['fraction']:.0f}% of the baseline's)")
-            out.append(f"- {name}: {got}")
+        out += reach_lines(reach)
     return out + [""]
 
 
-def headline(p: protocols.Protocol, doc: dict | None) -> tuple[str, str, str]:
+def headline(p: protocols.Protocol, doc: dict | None) -> tuple[str, str, str, tuple]:
+    """(label, source, ours, provenance of the rows behind ours) for the summary table."""
     name, metric = p.headline
     agg = {a.name: a for a in p.aggregates}
+    rows = {r["name"]: r for r in (doc or {}).get("rows", [])}
     if name in agg:
         src = agg[name].source
         got = {x["name"]: x for x in (doc or {}).get("aggregates", [])}.get(name, {})
         ours = got.get("ours")
         label = agg[name].label
+        runs = [row_run(r, doc) for r in rows.values()] if ours is not None else []
     else:
         row = {r.name: r for r in p.rows}[name]
         src = row.source.get(metric)
-        got = {r["name"]: r for r in (doc or {}).get("rows", [])}.get(name, {})
+        got = rows.get(name, {})
         ours = got.get("ours", {}).get(metric)
         label = f"{name}, {LABELS.get(metric, metric)}"
+        runs = [row_run(got, doc)] if ours is not None else []
     src_s = num(src) if p.comparable else "n/a (mini)"
-    return label, src_s, num(ours) if ours is not None else OPEN
+    return label, src_s, num(ours) if ours is not None else OPEN, joined(runs)
+
+
+def reach_summary(doc: dict) -> str:
+    """A reach study's result in the goal's unit: the fastest trial's fraction."""
+    reach = doc.get("reach") or {}
+    f = reach.get("fastest")
+    if f:
+        return (f"{f['fraction']:.2f} ({f['first_reach_iter']} of "
+                f"{reach['baseline_best_iter']} it)")
+    best = (doc.get("best") or {}).get("metrics", {})
+    return (f"not reached (best {num(best.get('psnr_gt_best'))} vs "
+            f"{num(reach.get('target_psnr'))} dB)")
+
+
+def study_ours(s: protocols.Study, doc: dict) -> str:
+    if s.kind == "reach":
+        return reach_summary(doc)
+    best = (doc.get("best") or {}).get("metrics", {})
+    return f"{num(best.get('psnr_gt_best'))} dB" if best else "no completed trial"
+
+
+def study_goal(s: protocols.Study) -> str:
+    if s.kind == "reach":
+        return f"≤ {s.max_fraction:.2f} (fraction{'' if s.comparable else '; mini'})"
+    return f"{num(s.source)} dB" if s.source is not None else "n/a (mini)"
 
 
 def study_section(s: protocols.Study, doc: dict | None) -> list[str]:
     out = [f"### {s.name}", "", f"Goal: {s.goal}. Spec: `{s.spec}`.", ""]
     if doc is None:
         return out + ["**open: not run yet.**", ""]
-    hw, date, sha, cmd = provenance(doc)
-    best = doc.get("best") or {}
-    out += [f"Run on **{hw}**, {date}, git {sha}: {cmd}", "",
+    hw, date, sha = provenance(doc)
+    resumed = (f"; resumed a journal that already held {doc['trials_before']} trials"
+               if doc.get("trials_before") else "")
+    out += [f"Run on **{hw}**, {date}, git {sha}: `{doc.get('command', '?')}` "
+            f"({threads_of(doc)}{resumed}).", "",
             f"Trials: {doc['n_trials']} ({', '.join(f'{k} {v}' for k, v in doc['states'].items())})"
             f", {doc['wall_s']:.0f} s.", ""]
+    for f in doc.get("failures", [])[:5]:
+        out.append(f"- FAIL trial {f['number']}: {f['error']} (`{json.dumps(f['params'])}`)")
+    if doc.get("failures"):
+        out.append("")
+    best = doc.get("best") or {}
     if not best:
         return out + ["No completed trial.", ""]
     m = best.get("metrics", {})
-    src = s.source if s.comparable else None
-    out += ["| objective | source / goal | ours (best trial) | max psnr_gt @iter | "
-            "final | smoothed final (no GT stopping) | iterations |", "|---" * 7 + "|",
-            f"| {doc['metric']} ({doc['direction']}) | {num(src) if src is not None else 'n/a'}"
-            f" | {num(best.get('value'), 3)} | {cell(m, ('psnr_gt_best', 'psnr_best_iter'))} | "
-            f"{num(m.get('psnr_gt_final'))} | {num(m.get('psnr_gt_sm_final'))} | "
-            f"{num(m.get('iters'))} |", "",
+    out += ["| search objective | ours (best trial) | max psnr_gt @iter | final | "
+            "smoothed final | iterations |", "|---" * 6 + "|",
+            f"| {doc['metric']} ({doc['direction']}) | {num(best.get('value'), 3)} | "
+            f"{cell(m, ('psnr_gt_best', 'psnr_best_iter'))} | {num(m.get('psnr_gt_final'))} | "
+            f"{num(m.get('psnr_gt_sm_final'))} | {num(m.get('iters'))} |", "",
             "Best configuration: `" + json.dumps(best.get("params", {}), sort_keys=True) + "`",
             ""]
-    honest = doc.get("honest_best")
+    honest = doc.get("honest")
     if honest:
-        hm = honest["metrics"]
-        out += [f"Honest number (no ground-truth stopping): best final smoothed output "
-                f"{num(hm.get('psnr_gt_sm_final'))} dB after {num(hm.get('iters'))} iterations "
-                f"(trial {honest['number']}, `{json.dumps(honest['params'], sort_keys=True)}`);"
-                f" the best trial's own: {num(m.get('psnr_gt_sm_final'))} dB.", ""]
+        out += [f"Honest number: **{num(honest['psnr_gt_sm_final'])} dB** after "
+                f"{num(honest['iters'])} iterations (trial {honest['number']}): the "
+                f"{honest['rule']}.", ""]
+    gt = doc.get("gt_selected_sm")
+    if gt:
+        out += [f"GT-selected, not honest: {num(gt['metrics'].get('psnr_gt_sm_final'))} dB "
+                f"(trial {gt['number']}, {gt['rule']}).", ""]
+    if s.kind == "beat" and s.source is not None:
+        out += [f"Beat goal: max psnr_gt {num(m.get('psnr_gt_best'))} dB vs the source's "
+                f"{num(s.source)} dB ({delta(m.get('psnr_gt_best'), s.source)} dB).", ""]
     reach = doc.get("reach")
     if reach:
-        f = reach.get("fastest")
         base = doc["baseline"]
-        out += [f"Reach goal: our plain-DIP baseline's max psnr_gt {num(base['psnr_gt_best'])} dB "
-                f"@{base['psnr_best_iter']}; 40% = {reach['max_iter']:.0f} iterations. Fastest "
-                "trial reaching it: " + (
-                    f"iteration {f['metrics']['first_reach_iter']} (trial {f['number']}, "
-                    f"`{json.dumps(f['params'], sort_keys=True)}`)" if f else "none") + ".", ""]
+        out += [f"Reach goal: our `{base['row']}` row of `{base['file']}` reaches max psnr_gt "
+                f"{num(base['psnr_gt_best'])} dB at iteration {base['psnr_best_iter']}. "
+                f"Fastest trial to reach it: {reach_summary(doc)}, goal ≤ "
+                f"{reach['max_fraction']:.2f}; {reach['n_reached']} completed trial(s) reached "
+                f"it. Granularity: {reach['granularity']}; pruned trials are not counted.", ""]
+        f = reach.get("fastest")
+        if f:
+            out += [f"Fastest trial {f['number']}: `{json.dumps(f['params'], sort_keys=True)}`"
+                    f" (max psnr_gt {cell(f['metrics'], ('psnr_gt_best', 'psnr_best_iter'))}, "
+                    f"smoothed final {num(f['metrics'].get('psnr_gt_sm_final'))} dB).", ""]
     if doc.get("goal_met") is not None:
-        out += [f"Goal met: **{'yes' if doc['goal_met'] else 'no'}**.", ""]
+        mini = "" if s.comparable else " (mini, not comparable to the papers)"
+        out += [f"Goal met{mini}: **{'yes' if doc['goal_met'] else 'no'}**.", ""]
     return out
 
 
+def smoke_lines(smoke: dict[str, dict]) -> list[str]:
+    out = ["## Smoke runs", "", "Pipeline checks of the searches (`--smoke`: tiny sizes and "
+           "trial counts). **Not results**: they fill no row above.", ""]
+    for name, doc in sorted(smoke.items()):
+        hw, date, sha = provenance(doc)
+        best = (doc.get("best") or {}).get("metrics", {})
+        out.append(f"- {name}: {doc.get('n_trials', '?')} trials, best max psnr_gt "
+                   f"{num(best.get('psnr_gt_best'))} dB; {hw}, {date}, git {sha}: "
+                   f"`{doc.get('command', '?')}`")
+    return out + [""]
+
+
 def render(results: Path) -> str:
-    repro, search = load(results)
+    got = load(results)
     lines = ["# Results ledger", "",
              "Generated by `python benchmarks/ledger.py` from the JSON files in "
              "`benchmarks/results/` (written by `benchmarks/reproduce.py` and "
              "`benchmarks/search.py`). **Do not edit by hand.** Source numbers are the "
              "published ones (SPEC.md §6, transcribed in `benchmarks/protocols.py`); ours come "
              "only from runs. `open` = no measurement yet. `_mini` protocols shrink image, net "
-             "and iterations for CI on 2 CPU cores and are **not comparable** to the papers.",
+             "and iterations for CI on 2 CPU cores and are **not comparable** to the papers. "
+             "Reach goals are fractions (first iteration at the baseline's max psnr_gt / the "
+             "baseline's best iteration), beat goals dB.",
              "", "## Summary", "",
-             "| protocol | headline | source | ours | hardware | date | git sha | command |",
+             "| protocol | headline | source / goal | ours | hardware | date | git sha | command |",
              "|---" * 8 + "|"]
     for p in protocols.PROTOCOLS.values():
-        doc = repro.get(p.name)
-        label, src, ours = headline(p, doc)
-        hw, date, sha, cmd = provenance(doc) if doc else ("–", "–", "–", "–")
+        doc = got.repro.get(p.name)
+        label, src, ours, (hw, date, sha) = headline(p, doc)
+        cmd = f"`{doc.get('command', '?')}`" if doc else "–"
         lines.append(f"| {p.name} | {label} | {src} | {ours} | {hw} | {date} | {sha} | {cmd} |")
     for s in protocols.STUDIES.values():
-        doc = search.get(s.name)
-        ours = num((doc.get("best") or {}).get("value"), 3) if doc else OPEN
-        src = num(s.source) if s.source is not None else "n/a (mini)"
-        hw, date, sha, cmd = provenance(doc) if doc else ("–", "–", "–", "–")
-        lines.append(f"| {s.name} (search) | {s.goal} | {src} | {ours} | {hw} | {date} | "
-                     f"{sha} | {cmd} |")
+        doc = got.search.get(s.name)
+        ours = study_ours(s, doc) if doc else OPEN
+        hw, date, sha = provenance(doc) if doc else ("–", "–", "–")
+        cmd = f"`{doc.get('command', '?')}`" if doc else "–"
+        lines.append(f"| {s.name} (search) | {s.goal} | {study_goal(s)} | {ours} | {hw} | "
+                     f"{date} | {sha} | {cmd} |")
     lines += ["", "## Reproductions", ""]
     for p in protocols.PROTOCOLS.values():
-        lines += protocol_section(p, repro.get(p.name))
+        lines += protocol_section(p, got.repro.get(p.name))
     lines += ["## Search studies", ""]
     for s in protocols.STUDIES.values():
-        lines += study_section(s, search.get(s.name))
+        lines += study_section(s, got.search.get(s.name))
+    if got.smoke:
+        lines += smoke_lines(got.smoke)
+    if got.problems:
+        lines += ["## Result files with problems", ""] + [f"- {x}" for x in got.problems] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -226,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=str(HERE / "results"))
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args(argv)
-    text = render(Path(args.results))
+    results = Path(args.results)
+    text = render(results)
+    for problem in load(results).problems:
+        print(f"warning: {problem}", file=sys.stderr)
     out = Path(args.out)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(text)

@@ -64,6 +64,12 @@ def command(script: str, args: list[str]) -> str:
     return " ".join(["python", script, *map(shlex.quote, args)])
 
 
+def rel(path) -> str:
+    """A path relative to the repo root when it lies inside the repo, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def clean(v):
     """JSON-safe: NaN/inf as null, tuples as lists."""
     if isinstance(v, float) and not math.isfinite(v):

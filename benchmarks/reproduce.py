@@ -8,8 +8,14 @@ Protocols (benchmarks/protocols.py): `staged_dip_f16` (plain DIP and the staged-
 schedulers on F16), `guided_dip_butterfly` (the guided-DIP source's backbone x beta schedule
 table), `dip_cset9` (DIP over the 9 images), and `*_mini` versions for 2 CPU cores that are
 NOT comparable to the papers. Each protocol writes `<out>/<protocol>.json` with the source
-numbers, ours, the hardware, date, git sha and the command; `benchmarks/ledger.py` turns those
-files into benchmarks/RESULTS.md.
+numbers and ours; every row carries its own provenance (hardware, date, git sha, command, jobs,
+torch threads, wall time), so `--only ROW ...` re-runs some rows and merges them into the
+existing file, keeping the others. `benchmarks/ledger.py` turns those files into
+benchmarks/RESULTS.md.
+
+A protocol with a reach baseline (staged_dip_f16: the plain-DIP `dip` row) runs that row
+first; the others then run with psnr_threshold = its max psnr_gt, so the first iteration at
+which each reaches it is exact (every iteration, like the baseline's max and its iteration).
 
 Fits run in parallel worker processes with --jobs N (default: 4 on CUDA, where one small net
 leaves most of an H100 idle; 1 on CPU). The ground truth is used for metrics only.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import json
 import multiprocessing as mp
 import os
 import statistics
@@ -36,10 +43,18 @@ provenance.ensure_repo_on_path()
 DEFAULT_DATA = provenance.REPO.parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 CURVE_KEYS = ("psnr_gt", "psnr_gt_sm", "psnr_noisy")
+# what a row keeps of its run (reproduced from an earlier JSON after --only)
+RUN_KEYS = ("metrics", "extra", "config", "problem", "size", "curve", "error", "run")
 
 
-def run_row(row: protocols.Row, data_dir: str, device: str, threads: int | None) -> dict:
-    """One fit (runs in a worker process or in-process); returns metrics and the psnr curve."""
+def run_row(row: protocols.Row, data_dir: str, device: str, threads: int,
+            psnr_threshold: float | None = None) -> dict:
+    """One fit (runs in a worker process or in-process); returns metrics and the psnr curve.
+
+    psnr_threshold: the fit records the first iteration (exact, every iteration) whose psnr_gt
+    is at or above it, as metrics['first_reach_iter'].
+    """
+    t0 = time.perf_counter()
     import torch
 
     from dipddpm.config import build, to_dict
@@ -47,13 +62,13 @@ def run_row(row: protocols.Row, data_dir: str, device: str, threads: int | None)
     from dipddpm.methods.fitting import pick_device
     from dipddpm.methods.problems import image_problem
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     dev = pick_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its kernels
     method = METHODS.get(row.method)
-    cfg = build(method.config_cls, {**method.presets[row.preset], **row.overrides})
+    extra = {} if psnr_threshold is None else {"psnr_threshold": psnr_threshold}
+    cfg = build(method.config_cls, {**method.presets[row.preset], **row.overrides, **extra})
     spec = {"image": str(Path(data_dir) / row.image), **row.problem}
     problem = image_problem(spec, cfg)
     curve: dict[str, list] = {"iter": [], **{k: [] for k in CURVE_KEYS}}
@@ -67,21 +82,45 @@ def run_row(row: protocols.Row, data_dir: str, device: str, threads: int | None)
                         device=dev)
     return {"metrics": result.metrics, "extra": result.extra, "config": to_dict(cfg),
             "problem": {**row.problem, "image": row.image},
-            "size": list(problem.clean.shape[-2:]), "curve": curve}
+            "size": list(problem.clean.shape[-2:]), "curve": curve,
+            "run": {"wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads()}}
 
 
-def first_reach(curve: dict, target: float) -> int | None:
-    """First reported iteration whose psnr_gt >= target (report granularity)."""
-    for it, v in zip(curve["iter"], curve["psnr_gt"], strict=True):
-        if v >= target:
-            return it
-    return None
+def reach_target(done: dict[str, dict], baseline: str | None) -> tuple[float, int] | None:
+    """(max psnr_gt, its iteration) of the protocol's reach baseline row, if it has run."""
+    m = done.get(baseline or "", {}).get("metrics")
+    return (m["psnr_gt_best"], m["psnr_best_iter"]) if m else None
+
+
+def reach(out: dict, target: float, base_iter: int) -> dict:
+    """How fast one row reached the baseline's max psnr_gt.
+
+    Exact on both sides: the baseline's max psnr_gt and its iteration are tracked every
+    iteration, and the row's fit was run with psnr_threshold = that max, so its
+    first_reach_iter is the first iteration (not report) at or above it. A row fitted against
+    another target (an older baseline run) is 'stale' and must be re-run.
+    """
+    m = out.get("metrics")
+    if m is None:
+        return {"status": "error"}
+    if out.get("config", {}).get("psnr_threshold") != target:
+        return {"status": "stale", "threshold": out.get("config", {}).get("psnr_threshold")}
+    it = m.get("first_reach_iter")
+    if it is None:
+        return {"status": "never", "psnr_gt_best": m["psnr_gt_best"]}
+    return {"status": "reached", "iter": it, "fraction": it / base_iter}
 
 
 def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
-    """Rows with source vs ours, the aggregates, and 'reach the baseline's best' iterations."""
+    """Rows with source vs ours, the aggregates, and 'reach the baseline's best' iterations.
+
+    `done` maps row names to run outputs (this run's and, after --only, earlier ones); rows
+    without an output are left out (the ledger shows them as open).
+    """
     rows = []
     for r in p.rows:
+        if r.name not in done:
+            continue
         out = done[r.name]
         m = out.get("metrics", {})
         ours = {k: m.get(k) for k in (*r.source, "psnr_gt_best", "psnr_best_iter",
@@ -96,18 +135,47 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
                      "ours": statistics.fmean(vals) if vals and len(vals) == len(p.rows)
                      else None, "n": len(vals)})
     derived = {}
-    base = done.get(p.reach_baseline or "", {})
-    if "metrics" in base:
-        target = base["metrics"]["psnr_gt_best"]
-        base_iter = base["metrics"]["psnr_best_iter"]
-        reach = {}
-        for r in p.rows:
-            if r.name != p.reach_baseline and "curve" in done[r.name]:
-                it = first_reach(done[r.name]["curve"], target)
-                reach[r.name] = {"iter": it, "fraction": None if it is None else it / base_iter}
-        derived["reach_baseline"] = {"baseline": p.reach_baseline, "target_psnr": target,
-                                     "baseline_best_iter": base_iter, "rows": reach}
-    return {"rows": rows, "aggregates": aggs, "derived": derived}
+    target = reach_target(done, p.reach_baseline)
+    if target is not None:
+        psnr_t, base_iter = target
+        derived["reach_baseline"] = {
+            "baseline": p.reach_baseline, "target_psnr": psnr_t, "baseline_best_iter": base_iter,
+            "granularity": "exact: every iteration on both sides",
+            "rows": {r.name: reach(done[r.name], psnr_t, base_iter) for r in p.rows
+                     if r.name != p.reach_baseline and r.name in done}}
+    fit_s = sum(d["run"]["wall_s"] for d in done.values() if "wall_s" in d.get("run", {}))
+    return {"rows": rows, "aggregates": aggs, "derived": derived, "rows_wall_s": fit_s}
+
+
+def _same_row(r: protocols.Row, old: dict) -> bool:
+    """An earlier result still belongs to row `r` (same method, preset, config and problem)."""
+    return (old.get("method"), old.get("preset"), old.get("overrides"), old.get("problem")) == (
+        r.method, r.preset, json.loads(json.dumps(r.overrides)),
+        json.loads(json.dumps({**r.problem, "image": r.image})))
+
+
+def earlier_rows(path: Path, p: protocols.Protocol) -> dict[str, dict]:
+    """The rows of an earlier `<protocol>.json` that still match the protocol, as run outputs
+    with their own provenance (files written before per-row provenance get the file's)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("protocol") != p.name:
+        return {}
+    by_name = {r.name: r for r in p.rows}
+    kept = {}
+    for old in doc.get("rows", []):
+        r = by_name.get(old.get("name"))
+        if r is None or not _same_row(r, old):
+            print(f"note: dropping the earlier {p.name}/{old.get('name')} result: the protocol "
+                  "row changed since", file=sys.stderr)
+            continue
+        out = {k: old[k] for k in RUN_KEYS if k in old}
+        out.setdefault("run", {k: doc.get(k) for k in ("date", "git_sha", "git_dirty",
+                                                        "hardware", "command", "jobs")})
+        kept[r.name] = out
+    return kept
 
 
 def _cost(row: protocols.Row) -> float:
@@ -129,9 +197,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="fits run at once in worker processes (0 = 4 on CUDA, 1 on CPU)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads per fit (0 = cores / jobs)")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these row names")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="run only these row names; the other rows of <protocol>.json are kept")
     ap.add_argument("--list", action="store_true", help="list the protocols and exit")
     return ap.parse_args(argv)
+
+
+def run_fits(tasks, pool, make_args):
+    """Run (protocol, row) tasks in the pool (or in-process); yields (p, r, output) in order.
+    A failed fit is yielded as {'error': text}; the others go on."""
+    futs = [(p, r, pool.submit(run_row, *make_args(p, r)) if pool else None) for p, r in tasks]
+    for p, r, fut in futs:
+        try:
+            out = fut.result() if fut is not None else run_row(*make_args(p, r))
+        except Exception as e:
+            out = {"error": f"{type(e).__name__}: {e}"}
+        yield p, r, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,58 +238,71 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from dipddpm.errors import DipddpmError
     from dipddpm.methods.fitting import pick_device
 
-    dev = pick_device(args.device)
+    try:
+        dev = pick_device(args.device)
+    except DipddpmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     jobs = args.jobs or (4 if dev.type == "cuda" else 1)
-    threads = args.threads or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
+    threads = args.threads or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1
+                               else torch.get_num_threads())
+    out_dir = Path(args.out)
+    done = {p.name: earlier_rows(out_dir / f"{p.name}.json", p) if args.only is not None
+            else {} for p in chosen}
     tasks = [(p, r) for p in chosen for r in p.rows if args.only is None or r.name in args.only]
     tasks.sort(key=lambda pr: -_cost(pr[1]))  # longest first packs the workers best
+    # rows that try to reach a baseline's best run after it, with psnr_threshold = its max
+    first = [(p, r) for p, r in tasks if p.reach_baseline in (None, r.name)]
+    second = [(p, r) for p, r in tasks if p.reach_baseline not in (None, r.name)]
     hw = provenance.hardware(dev)
-    print(f"{len(tasks)} fits on {hw['name']} with {jobs} job(s)", flush=True)
-    done: dict[str, dict[str, dict]] = {p.name: {} for p in chosen}
+    print(f"{len(tasks)} fits on {hw['name']} with {jobs} job(s) x {threads} thread(s)",
+          flush=True)
+
+    def command(p: protocols.Protocol, only: list[str] | None) -> str:
+        cmd = [p.name, "--device", args.device, "--data", data_arg, "--jobs", str(jobs),
+               "--threads", str(threads)]
+        if only is not None:
+            cmd += ["--only", *[r.name for r in p.rows if r.name in only]]
+        return provenance.command("benchmarks/reproduce.py", cmd)
+
+    run_info = {**provenance.git_sha(), "hardware": hw, "jobs": jobs, "threads": threads}
+
+    def make_args(p, r):
+        target = reach_target(done[p.name], p.reach_baseline)
+        threshold = target[0] if target and r.name != p.reach_baseline else None
+        return r, args.data, str(dev), threads, threshold
+
     t0 = time.perf_counter()
     pool = (cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) if jobs > 1
             else None)
+    n = 0
     try:
-        runs = []  # (future or None, protocol, row, run_row args)
-        for p, r in tasks:
-            args_ = (r, args.data, str(dev), threads)
-            runs.append((pool.submit(run_row, *args_) if pool else None, p, r, args_))
-        for i, (fut, p, r, args_) in enumerate(runs, 1):
-            try:
-                out = fut.result() if fut is not None else run_row(*args_)
-            except Exception as e:  # a failed fit is recorded, the others go on
-                out = {"error": f"{type(e).__name__}: {e}"}
-            done[p.name][r.name] = out
-            m = out.get("metrics")
-            msg = (f"best {m['psnr_gt_best']:.2f} dB @{m['psnr_best_iter']}  final "
-                   f"{m['psnr_gt_final']:.2f}  smoothed {m['psnr_gt_sm_final']:.2f}  "
-                   f"({m['wall_s']:.0f} s)" if m else out["error"])
-            print(f"[{i}/{len(tasks)}] {p.name}/{r.name}: {msg}", flush=True)
+        for wave in (first, second):
+            for p, r, out in run_fits(wave, pool, make_args):
+                out["run"] = {"date": provenance.now(), **run_info,
+                              "command": command(p, args.only), **out.get("run", {})}
+                done[p.name][r.name] = out
+                n += 1
+                m = out.get("metrics")
+                msg = (f"best {m['psnr_gt_best']:.2f} dB @{m['psnr_best_iter']}  final "
+                       f"{m['psnr_gt_final']:.2f}  smoothed {m['psnr_gt_sm_final']:.2f}  "
+                       f"({out['run']['wall_s']:.0f} s)" if m else out["error"])
+                print(f"[{n}/{len(tasks)}] {p.name}/{r.name}: {msg}", flush=True)
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
 
-    failed = 0
-    for p in chosen:
-        if args.only is not None:
-            p = protocols.subset(p, args.only)
-        rows_done = done[p.name]
-        failed += sum("error" in d for d in rows_done.values())
-        cmd_args = [p.name, "--device", args.device, "--data", data_arg]
-        if args.jobs:
-            cmd_args += ["--jobs", str(args.jobs)]
-        if args.only is not None:
-            cmd_args += ["--only", *args.only]
-        doc = {"schema": "dipddpm.reproduce/1", "protocol": p.name, "title": p.title,
+    failed = sum("error" in done[p.name].get(r.name, {}) for p, r in tasks)
+    for p in {p.name: p for p, _ in tasks}.values():  # the protocols that ran a row
+        doc = {"schema": "dipddpm.reproduce/2", "protocol": p.name, "title": p.title,
                "comparable": p.comparable, "source_ref": p.source_ref, "note": p.note,
-               "headline": list(p.headline), "hardware": hw, "date": provenance.now(),
-               **provenance.git_sha(), "command": provenance.command(
-                   "benchmarks/reproduce.py", cmd_args),
-               "jobs": jobs, "wall_s": time.perf_counter() - t0, "torch": torch.__version__,
-               **summarize(p, rows_done)}
-        path = Path(args.out) / f"{p.name}.json"
+               "headline": list(p.headline), "date": provenance.now(),
+               "command": command(p, None),  # the whole protocol
+               "torch": torch.__version__, **summarize(p, done[p.name])}
+        path = out_dir / f"{p.name}.json"
         provenance.write_json(path, doc)
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - t0:.0f} s")

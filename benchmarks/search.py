@@ -4,14 +4,25 @@
     python benchmarks/search.py sweeps/reach_fast_f16.yaml --device cuda --jobs 4 \
         --target-from benchmarks/results/staged_dip_f16.json --timeout 300
     python benchmarks/search.py sweeps/beat_staged_f16_mini.yaml --device cpu
+    python benchmarks/search.py sweeps/reach_fast_f16_mini.yaml --device cpu \
+        --target-from benchmarks/results/staged_dip_f16_mini.json
 
 The spec is parsed and validated by the runner's own `dipddpm.sweep.spec` and its space sampled
 define-by-run by `dipddpm.sweep.space` (neither imports Ray); `scheduler: asha` becomes Optuna's
 SuccessiveHalvingPruner on the spec's best-so-far metric (iterations as the resource), so a
-stopped trial is PRUNED, not COMPLETE. `--jobs N` worker processes share one Optuna journal file
-(`<out>/<study>.optuna.log`: resumable, `optuna-dashboard` can open it). The result —
-best trial, its max psnr_gt and the honest number (final smoothed output at its fixed iteration
-count, no ground-truth stopping) — is written to `<out>/search-<study>.json` for the ledger.
+stopped trial is PRUNED, not COMPLETE. A trial whose fit raises anything (a bad config, NaN, a
+CUDA out-of-memory) is FAIL with its error text, and the study goes on. `--jobs N` worker
+processes share one Optuna journal file (`<out>/<study>.optuna.log`: resumable,
+`optuna-dashboard` can open it). The result is written to `<out>/search-<study>.json` for the
+ledger: the best trial, its max psnr_gt, the honest number (the best trial's final smoothed
+output at its fixed iteration count: no ground-truth stopping) and, for a reach study, the
+fastest trial's first iteration at the baseline's max psnr_gt as a fraction of the baseline's
+best iteration.
+
+A reach study (protocols.STUDIES kind 'reach') needs --target-from: the reproduce.py JSON of its
+baseline protocol, on the same image, size and noise (a _mini baseline is refused for a
+full-size study). `--smoke` runs are pipeline checks: they go to `search-<study>-smoke.json`
+and their own journal, are marked smoke and not comparable, and the ledger lists them apart.
 
 With Ray installed, the same spec runs on a cluster through `dipddpm sweep run SPEC`.
 """
@@ -21,8 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -34,6 +47,38 @@ provenance.ensure_repo_on_path()
 RESULTS = Path(__file__).resolve().parent / "results"
 SUMMARY_KEY = {"psnr_best": "psnr_gt_best", "psnr_best_iter": "psnr_best_iter"}
 STATES = ("COMPLETE", "PRUNED", "FAIL")
+CATCH = (Exception,)  # any failed fit is a FAIL trial (error text kept); the study goes on
+HONEST_RULE = ("final smoothed output (psnr_gt_sm_final) of the trial the study's objective "
+               "ranked first, at that trial's fixed iteration count: no ground-truth stopping "
+               "(the objective itself, max psnr_gt, still uses the ground truth to rank "
+               "configurations)")
+GT_SELECTED_RULE = ("the trial with the best final smoothed output vs the clean image: "
+                    "selected on the ground truth, an upper bound, not an honest number")
+
+
+class UsageError(Exception):
+    """A bad command line (missing or unsuitable --target-from): one line, exit code 2."""
+
+
+def recording_errors(objective):
+    """The objective, with any exception but a prune kept as the trial's 'error' attribute;
+    re-raised, so Optuna records a FAIL trial (and, with catch=CATCH, goes on)."""
+    import optuna
+
+    def wrapped(trial):
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:1000])
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # after an out-of-memory, free the failed fit's cache
+            raise
+
+    return wrapped
 
 
 def make_objective(spec, device: str, threads: int):
@@ -41,26 +86,27 @@ def make_objective(spec, device: str, threads: int):
     import optuna
     import torch
 
-    from dipddpm.config import build, to_dict
+    from dipddpm.config import to_dict
     from dipddpm.methods import METHODS
     from dipddpm.methods.fitting import pick_device
     from dipddpm.sweep.space import decode, define_by_run
+    from dipddpm.sweep.trainable import trial_config
 
     method = METHODS.get(spec.method)
     dev = pick_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     space = define_by_run(spec.search)
     asha = spec.scheduler.type == "asha"
     every = max(10, spec.scheduler.grace_period // 4) if asha else 0
 
     def objective(trial) -> float:
         params = decode(spec.search, space(trial))
-        cfg = build(method.config_cls, {**spec.base_values, **params})
+        cfg = trial_config(spec, params)
         problem = method.make_problem(dict(spec.problem), cfg)
         trial.set_user_attr("config", to_dict(cfg))
+        trial.set_user_attr("torch_threads", torch.get_num_threads())
 
         def report(it, m, state):
             if every and it % every == 0:
@@ -69,11 +115,12 @@ def make_objective(spec, device: str, threads: int):
                     trial.set_user_attr("pruned_at", it)
                     raise optuna.TrialPruned()
 
-        result = method.run(cfg, problem, report=report, seed=spec.seed, device=dev)
+        result = method.run(cfg, problem, report=report, seed=spec.trial_seed(params),
+                            device=dev)
         trial.set_user_attr("metrics", result.metrics)
         return float(result.metrics[SUMMARY_KEY.get(spec.metric, spec.metric)])
 
-    return objective
+    return recording_errors(objective)
 
 
 def open_study(spec, storage_path: Path):
@@ -82,20 +129,15 @@ def open_study(spec, storage_path: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from dipddpm.sweep.samplers import make_sampler
+
     storage = JournalStorage(JournalFileBackend(str(storage_path)))
-    s = spec.searcher
-    samplers = {"tpe": lambda: optuna.samplers.TPESampler(
-                    seed=s.seed, constant_liar=True,
-                    n_startup_trials=max(2, min(10, spec.num_samples // 4))),
-                "random": lambda: optuna.samplers.RandomSampler(seed=s.seed),
-                "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=s.seed),
-                "gp": lambda: optuna.samplers.GPSampler(seed=s.seed)}
     pruner = (optuna.pruners.SuccessiveHalvingPruner(
         min_resource=spec.scheduler.grace_period,
         reduction_factor=int(spec.scheduler.reduction_factor))
         if spec.scheduler.type == "asha" else optuna.pruners.NopPruner())
     return optuna.create_study(study_name=spec.name, storage=storage,
-                               sampler=samplers[s.sampler](), pruner=pruner,
+                               sampler=make_sampler(spec), pruner=pruner,
                                direction="maximize" if spec.mode == "max" else "minimize",
                                load_if_exists=True)
 
@@ -105,8 +147,6 @@ def worker(spec, device: str, threads: int, storage_path: str, n_trials: int,
     """One process's share of the study: trials until n_trials exist or the deadline."""
     import optuna
 
-    from dipddpm.errors import DipddpmError
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, Path(storage_path))
     stop = optuna.study.MaxTrialsCallback(
@@ -115,43 +155,114 @@ def worker(spec, device: str, threads: int, storage_path: str, n_trials: int,
     def log(study, t):
         m = t.user_attrs.get("metrics", {})
         value = f"{t.value:.3f}" if t.value is not None else "–"
-        print(f"trial {t.number:3d} {t.state.name:8s} {spec.metric} {value}  max psnr_gt "
-              f"{m.get('psnr_gt_best', float('nan')):.2f} @{m.get('psnr_best_iter', '–')}  "
-              f"smoothed final {m.get('psnr_gt_sm_final', float('nan')):.2f}  "
+        what = (t.user_attrs.get("error", "") if t.state.name == "FAIL" else
+                f"max psnr_gt {m.get('psnr_gt_best', float('nan')):.2f} "
+                f"@{m.get('psnr_best_iter', '–')}  smoothed final "
+                f"{m.get('psnr_gt_sm_final', float('nan')):.2f}")
+        print(f"trial {t.number:3d} {t.state.name:8s} {spec.metric} {value}  {what}  "
               f"{json.dumps(t.params)}", flush=True)
 
     study.optimize(make_objective(spec, device, threads),
                    timeout=max(1.0, deadline - time.time()), callbacks=[stop, log],
-                   catch=(DipddpmError, FloatingPointError))
+                   catch=CATCH)
 
 
-def summarize(study, baseline: dict | None) -> dict:
-    """Best trial, top 5, the honest number, and the reach goal against our baseline."""
+def summarize(study, baseline: dict | None = None, max_fraction: float | None = None) -> dict:
+    """Best trial, top 5, the honest number, failures, and the reach goal against a baseline.
+
+    Reach: a COMPLETE trial's first_reach_iter is the first iteration (exact: the fit checks
+    every iteration against psnr_threshold = the baseline's max psnr_gt, which was itself
+    tracked every iteration); its fraction = first_reach_iter / the baseline's best iteration.
+    A PRUNED trial stopped early and has no exact first_reach_iter: it is not counted.
+    """
     import optuna
 
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    states = {s: sum(t.state.name == s for t in trials) for s in STATES}
+    counts = Counter(t.state.name for t in trials)
+    states = {s: counts.pop(s, 0) for s in STATES} | dict(counts)  # e.g. RUNNING: a dead worker
 
     def row(t):
         return {"number": t.number, "value": t.value, "params": t.params,
                 "metrics": t.user_attrs.get("metrics", {})}
 
     ranked = sorted(done, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")
-    honest = max(done, key=lambda t: t.user_attrs["metrics"]["psnr_gt_sm_final"], default=None)
     out = {"n_trials": len(trials), "states": states,
            "best": row(ranked[0]) if ranked else None, "top": [row(t) for t in ranked[:5]],
-           "honest_best": row(honest) if honest else None}
+           "failures": [{"number": t.number, "params": t.params,
+                         "error": t.user_attrs.get("error", "(no error text recorded)")}
+                        for t in trials if t.state == optuna.trial.TrialState.FAIL]}
+    if ranked:
+        m = ranked[0].user_attrs["metrics"]
+        out["honest"] = {"rule": HONEST_RULE, "number": ranked[0].number,
+                         "params": ranked[0].params, "psnr_gt_sm_final": m["psnr_gt_sm_final"],
+                         "iters": m["iters"]}
+        gt = max(done, key=lambda t: t.user_attrs["metrics"]["psnr_gt_sm_final"])
+        out["gt_selected_sm"] = {"rule": GT_SELECTED_RULE, **row(gt)}
     if baseline is not None:
-        budget = 0.4 * baseline["psnr_best_iter"]
-        reach = [t for t in done if (t.user_attrs["metrics"].get("first_reach_iter") or 1e9)
-                 <= budget]
-        fastest = min(reach, key=lambda t: t.user_attrs["metrics"]["first_reach_iter"],
+        base_iter = baseline["psnr_best_iter"]
+        reached = [t for t in done if t.user_attrs["metrics"].get("first_reach_iter") is not None]
+        fastest = min(reached, key=lambda t: t.user_attrs["metrics"]["first_reach_iter"],
                       default=None)
         out["baseline"] = baseline
-        out["reach"] = {"target_psnr": baseline["psnr_gt_best"], "max_iter": budget,
-                        "fastest": row(fastest) if fastest else None}
+        out["reach"] = {"target_psnr": baseline["psnr_gt_best"], "baseline_best_iter": base_iter,
+                        "max_fraction": max_fraction, "n_reached": len(reached),
+                        "granularity": "exact: every iteration on both sides",
+                        "fastest": None}
+        if fastest is not None:
+            it = fastest.user_attrs["metrics"]["first_reach_iter"]
+            out["reach"]["fastest"] = {**row(fastest), "first_reach_iter": it,
+                                       "fraction": it / base_iter}
     return out
+
+
+def load_baseline(path: str, study: protocols.Study | None, smoke: bool) -> dict:
+    """The reach target: the baseline row of a reproduce.py JSON, checked against the study."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"--target-from {path}: cannot read it ({e})") from None
+    p = protocols.PROTOCOLS.get(doc.get("protocol", "")) if isinstance(doc, dict) else None
+    if p is None or p.reach_baseline is None:
+        raise UsageError(f"--target-from {path}: not a reproduce.py result of a protocol with "
+                         f"a reach baseline (e.g. benchmarks/results/staged_dip_f16.json)")
+    if study is not None and study.baseline is not None:
+        allowed = {study.baseline} | ({study.baseline + "_mini"} if smoke else set())
+        if p.name not in allowed:
+            raise UsageError(f"{study.name} needs a {study.baseline} baseline, but {path} is "
+                             f"{p.name}; run `python benchmarks/reproduce.py {study.baseline}`")
+    if study is not None and study.comparable and not smoke and not doc.get("comparable"):
+        raise UsageError(f"{path} ({p.name}) is not comparable (a _mini protocol): its target "
+                         f"cannot be used for the full-size study {study.name}")
+    rows = {r.get("name"): r for r in doc.get("rows", [])}
+    m = rows.get(p.reach_baseline, {}).get("metrics")
+    if not m:
+        raise UsageError(f"--target-from {path}: its {p.reach_baseline!r} row has no "
+                         f"measurement; re-run it")
+    return {"psnr_gt_best": m["psnr_gt_best"], "psnr_best_iter": m["psnr_best_iter"],
+            "psnr_noisy_input": m["psnr_noisy_input"],
+            "size": rows[p.reach_baseline].get("size"), "file": path, "protocol": p.name,
+            "row": p.reach_baseline, "comparable": bool(doc.get("comparable"))}
+
+
+def check_same_problem(spec, baseline: dict) -> None:
+    """The study's noisy image must be the baseline's: same size and same noisy-input PSNR."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.metrics import psnr
+
+    method = METHODS.get(spec.method)
+    problem = method.make_problem(dict(spec.problem), build(method.config_cls, spec.base_values))
+    size = list(problem.clean.shape[-2:])
+    if size != baseline["size"]:
+        raise UsageError(f"the study's image is {size[0]}x{size[1]} but the baseline in "
+                         f"{baseline['file']} is {'x'.join(map(str, baseline['size'] or '?'))}; "
+                         "a target from another image size is not comparable")
+    noisy = psnr(problem.observed, problem.clean)
+    if abs(noisy - baseline["psnr_noisy_input"]) > 1e-6:
+        raise UsageError(f"the study's noisy image differs from the baseline's (noisy input "
+                         f"{noisy:.4f} vs {baseline['psnr_noisy_input']:.4f} dB): use the same "
+                         "image, sigma and noise seed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,16 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("spec", help="a sweeps/*.yaml spec")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes sharing the study")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads per worker")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads per worker (0 = cores / jobs)")
     ap.add_argument("--trials", type=int, default=0, help="trials in all (0 = num_samples)")
     ap.add_argument("--timeout", type=float, default=0,
                     help="stop starting trials after S seconds (0 = the spec's time_budget_s)")
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="spec override a.b=value, e.g. --set problem.image=data/F16.png")
     ap.add_argument("--target-from", default=None,
-                    help="a staged_dip_f16.json: its 'dip' row's max psnr_gt is the reach "
-                         "goal (first_reach_iter <= 40%% of its best iteration)")
-    ap.add_argument("--smoke", action="store_true", help="apply the spec's smoke: block")
+                    help="reach studies: the baseline protocol's reproduce.py JSON (e.g. "
+                         "benchmarks/results/staged_dip_f16.json); its baseline row's max "
+                         "psnr_gt is the target")
+    ap.add_argument("--smoke", action="store_true",
+                    help="apply the spec's smoke: block (recorded as a smoke run, apart)")
     ap.add_argument("--out", default=str(RESULTS), help="folder for search-<study>.json")
     args = ap.parse_args(argv)
 
@@ -177,33 +291,44 @@ def main(argv: list[str] | None = None) -> int:
 
     from dipddpm.errors import DipddpmError
     from dipddpm.methods.fitting import pick_device
-    from dipddpm.sweep.spec import load_spec
+    from dipddpm.sweep.spec import load_spec, load_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    baseline = None
     sets = list(args.sets)
-    if args.target_from:
-        rows = {r["name"]: r for r in json.loads(Path(args.target_from).read_text())["rows"]}
-        m = rows["dip"]["metrics"]
-        baseline = {"psnr_gt_best": m["psnr_gt_best"], "psnr_best_iter": m["psnr_best_iter"],
-                    "file": args.target_from}
-        sets.append(f"fixed.psnr_threshold={m['psnr_gt_best']}")
     try:
+        name = str(load_yaml(args.spec)["name"])  # the study (load_spec may suffix -smoke)
+        info = protocols.STUDIES.get(name)
+        if info is not None and info.kind == "reach" and not args.target_from:
+            raise UsageError(f"{info.name} is a reach study: pass --target-from with the "
+                             f"baseline's result, e.g. benchmarks/results/{info.baseline}.json "
+                             f"(python benchmarks/reproduce.py {info.baseline})")
+        baseline = (load_baseline(args.target_from, info, args.smoke) if args.target_from
+                    else None)
+        if baseline is not None:
+            sets.append(f"fixed.psnr_threshold={baseline['psnr_gt_best']!r}")
         spec = load_spec(args.spec, smoke=args.smoke, sets=sets,
                          num_samples=args.trials or None)
-    except DipddpmError as e:
+        if baseline is not None:
+            check_same_problem(spec, baseline)
+        dev = pick_device(args.device)
+    except (DipddpmError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    tag = name + ("-smoke" if args.smoke else "")  # a smoke run has its own journal and JSON
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    storage_path = out / f"{spec.name}.optuna.log"
-    open_study(spec, storage_path)
+    storage_path = out / f"{tag}.optuna.log"
+    trials_before = len(open_study(spec, storage_path).get_trials(deepcopy=False))
     deadline = time.time() + (args.timeout or spec.time_budget_s or 10 ** 9)
-    hw = provenance.hardware(pick_device(args.device))
-    print(f"study {spec.name}: {spec.num_samples} trials on {hw['name']} with {args.jobs} "
-          f"job(s); journal {storage_path}", flush=True)
+    hw = provenance.hardware(dev)
+    print(f"study {tag}: {spec.num_samples} trials on {hw['name']} with {args.jobs} job(s) x "
+          f"{threads} thread(s); journal {storage_path}"
+          + (f" (resuming: {trials_before} trials already)" if trials_before else ""),
+          flush=True)
     t0 = time.time()
-    wargs = (spec, args.device, args.threads, str(storage_path), spec.num_samples, deadline)
+    wargs = (spec, args.device, threads, str(storage_path), spec.num_samples, deadline)
+    exit_codes = [0]
     if args.jobs > 1:
         ctx = mp.get_context("spawn")
         procs = [ctx.Process(target=worker, args=wargs) for _ in range(args.jobs)]
@@ -211,31 +336,47 @@ def main(argv: list[str] | None = None) -> int:
             p.start()
         for p in procs:
             p.join()
+        exit_codes = [p.exitcode for p in procs]
+        if any(exit_codes):
+            print(f"warning: worker exit codes {exit_codes}: a worker died; its running trial "
+                  "stays RUNNING in the journal", file=sys.stderr)
     else:
         worker(*wargs)
     study = open_study(spec, storage_path)
-    info = protocols.STUDIES.get(spec.name)
-    cmd = [args.spec, "--device", args.device, "--jobs", str(args.jobs)]
+    cmd = [args.spec, "--device", args.device, "--jobs", str(args.jobs), "--threads",
+           str(threads)]
     for flag, v in (("--trials", args.trials), ("--timeout", args.timeout),
                     ("--target-from", args.target_from)):
         if v:
             cmd += [flag, str(v)]
     for item in args.sets:
         cmd += ["--set", item]
-    doc = {"schema": "dipddpm.search/1", "study": spec.name, "spec": args.spec,
+    if args.smoke:
+        cmd.append("--smoke")
+    torch_threads = sorted({t.user_attrs["torch_threads"] for t in study.get_trials()
+                            if "torch_threads" in t.user_attrs})
+    doc = {"schema": "dipddpm.search/2", "study": name, "spec": args.spec,
+           "smoke": args.smoke, "kind": info.kind if info else "beat",
            "method": spec.method, "metric": spec.metric,
            "direction": study.direction.name.lower(),
-           "source": info.source if info else None, "comparable": info.comparable if info
-           else False, "hardware": hw, "date": provenance.now(), **provenance.git_sha(),
+           "source": info.source if info else None,
+           "comparable": bool(info and info.comparable and not args.smoke),
+           "hardware": hw, "date": provenance.now(), **provenance.git_sha(),
            "command": provenance.command("benchmarks/search.py", cmd),
-           "wall_s": time.time() - t0, "storage": str(storage_path),
-           "optuna": optuna.__version__, **summarize(study, baseline)}
+           "jobs": args.jobs, "threads": threads, "torch_threads": torch_threads,
+           "wall_s": time.time() - t0, "trials_before": trials_before,
+           "worker_exit_codes": exit_codes, "storage": provenance.rel(storage_path),
+           "optuna": optuna.__version__,
+           **summarize(study, baseline, (info and info.max_fraction) or protocols.REACH_FRACTION)}
     best = doc["best"]
-    if "reach" in doc:
-        doc["goal_met"] = doc["reach"]["fastest"] is not None
-    elif info and info.source is not None and best:
+    if args.smoke or info is None:
+        doc["goal_met"] = None
+    elif info.kind == "reach":
+        fastest = doc["reach"]["fastest"]
+        doc["goal_met"] = fastest is not None and fastest["fraction"] <= info.max_fraction
+    elif info.source is not None and best:
         doc["goal_met"] = best["metrics"].get("psnr_gt_best", 0) > info.source
-    path = out / f"search-{spec.name}.json"
+    path = out / f"search-{tag}.json"
     provenance.write_json(path, doc)
     print(f"wrote {path}")
     if best:
