@@ -26,14 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _preset_overrides(method, preset: str | None, sets: list[str] | None) -> dict:
-    overrides: dict = {}
-    if preset is not None:
-        if preset not in method.presets:
-            raise ConfigError(f"unknown preset {preset!r} for {method.name}; valid presets: "
-                              f"{', '.join(sorted(method.presets))}")
-        overrides.update(method.presets[preset])
-    overrides.update(parse_set(sets))
-    return overrides
+    return {**method.preset_values(preset), **parse_set(sets)}
 
 
 def _check_image_path(path: Path, option: str) -> None:

@@ -23,13 +23,7 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     from dipddpm.methods.problems import image_problem, net_multiple
 
     method = METHODS.get(method_name)
-    overrides: dict = {}
-    if preset is not None:
-        if preset not in method.presets:
-            raise ConfigError(f"unknown preset {preset!r} for {method_name}; valid presets: "
-                              f"{', '.join(sorted(method.presets))}")
-        overrides.update(method.presets[preset])
-    overrides.update(parse_set(sets))
+    overrides = {**method.preset_values(preset), **parse_set(sets)}
     if iters is not None:
         overrides["iters"] = iters
     cfg = build(method.config_cls, overrides)

@@ -52,3 +52,16 @@ class Method:
     metrics: tuple[str, ...]  # keys present in every report
     presets: Mapping[str, Mapping[str, Any]]  # preset name -> config overrides
     iters_key: str = "iters"  # the config field that sets the length of a run
+
+    def preset_values(self, preset: str | None) -> dict[str, Any]:
+        """The config values of `preset` (None: none); an unknown name is an error that lists
+        the valid ones."""
+        from dipddpm.errors import ConfigError, closest
+
+        if preset is None:
+            return {}
+        if preset not in self.presets:
+            raise ConfigError(f"unknown preset {preset!r} for {self.name}"
+                              f"{closest(str(preset), list(self.presets))}; valid presets: "
+                              f"{', '.join(sorted(self.presets))}")
+        return dict(self.presets[preset])

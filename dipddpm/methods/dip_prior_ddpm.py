@@ -34,11 +34,12 @@ from dipddpm.diffusion.sampling import (
     reverse_steps,
     time_pairs,
 )
-from dipddpm.errors import ConfigError, DipddpmError, closest
+from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.ddpm import Trained, load_ddpm
 from dipddpm.methods.dip import DipConfig, run_dip
 from dipddpm.methods.fitting import build_for_problem, pick_device
+from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
 from dipddpm.nn import build_net, min_size, size_multiple
 
@@ -127,13 +128,7 @@ def model_shape(checkpoint: str) -> tuple[int, int, int]:
 def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProblem:
     """The denoising problem at the DDPM's size and channels. The image is resized only when
     the spec says resize: true (or names the model's size); any other size is an error."""
-    unknown = [k for k in spec if k not in PROBLEM_KEYS]
-    if unknown:
-        raise ConfigError(f"unknown problem key {unknown[0]!r}"
-                          f"{closest(unknown[0], list(PROBLEM_KEYS))}; valid keys: "
-                          f"{', '.join(PROBLEM_KEYS)}")
-    if "image" not in spec:
-        raise ConfigError("problem needs 'image': a PNG/JPEG path or skimage:NAME")
+    check_image_spec(spec, PROBLEM_KEYS)
     C, S, _ = model_shape(cfg.checkpoint)
     grey = C == 1
     if "grey" in spec and bool(spec["grey"]) != grey:

@@ -19,14 +19,18 @@ def net_multiple(cfg) -> int:
     return size_multiple(net)
 
 
-def image_problem(spec: Mapping[str, Any], cfg) -> ImageProblem:
-    """An image denoising problem from a spec such as {image: skimage:astronaut, size: 64}."""
-    unknown = [k for k in spec if k not in IMAGE_PROBLEM_KEYS]
+def check_image_spec(spec: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    """An image problem spec names an image and only keys in `valid`."""
+    unknown = [k for k in spec if k not in valid]
     if unknown:
         raise ConfigError(f"unknown problem key {unknown[0]!r}"
-                          f"{closest(unknown[0], list(IMAGE_PROBLEM_KEYS))}; "
-                          f"valid keys: {', '.join(IMAGE_PROBLEM_KEYS)}")
+                          f"{closest(unknown[0], list(valid))}; valid keys: {', '.join(valid)}")
     if "image" not in spec:
         raise ConfigError("problem needs 'image': a PNG/JPEG path or skimage:NAME "
                           "(e.g. skimage:astronaut)")
+
+
+def image_problem(spec: Mapping[str, Any], cfg) -> ImageProblem:
+    """An image denoising problem from a spec such as {image: skimage:astronaut, size: 64}."""
+    check_image_spec(spec, IMAGE_PROBLEM_KEYS)
     return make_image_problem(**dict(spec), multiple=net_multiple(cfg))

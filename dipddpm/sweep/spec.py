@@ -134,8 +134,7 @@ class SweepSpec:
         """Preset values overlaid with `fixed:` (what every trial starts from)."""
         from dipddpm.methods import METHODS
 
-        m = METHODS.get(self.method)
-        return {**(m.presets.get(self.preset, {}) if self.preset else {}), **self.fixed}
+        return {**METHODS.get(self.method).preset_values(self.preset), **self.fixed}
 
     def domain(self, key: str) -> Domain | None:
         return next((d for d in self.search if d.key == key), None)
@@ -274,10 +273,10 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
         raise ConfigError(f"name must be a plain directory name, got {name!r}")
 
     preset = data.get("preset")
-    if preset is not None and preset not in method.presets:
-        raise ConfigError(f"preset: unknown preset {preset!r} for {method.name}"
-                          f"{closest(str(preset), list(method.presets))}; valid presets: "
-                          f"{', '.join(sorted(method.presets))}")
+    try:
+        preset_values = method.preset_values(preset)
+    except ConfigError as e:
+        raise ConfigError(f"preset: {e}") from None
     metric = str(data["metric"])
     if metric not in method.metrics:
         raise ConfigError(f"metric: {metric!r} is not reported by {method.name}"
@@ -288,7 +287,7 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
         raise ConfigError(f"mode must be max or min, got {mode!r}")
 
     fixed = _mapping(data, "fixed")
-    base_values = {**(method.presets.get(preset, {}) if preset else {}), **fixed}
+    base_values = {**preset_values, **fixed}
     try:
         base_cfg = build(method.config_cls, base_values)
     except ConfigError as e:
