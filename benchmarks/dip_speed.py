@@ -53,14 +53,19 @@ def bare_loop(cfg: DipConfig, problem, iters: int, dev) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            o_sm = out.detach() if o_sm is None else 0.99 * o_sm + 0.01 * out.detach()
+            o_sm = out.detach().clone() if o_sm is None else o_sm.lerp_(out.detach(), 0.01)
             p_noisy = -10 * torch.log10(F.mse_loss(out.detach().clamp(0, 1), y)).item()
             if j % 100:
                 if p_noisy - last < -5 and saved is not None:
                     for p, s in zip(net.parameters(), saved, strict=True):
                         p.copy_(s)
-                else:
-                    saved, last = [p.detach().clone() for p in net.parameters()], p_noisy
+                else:  # keep a copy of the weights, in place once it exists
+                    if saved is None:
+                        saved = [p.detach().clone() for p in net.parameters()]
+                    else:
+                        for s, p in zip(saved, net.parameters(), strict=True):
+                            s.copy_(p)
+                    last = p_noisy
             if (j + 1) % 10 == 0:
                 _ = -10 * torch.log10(F.mse_loss(out.clamp(0, 1), x)).item()
         opt.step()
