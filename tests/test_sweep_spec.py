@@ -227,3 +227,20 @@ def test_validate_checks_storage_and_an_existing_sweep_writing_nothing(tmp_path)
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "ro", "store"]
     assert not list((tmp_path / "ro").iterdir())
+
+
+@pytest.mark.parametrize("grace,rf,max_t,brackets", [(10, 3, 300, 1), (100, 3, 400, 1),
+                                                     (5, 2, 40, 2), (7, 2.5, 200, 3)])
+def test_trials_report_at_exactly_ashas_rungs(grace, rf, max_t, brackets):
+    """Reports between rungs may be batched; the rungs themselves must be Ray's own."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    from dipddpm.sweep.trainable import milestones
+
+    spec = parse_spec(with_(scheduler={"type": "asha", "grace_period": grace,
+                                       "reduction_factor": rf, "max_t": max_t,
+                                       "brackets": brackets}))
+    asha = ASHAScheduler(time_attr="iter", max_t=max_t, grace_period=grace,
+                         reduction_factor=rf, brackets=brackets)
+    ray_rungs = sorted({m for b in asha._brackets for m, _ in b._rungs})
+    assert milestones(spec) == pytest.approx(ray_rungs)

@@ -19,7 +19,7 @@ from ray.tune import Callback
 
 from dipddpm.sweep import results
 from dipddpm.sweep.console import SweepConsole
-from dipddpm.sweep.rows import metric_rows, status_of, trial_row
+from dipddpm.sweep.rows import metric_rows, reports_in, status_of, trial_row
 from dipddpm.sweep.spec import SweepSpec
 from dipddpm.sweep.storage import resolve
 
@@ -79,7 +79,9 @@ class Recorder(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         tid = trial.trial_id
-        self.rows.setdefault(tid, []).extend(metric_rows(result))
+        rows = self.rows.setdefault(tid, [])
+        for r in reports_in(result):
+            rows.extend(metric_rows(r))
         self.last[tid] = result
         if result.get("checkpoint_dir_name"):
             results.write_metrics(self.sweep, self.spec.name, tid, self.rows[tid])

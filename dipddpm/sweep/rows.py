@@ -29,6 +29,13 @@ def metric_rows(result: Mapping[str, Any]) -> list[dict]:
             if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
 
 
+def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every report a Tune result carries: those held back since the previous result
+    (`info.batch`, oldest first), then the result itself."""
+    info = result.get("info") or {}
+    return [*(info.get("batch") or []), result]
+
+
 def status_of(result: Mapping[str, Any], error: bool) -> str:
     """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget) or
     COMPLETED (reached its budget)."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from dipddpm.sweep.rows import reports_in
 from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
@@ -123,11 +124,12 @@ class TruthfulOptunaSearch(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.trials or trial_id in self.done:
             return
-        value = result.get(self.metric)
-        if value is not None and math.isfinite(value):
-            with warnings.catch_warnings():  # a report replayed after a restart: kept once
-                warnings.simplefilter("ignore")
-                self._trial(trial_id).report(float(value), int(result["iter"]))
+        for r in reports_in(result):
+            value = r.get(self.metric)
+            if value is not None and math.isfinite(value):
+                with warnings.catch_warnings():  # a report replayed after a restart: kept once
+                    warnings.simplefilter("ignore")
+                    self._trial(trial_id).report(float(value), int(r["iter"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
