@@ -6,10 +6,12 @@ Space (guided DIP, tiny skip net, 32x32): stage scheduler (4) x beta schedule (3
 compute = 24 x 150 iterations, target = the grid's best psnr_best - 0.2 dB. (b) A sweep with
 Optuna TPE + ASHA (grace 15, reduction 3) over the same space through `dipddpm sweep`; compute
 = iterations its trials ran until the first trial within 0.2 dB of the grid's best ended (all
-trials that started before then, counted in full), and the whole sweep's total.
-Goal: (b) <= 30% of (a).
+trials that started before then, counted in full), and the whole sweep's total. (b) runs once
+per searcher seed: one lucky start-up draw would say little, so the headline is the median
+over seeds (a seed that never gets within 0.2 dB counts as the whole grid's compute or more).
+Goal: median (b) <= 30% of (a).
 
-    python benchmarks/search_efficiency.py [--samples 10] [--iters 150]
+    python benchmarks/search_efficiency.py [--samples 10] [--iters 150] [--seeds 0 1 2 3 4]
 
 Writes benchmarks/results/search_efficiency.json.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -51,21 +54,21 @@ def grid(iters: int) -> list[dict]:
     return rows
 
 
-def sweep(samples: int, iters: int, storage: Path) -> list[dict]:
+def sweep(samples: int, iters: int, storage: Path, seed: int) -> list[dict]:
     import pandas as pd
 
     from dipddpm.sweep.console import SweepConsole
     from dipddpm.sweep.runner import run_sweep
 
-    spec = {"name": "search_efficiency", "method": "guided_dip", "preset": "tiny",
+    spec = {"name": f"search_efficiency_s{seed}", "method": "guided_dip", "preset": "tiny",
             "problem": PROBLEM, "metric": "psnr_best", "mode": "max",
             "fixed": {**FIXED, "iters": iters},
             "search": {"scheduler": {"choice": SCHEDULERS},
                        "beta_schedule": {"choice": BETAS}, "stages": {"choice": STAGES}},
-            "searcher": {"type": "optuna", "sampler": "tpe", "seed": 0, "max_concurrent": 2},
+            "searcher": {"type": "optuna", "sampler": "tpe", "seed": seed, "max_concurrent": 2},
             "scheduler": {"type": "asha", "grace_period": 15, "reduction_factor": 3},
             "num_samples": samples, "checkpoint_every": 1000, "storage": str(storage)}
-    path = storage / "spec.yaml"
+    path = storage / f"spec{seed}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     out = run_sweep(path, console=SweepConsole("psnr_best", "max"))
     t = pd.read_parquet(Path(out.path) / "trials")
@@ -77,6 +80,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--iters", type=int, default=150)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                    help="searcher seeds: one sweep each")
     args = ap.parse_args()
     torch.set_num_threads(1)
     g = grid(args.iters)
@@ -86,8 +91,37 @@ def main() -> None:
     from dipddpm.sweep.local_ray import start_local
 
     start_local(num_cpus=2)
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        trials = sweep(args.samples, args.iters, Path(tmp))
+        for seed in args.seeds:
+            trials = sweep(args.samples, args.iters, Path(tmp), seed)
+            runs.append(outcome(seed, trials, target, grid_compute))
+    fracs = sorted(r["fraction_of_grid_to_target"] if r["fraction_of_grid_to_target"]
+                   is not None else float("inf") for r in runs)
+    median = statistics.median(fracs)
+    out = {"benchmark": "search_efficiency", "space": {"scheduler": SCHEDULERS,
+                                                       "beta_schedule": BETAS,
+                                                       "stages": STAGES},
+           "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
+           "grid": g, "grid_best": best, "grid_compute_iters": grid_compute, "target": target,
+           "grid_points_within_target": sum(r["psnr_best"] >= target for r in g),
+           "runs": runs, "median_fraction_of_grid_to_target": median,
+           "seeds_reaching_target": sum(r["sweep_iters_to_target"] is not None for r in runs),
+           "goal": "median over searcher seeds <= 0.30", "met": median <= 0.30,
+           "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    dest = Path(__file__).parent / "results" / "search_efficiency.json"
+    dest.parent.mkdir(exist_ok=True)
+    dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    for r in runs:
+        print(f"seed {r['seed']}: best {r['sweep_best']:.3f}; to within 0.2 dB: "
+              f"{r['sweep_iters_to_target']} it; whole sweep {r['sweep_total_iters']} it")
+    print(f"grid best {best:.3f} dB ({grid_compute} it, {out['grid_points_within_target']} "
+          f"points within 0.2 dB); median fraction to target over {len(runs)} seeds: "
+          f"{median:.3f} (goal <= 0.30)")
+
+
+def outcome(seed: int, trials: list[dict], target: float, grid_compute: int) -> dict:
+    """Compute one sweep used to get within 0.2 dB of the grid's best, and in all."""
     total = sum(int(r["iters_done"]) for r in trials)
     hits = sorted((r for r in trials if r["objective"] is not None
                    and r["objective"] >= target), key=lambda r: r["ended_at"])
@@ -95,26 +129,12 @@ def main() -> None:
     if hits:
         first = hits[0]["ended_at"]
         until = sum(int(r["iters_done"]) for r in trials if r["started_at"] <= first)
-    frac = None if until is None else until / grid_compute
-    out = {"benchmark": "search_efficiency", "space": {"scheduler": SCHEDULERS,
-                                                       "beta_schedule": BETAS,
-                                                       "stages": STAGES},
-           "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
-           "grid": g, "grid_best": best, "grid_compute_iters": grid_compute, "target": target,
-           "sweep_trials": [{**r, "started_at": str(r["started_at"]),
-                             "ended_at": str(r["ended_at"])} for r in trials],
-           "sweep_best": max((r["objective"] or -1e9) for r in trials),
-           "sweep_total_iters": total, "sweep_iters_to_target": until,
-           "fraction_of_grid_to_target": frac,
-           "fraction_of_grid_total": total / grid_compute, "goal": "<= 0.30",
-           "met": frac is not None and frac <= 0.30,
-           "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    dest = Path(__file__).parent / "results" / "search_efficiency.json"
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
-    print(f"grid best {best:.3f} dB ({grid_compute} it); sweep best {out['sweep_best']:.3f}; "
-          f"to within 0.2 dB: {until} it = {frac if frac is None else round(frac, 3)} of the "
-          f"grid; whole sweep {total} it = {total / grid_compute:.3f}")
+    return {"seed": seed, "sweep_trials": [{**r, "started_at": str(r["started_at"]),
+                                            "ended_at": str(r["ended_at"])} for r in trials],
+            "sweep_best": max((r["objective"] or -1e9) for r in trials),
+            "sweep_total_iters": total, "sweep_iters_to_target": until,
+            "fraction_of_grid_to_target": None if until is None else until / grid_compute,
+            "fraction_of_grid_total": total / grid_compute}
 
 
 if __name__ == "__main__":
