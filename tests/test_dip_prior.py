@@ -105,3 +105,13 @@ def test_presets():
     default = build(M.config_cls, M.presets["dip_prior_default"])
     assert (default.dip_prior_mode, default.init_mode, default.rescale_prior) == (
         "fit_observation", "q_sample", True)
+
+
+def test_a_null_dip_depth_is_fitted_to_the_ddpm_images():
+    from dipddpm.methods.dip_prior_ddpm import DipPriorDdpmConfig
+
+    cfg = DipPriorDdpmConfig(dip_net="skip")  # 5 scales: 32x32 would leave a 1x1 coarsest
+    assert cfg.fitted_depth(1, 32) == 4 and cfg.fitted_depth(1, 28) == 2  # 28 = 4 * 7
+    assert cfg.fitted_depth(3, 64) is None  # the net's own depth fits
+    assert DipPriorDdpmConfig(dip_depth=5).fitted_depth(1, 32) == 5  # explicit: as given
+    assert cfg.dip_config(1, 32).depth == 4 and cfg.dip_config().depth is None

@@ -17,6 +17,7 @@ from T-1 with that many steps: an unconditional sample, the no-information floor
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ class DipPriorDdpmConfig:
     dip_lr: float = 0.01  # DIP Adam learning rate
     dip_net: str = "skip"  # DIP net: skip, skip_snail, skip_small, unet, segnet
     dip_width: int | None = None  # DIP channels per scale; null = the net's own
-    dip_depth: int | None = None  # DIP scales; null = the net's own; H, W % 2^depth == 0
+    dip_depth: int | None = None  # DIP scales; null = the net's own, fewer if the image is
+    # too small for it (a 5-scale skip net cannot take 32x32); H, W % 2^depth == 0
     dip_input_depth: int = 32  # channels of DIP's input z (noise_passes: = image channels)
     dip_reg_noise_std: float = 1.0 / 30  # DIP input perturbation std per iteration
     dip_smoothing: float = 0.99  # DIP output smoothing (for dip_output = smoothed)
@@ -87,9 +89,26 @@ class DipPriorDdpmConfig:
         return SamplerConfig(sampler=self.sampler, steps=self.steps, eta=self.eta,
                              var_type=self.var_type, clip_x0=self.clip_x0)
 
-    def dip_config(self) -> DipConfig:
+    def fitted_depth(self, channels: int, size: int) -> int | None:
+        """dip_depth for images of size x size: the configured one, or (null) the net's own,
+        cut down until the image fits the net (divisible, coarsest scale at least 2x2)."""
+        if self.dip_depth is not None:
+            return self.dip_depth
+        own = build_net(self.dip_net, self.dip_input_depth, channels, self.dip_width)
+        depth = round(math.log2(size_multiple(own)))
+        for d in range(depth, 0, -1):
+            net = own if d == depth else build_net(self.dip_net, self.dip_input_depth, channels,
+                                                   self.dip_width, d)
+            if size % size_multiple(net) == 0 and size >= min_size(net):
+                return None if d == depth else d
+        return None  # nothing fits: the size check names the rule
+
+    def dip_config(self, channels: int | None = None, size: int | None = None) -> DipConfig:
+        """Stage A's DIP config; with the image's channels and size, dip_depth null is fitted
+        to it (`fitted_depth`)."""
+        depth = self.dip_depth if size is None else self.fitted_depth(channels, size)
         return DipConfig(iters=max(self.dip_iters, 1), lr=self.dip_lr, net=self.dip_net,
-                         width=self.dip_width, depth=self.dip_depth,
+                         width=self.dip_width, depth=depth,
                          input_depth=self.dip_input_depth, reg_noise_std=self.dip_reg_noise_std,
                          smoothing=self.dip_smoothing, backtracking=self.dip_backtracking,
                          report_every=self.dip_report_every)
@@ -148,7 +167,8 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
                                f"{S}x{S}, or give an image of that size")
     problem = make_image_problem(str(spec["image"]), size=size, sigma=spec.get("sigma", 25.0),
                                  seed=spec.get("seed", 0), grey=grey)
-    net = build_net(cfg.dip_net, cfg.dip_input_depth, C, cfg.dip_width, cfg.dip_depth)
+    net = build_net(cfg.dip_net, cfg.dip_input_depth, C, cfg.dip_width,
+                    cfg.fitted_depth(C, S))
     m, low = size_multiple(net), min_size(net)
     if S % m or S < low:
         raise DipddpmError(f"DIP net {cfg.dip_net!r} needs H, W divisible by {m} and at least "
@@ -169,7 +189,7 @@ def dip_estimate(cfg: DipPriorDdpmConfig, problem: ImageProblem, report: Report 
                  seed: int = 0, resume: dict | None = None, device=None) -> DipEstimate:
     """Stage A. DIP reports are forwarded as (it, {iter, psnr_gt, psnr_dip, loss}) except the
     last, which the caller makes with the final metrics."""
-    dcfg = cfg.dip_config()
+    dcfg = cfg.dip_config(*problem.observed.shape[:2])
     captured: dict = {}
 
     def forward(it: int, m: Mapping[str, float], state) -> None:
