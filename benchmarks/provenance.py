@@ -15,6 +15,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def bench_data() -> Path:
+    """The benchmark images (cset9/, butterfly/): $DIPDDPM_BENCH_DATA, else the first
+    `shared/data` beside the repository or beside one of its parent folders (a checkout's
+    ../shared/data; a CI clone one level deeper). Never needed by the product."""
+    env = os.environ.get("DIPDDPM_BENCH_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    for parent in REPO.parents:
+        if (parent / "shared" / "data" / "cset9").is_dir():
+            return parent / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

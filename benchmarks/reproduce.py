@@ -40,7 +40,7 @@ import provenance  # noqa: E402
 
 provenance.ensure_repo_on_path()
 
-DEFAULT_DATA = provenance.REPO.parent / "shared" / "data"
+DEFAULT_DATA = provenance.bench_data()
 RESULTS = Path(__file__).resolve().parent / "results"
 CURVE_KEYS = ("psnr_gt", "psnr_gt_sm", "psnr_noisy")
 # what a row keeps of its run (reproduced from an earlier JSON after --only)
@@ -189,8 +189,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  epilog="Protocols: " + ", ".join(protocols.PROTOCOLS))
     ap.add_argument("protocols", nargs="*", help="protocol names (see --list)")
     ap.add_argument("--data", default=None,
-                    help="folder holding cset9/ and butterfly/ (default: ../shared/data "
-                         "next to the repo)")
+                    help="folder holding cset9/ and butterfly/ (default: $DIPDDPM_BENCH_DATA, "
+                         "else shared/data beside the repo or one of its parent folders)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ap.add_argument("--out", default=str(RESULTS), help="folder for <protocol>.json")
     ap.add_argument("--jobs", type=int, default=0,

@@ -201,7 +201,7 @@ def fault_sweep(loopback, tmp_path_factory) -> FaultSweep:
     from dipddpm.sweep.spec import load_spec
 
     tmp = tmp_path_factory.mktemp("fault")
-    budget, samples = 300, 3
+    budget, samples = 600, 3  # long enough that no trial ends before all hold checkpoints
     spec = write_spec(tmp / "s.yaml", "fault", 2000, 64, 16, 6,
                       smoke={"num_samples": samples, "problem": {"size": 32},
                              "fixed": {"iters": budget, "width": 8}, "checkpoint_every": 30})
