@@ -145,6 +145,8 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         result["info"] = {**result["info"], "batch": list(batch)}
         batch.clear()
         sent[0] = time.monotonic()
+        while rungs and result["iter"] >= rungs[0]:  # ASHA has seen this rung now
+            rungs.pop(0)
         tune.report(result, checkpoint=checkpoint)
 
     def report(it: int, metrics: dict, state) -> None:
@@ -177,8 +179,6 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
                            os.path.join(d, STATE_FILE))
                 send(result, tune.Checkpoint.from_directory(d))
         elif (rungs and it >= rungs[0]) or time.monotonic() - sent[0] >= REPORT_EVERY_S:
-            while rungs and it >= rungs[0]:
-                rungs.pop(0)
             send(result)
         else:
             batch.append({k: v for k, v in result.items() if k != "info"})
