@@ -98,7 +98,7 @@ def test_bad_input_is_one_line_and_exit_2(run_dir, tmp_path):
                                         tmp_path / "g.png")
     assert "--steps must be >= 1" in bad("sample", "--checkpoint", ckpt, "--steps", "0",
                                          "--out", tmp_path / "g.png")
-    assert "--t0 must be < T = 100" in bad("fit", "dip-prior-ddpm", "--checkpoint", ckpt,
+    assert "t0 must be in 0..99" in bad("fit", "dip-prior-ddpm", "--checkpoint", ckpt,
                                            "--image", "skimage:camera", "--resize", "--t0",
                                            "100")
     assert "--resize" in bad("fit", "dip-prior-ddpm", "--checkpoint", ckpt, "--image",

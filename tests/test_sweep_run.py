@@ -114,6 +114,8 @@ def test_optuna_asha_sweep_writes_parquet_and_a_truthful_study(ray_local, tmp_pa
         assert t.state == states[row.status]
         assert max(t.intermediate_values) == row.iters_done
         assert t.intermediate_values[row.iters_done] == pytest.approx(row.objective)
+        # every report reached the study, also those batched between Tune results
+        assert sorted(t.intermediate_values) == list(range(5, row.iters_done + 1, 5))
     assert len({json.dumps(t.params, sort_keys=True) for t in real}) == len(real)  # no dups
 
     # `dipddpm sweep status` reads the same directory back
@@ -159,7 +161,7 @@ def test_faults_recorded_and_the_sweep_goes_on(ray_local, tmp_path):
     assert sorted(resumed[resumed.metric == "loss"]["iter"]) == [5, 10, 15, 20, 25, 30]
 
 
-def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path):
+def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path, monkeypatch):
     """A relative image path means the same inside trials as on the command line; a searched
     seed repeats a configuration; a combination that breaks a rule fails without retries."""
     import os
@@ -191,6 +193,18 @@ def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path):
     assert sorted(t["seed"]) == [0] * 4 + [1] * 4
     ok = t[~bad].set_index(["config.stages", "config.sharp_linear_x", "seed"])["objective"]
     assert ok.loc[(2, 2, 0)] != ok.loc[(2, 2, 1)]  # another seed: another run
+
+    # `sweep status` reads the results from anywhere: it needs no image
+    from typer.testing import CliRunner
+
+    from dipddpm.cli import app
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    r = CliRunner().invoke(app, ["sweep", "status", str(tmp_path / "results" / "rel"),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["trials"] == 8
 
 
 def test_grid_searcher_space_matches_optuna_values():

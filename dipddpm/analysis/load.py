@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dipddpm.errors import DipddpmError, closest
+from dipddpm.errors import DipddpmError, closest, first_line
 
 SCHEMA_VERSION = "1"
 STATUSES = ("COMPLETED", "PRUNED", "FAILED")
@@ -173,7 +173,7 @@ def _read_schemas(files: list[Path]):
         try:
             schemas.append(pq.read_schema(f))
         except (pa.ArrowInvalid, OSError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            first = first_line(e)
             raise DipddpmError(f"cannot read {f}: {first}; expected a Parquet file written by "
                                "`dipddpm sweep run`") from None
     return schemas

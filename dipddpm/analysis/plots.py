@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 
 KINDS = ("curves", "stages", "pareto", "importance")
 SUFFIXES = (".png", ".svg", ".pdf")
@@ -324,7 +324,7 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
         except DipddpmError:
             raise
         except Exception as e:  # sqlite / optuna storage errors: not a readable study
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            first = first_line(e)
             raise DipddpmError(f"cannot read the Optuna study in {db}: {first}; expected an "
                                "Optuna SQLite storage written by `dipddpm sweep run`") from None
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -345,7 +345,7 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
                 imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
             except (ValueError, RuntimeError) as e:
                 raise DipddpmError(f"Optuna could not compute importances for study {name!r}: "
-                                   f"{str(e).splitlines()[0]}") from None
+                                   f"{first_line(e)}") from None
     return dict(imp), label, len(complete)
 
 

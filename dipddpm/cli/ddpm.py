@@ -20,7 +20,7 @@ from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
 from dipddpm.cli.app import app, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
-from dipddpm.errors import ConfigError, DipddpmError
+from dipddpm.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -243,7 +243,6 @@ def run_fit_dip_prior(checkpoint: Path, image: str, t0: int | None, preset: str 
                       device: str, save: Path | None, show_progress: bool) -> dict:
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
-    from dipddpm.methods.dip_prior_ddpm import model_shape
 
     method = METHODS.get("dip_prior_ddpm")
     overrides = _preset_overrides(method, preset, sets)
@@ -253,9 +252,6 @@ def run_fit_dip_prior(checkpoint: Path, image: str, t0: int | None, preset: str 
     cfg = build(method.config_cls, overrides)
     if save is not None:
         _check_image_path(save, "--save")
-    _, _, T = model_shape(cfg.checkpoint)
-    if cfg.t0 >= T:
-        raise DipddpmError(f"--t0 must be < T = {T} (0-based), got {cfg.t0}")
     spec = {"image": image, "sigma": sigma, "seed": seed, "resize": resize}
     problem = method.make_problem(spec, cfg)
     with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=show_progress,

@@ -157,7 +157,7 @@ def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
     from dipddpm.sweep.console import SweepConsole
     from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
 
-    spec, _ = load_sweep_spec(sweep_dir)
+    spec, _ = load_sweep_spec(sweep_dir, load_problem=False)  # for the console; resume checks it
     out = resume_sweep(sweep_dir, address=cluster_address(address),
                        console=SweepConsole(spec.metric, spec.mode, quiet=as_json))
     if as_json:

@@ -55,11 +55,6 @@ class ImageDataset:
     def image_size(self) -> int:
         return self.train.shape[-1]
 
-    def split(self, name: str) -> torch.Tensor:
-        if name not in ("train", "val", "test"):
-            raise ConfigError(f"split must be train, val or test, got {name!r}")
-        return getattr(self, name)
-
     @staticmethod
     def as_float(batch: torch.Tensor) -> torch.Tensor:
         """uint8 (B,C,H,W) -> float32 in [0,1]."""

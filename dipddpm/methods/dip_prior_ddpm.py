@@ -148,7 +148,8 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
     """The denoising problem at the DDPM's size and channels. The image is resized only when
     the spec says resize: true (or names the model's size); any other size is an error."""
     check_image_spec(spec, PROBLEM_KEYS)
-    C, S, _ = model_shape(cfg.checkpoint)
+    C, S, T = model_shape(cfg.checkpoint)
+    check_t0(cfg.t0, T)
     grey = C == 1
     if "grey" in spec and bool(spec["grey"]) != grey:
         raise DipddpmError(f"the DDPM works on {C}-channel images but the problem says grey="

@@ -172,7 +172,3 @@ class TimeUNet(nn.Module):
                 h = F.interpolate(h, size=skip.shape[-2:], mode="nearest")
             h = level(torch.cat([h, skip], dim=1), temb)
         return self.head(h)
-
-
-def build_time_unet(spec: UNetSpec) -> TimeUNet:
-    return TimeUNet(spec)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.spec import RESOURCE_GRANULARITY
 
 MARKER = ".dipddpm-storage-check"
@@ -265,7 +265,7 @@ def check_storage_on_all_nodes(storage: str, timeout_s: float = 60.0,
         marker.write_text(token)
     except Exception as e:
         raise DipddpmError(f"storage {loc.uri}: the driver cannot write to it ({type(e).__name__}"
-                           f": {str(e).splitlines()[0] if str(e) else ''}); pass --storage with a "
+                           f": {first_line(e)}); pass --storage with a "
                            f"writable shared path or s3:// / gs:// URI") from None
     nodes = list(cluster_facts().alive)
     try:

@@ -65,10 +65,10 @@ def connect(address: str) -> None:
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, ValueError, RuntimeError) as e:
-        from dipddpm.errors import DipddpmError
+        from dipddpm.errors import DipddpmError, first_line
 
         raise DipddpmError(f"--address {address}: cannot connect to a Ray cluster "
-                           f"({str(e).splitlines()[0]}); start one with `ray start --head` or "
+                           f"({first_line(e)}); start one with `ray start --head` or "
                            f"omit --address for the embedded local Ray") from None
 
 

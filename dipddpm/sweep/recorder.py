@@ -41,7 +41,7 @@ class Recorder(Callback):
 
     def __getstate__(self) -> dict:  # pickled in Tune's tuner state: keep no trial data
         state = self.__dict__.copy()
-        for k in ("rows", "last", "started", "ended"):
+        for k in ("rows", "last", "started", "ended", "_sweep"):
             state.pop(k, None)
         return state
 
@@ -56,8 +56,10 @@ class Recorder(Callback):
         self._reset()
 
     @property
-    def sweep(self):
-        return resolve(self.sweep_uri)
+    def sweep(self):  # resolved once per driver (an object store's filesystem is costly)
+        if getattr(self, "_sweep", None) is None:
+            self._sweep = resolve(self.sweep_uri)
+        return self._sweep
 
     def _params(self, trial) -> dict:
         from dipddpm.sweep.space import decode

@@ -29,20 +29,27 @@ def metric_rows(result: Mapping[str, Any]) -> list[dict]:
             if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
 
 
+def info(result: Mapping[str, Any], key: str) -> Any:
+    """The trainable's bookkeeping value `key` (budget, error, batch, ...) of a result as a
+    callback gets it (nested `info`) or as a searcher gets it (flattened `info/<key>`)."""
+    nested = result.get("info")
+    if isinstance(nested, Mapping) and key in nested:
+        return nested[key]
+    return result.get(f"info/{key}")
+
+
 def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Every report a Tune result carries: those held back since the previous result
     (`info.batch`, oldest first), then the result itself."""
-    info = result.get("info") or {}
-    return [*(info.get("batch") or []), result]
+    return [*(info(result, "batch") or []), result]
 
 
 def status_of(result: Mapping[str, Any], error: bool) -> str:
     """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget) or
     COMPLETED (reached its budget)."""
-    info = result.get("info") or {}
-    if error or info.get("error"):
+    if error or info(result, "error"):
         return "FAILED"
-    if int(result.get("iter", 0)) < int(info.get("budget") or 0):
+    if int(result.get("iter", 0)) < int(info(result, "budget") or 0):
         return "PRUNED"
     return "COMPLETED"
 

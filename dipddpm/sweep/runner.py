@@ -250,8 +250,9 @@ def run_sweep(spec_path: str | Path, smoke: bool = False, storage: str | None = 
                    dashboard=dashboard)
 
 
-def load_sweep_spec(sweep_dir: str) -> tuple[SweepSpec, Location]:
-    """The spec a sweep ran with, read from its directory (storage = the directory's parent)."""
+def load_sweep_spec(sweep_dir: str, load_problem: bool = True) -> tuple[SweepSpec, Location]:
+    """The spec a sweep ran with, read from its directory (storage = the directory's parent);
+    `load_problem` false: without loading the problem (see `parse_spec`)."""
     sweep = resolve(sweep_dir)
     spec_file = sweep.child(SPEC_FILE)
     if not spec_file.exists():
@@ -260,7 +261,7 @@ def load_sweep_spec(sweep_dir: str) -> tuple[SweepSpec, Location]:
     raw = yaml.safe_load(spec_file.read_text())
     parent = sweep.uri.rstrip("/").rsplit("/", 1)[0] if "/" in sweep.uri else "."
     raw = {**raw, "storage": parent, "name": sweep.uri.rstrip("/").rsplit("/", 1)[-1]}
-    return parse_spec(raw), sweep
+    return parse_spec(raw, load_problem=load_problem), sweep
 
 
 def resume_sweep(sweep_dir: str, address: str | None = None,

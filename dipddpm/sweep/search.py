@@ -23,24 +23,15 @@ from __future__ import annotations
 import math
 import pickle
 import warnings
-from typing import Any
 
 from ray.tune.search import Searcher
 
-from dipddpm.sweep.rows import reports_in
+from dipddpm.sweep.rows import reports_in, status_of
 from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
 
 MAX_DUPLICATE_ASKS = 50
-
-
-def info(result: dict, key: str) -> Any:
-    """The trainable's bookkeeping value `key` (budget, error, ...), flat or nested result."""
-    nested = result.get("info")
-    if isinstance(nested, dict) and key in nested:
-        return nested[key]
-    return result.get(f"info/{key}")
 
 
 def storage_url(db_path: str) -> str:
@@ -124,12 +115,17 @@ class TruthfulOptunaSearch(Searcher):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.trials or trial_id in self.done:
             return
+        self._report(self._trial(trial_id), result)
+
+    def _report(self, trial, result: dict) -> None:
+        """Every report a result carries (a searcher gets it flattened: info/batch) as an
+        intermediate value of the Optuna trial; non-finite ones are left out."""
         for r in reports_in(result):
             value = r.get(self.metric)
             if value is not None and math.isfinite(value):
                 with warnings.catch_warnings():  # a report replayed after a restart: kept once
                     warnings.simplefilter("ignore")
-                    self._trial(trial_id).report(float(value), int(r["iter"]))
+                    trial.report(float(value), int(r["iter"]))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
@@ -145,14 +141,11 @@ class TruthfulOptunaSearch(Searcher):
         value = result.get(self.metric)
         finite = value is not None and math.isfinite(value)
         trial = self._trial(trial_id)
-        if error or info(result, "error") or not finite:
+        self._report(trial, result)  # the last result and the reports batched before it
+        status = status_of(result, error)
+        if status == "FAILED" or not finite:
             self.study.tell(trial, state=TrialState.FAIL)
-            return
-        step = int(result.get("iter", 0))
-        if step not in frozen.intermediate_values:
-            trial.report(float(value), step)
-        budget = info(result, "budget")
-        if budget is not None and step < int(budget):
+        elif status == "PRUNED":
             self.study.tell(trial, state=TrialState.PRUNED)
         else:
             self.study.tell(trial, float(value), state=TrialState.COMPLETE)

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from dipddpm.config import build, coerce, field_names, field_types
-from dipddpm.errors import ConfigError, closest
+from dipddpm.errors import ConfigError, closest, first_line
 
 TOP_KEYS = ("name", "description", "method", "preset", "problem", "metric", "mode", "fixed",
             "search", "searcher", "scheduler", "resources", "num_samples", "time_budget_s",
@@ -175,7 +175,7 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {first_line(e)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep spec is a YAML mapping (method:, problem:, ...), "
                           f"got {type(data).__name__}")
@@ -251,8 +251,10 @@ def _sub(cls, data: Mapping, key: str):
         raise ConfigError(f"{key}: {e}") from None
 
 
-def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
-    """Validate a raw spec mapping (after overrides) and return the frozen spec."""
+def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
+    """Validate a raw spec mapping (after overrides) and return the frozen spec.
+    `load_problem` false skips building the problem (loading its image, dataset or
+    checkpoint): for readers of a finished sweep, e.g. `sweep status` from another folder."""
     from dipddpm.methods import METHODS
 
     data = dict(data)
@@ -383,7 +385,8 @@ def parse_spec(data: Mapping[str, Any]) -> SweepSpec:
         search=search, searcher=searcher, scheduler=scheduler, resources=resources,
         storage=storage, seed=coerce("seed", data.get("seed", 0), int),
         summary_by=summary_by, faults=faults, raw=dict(data), **values)
-    check_problem(spec, base_cfg)
+    if load_problem:
+        check_problem(spec, base_cfg)
     return spec
 
 

@@ -28,7 +28,7 @@ def sweep_status(sweep_dir: str) -> dict:
 
     from dipddpm.sweep.results import read_trials
 
-    spec, sweep = load_sweep_spec(sweep_dir)
+    spec, sweep = load_sweep_spec(sweep_dir, load_problem=False)  # counts only: no image needed
     rows = read_trials(sweep)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("COMPLETED", "PRUNED", "FAILED")}
     good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None

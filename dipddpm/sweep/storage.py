@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
 
@@ -78,7 +78,7 @@ def resolve(uri: str | os.PathLike) -> Location:
             fs, path = pafs.FileSystem.from_uri(uri)
         except Exception as e:  # bad bucket name, missing credentials, no network
             raise DipddpmError(f"storage {uri}: cannot open ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0]}); check the URI and "
+                               f"{first_line(e)}); check the URI and "
                                f"credentials") from None
         return Location(uri.rstrip("/"), fs, path.rstrip("/"))
     import pyarrow.fs as pafs
@@ -111,4 +111,4 @@ def check_writable(loc: Location) -> None:
         loc.fs.delete_file(probe.path)
     except Exception as e:
         raise DipddpmError(f"storage {loc.uri} is not writable ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0]}); check the bucket and credentials") from None
+                           f"{first_line(e)}); check the bucket and credentials") from None

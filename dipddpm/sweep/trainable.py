@@ -93,14 +93,13 @@ def snapshot_images(loop_state: dict) -> dict[str, Any]:
 
 
 def trial_config(spec: SweepSpec, params: dict[str, Any]):
-    """The method config of a trial: preset, then fixed:, then the searched params."""
+    """The method config of a trial: preset, then fixed:, then its (decoded) params."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.space import decode
     from dipddpm.sweep.spec import TRIAL_KEYS
 
     method = METHODS.get(spec.method)
-    searched = {k: v for k, v in decode(spec.search, params).items() if k not in TRIAL_KEYS}
+    searched = {k: v for k, v in params.items() if k not in TRIAL_KEYS}
     return build(method.config_cls, {**spec.base_values, **searched})
 
 
