@@ -67,3 +67,16 @@ def print_json(obj: Any) -> None:
         return v
 
     sys.stdout.write(json.dumps(clean(obj)) + "\n")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def check_image_path(path, option: str) -> None:
+    """An output image path (--save, --out) must name a PNG or JPEG file."""
+    from pathlib import Path
+
+    from dipddpm.errors import ConfigError
+
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+        raise ConfigError(f"{option} must end in .png or .jpg, got {path}")

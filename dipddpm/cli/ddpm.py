@@ -17,21 +17,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
-from dipddpm.cli.app import app, fit_app, print_json, user_errors
+from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
 from dipddpm.errors import ConfigError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
 
 def _preset_overrides(method, preset: str | None, sets: list[str] | None) -> dict:
     return {**method.preset_values(preset), **parse_set(sets)}
-
-
-def _check_image_path(path: Path, option: str) -> None:
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
 
 
 # ---------------------------------------------------------------- fit ddpm
@@ -160,7 +153,7 @@ def run_sample(checkpoint: Path, steps: int | None, sampler: str | None, t0: int
     sampler = sampler or ("ddim" if steps is not None else "ddpm")
     if sampler not in ("ddpm", "ddim"):
         raise ConfigError(f"--sampler must be ddpm or ddim, got {sampler!r}")
-    _check_image_path(out, "--out")
+    check_image_path(out, "--out")
     ddpm = load_ddpm(checkpoint, device, use_ema=False if no_ema else None)
     T = ddpm.process.T
     t0 = T - 1 if t0 is None else t0
@@ -251,7 +244,7 @@ def run_fit_dip_prior(checkpoint: Path, image: str, t0: int | None, preset: str 
         overrides["t0"] = t0
     cfg = build(method.config_cls, overrides)
     if save is not None:
-        _check_image_path(save, "--save")
+        check_image_path(save, "--save")
     spec = {"image": image, "sigma": sigma, "seed": seed, "resize": resize}
     problem = method.make_problem(spec, cfg)
     with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=show_progress,

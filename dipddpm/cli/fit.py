@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import fit_app, print_json, user_errors
+from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
-from dipddpm.errors import ConfigError
 
 
 def run_fit(method_name: str, image: str, preset: str | None, size: int | None, sigma: float,
@@ -32,8 +31,8 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     problem_spec.update(image=image, sigma=sigma, seed=seed, grey=grey)
     if size is not None:
         problem_spec["size"] = size
-    if save is not None and save.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ConfigError(f"--save must end in .png or .jpg, got {save}")
+    if save is not None:
+        check_image_path(save, "--save")
 
     original = load_image(image, grey=grey)
     if problem_spec.get("size"):

@@ -127,22 +127,10 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
 
 
 def _outcome(out) -> dict:
-    import math
+    from dipddpm.sweep.rows import best_trial, status_counts
 
-    rows = out.rows
-    good = [r for r in rows if r["objective"] is not None and math.isfinite(r["objective"])
-            and r["status"] != "FAILED"]
-    best = (max if out.spec.mode == "max" else min)(good, key=lambda r: r["objective"]) \
-        if good else None
-    counts = {st: sum(r["status"] == st for r in rows) for st in ("COMPLETED", "PRUNED",
-                                                                   "FAILED")}
-    keys = [d.key for d in out.spec.search]
-    return {"path": out.path, "trials": len(rows), **{k.lower(): v for k, v in counts.items()},
-            "metric": out.spec.metric,
-            "best": None if best is None else {
-                "trial_id": best["trial_id"], "value": best["objective"],
-                "status": best["status"],
-                "params": {k: best.get(f"config.{k}") for k in keys}}}
+    return {"path": out.path, "trials": len(out.rows), **status_counts(out.rows),
+            "metric": out.spec.metric, "best": best_trial(out.rows, out.spec)}
 
 
 @sweep_app.command("resume", help="Continue a sweep whose driver stopped (killed, crashed, "

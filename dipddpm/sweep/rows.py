@@ -116,3 +116,22 @@ def unbuilt_config(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]
     values.update(spec.base_values)
     values.update({k: v for k, v in params.items() if k not in TRIAL_KEYS})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+STATUSES = ("COMPLETED", "PRUNED", "FAILED")
+
+
+def status_counts(rows: list[Mapping[str, Any]]) -> dict[str, int]:
+    """Trials rows per status, lower-case keys: {completed, pruned, failed}."""
+    return {st.lower(): sum(r["status"] == st for r in rows) for st in STATUSES}
+
+
+def best_trial(rows: list[Mapping[str, Any]], spec: SweepSpec) -> dict[str, Any] | None:
+    """The best finite objective among trials that did not fail, with its searched params."""
+    good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None
+            and math.isfinite(r["objective"])]
+    if not good:
+        return None
+    b = (max if spec.mode == "max" else min)(good, key=lambda r: r["objective"])
+    return {"trial_id": b["trial_id"], "value": b["objective"], "status": b["status"],
+            "params": {d.key: b.get(f"config.{d.key}") for d in spec.search}}

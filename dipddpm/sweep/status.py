@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec
@@ -27,19 +26,13 @@ def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
     from dipddpm.sweep.results import read_trials
+    from dipddpm.sweep.rows import best_trial, status_counts
 
     spec, sweep = load_sweep_spec(sweep_dir, load_problem=False)  # counts only: no image needed
     rows = read_trials(sweep)
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("COMPLETED", "PRUNED", "FAILED")}
-    good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None
-            and math.isfinite(r["objective"])]
-    best = None
-    if good:
-        b = (max if spec.mode == "max" else min)(good, key=lambda r: r["objective"])
-        best = {"trial_id": b["trial_id"], "value": b["objective"], "status": b["status"],
-                "params": {d.key: b.get(f"config.{d.key}") for d in spec.search}}
+    best = best_trial(rows, spec)
     db = os.path.join(sweep.path, "optuna.db")
     study = study_counts(db, spec.name) if sweep.local and os.path.isfile(db) else None
     return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
-            **{k.lower(): v for k, v in counts.items()}, "best": best, "study": study,
+            **status_counts(rows), "best": best, "study": study,
             "resumable": bool(tune.Tuner.can_restore(resolve(sweep.uri).child(TUNE_DIR).uri))}
