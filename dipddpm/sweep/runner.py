@@ -121,6 +121,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from dipddpm.sweep.checkpoints import repair_missing_checkpoints
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
@@ -146,6 +147,9 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     if restore:
         if not tune.Tuner.can_restore(tune_path.uri):
             return None, publish
+        for tid in repair_missing_checkpoints(tune_path.uri):
+            console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
+                         f"it resumes from its newest one")
         return tune.Tuner.restore(tune_path.uri, trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False), publish
     if spec.searcher.type == "optuna":

@@ -1,0 +1,72 @@
+"""Before a resume: give every unfinished trial the checkpoint Tune's saved state names.
+
+Tune keeps one checkpoint per trial (`CheckpointConfig(num_to_keep=1)`): when a trial reports
+checkpoint k+1, the driver deletes checkpoint k at once, but it writes its experiment state
+(which names each trial's latest checkpoint) only on its next snapshot. A driver killed in
+between leaves a state naming checkpoint k, which no longer exists; Tune would then fail the
+trial with "Could not recover from checkpoint". The newer checkpoint k+1 is on storage, and the
+metrics file covers it (the recorder flushes it before Tune registers a checkpoint), so the
+trial resumes from that one: it is copied to the path the state names.
+"""
+
+from __future__ import annotations
+
+import re
+
+CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)$")
+
+
+def _index(path: str) -> int | None:
+    m = CHECKPOINT_DIR.search(path.rstrip("/"))
+    return int(m.group(1)) if m else None
+
+
+def readable(fs, ckpt_dir: str) -> bool:
+    """Whether a checkpoint folder holds a whole trial state (a worker killed with its driver
+    can leave a folder it was still uploading, empty or with a cut-off file)."""
+    import io
+
+    import torch
+
+    from dipddpm.sweep.trainable import STATE_FILE
+
+    try:
+        with fs.open_input_stream(f"{ckpt_dir}/{STATE_FILE}") as f:
+            torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return True
+
+
+def newest_checkpoint_after(fs, trial_dir: str, index: int) -> str | None:
+    """The highest-numbered whole checkpoint_* folder in `trial_dir` above `index`."""
+    import pyarrow.fs as pafs
+
+    found = sorted(((i, info.path) for info in fs.get_file_info(pafs.FileSelector(trial_dir))
+                    if info.type == pafs.FileType.Directory
+                    and (i := _index(info.path)) is not None and i > index), reverse=True)
+    return next((path for _, path in found if readable(fs, path)), None)
+
+
+def repair_missing_checkpoints(tune_uri: str) -> list[str]:
+    """Copy, for every unfinished trial whose named checkpoint is gone, its newest whole
+    later checkpoint to the named path. Returns the ids of the trials repaired."""
+    import pyarrow.fs as pafs
+    from ray.tune import ExperimentAnalysis
+
+    repaired = []
+    for trial in ExperimentAnalysis(tune_uri).trials:
+        ckpt = trial.checkpoint
+        if trial.status in ("TERMINATED", "ERROR") or ckpt is None:
+            continue  # not resumed (finished or failed), or restarted from scratch
+        fs, path = ckpt.filesystem, ckpt.path.rstrip("/")
+        index = _index(path)
+        if index is None or fs.get_file_info(path).type != pafs.FileType.NotFound:
+            continue
+        newer = newest_checkpoint_after(fs, path.rsplit("/", 1)[0], index)
+        if newer is None:
+            continue  # nothing to resume from: Tune reports the trial's failure as it is
+        fs.create_dir(path, recursive=True)
+        pafs.copy_files(newer, path, source_filesystem=fs, destination_filesystem=fs)
+        repaired.append(trial.trial_id)
+    return repaired
