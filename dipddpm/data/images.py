@@ -149,6 +149,13 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
     return ImageProblem(clean=clean, observed=observed, name=image, sigma=sigma, seed=seed)
 
 
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(C,H,W) in [0,1] -> 8-bit (H,W,C), or (H,W) for one channel, rounded."""
+    arr = (img.detach().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
+    arr = arr.astype(np.uint8)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
 def save_image(img: torch.Tensor, path) -> None:
     """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG, creating the folder; atomic rename."""
     import os
@@ -157,10 +164,7 @@ def save_image(img: torch.Tensor, path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (img.detach().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
-    arr = arr.astype(np.uint8)
-    if arr.shape[2] == 1:
-        arr = arr[:, :, 0]
+    arr = to_uint8(img)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     skimage.io.imsave(str(tmp), arr, check_contrast=False)
     os.replace(tmp, path)

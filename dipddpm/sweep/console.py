@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from dipddpm.sweep.rows import ranked, ranked_good, status_counts
+
 MARKS = {"COMPLETED": "[green]done  [/]", "PRUNED": "[yellow]pruned[/]",
          "FAILED": "[red]FAILED[/]"}
 
@@ -96,13 +98,7 @@ class SweepConsole:
         `active(row, key)` says whether a searched key applies to the row (conditional)."""
         c = self.console
         key = self.metric
-
-        def sort_key(r):
-            v = r.get("objective")
-            ok = v is not None and math.isfinite(v)
-            return (0 if ok else 1, -(v if ok else 0) if self.mode == "max" else (v if ok else 0))
-
-        rows = sorted(rows, key=sort_key)
+        rows = ranked(rows, self.mode)
         table = Table(title=f"{len(rows)} trials, best {min(top, len(rows))}", box=None)
         for col in ("trial", "status", "it done", key, *params_of):
             table.add_column(col)
@@ -112,11 +108,8 @@ class SweepConsole:
                           *(fmt(r.get(f"config.{p}")) if active(r, p) else "—"
                             for p in params_of))
         c.print(table)
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("COMPLETED", "PRUNED",
-                                                                    "FAILED")}
-        c.print("  ".join(f"{k.lower()} {v}" for k, v in counts.items()))
-        good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None
-                and math.isfinite(r["objective"])]
+        c.print("  ".join(f"{k} {v}" for k, v in status_counts(rows).items()))
+        good = ranked_good(rows, self.mode)
         if good:
             w = good[0]
             ps = {p: w.get(f"config.{p}") for p in params_of if active(w, p)}

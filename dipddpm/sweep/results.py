@@ -169,13 +169,10 @@ def read_metrics(sweep_dir: str | Location, trial_id: str) -> list[dict]:
 def png_bytes(img) -> bytes:
     """(C,H,W) tensor in [0,1] -> 8-bit PNG bytes."""
     import imageio.v3 as iio
-    import numpy as np
 
-    arr = (img.detach().clamp(0, 1).cpu().numpy().transpose(1, 2, 0) * 255 + 0.5)
-    arr = arr.astype(np.uint8)
-    if arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    return iio.imwrite("<bytes>", arr, extension=".png")
+    from dipddpm.data.images import to_uint8
+
+    return iio.imwrite("<bytes>", to_uint8(img), extension=".png")
 
 
 def write_artifact(sweep_dir: str | Location, trial_id: str, name: str, image_tensor) -> str:

@@ -126,12 +126,27 @@ def status_counts(rows: list[Mapping[str, Any]]) -> dict[str, int]:
     return {st.lower(): sum(r["status"] == st for r in rows) for st in STATUSES}
 
 
+def has_objective(row: Mapping[str, Any]) -> bool:
+    v = row.get("objective")
+    return v is not None and math.isfinite(v)
+
+
+def ranked(rows, mode: str) -> list:
+    """Trials rows best first (by `mode`), those without a finite objective last."""
+    sign = -1 if mode == "max" else 1
+    return sorted(rows, key=lambda r: (0, sign * r["objective"]) if has_objective(r) else (1, 0))
+
+
+def ranked_good(rows, mode: str) -> list:
+    """The trials that did not fail and have a finite objective, best first."""
+    return [r for r in ranked(rows, mode) if r["status"] != "FAILED" and has_objective(r)]
+
+
 def best_trial(rows: list[Mapping[str, Any]], spec: SweepSpec) -> dict[str, Any] | None:
     """The best finite objective among trials that did not fail, with its searched params."""
-    good = [r for r in rows if r["status"] != "FAILED" and r["objective"] is not None
-            and math.isfinite(r["objective"])]
+    good = ranked_good(rows, spec.mode)
     if not good:
         return None
-    b = (max if spec.mode == "max" else min)(good, key=lambda r: r["objective"])
+    b = good[0]
     return {"trial_id": b["trial_id"], "value": b["objective"], "status": b["status"],
             "params": {d.key: b.get(f"config.{d.key}") for d in spec.search}}
