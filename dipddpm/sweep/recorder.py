@@ -38,10 +38,11 @@ class Recorder(Callback):
         self.last: dict[str, dict] = {}
         self.started: dict[str, datetime] = {}
         self.ended: set[str] = set()
+        self.columns = None  # the trials files' one schema (read from them at the first write)
 
     def __getstate__(self) -> dict:  # pickled in Tune's tuner state: keep no trial data
         state = self.__dict__.copy()
-        for k in ("rows", "last", "started", "ended", "_sweep"):
+        for k in ("rows", "last", "started", "ended", "_sweep", "columns"):
             state.pop(k, None)
         return state
 
@@ -116,7 +117,7 @@ class Recorder(Callback):
         result.setdefault("iter", 0)
         row = self.trial_row(trial, result, error)
         results.write_metrics(self.sweep, self.spec.name, tid, self.rows.get(tid, []))
-        results.write_trial_row(self.sweep, row)
+        self.columns = results.write_trial_row(self.sweep, row, self.columns)
         self.console.trial_end(tid, row["status"], row["iters_done"], row["objective"],
                                self._params(trial), row["error"])
         if self.on_trial_end is not None:

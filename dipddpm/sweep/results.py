@@ -8,9 +8,10 @@
     <sweep dir>/artifacts/problem/clean.png, noisy.png
 
 One file per trial, rewritten whole and atomically when the trial ends (or is retried), so a
-resumed sweep never duplicates a row. Column types are stable across files: config columns are
-typed from the method's config dataclass, summary metrics are float64 except iteration counts
-(int64). Every file carries the schema version, the sweep name and the metric definitions.
+resumed sweep never duplicates a row. Every trials file has the same columns at any moment
+(a trial without a value has a null), and their types are stable: config columns are typed from
+the method's config dataclass, summary metrics are float64 except iteration counts (int64).
+Every file carries the schema version, the sweep name and the metric definitions.
 """
 
 from __future__ import annotations
@@ -114,8 +115,11 @@ def flat_value(v: Any) -> Any:
     return v
 
 
-def write_trial_row(sweep_dir: str | Location, row: dict) -> str:
-    """Write trials/part-<trial_id>.parquet (one row); returns its path."""
+def write_trial_row(sweep_dir: str | Location, row: dict, columns=None):
+    """Write trials/part-<trial_id>.parquet (one row) with the columns of `columns` (the
+    schema every trials file has so far, None: read it) plus its own; returns that union.
+    When the union grows (a trial with a column no earlier one has), the earlier files get
+    it too, so a reader during a sweep sees one schema as well as one after it."""
     import pyarrow as pa
 
     loc = _loc(sweep_dir)
@@ -123,11 +127,30 @@ def write_trial_row(sweep_dir: str | Location, row: dict) -> str:
     for k in TIME_COLUMNS:
         if isinstance(row.get(k), int | float):
             row[k] = datetime.fromtimestamp(row[k]).astimezone()
-    schema = pa.schema([(k, column_type(row, k)) for k in row])
-    table = pa.Table.from_pylist([row], schema=schema)
+    own = pa.schema([(k, column_type(row, k)) for k in row])
+    if columns is None:
+        columns = trials_schema(loc)
+    union = own if columns is None else pa.unify_schemas([columns, own])
+    table = pa.Table.from_pylist([row], schema=union)  # absent columns: null
     target = loc.child("trials", f"part-{row['trial_id']}.parquet")
     _write_table(target, table, row["sweep"])
-    return target.path
+    if columns is not None and union.names != columns.names:
+        harmonize(loc)
+    return union
+
+
+def trials_schema(sweep_dir: str | Location):
+    """The union of the trials files' schemas (None when there is none yet)."""
+    loc = _loc(sweep_dir).child("trials")
+    files = _trials_files(loc)
+    return _union_schema(loc.fs, files) if files else None
+
+
+def _trials_files(loc: Location) -> list[str]:
+    if not loc.exists():
+        return []
+    return sorted(f.path for f in loc.fs.get_file_info(_selector(loc))
+                  if f.path.endswith(".parquet") and not f.base_name.startswith("."))
 
 
 def write_metrics(sweep_dir: str | Location, sweep: str, trial_id: str,
@@ -187,10 +210,7 @@ def read_trials(sweep_dir: str | Location) -> list[dict]:
     import pyarrow.dataset as ds
 
     loc = _loc(sweep_dir).child("trials")
-    if not loc.exists():
-        return []
-    files = [f.path for f in loc.fs.get_file_info(_selector(loc)) if f.path.endswith(".parquet")
-             and not f.base_name.startswith(".")]
+    files = _trials_files(loc)
     if not files:
         return []
     dataset = ds.dataset(files, filesystem=loc.fs, format="parquet",
@@ -219,10 +239,7 @@ def harmonize(sweep_dir: str | Location) -> int:
     import pyarrow.parquet as pq
 
     loc = _loc(sweep_dir).child("trials")
-    if not loc.exists():
-        return 0
-    files = sorted(f.path for f in loc.fs.get_file_info(_selector(loc))
-                   if f.path.endswith(".parquet") and not f.base_name.startswith("."))
+    files = _trials_files(loc)
     if not files:
         return 0
     union = _union_schema(loc.fs, files)

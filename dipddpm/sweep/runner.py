@@ -222,7 +222,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
             if dropped:
                 console.line(f"removed {len(dropped)} trial(s) started after Tune's last "
                              f"saved state before the driver stopped: {', '.join(dropped)}")
-        harmonize(sweep)
+        harmonize(sweep)  # a driver killed while adding a new column to the files left some
         publish()
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
