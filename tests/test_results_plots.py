@@ -75,6 +75,41 @@ def test_importances_cover_the_searched_parameters(sweep_dir):
     assert n == 8 and evaluator in ("fANOVA", "PED-ANOVA")
 
 
+def test_importances_keep_conditional_parameters(tmp_path, monkeypatch):
+    """`scheduler` exists only in trials with stages > 1: fANOVA (used when scikit-learn is
+    installed) would drop it silently, so a conditional study never asks for fANOVA."""
+    import sys
+    import types
+    from types import SimpleNamespace
+
+    import optuna
+    import optuna.importance  # noqa: F401  (loaded, so that the module itself is patched)
+
+    def no_fanova(*a, **k):
+        raise AssertionError("fANOVA asked for on a conditional study")
+
+    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))  # "installed"
+    monkeypatch.setattr(sys.modules["optuna.importance"], "FanovaImportanceEvaluator", no_fanova)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="cond", direction="maximize",
+                                storage=f"sqlite:///{db}",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(t):
+        value = t.suggest_float("lr", 1e-3, 1e-1, log=True)
+        if t.suggest_int("stages", 1, 4) > 1:
+            value += {"uniform": 3.0, "log10": 0.0}[t.suggest_categorical(
+                "scheduler", ["uniform", "log10"])]
+        return value
+
+    study.optimize(objective, n_trials=30)
+    imp, evaluator, n = param_importances(SimpleNamespace(study_path=db, name="cond",
+                                                          path=tmp_path))
+    assert evaluator == "PED-ANOVA" and n == 30
+    assert set(imp) == {"lr", "stages", "scheduler"} and imp["scheduler"] > 0
+
+
 def test_trial_labels_name_the_keys_that_vary(sweep_dir):
     """key=value for what varies across the sweep's trials only; a key that did not apply to
     a trial (null) is left out."""

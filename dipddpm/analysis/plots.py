@@ -333,12 +333,14 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
             raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
                                f"parameters in study {name!r}, got {len(complete)} trials and "
                                f"{len(params)} parameters")
-        try:
-            import sklearn  # noqa: F401  (fANOVA's random forest)
+        evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+        if all(params <= set(t.params) for t in complete):  # fANOVA would drop conditional ones
+            try:
+                import sklearn  # noqa: F401  (fANOVA's random forest)
 
-            evaluator, label = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
-        except ImportError:
-            evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+                evaluator, label = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+            except ImportError:
+                pass
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
