@@ -114,14 +114,12 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
                                        "127.0.0.1 (embedded Ray only)."),
         as_json: bool = JSON) -> None:
     from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import run_sweep
+    from dipddpm.sweep.runner import run_spec
     from dipddpm.sweep.spec import load_spec
 
     s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
-    console = SweepConsole(s.metric, s.mode, quiet=as_json)
-    out = run_sweep(spec, smoke=smoke, storage=storage, address=cluster_address(address),
-                    num_samples=num_samples, sets=sets, resume=resume, dashboard=dashboard,
-                    console=console)
+    out = run_spec(s, address=cluster_address(address), resume=resume, dashboard=dashboard,
+                   console=SweepConsole(s.metric, s.mode, quiet=as_json))
     if as_json:
         print_json(_outcome(out))
 

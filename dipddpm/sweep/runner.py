@@ -246,6 +246,12 @@ def run_sweep(spec_path: str | Path, smoke: bool = False, storage: str | None = 
               console: SweepConsole | None = None) -> SweepOutcome:
     spec = load_spec(spec_path, smoke=smoke, sets=sets, num_samples=num_samples,
                      storage=storage)
+    return run_spec(spec, address=address, resume=resume, dashboard=dashboard, console=console)
+
+
+def run_spec(spec: SweepSpec, address: str | None = None, resume: bool = False,
+             dashboard: bool = False, console: SweepConsole | None = None) -> SweepOutcome:
+    """`run_sweep` for a spec already loaded (and validated) by `load_spec`."""
     sweep = prepare(spec, resume=resume)
     if resume and sweep.child(SPEC_FILE).exists():
         return resume_sweep(sweep.uri, address=address, console=console)
