@@ -48,14 +48,16 @@ def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mappin
     return path
 
 
-def read_checkpoint(path: str | Path, kind: str = "ddpm") -> tuple[dict, dict]:
-    """(config, tensors) of a checkpoint file; DipddpmError if absent, corrupt or foreign."""
+def read_checkpoint(path: str | Path, kind: str = "ddpm",
+                    mmap: bool = False) -> tuple[dict, dict]:
+    """(config, tensors) of a checkpoint file; DipddpmError if absent, corrupt or foreign.
+    `mmap`: map the tensors instead of reading them (for a caller that needs the config)."""
     path = Path(path)
     if not path.is_file():
         raise DipddpmError(f"checkpoint not found: {path} (train one with `dipddpm fit ddpm "
                            f"--dataset NAME --out DIR`, which writes DIR/ddpm.pt)")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated zip, pickle error, not a torch file
         raise DipddpmError(f"checkpoint {path} is corrupt or not a torch file "
                            f"({type(e).__name__}: {first_line(e)})") from None

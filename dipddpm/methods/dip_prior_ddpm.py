@@ -136,7 +136,7 @@ def model_shape(checkpoint: str) -> tuple[int, int, int]:
     if not checkpoint:
         raise ConfigError("checkpoint is required: the trained DDPM, e.g. "
                           "--checkpoint runs/ddpm/ddpm.pt (from `dipddpm fit ddpm`)")
-    config, _ = read_checkpoint(checkpoint)
+    config, _ = read_checkpoint(checkpoint, mmap=True)  # the config only: no weights read
     try:
         return (int(config["net"]["channels"]), int(config["net"]["image_size"]),
                 int(config["ddpm"]["timesteps"]))
