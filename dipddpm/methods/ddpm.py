@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -221,10 +222,16 @@ def _steps(cfg: DdpmConfig, n_train: int) -> tuple[int, int, int]:
     return B, spe, total
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The epoch's shuffle, a function of (seed, epoch) only (so a resumed run repeats it);
+    made once per epoch, not per step."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+
+
 def _batch_indices(step: int, n: int, B: int, spe: int, seed: int) -> torch.Tensor:
     epoch, b = divmod(step, spe)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-    return perm[b * B:(b + 1) * B]
+    return _epoch_order(n, seed, epoch)[b * B:(b + 1) * B]
 
 
 def train_ddpm(cfg: DdpmConfig, data: ImageDataset, report: Report = no_report, seed: int = 0,
