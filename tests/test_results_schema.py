@@ -38,3 +38,14 @@ def test_a_restarted_driver_reads_the_schema_from_the_files(tmp_path):
     results.write_trial_row(tmp_path, row("a", **{"config.stages": 2}))
     results.write_trial_row(tmp_path, row("b"))  # columns=None: read from the files
     assert names(tmp_path)["part-b.parquet"] == names(tmp_path)["part-a.parquet"]
+
+
+def test_a_column_of_another_type_is_one_clear_error(tmp_path):
+    import pytest
+
+    from dipddpm.errors import DipddpmError
+
+    cols = results.write_trial_row(tmp_path, row("a", **{"problem.size": 32}))
+    with pytest.raises(DipddpmError, match="do not fit the trials files already in"):
+        results.write_trial_row(tmp_path, row("b", **{"problem.size": "large"}), cols)
+    assert list(names(tmp_path)) == ["part-a.parquet"]  # nothing half-written

@@ -70,14 +70,19 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     assert 1 <= len(before) < 4
     # the race Tune leaves open: it deletes checkpoint k once k+1 arrives, but its state still
     # names k until the next snapshot. Kill "in between": k is gone, only k+1 is there.
+    # (None only if a last snapshot, between the poll and the kill, saw the trial finish)
     trial = checkpointed_trial(sweep)
-    named = Path(trial.checkpoint.path)
-    newer = named.with_name(f"checkpoint_{int(named.name.split('_')[1]) + 1:06d}")
-    if named.exists():  # (a folder k+1 there now is one the killed worker left half-written)
-        shutil.rmtree(newer, ignore_errors=True)
-        named.rename(newer)
-    import torch
-    resume_iter = int(torch.load(newer / "state.pt", weights_only=True)["iter"])
+    if trial is not None:
+        named = Path(trial.checkpoint.path)
+        newer = named.with_name(f"checkpoint_{int(named.name.split('_')[1]) + 1:06d}")
+        if named.exists():  # (a folder k+1 there now is one the killed worker left half-written)
+            shutil.rmtree(newer, ignore_errors=True)
+            named.rename(newer)
+            # and of k, a part only (an object store deletes a folder object by object)
+            named.mkdir()
+            (named / "state.pt").write_bytes((newer / "state.pt").read_bytes()[:1000])
+        import torch
+        resume_iter = int(torch.load(newer / "state.pt", weights_only=True)["iter"])
 
     time.sleep(2)  # let Ray reap the dead driver's trial actors
     # the restored Tune callbacks print through THIS driver's console: --json stays pure JSON
@@ -91,8 +96,9 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     assert len(trials) == 4 and trials["trial_id"].is_unique
     assert (trials["status"] == "COMPLETED").all(), trials[["trial_id", "status", "error"]]
     assert before <= {f"part-{t}.parquet" for t in trials["trial_id"]}
-    repaired = trials.set_index("trial_id").loc[trial.trial_id]
-    assert repaired["resumed_from_iter"] == resume_iter > 0
+    if trial is not None:
+        repaired = trials.set_index("trial_id").loc[trial.trial_id]
+        assert repaired["resumed_from_iter"] == resume_iter > 0
     assert out["trials"] == 4 and out["completed"] == 4
     # every report of every trial exactly once, none lost across the kill
     m = pd.read_parquet(sweep / "metrics")

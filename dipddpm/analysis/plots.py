@@ -334,7 +334,8 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
                                f"parameters in study {name!r}, got {len(complete)} trials and "
                                f"{len(params)} parameters")
         evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
-        if all(params <= set(t.params) for t in complete):  # fANOVA would drop conditional ones
+        # fANOVA assesses only the parameters every trial has with one distribution
+        if set(optuna.search_space.intersection_search_space(complete)) == params:
             try:
                 import sklearn  # noqa: F401  (fANOVA's random forest)
 

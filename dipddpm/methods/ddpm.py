@@ -231,7 +231,7 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 def _batch_indices(step: int, n: int, B: int, spe: int, seed: int) -> torch.Tensor:
     epoch, b = divmod(step, spe)
-    return _epoch_order(n, seed, epoch)[b * B:(b + 1) * B]
+    return _epoch_order(n, seed, epoch)[b * B:(b + 1) * B].clone()  # not a view of the cache
 
 
 def train_ddpm(cfg: DdpmConfig, data: ImageDataset, report: Report = no_report, seed: int = 0,

@@ -3,10 +3,17 @@
 Tune keeps one checkpoint per trial (`CheckpointConfig(num_to_keep=1)`): when a trial reports
 checkpoint k+1, the driver deletes checkpoint k at once, but it writes its experiment state
 (which names each trial's latest checkpoint) only on its next snapshot. A driver killed in
-between leaves a state naming checkpoint k, which no longer exists; Tune would then fail the
-trial with "Could not recover from checkpoint". The newer checkpoint k+1 is on storage, and the
-metrics file covers it (the recorder flushes it before Tune registers a checkpoint), so the
-trial resumes from that one: it is copied to the path the state names.
+between leaves a state naming checkpoint k, which no longer exists (or, on an object store,
+exists in part); Tune would then fail the trial with "Could not recover from checkpoint".
+Checkpoint k+1 is on storage and the recorder saw its result (it flushes the metrics file
+before Tune registers a checkpoint), so the trial resumes from k+1: the lowest whole
+checkpoint above k, copied to the path the state names. A higher one may be there too, written
+by the worker after the driver's last result; its reports never reached the driver, so it is
+used only when k+1 is not whole. The repair is idempotent: a copy cut off by another kill is
+not whole, and is redone on the next resume.
+
+Cost per resume: reading Tune's newest experiment state, a listing of each broken trial's
+folder, and one read of each checkpoint file it considers.
 """
 
 from __future__ import annotations
@@ -38,19 +45,19 @@ def readable(fs, ckpt_dir: str) -> bool:
     return True
 
 
-def newest_checkpoint_after(fs, trial_dir: str, index: int) -> str | None:
-    """The highest-numbered whole checkpoint_* folder in `trial_dir` above `index`."""
+def first_whole_checkpoint_after(fs, trial_dir: str, index: int) -> str | None:
+    """The lowest-numbered whole checkpoint_* folder in `trial_dir` above `index`."""
     import pyarrow.fs as pafs
 
-    found = sorted(((i, info.path) for info in fs.get_file_info(pafs.FileSelector(trial_dir))
-                    if info.type == pafs.FileType.Directory
-                    and (i := _index(info.path)) is not None and i > index), reverse=True)
+    found = sorted((i, info.path) for info in fs.get_file_info(pafs.FileSelector(trial_dir))
+                   if info.type == pafs.FileType.Directory
+                   and (i := _index(info.path)) is not None and i > index)
     return next((path for _, path in found if readable(fs, path)), None)
 
 
 def repair_missing_checkpoints(tune_uri: str) -> list[str]:
-    """Copy, for every unfinished trial whose named checkpoint is gone, its newest whole
-    later checkpoint to the named path. Returns the ids of the trials repaired."""
+    """Copy, for every unfinished trial whose named checkpoint is gone or not whole, the first
+    whole checkpoint after it to the named path. Returns the ids of the trials repaired."""
     import pyarrow.fs as pafs
     from ray.tune import ExperimentAnalysis
 
@@ -61,12 +68,14 @@ def repair_missing_checkpoints(tune_uri: str) -> list[str]:
             continue  # not resumed (finished or failed), or restarted from scratch
         fs, path = ckpt.filesystem, ckpt.path.rstrip("/")
         index = _index(path)
-        if index is None or fs.get_file_info(path).type != pafs.FileType.NotFound:
+        if index is None or readable(fs, path):
             continue
-        newer = newest_checkpoint_after(fs, path.rsplit("/", 1)[0], index)
-        if newer is None:
+        later = first_whole_checkpoint_after(fs, path.rsplit("/", 1)[0], index)
+        if later is None:
             continue  # nothing to resume from: Tune reports the trial's failure as it is
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_dir(path)  # a part of k (deleted object by object) or a cut-off copy
         fs.create_dir(path, recursive=True)
-        pafs.copy_files(newer, path, source_filesystem=fs, destination_filesystem=fs)
+        pafs.copy_files(later, path, source_filesystem=fs, destination_filesystem=fs)
         repaired.append(trial.trial_id)
     return repaired

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.storage import Location, resolve
 
 SCHEMA_VERSION = "1"
@@ -130,7 +131,13 @@ def write_trial_row(sweep_dir: str | Location, row: dict, columns=None):
     own = pa.schema([(k, column_type(row, k)) for k in row])
     if columns is None:
         columns = trials_schema(loc)
-    union = own if columns is None else pa.unify_schemas([columns, own])
+    try:
+        union = own if columns is None else pa.unify_schemas([columns, own])
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise DipddpmError(f"trial {row['trial_id']}: its columns do not fit the trials files "
+                           f"already in {loc.uri}/trials ({first_line(e)}); those files come "
+                           f"from another sweep or dipddpm version: give this run another "
+                           f"name or storage") from None
     table = pa.Table.from_pylist([row], schema=union)  # absent columns: null
     target = loc.child("trials", f"part-{row['trial_id']}.parquet")
     _write_table(target, table, row["sweep"])

@@ -149,7 +149,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
             return None, publish
         for tid in repair_missing_checkpoints(tune_path.uri):
             console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
-                         f"it resumes from its newest one")
+                         f"it resumes from the one after it")
         return tune.Tuner.restore(tune_path.uri, trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False), publish
     if spec.searcher.type == "optuna":
