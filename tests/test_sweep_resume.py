@@ -44,6 +44,27 @@ def checkpointed_trial(sweep: Path):
                  if t.status not in ("TERMINATED", "ERROR") and t.checkpoint), None)
 
 
+def files_settle(folder: Path, quiet_s: float = 2.0, limit_s: float = 60.0) -> None:
+    """Wait until no file under `folder` is added, removed or changed for `quiet_s`."""
+    def state():
+        seen = set()
+        for p in folder.rglob("*"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # removed while listed: the folder is still changing
+                seen.add((str(p), -1, -1))
+                continue
+            seen.add((str(p), st.st_size, st.st_mtime_ns))
+        return seen
+
+    last, since, deadline = state(), time.time(), time.time() + limit_s
+    while time.time() - since < quiet_s and time.time() < deadline:
+        time.sleep(0.25)
+        now = state()
+        if now != last:
+            last, since = now, time.time()
+
+
 def test_sigkill_driver_then_resume(ray_local, tmp_path):
     import optuna
     import pandas as pd
@@ -68,6 +89,7 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     driver.wait()
     before = {p.name for p in (sweep / "trials").glob("part-*.parquet")}
     assert 1 <= len(before) < 4
+    files_settle(sweep / "tune")  # the dead driver's trial actors are reaped, not writing
     # the race Tune leaves open: it deletes checkpoint k once k+1 arrives, but its state still
     # names k until the next snapshot. Kill "in between": k is gone, only k+1 is there.
     # (None only if a last snapshot, between the poll and the kill, saw the trial finish)
@@ -84,7 +106,6 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
         import torch
         resume_iter = int(torch.load(newer / "state.pt", weights_only=True)["iter"])
 
-    time.sleep(2)  # let Ray reap the dead driver's trial actors
     # the restored Tune callbacks print through THIS driver's console: --json stays pure JSON
     r = subprocess.run(
         [sys.executable, "-c", "from dipddpm.cli import main; main()", "sweep", "resume",
@@ -98,7 +119,9 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
     assert before <= {f"part-{t}.parquet" for t in trials["trial_id"]}
     if trial is not None:
         repaired = trials.set_index("trial_id").loc[trial.trial_id]
-        assert repaired["resumed_from_iter"] == resume_iter > 0
+        assert repaired["resumed_from_iter"] == resume_iter > 0, (
+            repaired[["resumed_from_iter", "retries"]].to_dict(), resume_iter, named.name,
+            sorted(p.name for p in named.parent.iterdir()))
     assert out["trials"] == 4 and out["completed"] == 4
     # every report of every trial exactly once, none lost across the kill
     m = pd.read_parquet(sweep / "metrics")
