@@ -104,6 +104,10 @@ def test_importances_keep_conditional_parameters(tmp_path, monkeypatch):
         return value
 
     study.optimize(objective, n_trials=30)
+    best = study.best_trial  # a suggestion equal to it: its copied outcome is not a new trial
+    study.add_trial(optuna.trial.create_trial(
+        params=best.params, distributions=best.distributions, value=best.value,
+        user_attrs={"duplicate_of": best.number}))
     imp, evaluator, n = param_importances(SimpleNamespace(study_path=db, name="cond",
                                                           path=tmp_path))
     assert evaluator == "PED-ANOVA" and n == 30

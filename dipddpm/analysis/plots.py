@@ -327,7 +327,14 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
             first = first_line(e)
             raise DipddpmError(f"cannot read the Optuna study in {db}: {first}; expected an "
                                "Optuna SQLite storage written by `dipddpm sweep run`") from None
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        # a suggestion equal to an earlier trial's holds a copy of its outcome (`duplicate_of`,
+        # see dipddpm.sweep.search): counted once, as it ran once
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                    and "duplicate_of" not in t.user_attrs]
+        if len(complete) < sum(t.state == optuna.trial.TrialState.COMPLETE
+                               for t in study.trials):
+            study = optuna.create_study(directions=study.directions)  # in memory
+            study.add_trials(complete)
         params = {p for t in complete for p in t.params}
         if len(complete) < 2 or not params:
             raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
