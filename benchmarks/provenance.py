@@ -83,6 +83,12 @@ def rel(path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def row_run(row: dict, doc: dict) -> dict:
+    """A row's own provenance (files from before per-row provenance: the file's)."""
+    return row.get("run") or {k: doc.get(k) for k in ("hardware", "date", "git_sha",
+                                                       "git_dirty", "command", "jobs")}
+
+
 def clean(v):
     """JSON-safe: NaN/inf as null, tuples as lists."""
     if isinstance(v, float) and not math.isfinite(v):

@@ -150,8 +150,8 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
 def _same_row(r: protocols.Row, old: dict) -> bool:
     """An earlier result still belongs to row `r` (same method, preset, config and problem)."""
     return (old.get("method"), old.get("preset"), old.get("overrides"), old.get("problem")) == (
-        r.method, r.preset, json.loads(json.dumps(r.overrides)),
-        json.loads(json.dumps({**r.problem, "image": r.image})))
+        r.method, r.preset, provenance.clean(r.overrides),
+        provenance.clean({**r.problem, "image": r.image}))
 
 
 def earlier_rows(path: Path, p: protocols.Protocol) -> dict[str, dict]:
@@ -172,8 +172,7 @@ def earlier_rows(path: Path, p: protocols.Protocol) -> dict[str, dict]:
                   "row changed since", file=sys.stderr)
             continue
         out = {k: old[k] for k in RUN_KEYS if k in old}
-        out.setdefault("run", {k: doc.get(k) for k in ("date", "git_sha", "git_dirty",
-                                                        "hardware", "command", "jobs")})
+        out["run"] = provenance.row_run(old, doc)
         kept[r.name] = out
     return kept
 

@@ -247,12 +247,11 @@ def load_baseline(path: str, study: protocols.Study | None, smoke: bool) -> dict
 
 def check_same_problem(spec, baseline: dict) -> None:
     """The study's noisy image must be the baseline's: same size and same noisy-input PSNR."""
-    from dipddpm.config import build
     from dipddpm.methods import METHODS
     from dipddpm.metrics import psnr
+    from dipddpm.sweep.trainable import trial_config
 
-    method = METHODS.get(spec.method)
-    problem = method.make_problem(dict(spec.problem), build(method.config_cls, spec.base_values))
+    problem = METHODS.get(spec.method).make_problem(dict(spec.problem), trial_config(spec, {}))
     size = list(problem.clean.shape[-2:])
     if size != baseline["size"]:
         raise UsageError(f"the study's image is {size[0]}x{size[1]} but the baseline in "

@@ -73,11 +73,11 @@ def test_cloud_yaml_has_cpu_head_and_two_gpu_worker_types(name):
     types = c["available_node_types"]
     head = types[c["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0 and head["resources"]["CPU"] == 0
-    gpu_types = {k: v for k, v in types.items() if v["resources"].get("GPU", 0) > 0}
-    assert sorted(v["resources"]["GPU"] for v in gpu_types.values()) == [1, 8]
-    for v in gpu_types.values():  # autoscaling bounds: from zero up to a cap within the total
+    gpus = gpu_types(c)
+    assert sorted(v["resources"]["GPU"] for v in gpus.values()) == [1, 8]
+    for v in gpus.values():  # autoscaling bounds: from zero up to a cap within the total
         assert v["min_workers"] == 0 < v["max_workers"] <= c["max_workers"]
-    assert sum(v["max_workers"] for v in gpu_types.values()) >= c["max_workers"]
+    assert sum(v["max_workers"] for v in gpus.values()) >= c["max_workers"]
 
 
 @pytest.mark.parametrize("name", LAUNCHERS)

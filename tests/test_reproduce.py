@@ -213,16 +213,14 @@ def _corners(spec, key: str) -> tuple:
 def test_every_sampled_config_of_the_f16_studies_is_valid(name, smoke, monkeypatch):
     """The stage counts exist at every corner of the space (sharp_linear needs
     iters >= (stages - 1) * x): no trial fails by design."""
-    from dipddpm.config import build
-    from dipddpm.methods import METHODS
     from dipddpm.sweep.spec import load_spec
+    from dipddpm.sweep.trainable import trial_config
 
     monkeypatch.chdir(REPO)
     spec = load_spec(f"sweeps/{name}.yaml", smoke=smoke)
-    cls = METHODS.get(spec.method).config_cls
     keys = ("scheduler", "stages", "sharp_linear_x", "iters", "t_max", "beta_schedule")
     for values in itertools.product(*(_corners(spec, k) for k in keys)):
-        cfg = build(cls, {**spec.base_values, **dict(zip(keys, values, strict=True))})
+        cfg = trial_config(spec, dict(zip(keys, values, strict=True)))
         assert sum(cfg.counts()) == cfg.iters
 
 
