@@ -115,11 +115,12 @@ class Recorder(Callback):
         tid = trial.trial_id
         result = self.last.get(tid) or dict(trial.last_result or {})
         result.setdefault("iter", 0)
-        row = self.trial_row(trial, result, error)
+        params = self._params(trial)
+        row = self.trial_row(trial, params, result, error)
         results.write_metrics(self.sweep, self.spec.name, tid, self.rows.get(tid, []))
         self.columns = results.write_trial_row(self.sweep, row, self.columns)
         self.console.trial_end(tid, row["status"], row["iters_done"], row["objective"],
-                               self._params(trial), row["error"])
+                               params, row["error"])
         if self.on_trial_end is not None:
             self.on_trial_end()
 
@@ -133,7 +134,7 @@ class Recorder(Callback):
             return "time_budget"
         return "scheduler"
 
-    def trial_row(self, trial, result: dict, error: bool) -> dict[str, Any]:
+    def trial_row(self, trial, params: dict, result: dict, error: bool) -> dict[str, Any]:
         info = result.get("info") or {}
         status = status_of(result, error)
         err = info.get("error")
@@ -142,7 +143,7 @@ class Recorder(Callback):
             err = (str(e).strip().splitlines() or ["error"])[-1] if e else "trial raised"
         ended = datetime.now(timezone.utc)
         return trial_row(
-            self.spec, trial.trial_id, self._params(trial), result, status=status, error=err,
+            self.spec, trial.trial_id, params, result, status=status, error=err,
             retries=max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
             started=self.started.get(trial.trial_id, ended), ended=ended,
             provenance=self.provenance, stopped_by=self.stopped_by(status))

@@ -249,13 +249,14 @@ def harmonize(sweep_dir: str | Location) -> int:
     files = _trials_files(loc)
     if not files:
         return 0
-    union = _union_schema(loc.fs, files)
+    schemas = {path: pq.read_schema(path, filesystem=loc.fs) for path in files}
+    union = pa.unify_schemas(list(schemas.values()))
     fixed = 0
-    for path in files:
+    for path, schema in schemas.items():
+        if schema.names == union.names:
+            continue  # read only the footer of a file that already has every column
         with loc.fs.open_input_file(path) as f:
             table = pq.read_table(f)
-        if table.schema.names == union.names:
-            continue
         sweep = (table.schema.metadata or {}).get(b"dipddpm.sweep", b"").decode()
         cols = [table.column(n) if n in table.schema.names
                 else pa.nulls(table.num_rows, union.field(n).type) for n in union.names]

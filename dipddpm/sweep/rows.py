@@ -109,12 +109,11 @@ def unbuilt_config(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]
     import dataclasses
 
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.spec import TRIAL_KEYS
+    from dipddpm.sweep.trainable import config_values
 
     fields = dataclasses.fields(METHODS.get(spec.method).config_cls)
     values = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    values.update(spec.base_values)
-    values.update({k: v for k, v in params.items() if k not in TRIAL_KEYS})
+    values.update(config_values(spec, params))
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 

@@ -92,15 +92,20 @@ def snapshot_images(loop_state: dict) -> dict[str, Any]:
     return out
 
 
-def trial_config(spec: SweepSpec, params: dict[str, Any]):
-    """The method config of a trial: preset, then fixed:, then its (decoded) params."""
-    from dipddpm.config import build
-    from dipddpm.methods import METHODS
+def config_values(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """What a trial's config is built from: preset, then fixed:, then its (decoded) params
+    (trial keys such as `seed` are not config fields)."""
     from dipddpm.sweep.spec import TRIAL_KEYS
 
-    method = METHODS.get(spec.method)
-    searched = {k: v for k, v in params.items() if k not in TRIAL_KEYS}
-    return build(method.config_cls, {**spec.base_values, **searched})
+    return {**spec.base_values, **{k: v for k, v in params.items() if k not in TRIAL_KEYS}}
+
+
+def trial_config(spec: SweepSpec, params: dict[str, Any]):
+    """The method config of a trial (see `config_values`)."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+
+    return build(METHODS.get(spec.method).config_cls, config_values(spec, params))
 
 
 def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
@@ -140,8 +145,9 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     sent = [time.monotonic()]
 
     def send(result: dict, checkpoint=None) -> None:
-        """Report to Tune with the reports held back since the last one."""
-        result["info"] = {**result["info"], "batch": list(batch)}
+        """Report to Tune with the reports held back since the last one; `info` is the
+        trial's bookkeeping now unless the result brings its own."""
+        result["info"] = {**result.get("info", info), "batch": list(batch)}
         batch.clear()
         sent[0] = time.monotonic()
         while rungs and result["iter"] >= rungs[0]:  # ASHA has seen this rung now
@@ -162,7 +168,7 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         value = m[spec.metric]
         if value is None or not math.isfinite(value):
             raise FloatingPointError(f"{spec.metric} is {value} at iteration {it}")
-        result = {**m, "iter": it, "info": dict(info)}
+        result = {**m, "iter": it}  # `info` is added when it is sent
         last.clear()
         last.update(result)
         if it >= info["budget"]:
@@ -172,7 +178,6 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
             last_ckpt[0] = it
             loop_state = state()
             write_images(snapshot_images(loop_state), it)
-            result["info"] = dict(info)
             with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
                 torch.save({"loop": loop_state, "retries": retries, "iter": it},
                            os.path.join(d, STATE_FILE))
@@ -180,7 +185,7 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         elif (rungs and it >= rungs[0]) or time.monotonic() - sent[0] >= REPORT_EVERY_S:
             send(result)
         else:
-            batch.append({k: v for k, v in result.items() if k != "info"})
+            batch.append(result)
 
     def write_images(images: dict, it: int) -> None:
         arts = {name: results.write_artifact(sweep, trial_id, name, img)
