@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
+from dipddpm.analysis.tables import fmt
 from dipddpm.errors import DipddpmError, first_line
 
 KINDS = ("curves", "stages", "pareto", "importance")
@@ -57,13 +58,10 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 def _value_text(v) -> str:
-    if pd.isna(v):
-        return "—"
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v)).lower()
-    if isinstance(v, float | np.floating):
+    """A key's value in a label: `tables.fmt`, but floats as short as they go (0.001, 1e-05)."""
+    if isinstance(v, float | np.floating) and not pd.isna(v):
         return f"{float(v):g}"
-    return str(v)
+    return fmt(v)
 
 
 def trial_label(sweep: Sweep, row: dict | pd.Series) -> str:
@@ -329,10 +327,9 @@ def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
                                "Optuna SQLite storage written by `dipddpm sweep run`") from None
         # a suggestion equal to an earlier trial's holds a copy of its outcome (`duplicate_of`,
         # see dipddpm.sweep.search): counted once, as it ran once
-        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
-                    and "duplicate_of" not in t.user_attrs]
-        if len(complete) < sum(t.state == optuna.trial.TrialState.COMPLETE
-                               for t in study.trials):
+        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        complete = [t for t in finished if "duplicate_of" not in t.user_attrs]
+        if len(complete) < len(finished):
             study = optuna.create_study(directions=study.directions)  # in memory
             study.add_trials(complete)
         params = {p for t in complete for p in t.params}

@@ -27,7 +27,7 @@ from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import Summary, summarize
 from dipddpm.analysis.tables import GROUP_NOTE, display, fmt
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 
 MAX_GROUPS = 12  # a searched parameter with more distinct values gets no group table
 PROVENANCE = ("dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
@@ -78,8 +78,7 @@ def _figure(title: str, make: Callable[[], object]) -> str:
     except DipddpmError as e:
         return f"<h3>{html.escape(title)}</h3>{_note(str(e))}"
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        why = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        why = f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
         print(f"warning: report figure {title!r} failed ({why}); the report has a note "
               "instead (please report this bug)", file=sys.stderr)
         return f"<h3>{html.escape(title)}</h3>{_note(f'this figure failed: {why}')}"

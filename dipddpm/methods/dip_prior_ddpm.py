@@ -94,14 +94,18 @@ class DipPriorDdpmConfig:
         cut down until the image fits the net (divisible, coarsest scale at least 2x2)."""
         if self.dip_depth is not None:
             return self.dip_depth
-        own = build_net(self.dip_net, self.dip_input_depth, channels, self.dip_width)
+        own = self.dip_net_shape(channels)
         depth = round(math.log2(size_multiple(own)))
         for d in range(depth, 0, -1):
-            net = own if d == depth else build_net(self.dip_net, self.dip_input_depth, channels,
-                                                   self.dip_width, d)
+            net = own if d == depth else self.dip_net_shape(channels, d)
             if size % size_multiple(net) == 0 and size >= min_size(net):
                 return None if d == depth else d
         return None  # nothing fits: the size check names the rule
+
+    def dip_net_shape(self, channels: int, depth: int | None = None) -> torch.nn.Module:
+        """The DIP net built on the meta device (no weights made): for its size rules only."""
+        with torch.device("meta"):
+            return build_net(self.dip_net, self.dip_input_depth, channels, self.dip_width, depth)
 
     def dip_config(self, channels: int | None = None, size: int | None = None) -> DipConfig:
         """Stage A's DIP config; with the image's channels and size, dip_depth null is fitted
@@ -168,8 +172,7 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
                                f"{S}x{S}, or give an image of that size")
     problem = make_image_problem(str(spec["image"]), size=size, sigma=spec.get("sigma", 25.0),
                                  seed=spec.get("seed", 0), grey=grey)
-    net = build_net(cfg.dip_net, cfg.dip_input_depth, C, cfg.dip_width,
-                    cfg.fitted_depth(C, S))
+    net = cfg.dip_net_shape(C, cfg.fitted_depth(C, S))
     m, low = size_multiple(net), min_size(net)
     if S % m or S < low:
         raise DipddpmError(f"DIP net {cfg.dip_net!r} needs H, W divisible by {m} and at least "

@@ -56,8 +56,6 @@ def unet(in_ch=3, out_ch=3, width=None, depth=None, sigmoid=True):
 @NETS.register("segnet")
 def segnet(in_ch=3, out_ch=3, width=None, depth=None, sigmoid=False):
     """Guided-DIP source SegNet: VGG16-style encoder with pooling indices, no output activation."""
-    if depth is not None and depth > 5:
-        raise ConfigError(f"segnet has at most 5 blocks (VGG16), got depth {depth}; use 1-5")
     return SegNet(in_ch, out_ch, base=width or 64, depth=depth or 5, sigmoid=sigmoid)
 
 

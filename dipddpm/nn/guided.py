@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dipddpm.errors import ConfigError
+
 
 class GuidedUNet(nn.Module):
     def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 8, depth: int = 6,
@@ -64,6 +66,8 @@ class SegNet(nn.Module):
     def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 64, depth: int = 5,
                  sigmoid: bool = False) -> None:
         super().__init__()
+        if depth > 5:
+            raise ConfigError(f"segnet has at most 5 blocks (VGG16), got depth {depth}; use 1-5")
         widths = [base, 2 * base, 4 * base, 8 * base, 8 * base][:depth]
         convs = [2, 2, 3, 3, 3][:depth]
         prev = [in_ch] + widths[:-1]
