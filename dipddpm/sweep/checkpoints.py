@@ -12,8 +12,10 @@ by the worker after the driver's last result; its reports never reached the driv
 used only when k+1 is not whole. The repair is idempotent: a copy cut off by another kill is
 not whole, and is redone on the next resume.
 
-Cost per resume: reading Tune's newest experiment state, a listing of each broken trial's
-folder, and one read of each checkpoint file it considers.
+Cost per resume: reading Tune's newest experiment state (ExperimentAnalysis also looks for
+each trial's result.json, which a sweep does not write: two existence checks per trial), one
+read of each unfinished trial's named checkpoint file, and for a broken one a listing of its
+folder and a read of each later checkpoint file it considers.
 """
 
 from __future__ import annotations
