@@ -29,3 +29,17 @@ def tiny_image_problem():
     from dipddpm.data.images import make_image_problem
 
     return make_image_problem("skimage:astronaut", size=32, sigma=25, seed=0, multiple=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_ddpm(tmp_path_factory):
+    """A DDPM checkpoint trained for a few steps on bundled patches (for dip_prior_ddpm):
+    one grey channel, 16x16, T = 100."""
+    from dipddpm.config import build
+    from dipddpm.methods.ddpm import PRESETS, DdpmConfig, dataset_problem, train_ddpm
+
+    cfg = build(DdpmConfig, {**PRESETS["tiny"], "iters": 4, "val_max": 0, "sample_count": 0})
+    data = dataset_problem({"dataset": "skimage-patches", "size": 16, "count": 32}, cfg)
+    path = tmp_path_factory.mktemp("ddpm") / "ddpm.pt"
+    train_ddpm(cfg, data, device="cpu").save(path)
+    return path

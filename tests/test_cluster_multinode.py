@@ -274,3 +274,23 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+def test_client_without_the_token_gets_one_line(loopback, tmp_path):
+    """A driver lacking the cluster's token (or holding another) is told so in one line, with
+    the fix, and Ray's per-retry gcs_client warnings are held back."""
+    bare = {k: v for k, v in loopback.env.items() if k not in ("RAY_AUTH_MODE",
+                                                               "RAY_AUTH_TOKEN_PATH")}
+    other = tmp_path / "other_token"
+    other.write_text("0" * 64 + "\n")
+    other.chmod(0o600)
+    wrong = {**loopback.env, "RAY_AUTH_TOKEN_PATH": str(other)}
+    for env in (bare, wrong):
+        res = subprocess.run([str(BIN / "dipddpm"), "cluster", "doctor", "--address",
+                              loopback.env["RAY_ADDRESS"]], env=env, capture_output=True,
+                             text=True, timeout=180)
+        assert res.returncode == 2, res.stdout + res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "gcs_client" not in res.stderr, res.stderr
+        assert "requires its authentication token" in lines[0]
+        assert "RAY_AUTH_TOKEN_PATH" in lines[0] and "local-cluster.sh env" in lines[0]

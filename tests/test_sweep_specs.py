@@ -10,19 +10,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
-@pytest.fixture(scope="module")
-def tiny_ddpm(tmp_path_factory) -> Path:
-    """A DDPM checkpoint trained for a few steps on bundled patches (for dip_prior_ddpm)."""
-    from dipddpm.config import build
-    from dipddpm.methods.ddpm import PRESETS, DdpmConfig, dataset_problem, train_ddpm
-
-    cfg = build(DdpmConfig, {**PRESETS["tiny"], "iters": 4, "val_max": 0, "sample_count": 0})
-    data = dataset_problem({"dataset": "skimage-patches", "size": 16, "count": 32}, cfg)
-    path = tmp_path_factory.mktemp("ddpm") / "ddpm.pt"
-    train_ddpm(cfg, data, device="cpu").save(path)
-    return path
-
-
 @pytest.mark.parametrize("name", ["quick", "staged_dip_f16", "guided_dip_butterfly",
                                   "ddpm_mnist", "dip_prior_ddpm"])
 def test_smoke_block_runs(ray_local, tmp_path, name, request):

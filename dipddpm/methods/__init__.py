@@ -24,6 +24,7 @@ METHODS.register("ddpm")(Method(
 METHODS.register("dip_prior_ddpm")(Method(
     name="dip_prior_ddpm", config_cls=dip_prior_ddpm.DipPriorDdpmConfig,
     run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
-    metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters"))
+    metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters",
+    check_trial=dip_prior_ddpm.check_trial))
 
 __all__ = ["METHODS", "Method", "Result"]

@@ -52,6 +52,9 @@ class Method:
     metrics: tuple[str, ...]  # keys present in every report
     presets: Mapping[str, Mapping[str, Any]]  # preset name -> config overrides
     iters_key: str = "iters"  # the config field that sets the length of a run
+    # rules joining a trial's config and the problem (net size, channels), checked for every
+    # corner of a sweep's search space before Ray starts: (config, problem) -> None or raise
+    check_trial: Callable[[Any, Any], None] | None = None
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists

@@ -17,7 +17,9 @@ from T-1 with that many steps: an unconditional sample, the no-information floor
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -140,6 +142,16 @@ def model_shape(checkpoint: str) -> tuple[int, int, int]:
     if not checkpoint:
         raise ConfigError("checkpoint is required: the trained DDPM, e.g. "
                           "--checkpoint runs/ddpm/ddpm.pt (from `dipddpm fit ddpm`)")
+    try:
+        st = os.stat(checkpoint)
+    except OSError:
+        st = None  # read_checkpoint names the problem
+    return _model_shape(checkpoint, st and (st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _model_shape(checkpoint: str, version: tuple | None) -> tuple[int, int, int]:
+    """One read per file version (a sweep's validation asks once per corner of its space)."""
     config, _ = read_checkpoint(checkpoint, mmap=True)  # the config only: no weights read
     try:
         return (int(config["net"]["channels"]), int(config["net"]["image_size"]),
@@ -172,13 +184,25 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
                                f"{S}x{S}, or give an image of that size")
     problem = make_image_problem(str(spec["image"]), size=size, sigma=spec.get("sigma", 25.0),
                                  seed=spec.get("seed", 0), grey=grey)
+    check_trial(cfg, problem)
+    return problem
+
+
+def check_trial(cfg: DipPriorDdpmConfig, problem: ImageProblem) -> None:
+    """The rules joining the config and the DDPM's images: t0 < T, the DIP net fits S x S, and
+    noise_passes (which feeds the net's output back in) takes image-shaped input."""
+    C, S, T = model_shape(cfg.checkpoint)
+    check_t0(cfg.t0, T)
     net = cfg.dip_net_shape(C, cfg.fitted_depth(C, S))
     m, low = size_multiple(net), min_size(net)
     if S % m or S < low:
         raise DipddpmError(f"DIP net {cfg.dip_net!r} needs H, W divisible by {m} and at least "
                            f"{low} but the DDPM's images are {S}x{S}; set dip_depth so that "
                            f"2^(dip_depth+1) <= {S} and 2^dip_depth divides {S}")
-    return problem
+    if cfg.dip_prior_mode == "noise_passes" and cfg.dip_passes > 1 and cfg.dip_input_depth != C:
+        raise DipddpmError(f"noise_passes with dip_passes={cfg.dip_passes} feeds the net's "
+                           f"output back in, so dip_input_depth must equal the image channels "
+                           f"({C}), got {cfg.dip_input_depth}; set dip_input_depth: {C}")
 
 
 @dataclass

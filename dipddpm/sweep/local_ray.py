@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 
 LOOPBACK = "127.0.0.1"
@@ -34,7 +35,6 @@ def loopback_only() -> None:
     `ray._private.ray_constants` is imported; if Ray is already imported, its constant is set
     too (it is read at call time by `services.get_node_ip_address`). Never for --address: a
     driver joining a multi-node cluster must be reachable from the other nodes."""
-    import sys
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     consts = sys.modules.get("ray._private.ray_constants")
@@ -57,27 +57,66 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
              configure_logging=True)
 
 
+AUTH_REFUSED = ("InvalidAuthToken", "Unauthenticated")  # what Ray's GCS client logs then
+
+
 def connect(address: str) -> None:
-    """Join an existing cluster: `auto` (the local head started with `ray start`) or ray://."""
+    """Join an existing cluster: `auto` (the local head started with `ray start`) or ray://.
+    Ray's C++ client logs each failed attempt to stderr (about 20 lines when the cluster wants
+    a token this process lacks): that output is held back and only shown if the join works."""
     import ray
 
-    quiet_ray_logs()
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        from dipddpm.errors import DipddpmError, first_line
+    from dipddpm.errors import DipddpmError, first_line
 
-        raise DipddpmError(f"--address {address}: cannot connect to a Ray cluster "
-                           f"({first_line(e)}); start one with `ray start --head` or "
-                           f"omit --address for the embedded local Ray") from None
+    quiet_ray_logs()
+    with held_stderr() as held:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            error = None
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            error = e
+    if error is None:
+        sys.stderr.write(held.text)
+        return
+    if any(word in held.text for word in AUTH_REFUSED):
+        raise DipddpmError(
+            f"--address {address}: the Ray cluster requires its authentication token and "
+            f"this process has none or another; source the env file that "
+            f"`cluster/local-cluster.sh env` prints, or set RAY_AUTH_MODE=token and "
+            f"RAY_AUTH_TOKEN_PATH=FILE (the cluster's token)") from None
+    raise DipddpmError(f"--address {address}: cannot connect to a Ray cluster "
+                       f"({first_line(error)}); start one with `ray start --head` or "
+                       f"omit --address for the embedded local Ray") from None
+
+
+class _Held:
+    text = ""  # what was written to file descriptor 2, once the block has ended
+
+
+@contextlib.contextmanager
+def held_stderr() -> Iterator[_Held]:
+    """Send file descriptor 2 (Python's and C++'s stderr alike) to a temporary file."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        held = _Held()
+        try:
+            yield held
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.text = tmp.read().decode(errors="replace")
 
 
 @contextlib.contextmanager
 def ray_session(address: str | None = None, dashboard: bool = False) -> Iterator[bool]:
     """Use the Ray already initialised in this process (tests), else connect or start one;
     shut down only what this call started. Yields whether it joined a cluster by address."""
-    import sys
-
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         quiet_ray_logs()
         yield address is not None

@@ -219,20 +219,31 @@ def load_spec(path: str | Path, smoke: bool = False, sets: list[str] | None = No
               num_samples: int | None = None, storage: str | None = None) -> SweepSpec:
     """Read, override (smoke block, --set, --num-samples, --storage) and validate a spec."""
     data = load_yaml(path)
-    if smoke:
-        block = data.get("smoke")
-        if not isinstance(block, Mapping):
-            raise ConfigError(f"{path}: --smoke needs a `smoke:` mapping of overrides in the "
-                              f"spec (e.g. smoke: {{num_samples: 2, fixed: {{iters: 20}}}})")
-        # a smoke run is another sweep: its results never mix with the real run's
-        data = merge({**data, "name": f"{data['name']}-smoke"}, block)
+    block = data.get("smoke")
+    if smoke and not isinstance(block, Mapping):
+        raise ConfigError(f"{path}: --smoke needs a `smoke:` mapping of overrides in the "
+                          f"spec (e.g. smoke: {{num_samples: 2, fixed: {{iters: 20}}}})")
+    overrides(data, sets, num_samples, storage)
+    if not smoke:
+        return parse_spec(data)
+    # a smoke run tests the spec that goes to the cluster: the whole spec must be valid too
+    # (its problem is loaded by the real run; the smoke run loads the smoke problem)
+    parse_spec(data, load_problem=False)
+    # a smoke run is another sweep: its results never mix with the real run's
+    data = merge({**data, "name": f"{data['name']}-smoke"}, block)
+    overrides(data, sets, num_samples, storage)  # the command line wins over the smoke block
+    return parse_spec(data)
+
+
+def overrides(data: dict, sets: list[str] | None, num_samples: int | None,
+              storage: str | None) -> None:
+    """The command line's --set, --num-samples and --storage, applied to a raw spec."""
     for item in sets or []:
         set_override(data, item)
     if num_samples is not None:
         data["num_samples"] = num_samples
     if storage is not None:
         data["storage"] = storage
-    return parse_spec(data)
 
 
 def _mapping(data: Mapping, key: str) -> dict:
@@ -385,9 +396,30 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         search=search, searcher=searcher, scheduler=scheduler, resources=resources,
         storage=storage, seed=coerce("seed", data.get("seed", 0), int),
         summary_by=summary_by, faults=faults, raw=dict(data), **values)
-    if load_problem:
-        check_problem(spec, base_cfg)
+    check_space(spec, base_cfg, load_problem)
     return spec
+
+
+def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> None:
+    """Every corner of the search space builds a valid config (`corners.py`); with the problem
+    loaded (a missing image fails here, before Ray starts) it also meets the method's rules
+    joining config and problem."""
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep.corners import check_corners
+
+    method = METHODS.get(spec.method)
+
+    def build_trial(params: Mapping[str, Any]) -> Any:
+        values = {k: v for k, v in params.items() if k not in TRIAL_KEYS}
+        return build(method.config_cls, {**spec.base_values, **values})
+
+    check = None
+    if load_problem:
+        problem = check_problem(spec, base_cfg)
+        if method.check_trial is not None:
+            def check(cfg: Any) -> None:
+                method.check_trial(cfg, problem)
+    check_corners(spec.search, build_trial, check)
 
 
 def _bounds(key: str, kind: str, raw: Any, tp: Any) -> tuple:
@@ -459,13 +491,32 @@ def parse_search(raw: Mapping[str, Any], cfg_cls: type, base_values: Mapping) ->
                               f"(use loguniform for a log-scale float)")
         kw["when"] = parse_when(key, d.get("when"), raw)
         domains.append(Domain(key=key, kind=kind, **kw))
-    order = {d.key: i for i, d in enumerate(domains)}
-    for d in domains:  # a condition may only refer to a key sampled before it
+    return condition_order(domains)
+
+
+def condition_order(domains: list[Domain]) -> tuple[Domain, ...]:
+    """The domains with every `when:` key before the keys it conditions (a YAML mapping has no
+    order, so a spec written back with sorted keys means the same); otherwise as written.
+    A cycle of conditions is the one error, naming it."""
+    by_key = {d.key: d for d in domains}
+    out: list[Domain] = []
+    placed: set[str] = set()
+
+    def place(d: Domain, path: tuple[str, ...]) -> None:
+        if d.key in placed:
+            return
+        if d.key in path:
+            cycle = " -> ".join((*path[path.index(d.key):], d.key))
+            raise ConfigError(f"search: the when: conditions form a cycle ({cycle}); a key "
+                              f"cannot depend on itself, drop one of these conditions")
         for k, _ in d.when:
-            if order[k] > order[d.key]:
-                raise ConfigError(f"search.{d.key}.when: {k!r} must come before {d.key!r} "
-                                  f"in search:")
-    return tuple(domains)
+            place(by_key[k], (*path, d.key))
+        placed.add(d.key)
+        out.append(d)
+
+    for d in domains:
+        place(d, ())
+    return tuple(out)
 
 
 def parse_when(key: str, when: Any, raw: Mapping) -> tuple:
@@ -546,13 +597,13 @@ def problem_preset(method: Any, preset: str | None) -> dict:
     return dict(presets.get(preset, {})) if preset else {}
 
 
-def check_problem(spec: SweepSpec, base_cfg: Any) -> None:
+def check_problem(spec: SweepSpec, base_cfg: Any) -> Any:
     """Build the problem once (loads the image): a missing file fails before Ray starts."""
     from dipddpm.errors import DipddpmError
     from dipddpm.methods import METHODS
 
     try:
-        METHODS.get(spec.method).make_problem(dict(spec.problem), base_cfg)
+        return METHODS.get(spec.method).make_problem(dict(spec.problem), base_cfg)
     except DipddpmError as e:
         key = "fixed.checkpoint" if "checkpoint" in str(e) else (
             "problem.data_root" if "dataset" in spec.problem else "problem.image")
