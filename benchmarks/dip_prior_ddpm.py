@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from provenance import stamp
 
 from dipddpm.config import build
 from dipddpm.data.images import ImageProblem, gaussian_noise
@@ -187,7 +188,8 @@ def main() -> None:
                    "s_per_sample": time.perf_counter() - t})
 
     result = {
-        "benchmark": "dip_prior_ddpm", "device": str(dev), "torch": torch.__version__,
+        "benchmark": "dip_prior_ddpm", **stamp("benchmarks/dip_prior_ddpm.py", device=dev),
+        "device": str(dev), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "host": platform.node(),
         "ddpm": {"config": DDPM, "steps": trained.step, "n_params":
                  trained.result.metrics["n_params"], "train_wall_s":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from provenance import stamp
 
 from dipddpm.config import build
 from dipddpm.data.images import make_image_problem
@@ -111,7 +112,8 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"), "goal": "ratio >= 0.95"}
     out = Path(args.out or Path(__file__).parent / "results" / f"dip_speed-{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    doc = {**stamp("benchmarks/dip_speed.py", device=dev), "meta": meta, "rows": rows}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
 
 

@@ -77,6 +77,17 @@ def command(script: str, args: list[str]) -> str:
     return " ".join(["python", script, *map(shlex.quote, args)])
 
 
+def stamp(script: str, args: list[str] | None = None, device=None) -> dict:
+    """What every benchmark JSON carries: git sha, hardware, the command that made it, the date
+    and the machine's load average when it started (a shared machine measures neighbours)."""
+    import torch
+
+    dev = device if device is not None else torch.device("cpu")
+    argv = sys.argv[1:] if args is None else args
+    return {**git_sha(), "hardware": hardware(dev), "command": command(script, argv),
+            "date": now(), "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
 def rel(path) -> str:
     """A path relative to the repo root when it lies inside the repo, else absolute."""
     path = Path(path).resolve()

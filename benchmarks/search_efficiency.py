@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from provenance import stamp
 
 SCHEDULERS = ["uniform", "sharp_linear", "log10_linspace", "exp_weighted"]
 BETAS = ["linear", "cosine", "sigmoid"]
@@ -99,7 +100,8 @@ def main() -> None:
     fracs = sorted(r["fraction_of_grid_to_target"] if r["fraction_of_grid_to_target"]
                    is not None else float("inf") for r in runs)
     median = statistics.median(fracs)
-    out = {"benchmark": "search_efficiency", "space": {"scheduler": SCHEDULERS,
+    out = {"benchmark": "search_efficiency", **stamp("benchmarks/search_efficiency.py"),
+           "space": {"scheduler": SCHEDULERS,
                                                        "beta_schedule": BETAS,
                                                        "stages": STAGES},
            "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
