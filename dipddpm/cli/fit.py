@@ -19,7 +19,7 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     from dipddpm.data.images import load_image, resize_square, save_image
     from dipddpm.methods import METHODS
     from dipddpm.methods.guided_dip import PROBLEM_PRESETS
-    from dipddpm.methods.problems import image_problem, net_multiple
+    from dipddpm.methods.problems import net_multiple
 
     method = METHODS.get(method_name)
     overrides = {**method.preset_values(preset), **parse_set(sets)}
@@ -37,8 +37,8 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     original = load_image(image, grey=grey)
     if problem_spec.get("size"):
         original = resize_square(original, int(problem_spec["size"]))
-    problem = image_problem(problem_spec, cfg)
-    if problem.clean.shape != original.shape and not as_json:
+    problem = method.make_problem(problem_spec, cfg)
+    if problem.clean.shape != original.shape and not as_json and hasattr(cfg, "net"):
         m = net_multiple(cfg)
         typer.echo(f"note: cropped {original.shape[-2]}x{original.shape[-1]} to "
                    f"{problem.clean.shape[-2]}x{problem.clean.shape[-1]} (net {cfg.net!r} "
@@ -100,3 +100,6 @@ fit_app.command("dip", help="Fit Deep Image Prior to one noisy image (SPEC §2).
                 "dip_original, dip_paper, tiny.")(user_errors(_fit_command("dip")))
 fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: staged_dip, "
                 "guided_dip, dip_original, tiny.")(user_errors(_fit_command("guided_dip")))
+fit_app.command("bm3d", help="Denoise one noisy image with BM3D (CBM3D for colour), the "
+                "classical baseline, on the same observation a DIP fit would get; sigma from "
+                "--sigma unless --set sigma=S.")(user_errors(_fit_command("bm3d")))

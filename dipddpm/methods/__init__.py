@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import ddpm, dip, dip_prior_ddpm, guided_dip
+from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.problems import image_problem
 from dipddpm.registry import Registry
@@ -26,5 +26,8 @@ METHODS.register("dip_prior_ddpm")(Method(
     run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
     metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters",
     check_trial=dip_prior_ddpm.check_trial))
+METHODS.register("bm3d")(Method(
+    name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
+    metrics=FIT_METRICS, presets=bm3d.PRESETS))
 
 __all__ = ["METHODS", "Method", "Result"]
