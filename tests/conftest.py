@@ -43,3 +43,11 @@ def tiny_ddpm(tmp_path_factory):
     path = tmp_path_factory.mktemp("ddpm") / "ddpm.pt"
     train_ddpm(cfg, data, device="cpu").save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def results_sweep(tmp_path_factory):
+    """The `dipddpm results` fixture sweep (tests/results_data.py), made once per session."""
+    from results_data import shared_sweep
+
+    return shared_sweep(tmp_path_factory)
