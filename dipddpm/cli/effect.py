@@ -39,7 +39,7 @@ def print_effect(e) -> None:
 @user_errors
 def effect_command(
     directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
-    other: Path | None = typer.Argument(None, metavar="[DIR_B]",
+    other: Path | None = typer.Argument(None, metavar="DIR_B",
                                         help="A second sweep for B (default: DIR)."),
     a: list[str] | None = typer.Option(None, "--a", help="A's filter KEY=VALUE (repeatable), "
                                        "e.g. --a stages=1."),
