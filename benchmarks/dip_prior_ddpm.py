@@ -12,7 +12,8 @@
    DDPM denoiser of y) and an unconditional DDIM sample (the no-information floor).
 4. Time per sample against reverse steps (DDIM, batch 1 and 16; ancestral for all T steps).
 
-    python benchmarks/dip_prior_ddpm.py [--train-seconds 300] [--images 6] [--device cpu]
+    python benchmarks/dip_prior_ddpm.py [--train-seconds 300 | --train-steps N] [--images 6]
+        [--device cpu]
 
 Writes benchmarks/results/dip_prior_ddpm-<device>.json and .md. Single-threaded on CPU (the
 machine is shared); numbers from a CPU-sized DDPM say what this pipeline does at that size,
@@ -55,12 +56,15 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def train(data, seconds: float, dev) -> tuple:
-    probe = build(DdpmConfig, {**DDPM, "iters": 10, "sample_count": 0, "val_max": 0})
-    t = time.perf_counter()
-    train_ddpm(probe, data, device=dev)
-    per_step = (time.perf_counter() - t) / 10
-    iters = max(100, int(seconds / per_step) // 100 * 100)
+def train(data, seconds: float, dev, steps: int | None = None) -> tuple:
+    """Train for `steps`, or for about `seconds` (the step count from a timing probe)."""
+    iters = steps
+    if iters is None:
+        probe = build(DdpmConfig, {**DDPM, "iters": 10, "sample_count": 0, "val_max": 0})
+        t = time.perf_counter()
+        train_ddpm(probe, data, device=dev)
+        per_step = (time.perf_counter() - t) / 10
+        iters = max(100, int(seconds / per_step) // 100 * 100)
     cfg = build(DdpmConfig, {**DDPM, "iters": iters})
     curve = []
     trained = train_ddpm(cfg, data, device=dev,
@@ -99,6 +103,9 @@ def matched_t(process, sigma: float) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-seconds", type=float, default=300)
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="train this many steps instead of --train-seconds (the same DDPM on "
+                         "a loaded or another machine)")
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results")
@@ -111,7 +118,7 @@ def main() -> None:
 
     data = dataset_problem({"dataset": "skimage-patches", "size": 32, "grey": True,
                             "count": 4096, "eval_count": 64})
-    trained, curve = train(data, args.train_seconds, dev)
+    trained, curve = train(data, args.train_seconds, dev, args.train_steps)
     print(f"DDPM: {trained.step} steps, {trained.result.metrics['wall_s']:.0f}s, "
           f"val loss {trained.result.metrics['val_loss_final']:.4f}", flush=True)
     ckpt = Path("/tmp/dipddpm-bench/ddpm.pt")
