@@ -114,6 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     dev = pick_device(args.device)
+    head = stamp("benchmarks/dip_prior_ddpm.py", device=dev)  # the code as it starts
     t_all = time.perf_counter()
 
     data = dataset_problem({"dataset": "skimage-patches", "size": 32, "grey": True,
@@ -195,7 +196,7 @@ def main() -> None:
                    "s_per_sample": time.perf_counter() - t})
 
     result = {
-        "benchmark": "dip_prior_ddpm", **stamp("benchmarks/dip_prior_ddpm.py", device=dev),
+        "benchmark": "dip_prior_ddpm", **head,
         "device": str(dev), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "host": platform.node(),
         "ddpm": {"config": DDPM, "steps": trained.step, "n_params":

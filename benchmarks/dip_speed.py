@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     dev = pick_device(args.device)
+    head = stamp("benchmarks/dip_speed.py", device=dev)  # the code as it starts
     rows = []
     for label, overrides in NETS.items():
         for size in args.sizes:
@@ -112,7 +113,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"), "goal": "ratio >= 0.95"}
     out = Path(args.out or Path(__file__).parent / "results" / f"dip_speed-{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {**stamp("benchmarks/dip_speed.py", device=dev), "meta": meta, "rows": rows}
+    doc = {**head, "meta": meta, "rows": rows}
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -85,6 +85,7 @@ def main() -> None:
                     help="searcher seeds: one sweep each")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    head = stamp("benchmarks/search_efficiency.py")  # the code as it starts
     g = grid(args.iters)
     grid_compute = sum(r["iters"] for r in g)
     best = max(r["psnr_best"] for r in g)
@@ -100,8 +101,7 @@ def main() -> None:
     fracs = sorted(r["fraction_of_grid_to_target"] if r["fraction_of_grid_to_target"]
                    is not None else float("inf") for r in runs)
     median = statistics.median(fracs)
-    out = {"benchmark": "search_efficiency", **stamp("benchmarks/search_efficiency.py"),
-           "space": {"scheduler": SCHEDULERS,
+    out = {"benchmark": "search_efficiency", **head, "space": {"scheduler": SCHEDULERS,
                                                        "beta_schedule": BETAS,
                                                        "stages": STAGES},
            "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
