@@ -231,7 +231,7 @@ def sample_command(
 
 
 # ---------------------------------------------------------------- fit dip-prior-ddpm
-def run_fit_dip_prior(checkpoint: Path, image: str, t0: int | None, preset: str | None,
+def run_fit_dip_prior(checkpoint: Path, image: str, t0: str | None, preset: str | None,
                       sets: list[str] | None, sigma: float, seed: int, resize: bool,
                       device: str, save: Path | None, show_progress: bool) -> dict:
     from dipddpm.data.images import save_image
@@ -265,8 +265,9 @@ def fit_dip_prior_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="The trained DDPM (ddpm.pt)."),
     image: str = typer.Option(..., "--image", help="PNG/JPEG path or skimage:NAME, at the "
                               "DDPM's size (or pass --resize)."),
-    t0: int | None = typer.Option(None, "--t0", help="Start step of the reverse chain "
-                                  "(0-based, < T; 0 = the DIP estimate unchanged)."),
+    t0: str | None = typer.Option(None, "--t0", help="Start step of the reverse chain "
+                                  "(0-based, < T; 0 = the DIP estimate unchanged; auto = the "
+                                  "step whose noise matches the DIP estimate's)."),
     preset: str | None = typer.Option(None, "--preset", help="dip_prior_default, "
                                       "mnist_noise_passes or tiny."),
     sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value, "

@@ -6,7 +6,12 @@ Stage A, the DIP estimate x_dip in [0,1] (`dip_prior_mode`):
                                when dip_iters = 0) applied dip_passes times to fresh N(0, I)
                                noise, x <- f(x), BatchNorm in train mode
 Hand-off: x_start = 2 x_dip - 1 (rescale_prior) and x_{t0} = sqrt(abar_t0) x_start +
-sqrt(1 - abar_t0) eps (init_mode q_sample) or x_{t0} = x_start (direct).
+sqrt(1 - abar_t0) eps (init_mode q_sample), x_{t0} = x_start (direct) or x_{t0} =
+sqrt(abar_t0) x_start with no fresh noise (scaled: the DMID hand-off, the estimate's own
+residual noise standing in for the forward noise).
+t0 auto: the estimate's remaining noise sigma_hat (skimage.restoration.estimate_sigma, in [0,1]
+units) picks the t whose forward noise per unit signal matches it in the DDPM's [-1,1] space:
+t0 = argmin_t | sqrt((1 - abar_t) / abar_t) - 2 sigma_hat |.
 Stage B: the shared reverse chain (diffusion/sampling.py) from t0 to 0. t0 = 0 is the identity
 (SPEC C7): the DIP estimate is returned unchanged and no reverse step runs.
 
@@ -17,6 +22,7 @@ from T-1 with that many steps: an unconditional sample, the no-information floor
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -66,8 +72,11 @@ class DipPriorDdpmConfig:
     dip_passes: int = 2  # noise_passes: times the net is applied (source: k = 2; 1-3 best)
     dip_report_every: int = 50  # report DIP progress every this many iterations
     rescale_prior: bool = True  # x_start = 2 x_dip - 1 (DDPM space); false: x_start = x_dip
-    init_mode: Literal["q_sample", "direct"] = "q_sample"  # noise x_start to t0, or use as is
-    t0: int = 20  # start step of the reverse chain (0-based, < T); 0 = return x_dip unchanged
+    # noise x_start to t0, use it as is, or scale it by sqrt(abar_t0) without fresh noise
+    init_mode: Literal["q_sample", "direct", "scaled"] = "q_sample"
+    # start step of the reverse chain (0-based, < T); 0 = return x_dip unchanged; auto = the
+    # step whose noise matches the DIP estimate's remaining noise (see the module docstring)
+    t0: int | Literal["auto"] = 20
     sampler: Literal["ddpm", "ddim"] = "ddpm"  # reverse chain: ancestral DDPM or DDIM
     steps: int | None = None  # DDIM steps (<= t0 + 1); null = t0 + 1
     eta: float = 0.0  # DDIM eta
@@ -83,6 +92,10 @@ class DipPriorDdpmConfig:
         check(self.dip_passes >= 1, f"dip_passes must be >= 1, got {self.dip_passes}")
         check(self.dip_report_every >= 1,
               f"dip_report_every must be >= 1, got {self.dip_report_every}")
+        if self.t0 == "auto":
+            check(self.steps is None, f"t0 auto is picked at run time, so steps must be null "
+                  f"(one reverse step per t, or DDIM's t0 + 1), got steps={self.steps}")
+            return
         check(self.t0 >= 0, f"t0 must be >= 0, got {self.t0}")
         if self.t0 > 0:  # steps against t0 (t0 < T is checked against the checkpoint)
             time_pairs(self.t0, self.t0 + 1, self.sampler_config())
@@ -165,7 +178,8 @@ def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProb
     the spec says resize: true (or names the model's size); any other size is an error."""
     check_image_spec(spec, PROBLEM_KEYS)
     C, S, T = model_shape(cfg.checkpoint)
-    check_t0(cfg.t0, T)
+    if cfg.t0 != "auto":
+        check_t0(cfg.t0, T)
     grey = C == 1
     if "grey" in spec and bool(spec["grey"]) != grey:
         raise DipddpmError(f"the DDPM works on {C}-channel images but the problem says grey="
@@ -192,7 +206,8 @@ def check_trial(cfg: DipPriorDdpmConfig, problem: ImageProblem) -> None:
     """The rules joining the config and the DDPM's images: t0 < T, the DIP net fits S x S, and
     noise_passes (which feeds the net's output back in) takes image-shaped input."""
     C, S, T = model_shape(cfg.checkpoint)
-    check_t0(cfg.t0, T)
+    if cfg.t0 != "auto":
+        check_t0(cfg.t0, T)
     net = cfg.dip_net_shape(C, cfg.fitted_depth(C, S))
     m, low = size_multiple(net), min_size(net)
     if S % m or S < low:
@@ -275,6 +290,8 @@ def refine(ddpm: Trained, x_prior: torch.Tensor, cfg: DipPriorDdpmConfig,
     if cfg.init_mode == "q_sample":
         eps = torch.randn(x_start.shape, generator=generator, device=dev)
         x_t0 = ddpm.process.q_sample(x_start, cfg.t0, eps)
+    elif cfg.init_mode == "scaled":
+        x_t0 = float(ddpm.process.sqrt_alphas_cumprod[cfg.t0]) * x_start
     else:
         x_t0 = x_start
     out = reverse_chain(ddpm.model, ddpm.process, x_t0, cfg.t0, cfg.sampler_config(),
@@ -298,6 +315,17 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def auto_t0(process, x_dip: torch.Tensor) -> tuple[int, float]:
+    """(t0, sigma_hat): the step whose forward noise matches the estimate's remaining noise."""
+    from skimage.restoration import estimate_sigma
+
+    img = x_dip.detach().cpu().double().permute(1, 2, 0).numpy()
+    sigma = float(estimate_sigma(img, channel_axis=-1, average_sigmas=True))
+    abar = process.alphas_cumprod.double()
+    ratio = ((1 - abar) / abar).sqrt()
+    return int(torch.argmin((ratio - 2 * sigma).abs())), sigma
+
+
 def run_dip_prior_ddpm(cfg: DipPriorDdpmConfig, problem: ImageProblem,
                        report: Report = no_report, seed: int = 0, resume: dict | None = None,
                        device=None) -> Result:
@@ -305,15 +333,19 @@ def run_dip_prior_ddpm(cfg: DipPriorDdpmConfig, problem: ImageProblem,
     if not cfg.checkpoint:
         model_shape(cfg.checkpoint)  # raises the 'checkpoint is required' error
     ddpm = load_ddpm(cfg.checkpoint, dev, use_ema=cfg.use_ema)
-    T = ddpm.process.T
-    check_t0(cfg.t0, T)
-    n_steps = reverse_steps(cfg.t0, T, cfg.sampler_config()) if cfg.t0 > 0 else 0
+    if cfg.t0 != "auto":
+        check_t0(cfg.t0, ddpm.process.T)
     C, S = ddpm.spec.channels, ddpm.spec.image_size
     if tuple(problem.observed.shape) != (C, S, S):
         raise DipddpmError(f"the image is {tuple(problem.observed.shape)} (C,H,W) but the DDPM "
                            f"works on {(C, S, S)}; resize or convert the image first")
 
     est = dip_estimate(cfg, problem, report, seed, (resume or {}).get("dip"), dev)
+    sigma_hat = None
+    if cfg.t0 == "auto":
+        t0, sigma_hat = auto_t0(ddpm.process, est.x_dip)
+        cfg = dataclasses.replace(cfg, t0=t0)
+    n_steps = reverse_steps(cfg.t0, ddpm.process.T, cfg.sampler_config()) if cfg.t0 else 0
     x, y = problem.clean, problem.observed
     g = torch.Generator(device=dev).manual_seed(seed + 1)
     _sync(dev)
@@ -327,19 +359,30 @@ def run_dip_prior_ddpm(cfg: DipPriorDdpmConfig, problem: ImageProblem,
                "ssim_dip": ssim(est.x_dip, x), "psnr_noisy_input": psnr(y, x),
                "reverse_steps": n_steps, "t0": cfg.t0, "wall_s_dip": est.wall_s,
                "wall_s_ddpm": wall_ddpm, "wall_s": est.wall_s + wall_ddpm}
+    if sigma_hat is not None:
+        metrics["t0_sigma_hat"] = sigma_hat * 255  # the estimate's noise, 0-255 units
     images = {"output": out, "dip": est.x_dip, "observed": y}
     if cfg.baselines:
-        out_y = refine(ddpm, y[None], cfg, torch.Generator(device=dev).manual_seed(seed + 1))[0]
-        metrics.update(psnr_ddpm_y=psnr(out_y, x), ssim_ddpm_y=ssim(out_y, x))
-        images["ddpm_y"] = out_y
-        if n_steps:
-            out_n = from_noise(ddpm, (1, C, S, S), n_steps, cfg,
-                               torch.Generator(device=dev).manual_seed(seed + 2))[0]
-            metrics.update(psnr_ddpm_noise=psnr(out_n, x), ssim_ddpm_noise=ssim(out_n, x))
-            images["ddpm_noise"] = out_n
-        else:
-            metrics.update(psnr_ddpm_noise=float("nan"), ssim_ddpm_noise=float("nan"))
+        baselines(ddpm, cfg, problem, n_steps, seed, metrics, images)
     final_state = est.state
     report(metrics["iter"], metrics, lambda: {"dip": final_state})
     extra = {"dip_metrics": est.metrics}
     return Result(metrics=metrics, images=images, extra=extra)
+
+
+def baselines(ddpm: Trained, cfg: DipPriorDdpmConfig, problem: ImageProblem, n_steps: int,
+              seed: int, metrics: dict, images: dict) -> None:
+    """The same-budget DDPM from y (the same hand-off) and from pure noise, into the dicts."""
+    dev = next(ddpm.model.parameters()).device
+    x, y = problem.clean, problem.observed
+    out_y = refine(ddpm, y[None], cfg, torch.Generator(device=dev).manual_seed(seed + 1))[0]
+    metrics.update(psnr_ddpm_y=psnr(out_y, x), ssim_ddpm_y=ssim(out_y, x))
+    images["ddpm_y"] = out_y
+    if n_steps:
+        C, H, W = y.shape
+        out_n = from_noise(ddpm, (1, C, H, W), n_steps, cfg,
+                           torch.Generator(device=dev).manual_seed(seed + 2))[0]
+        metrics.update(psnr_ddpm_noise=psnr(out_n, x), ssim_ddpm_noise=ssim(out_n, x))
+        images["ddpm_noise"] = out_n
+    else:
+        metrics.update(psnr_ddpm_noise=float("nan"), ssim_ddpm_noise=float("nan"))
