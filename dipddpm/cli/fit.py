@@ -12,7 +12,8 @@ from dipddpm.cli.progress import ProgressReport
 
 def run_fit(method_name: str, image: str, preset: str | None, size: int | None, sigma: float,
             iters: int | None, sets: list[str] | None, seed: int, grey: bool, device: str,
-            save: Path | None, as_json: bool) -> dict:
+            save: Path | None, as_json: bool, noise_seed: int | None = None,
+            problem_sets: list[str] | None = None) -> dict:
     """Build the config and problem, run the fit with a progress bar, return the summary."""
     # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
     from dipddpm.config import build, parse_set, to_dict
@@ -28,7 +29,9 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     cfg = build(method.config_cls, overrides)
     problem_spec = dict(PROBLEM_PRESETS.get(preset or "", {}) if method_name == "guided_dip"
                         else {})
-    problem_spec.update(image=image, sigma=sigma, seed=seed, grey=grey)
+    problem_spec.update(image=image, sigma=sigma, seed=seed if noise_seed is None else noise_seed,
+                        grey=grey)
+    problem_spec.update(parse_set(problem_sets))
     if size is not None:
         problem_spec["size"] = size
     if save is not None:
@@ -85,9 +88,15 @@ def _fit_command(method_name: str):
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
         save: Path | None = typer.Option(None, "--save", help="Write the output image here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        noise_seed: int | None = typer.Option(None, "--noise-seed", help="Seed of the noise "
+                                              "alone (default: --seed), as a sweep's problem "
+                                              "seed."),
+        problem_sets: list[str] | None = typer.Option(None, "--problem", help="Problem key="
+                                                      "value (repeatable), e.g. --problem "
+                                                      "observation=forward."),
     ) -> None:
         summary = run_fit(method_name, image, preset, size, sigma, iters, sets, seed, grey,
-                          device, save, as_json)
+                          device, save, as_json, noise_seed, problem_sets)
         if as_json:
             print_json(summary)
         else:

@@ -30,7 +30,7 @@ SCHEMA_VERSION = "1"
 STRING_COLUMNS = ("sweep", "trial_id", "status", "stopped_by", "error", "method", "preset",
                   "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
                   "dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
-                  "python_version")
+                  "python_version", "reproduce")
 INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter")
 FLOAT_COLUMNS = ("objective", "wall_s")
 TIME_COLUMNS = ("started_at", "ended_at")
@@ -76,6 +76,16 @@ def _config_type(method: str, key: str):
         if tp in args and not (tp is int and bool in args):
             return arrow
     return pa.string()
+
+
+def config_value(method: str, key: str, value: Any) -> Any:
+    """A config value as its column stores it: a word of a number field that also takes one
+    (dip_prior_ddpm's `t0: auto`) is null there, the step it chose being in its own column."""
+    import pyarrow as pa
+
+    if isinstance(value, str) and _config_type(method, key) != pa.string():
+        return None
+    return value
 
 
 def _value_type(v: Any):

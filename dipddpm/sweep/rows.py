@@ -60,6 +60,8 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
               stopped_by: str | None = None) -> dict[str, Any]:
     """The trials row of a finished trial from its last result and decoded params."""
     from dipddpm.config import to_dict
+    from dipddpm.sweep.reproduce import command
+    from dipddpm.sweep.results import config_value
     from dipddpm.sweep.trainable import trial_config
 
     info = result.get("info") or {}
@@ -73,6 +75,7 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
         cfg = to_dict(trial_config(spec, params))
     except Exception:  # a config that breaks a rule is the trial's error; keep its values
         cfg = unbuilt_config(spec, params)
+    reproduce = command(spec.method, spec.preset, cfg, spec.problem, spec.trial_seed(params))
     for d in spec.search:  # a conditional key that did not apply to this trial: null
         if d.key in cfg and not d.active(params):
             cfg[d.key] = None
@@ -91,8 +94,9 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
         "gpu": info.get("gpu"), "gpu_uuid": info.get("gpu_uuid"),
         "started_at": started, "ended_at": ended,
     }
-    row.update({f"config.{k}": v for k, v in cfg.items()})
+    row.update({f"config.{k}": config_value(spec.method, k, v) for k, v in cfg.items()})
     row.update({f"problem.{k}": v for k, v in spec.problem.items()})
+    row["reproduce"] = reproduce  # `dipddpm fit ...` re-running this trial without Ray
     # the last report's values: a pruned or failed trial has no summary, but these
     row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)})
     row.update(summary)
