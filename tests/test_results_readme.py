@@ -18,6 +18,7 @@ from dipddpm.cli import app
 README = Path(__file__).resolve().parent.parent / "README.md"
 COMMANDS = "## Look at the results: three commands"
 SNIPPETS = "## Analyse with pandas / polars / DuckDB"
+EFFECT = "## Is B better than A? A paired verdict"
 
 
 def section(title: str) -> str:
@@ -78,3 +79,11 @@ def test_the_snippets(in_results):
                            timeout=120)
         assert p.returncode == 0, f"{code}\n{p.stderr[-2000:]}"
         assert p.stdout.strip()
+
+
+def test_the_effect_command(in_results):
+    (line,) = [ln for b in blocks(section(EFFECT), "bash") for ln in b.splitlines()
+               if ln.startswith("dipddpm results effect")]
+    r = CliRunner().invoke(app, shlex.split(line)[1:])
+    assert r.exit_code == 0, f"{line}\n{r.output}"
+    assert "95% bootstrap CI" in r.output
