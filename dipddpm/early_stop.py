@@ -12,7 +12,8 @@ the output at iteration t (C,H,W):
 The rule keeps the output at the lowest VAR seen and stops looking once VAR has not fallen for
 `patience` iterations: that output and its iteration are the rule's pick (`iter_es`); the
 ground truth only scores it. Every update stays on the device (no host sync): the pick is a
-masked copy, the counters are tensors.
+masked copy, the counters are tensors. Outputs come as a batch (K, C, H, W) of K members
+(fused fits), each with its own variance, pick and counters.
 """
 
 from __future__ import annotations
@@ -33,25 +34,27 @@ class EsParams:
 
 
 class RunningVariance:
-    """Shared state and the pick; subclasses give `variance(o)` (None while warming up)."""
+    """Shared state and the pick; subclasses give `variance(o)` (K,), None while warming up."""
 
     def __init__(self, params: EsParams, like: torch.Tensor) -> None:
         self.p = params
-        dev = like.device
-        self.best_var = torch.full((), float("inf"), dtype=torch.float64, device=dev)
-        self.best_iter = torch.zeros((), dtype=torch.int64, device=dev)
-        self.since = torch.zeros((), dtype=torch.int64, device=dev)
-        self.stopped = torch.zeros((), dtype=torch.bool, device=dev)
+        K, dev = like.shape[0], like.device
+        self.best_var = torch.full((K,), float("inf"), dtype=torch.float64, device=dev)
+        self.best_iter = torch.zeros((K,), dtype=torch.int64, device=dev)
+        self.since = torch.zeros((K,), dtype=torch.int64, device=dev)
+        self.stopped = torch.zeros((K,), dtype=torch.bool, device=dev)
         self.pick = like.detach().clone()
 
     def update(self, it: int, out: torch.Tensor) -> None:
+        """out: (K, ...) the outputs of iteration `it` (1-based)."""
         var = self.variance(out.detach())
         if var is None:
             return
         better = (var < self.best_var) & ~self.stopped
         self.best_var = torch.where(better, var, self.best_var)
         self.best_iter = torch.where(better, torch.full_like(self.best_iter, it), self.best_iter)
-        self.pick.copy_(torch.where(better, out.detach(), self.pick))
+        mask = better.view(-1, *([1] * (out.dim() - 1)))
+        self.pick.copy_(torch.where(mask, out.detach(), self.pick))
         self.since = torch.where(better, torch.zeros_like(self.since), self.since + 1)
         self.stopped |= self.since >= self.p.patience
 
@@ -76,24 +79,24 @@ class WindowedVariance(RunningVariance):
         self.buf = torch.zeros((params.window, *like.shape), dtype=like.dtype,
                                device=like.device)
         self.s1 = torch.zeros(like.shape, dtype=torch.float64, device=like.device)
-        self.s2 = torch.zeros((), dtype=torch.float64, device=like.device)
+        self.s2 = torch.zeros(like.shape[:1], dtype=torch.float64, device=like.device)
         self.n = 0
 
     def variance(self, out: torch.Tensor) -> torch.Tensor | None:
         slot = self.n % self.p.window
-        old = self.buf[slot].double()
         if self.n >= self.p.window:  # evict the oldest
+            old = self.buf[slot].double()
             self.s1 -= old
-            self.s2 -= old.square().sum()
+            self.s2 -= old.square().flatten(1).sum(1)
         new = out.double()
         self.s1 += new
-        self.s2 += new.square().sum()
+        self.s2 += new.square().flatten(1).sum(1)
         self.buf[slot].copy_(out)
         self.n += 1
         if self.n < self.p.window:
             return None
         W = self.p.window
-        return ((self.s2 / W) - (self.s1 / W).square().sum()) / out.numel()
+        return (self.s2 / W - (self.s1 / W).square().flatten(1).sum(1)) / out[0].numel()
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "n": self.n}
@@ -112,7 +115,7 @@ class ExpMovingVariance(RunningVariance):
         super().__init__(params, like)
         self.a = 2.0 / (params.window + 1)
         self.mean = like.detach().double().clone()
-        self.var = torch.zeros((), dtype=torch.float64, device=like.device)
+        self.var = torch.zeros(like.shape[:1], dtype=torch.float64, device=like.device)
         self.n = 0
 
     def variance(self, out: torch.Tensor) -> torch.Tensor | None:
@@ -123,7 +126,7 @@ class ExpMovingVariance(RunningVariance):
             return None
         delta = x - self.mean
         self.mean += self.a * delta
-        self.var = (1 - self.a) * (self.var + self.a * delta.square().mean())
+        self.var = (1 - self.a) * (self.var + self.a * delta.square().flatten(1).mean(1))
         return self.var if self.n >= self.p.window else None
 
     def state_dict(self) -> dict:

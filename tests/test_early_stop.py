@@ -38,11 +38,12 @@ def emv_by_hand(o: np.ndarray, W: int) -> np.ndarray:
 
 
 def run(rule: str, o: np.ndarray, params: EsParams):
-    x = torch.from_numpy(o).float()
+    """One member: outputs (n, C, H, W) fed as batches of K = 1."""
+    x = torch.from_numpy(o).float()[:, None]
     es = ES_RULES.get(rule)(params, x[0])
     for t in range(len(x)):
         es.update(t + 1, x[t])
-    return es, x
+    return es, x[:, 0]
 
 
 @pytest.mark.parametrize("rule,by_hand", [("wmv", wmv_by_hand), ("emv", emv_by_hand)])
@@ -53,7 +54,7 @@ def test_picks_the_variance_minimum(rule, by_hand):
     t_star = int(np.argmin(var))
     assert int(es.best_iter) == t_star + 1  # iterations count from 1
     assert float(es.best_var) == pytest.approx(var[t_star], rel=1e-6)
-    assert torch.equal(es.pick, x[t_star])
+    assert torch.equal(es.pick[0], x[t_star])
     assert 140 <= t_star <= 190  # near the true low of the spread (150), after its window
 
 
@@ -68,7 +69,7 @@ def test_patience_keeps_the_first_minimum():
 
 
 def test_state_round_trip_resumes_exactly():
-    o = torch.from_numpy(sequence()).float()
+    o = torch.from_numpy(sequence()).float()[:, None]
     for rule in ES_RULES:
         a = ES_RULES.get(rule)(EsParams(window=20, patience=50), o[0])
         b = ES_RULES.get(rule)(EsParams(window=20, patience=50), o[0])
@@ -81,3 +82,17 @@ def test_state_round_trip_resumes_exactly():
             a.update(t + 1, o[t])
             c.update(t + 1, o[t])
         assert int(a.best_iter) == int(c.best_iter) and torch.equal(a.pick, c.pick)
+
+
+@pytest.mark.parametrize("rule", ["wmv", "emv"])
+def test_members_are_independent(rule):
+    """K = 3 members at once pick what each picks alone."""
+    seqs = [sequence(300, low, seed) for low, seed in ((60, 0), (150, 1), (240, 2))]
+    both = torch.from_numpy(np.stack(seqs, axis=1)).float()  # (n, K, C, H, W)
+    es = ES_RULES.get(rule)(EsParams(window=20, patience=10_000), both[0])
+    for t in range(len(both)):
+        es.update(t + 1, both[t])
+    for i, o in enumerate(seqs):
+        alone, x = run(rule, o, EsParams(window=20, patience=10_000))
+        assert int(es.best_iter[i]) == int(alone.best_iter[0])
+        assert torch.equal(es.pick[i], alone.pick[0])
