@@ -136,7 +136,8 @@ def bench_net(label: str, spec: dict, args, dev, deadline: float, rows: list, no
 
 def warm_up(dev) -> None:
     """Untimed small fused and plain fits: one-time library set-up is not measured."""
-    cfg = build(dip.DipConfig, {"width": 16, "depth": 3, "input_depth": 8, "iters": 3})
+    cfg = build(dip.DipConfig, {"width": 16, "depth": 3, "input_depth": 8, "iters": 3,
+                                "report_every": 1})
     problem = make_image_problem("skimage:astronaut", size=32, sigma=25, multiple=8)
     for K in (1, 2):
         fused_run(cfg, problem, K, dev)
