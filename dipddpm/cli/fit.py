@@ -8,12 +8,17 @@ import typer
 
 from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
+from dipddpm.errors import DipddpmError
 
 
 def run_fit(method_name: str, image: str, preset: str | None, size: int | None, sigma: float,
             iters: int | None, sets: list[str] | None, seed: int, grey: bool, device: str,
-            save: Path | None, as_json: bool) -> dict:
-    """Build the config and problem, run the fit with a progress bar, return the summary."""
+            save: Path | None, as_json: bool, replicates: int = 1,
+            fusion: str = "auto") -> dict:
+    """Build the config and problem, run the fit with a progress bar, return the summary.
+    replicates K > 1: K fits of the same problem with seeds seed..seed+K-1 (fused or one
+    after the other, see methods/fusion.py); the summary is member 0's plus every member's
+    metrics and their mean."""
     # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
     from dipddpm.config import build, parse_set, to_dict
     from dipddpm.data.images import load_image, resize_square, save_image
@@ -21,6 +26,8 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
     from dipddpm.methods.guided_dip import PROBLEM_PRESETS
     from dipddpm.methods.problems import image_problem, net_multiple
 
+    if replicates < 1:
+        raise DipddpmError(f"--replicates must be >= 1, got {replicates}; e.g. --replicates 4")
     method = METHODS.get(method_name)
     overrides = {**method.preset_values(preset), **parse_set(sets)}
     if iters is not None:
@@ -44,18 +51,51 @@ def run_fit(method_name: str, image: str, preset: str | None, size: int | None, 
                    f"{problem.clean.shape[-2]}x{problem.clean.shape[-1]} (net {cfg.net!r} "
                    f"needs multiples of {m})", err=True)
 
-    with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
-                        enabled=not as_json) as report:
-        result = method.run(cfg, problem, report=report, seed=seed, device=device)
+    if replicates == 1:
+        with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
+                            enabled=not as_json) as report:
+            result = method.run(cfg, problem, report=report, seed=seed, device=device)
+        extra = {}
+    else:
+        results, extra = run_replicates(method_name, cfg, problem, seed, replicates, fusion,
+                                        device, as_json)
+        result = results[0]
     summary = {"method": method_name, "preset": preset, "image": image,
                "size": list(problem.clean.shape[-2:]), **result.metrics,
-               "config": to_dict(cfg)}
+               "config": to_dict(cfg), **extra}
     if result.extra:
         summary.update(result.extra)
     if save is not None:
         save_image(result.images.get("output_best", result.images["output"]), save)
         summary["saved"] = str(save)
     return summary
+
+
+def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: str, device,
+                   as_json: bool) -> tuple[list, dict]:
+    """K seeds of one problem as the members of one run; their results and the summary's
+    replicates block (mode used, every member's metrics, their mean)."""
+    from dipddpm.methods import dip, guided_dip
+    from dipddpm.methods.fitting import Member, pick_device
+    from dipddpm.methods.fusion import resolve_mode, run_members
+
+    plan_of = {"dip": dip.dip_plan, "guided_dip": guided_dip.make_plan}[method_name]
+    members = [Member(problem, plan_of(cfg, problem), seed + i) for i in range(K)]
+    dev = pick_device(device)
+    mode = resolve_mode(cfg, members, dev, fusion)
+    total = cfg.iters * (K if mode == "serial" else 1)
+    with ProgressReport(total, ("psnr_gt", "psnr_best"), enabled=not as_json,
+                        description=f"{K} {mode} fits") as progress:
+        def report(it, metrics, state):
+            i = next(k for k, m in enumerate(metrics) if m)
+            progress(i * cfg.iters + it if mode == "serial" else it, metrics[i], state)
+
+        results = run_members(cfg, members, report, device=dev, mode=mode)
+    each = [{"seed": seed + i, **r.metrics} for i, r in enumerate(results)]
+    mean = {k: sum(m[k] for m in each) / K for k, v in each[0].items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
+            and all(isinstance(m[k], int | float) for m in each)}
+    return results, {"replicates": K, "fusion": mode, "members": each, "mean": mean}
 
 
 def _print_summary(s: dict) -> None:
@@ -67,6 +107,12 @@ def _print_summary(s: dict) -> None:
         f"   SSIM {s['ssim_gt_final']:.4f}\n"
         f"  best          {s['psnr_gt_best']:.2f} dB at iteration {s['psnr_best_iter']}"
         + (f"\n  saved         {s['saved']}" if s.get("saved") else ""))
+    if s.get("replicates"):
+        typer.echo(f"  {s['replicates']} replicates ({s['fusion']}): member 0 above; per seed:")
+        for m in [*s["members"], {"seed": "mean", **s["mean"]}]:
+            typer.echo(f"    seed {m['seed']!s:>4}  final {m['psnr_gt_final']:.2f} dB  "
+                       f"smoothed {m['psnr_gt_sm_final']:.2f} dB  best {m['psnr_gt_best']:.2f} "
+                       f"dB  SSIM {m['ssim_gt_final']:.4f}")
 
 
 def _fit_command(method_name: str):
@@ -85,9 +131,15 @@ def _fit_command(method_name: str):
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
         save: Path | None = typer.Option(None, "--save", help="Write the output image here."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+        replicates: int = typer.Option(1, "--replicates", help="K fits of the same image with "
+                                       "seeds SEED..SEED+K-1, run as one fused net (the default "
+                                       "on CUDA); --json adds every member's metrics and "
+                                       "their mean."),
+        fusion: str = typer.Option("auto", "--fusion", help="With --replicates: auto (fused on "
+                                   "CUDA, on CPU what measured faster), fused or serial."),
     ) -> None:
         summary = run_fit(method_name, image, preset, size, sigma, iters, sets, seed, grey,
-                          device, save, as_json)
+                          device, save, as_json, replicates, fusion)
         if as_json:
             print_json(summary)
         else:

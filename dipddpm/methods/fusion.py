@@ -115,19 +115,28 @@ def fused_is_faster(cfg, channels: int, H: int, dev: torch.device) -> bool:
     return CPU_FUSED_FASTER[(kind, nearest)]
 
 
-def run_members(cfg, members: list[Member], report: MembersReport | None = None,
-                device=None, mode: str = "auto") -> list[Result]:
-    """Run the members fused or one after the other; mode auto (the policy), fused, serial.
-    A serial run reports each member's metrics as its own fit reaches them."""
+def resolve_mode(cfg, members: list[Member], dev: torch.device, mode: str = "auto") -> str:
+    """'fused' or 'serial' for these members: auto follows the policy (one member: serial,
+    the plain fit). Fused needs a net that can be fused (one line naming it otherwise)."""
     if mode not in ("auto", "fused", "serial"):
-        raise DipddpmError(f"mode must be auto, fused or serial, got {mode!r}")
-    dev = pick_device(device)
-    C, H, W = members[0].problem.observed.shape
+        raise DipddpmError(f"fusion mode must be auto, fused or serial, got {mode!r}")
+    C, H, _ = members[0].problem.observed.shape
     if mode == "auto":
         mode = "fused" if len(members) > 1 and fused_is_faster(cfg, C, H, dev) else "serial"
     if mode == "fused":
         net = build_net(cfg.net, cfg.input_depth, C, cfg.width, cfg.depth, cfg.net_sigmoid)
         check_fusable(net, cfg.net)
+    return mode
+
+
+def run_members(cfg, members: list[Member], report: MembersReport | None = None,
+                device=None, mode: str = "auto") -> list[Result]:
+    """Run the members fused or one after the other (mode auto, fused or serial). A serial
+    run reports member i's metrics at index i of the list (the others empty)."""
+    dev = pick_device(device)
+    mode = resolve_mode(cfg, members, dev, mode)
+    C, H, W = members[0].problem.observed.shape
+    if mode == "fused":
         check_memory(cfg, C, H, W, len(members), dev)
         return _oom_as_rule(lambda: fit_members(cfg, members, report, device=dev),
                             cfg, C, H, W, len(members), dev)
