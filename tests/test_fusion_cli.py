@@ -38,3 +38,16 @@ def test_fused_replicates_run_and_a_bad_count_is_one_line():
     assert r.exit_code == 2 and "--replicates must be >= 1" in r.output
     r = runner.invoke(app, ["fit", "dip", *ARGS, "--replicates", "2", "--fusion", "fast"])
     assert r.exit_code == 2 and "fusion mode must be auto, fused or serial" in r.output
+
+
+def test_sweep_show_gives_members_and_memory_per_trial():
+    from pathlib import Path
+
+
+    spec = Path(__file__).parents[1] / "sweeps" / "quick.yaml"
+    r = runner.invoke(app, ["sweep", "show", str(spec), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["members_per_trial"] == 1 and s["memory_per_trial_mib"] > 0
+    text = runner.invoke(app, ["sweep", "show", str(spec)]).stdout
+    assert "members per trial: 1; expected memory per trial: " in text
