@@ -137,7 +137,7 @@ def test_resume_from_a_mid_fit_checkpoint(float64, K):
                                 "backtrack_mode": "clean"})
     probs, seeds = [problem(0)] * K, [0, 1, 5][:K]
     rows, res, state = fused(cfg, probs, seeds, keep_state_at=15)
-    state = torch.load(_saved(state), weights_only=False)  # through bytes, as a sweep does
+    state = torch.load(_saved(state), weights_only=True)  # through bytes, as a sweep does
     again_rows, again, _ = fused(cfg, probs, seeds, resume=state)
     assert again_rows == rows[3:]
     for a, b in zip(res, again, strict=True):
