@@ -139,6 +139,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="width 16, depth 3 (CPU dry runs)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    code = pv.git_sha()  # the commit that runs, taken before the run (the tree may change)
     dev = pick_device(args.device)
     if dev.type == "cpu":
         torch.set_num_threads(1)  # a shared machine: more threads than free cores spin
@@ -158,7 +159,7 @@ def main() -> None:
     out = Path(args.out) if args.out else pv.REPO / "benchmarks/results" / f"dip_modes-{name}.json"
     pv.write_json(out, {
         "benchmark": "dip_modes", "hardware": pv.hardware(dev), "date": pv.now(),
-        **pv.git_sha(), "command": pv.command("benchmarks/dip_modes.py", sys.argv[1:]),
+        **code, "command": pv.command("benchmarks/dip_modes.py", sys.argv[1:]),
         "net": "tiny (width 16, depth 3)" if args.tiny else "skip (reference, 2.2M)",
         "iters": args.iters, "rows": rows,
         "notes": [] if dev.type == "cuda" else ["CPU: TF32 and CUDA graphs need CUDA"]})

@@ -144,13 +144,8 @@ def warm_up(dev) -> None:
 
 
 def cpu_policy(rows: list) -> dict:
-    """Per (net kind, size): did fused K = 4 beat one fit at a time (speedup > 1)?"""
-    out = {}
-    for r in rows:
-        if r["K"] == 4:
-            kind = "small" if r["net"].startswith("small") else "reference"
-            out[f"{kind}@{r['size']}"] = r["speedup"] > 1.0
-    return out
+    """Per (net kind, size): did fused K = 4 beat one fit at a time by the policy's margin?"""
+    return {f"{k}@{s}": v for (k, s), v in fusion.cpu_verdicts(rows).items()}
 
 
 def main() -> None:
@@ -166,6 +161,7 @@ def main() -> None:
                     "machine more threads than free cores spin and slow every run)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    code = pv.git_sha()  # the commit that runs, taken before the run (the tree may change)
     dev = pick_device(args.device)
     if dev.type == "cpu":
         torch.set_num_threads(args.threads)
@@ -184,7 +180,7 @@ def main() -> None:
     name = "cuda" if dev.type == "cuda" else "cpu"
     out = Path(args.out) if args.out else pv.REPO / "benchmarks/results" / f"fusion-{name}.json"
     doc = {"benchmark": "fusion", "hardware": pv.hardware(dev), "date": pv.now(),
-           **pv.git_sha(), "command": pv.command("benchmarks/fusion.py", sys.argv[1:]),
+           **code, "command": pv.command("benchmarks/fusion.py", sys.argv[1:]),
            "threads": torch.get_num_threads(), "iters": args.iters, "rows": rows,
            "cpu_policy": cpu_policy(rows) if dev.type == "cpu" else None, "notes": notes,
            "goal": "CUDA: K=8 at 256^2 >= 4x K=1's trial-it/s; fused > packed at every K>=2"}
