@@ -34,10 +34,8 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, uint8: bool = False) -> float
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, win: int = 7) -> float:
-    """Mean SSIM of pred vs target, (C,H,W) in [0,1], as scikit-image computes it."""
-    x = pred.detach().clamp(0, 1).double().reshape(-1, 1, *pred.shape[-2:])  # (C,1,H,W)
-    y = target.detach().double().reshape(-1, 1, *target.shape[-2:])
+def _ssim_map(x: torch.Tensor, y: torch.Tensor, win: int) -> torch.Tensor:
+    """SSIM at every valid window position of (N,1,H,W) float64 images."""
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     n = win * win
     cov_norm = n / (n - 1)
@@ -49,8 +47,22 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, win: int = 7) -> float:
     vx = cov_norm * (mean(x * x) - ux * ux)
     vy = cov_norm * (mean(y * y) - uy * uy)
     vxy = cov_norm * (mean(x * y) - ux * uy)
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.mean().item()
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, win: int = 7) -> float:
+    """Mean SSIM of pred vs target, (C,H,W) in [0,1], as scikit-image computes it."""
+    x = pred.detach().clamp(0, 1).double().reshape(-1, 1, *pred.shape[-2:])  # (C,1,H,W)
+    y = target.detach().double().reshape(-1, 1, *target.shape[-2:])
+    return _ssim_map(x, y, win).mean().item()
+
+
+def ssim_each(pred: torch.Tensor, target: torch.Tensor, win: int = 7) -> torch.Tensor:
+    """`ssim` of each image of a batch, (B,C,H,W) -> (B,) float64, left on the device."""
+    B = pred.shape[0]
+    x = pred.detach().clamp(0, 1).double().reshape(-1, 1, *pred.shape[-2:])  # (B*C,1,H,W)
+    y = target.detach().double().reshape(-1, 1, *target.shape[-2:])
+    return _ssim_map(x, y, win).reshape(B, -1).mean(1)
 
 
 @dataclass

@@ -2,63 +2,130 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
 from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
+from dipddpm.errors import DipddpmError
 
 
-def run_fit(method_name: str, image: str, preset: str | None, size: int | None, sigma: float,
-            iters: int | None, sets: list[str] | None, seed: int, grey: bool, device: str,
-            save: Path | None, as_json: bool, noise_seed: int | None = None,
-            problem_sets: list[str] | None = None) -> dict:
-    """Build the config and problem, run the fit with a progress bar, return the summary."""
-    # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
-    from dipddpm.config import build, parse_set, to_dict
-    from dipddpm.data.images import load_image, resize_square, save_image
-    from dipddpm.methods import METHODS
+@dataclass(frozen=True)
+class FitArgs:
+    """The options of `dipddpm fit dip|guided-dip|bm3d`."""
+
+    image: str
+    preset: str | None = None
+    size: int | None = None
+    sigma: float = 25.0
+    iters: int | None = None
+    sets: list[str] | None = None
+    seed: int = 0
+    grey: bool = False
+    device: str = "auto"
+    save: Path | None = None
+    as_json: bool = False
+    noise_seed: int | None = None  # the problem's seed alone (default: seed)
+    problem_sets: list[str] | None = None  # problem key=value overrides
+    replicates: int = 1
+    fusion: str = "auto"
+
+
+def build_problem(method, method_name: str, cfg, a: FitArgs):
+    """The problem of the fit (with the guided preset's problem keys), and a crop note."""
+    from dipddpm.config import parse_set
+    from dipddpm.data.images import load_image, resize_square
     from dipddpm.methods.guided_dip import PROBLEM_PRESETS
     from dipddpm.methods.problems import net_multiple
 
-    method = METHODS.get(method_name)
-    overrides = {**method.preset_values(preset), **parse_set(sets)}
-    if iters is not None:
-        overrides["iters"] = iters
-    cfg = build(method.config_cls, overrides)
-    problem_spec = dict(PROBLEM_PRESETS.get(preset or "", {}) if method_name == "guided_dip"
+    problem_spec = dict(PROBLEM_PRESETS.get(a.preset or "", {}) if method_name == "guided_dip"
                         else {})
-    problem_spec.update(image=image, sigma=sigma, seed=seed if noise_seed is None else noise_seed,
-                        grey=grey)
-    problem_spec.update(parse_set(problem_sets))
-    if size is not None:
-        problem_spec["size"] = size
-    if save is not None:
-        check_image_path(save, "--save")
-
-    original = load_image(image, grey=grey)
+    problem_spec.update(image=a.image, sigma=a.sigma, grey=a.grey,
+                        seed=a.seed if a.noise_seed is None else a.noise_seed)
+    problem_spec.update(parse_set(a.problem_sets))
+    if a.size is not None:
+        problem_spec["size"] = a.size
+    original = load_image(a.image, grey=a.grey)
     if problem_spec.get("size"):
         original = resize_square(original, int(problem_spec["size"]))
     problem = method.make_problem(problem_spec, cfg)
-    if problem.clean.shape != original.shape and not as_json and hasattr(cfg, "net"):
-        m = net_multiple(cfg)
+    if problem.clean.shape != original.shape and not a.as_json and hasattr(cfg, "net"):
         typer.echo(f"note: cropped {original.shape[-2]}x{original.shape[-1]} to "
                    f"{problem.clean.shape[-2]}x{problem.clean.shape[-1]} (net {cfg.net!r} "
-                   f"needs multiples of {m})", err=True)
+                   f"needs multiples of {net_multiple(cfg)})", err=True)
+    return problem
 
-    with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
-                        enabled=not as_json) as report:
-        result = method.run(cfg, problem, report=report, seed=seed, device=device)
-    summary = {"method": method_name, "preset": preset, "image": image,
+
+def run_fit(method_name: str, a: FitArgs) -> dict:
+    """Build the config and problem, run the fit with a progress bar, return the summary.
+    replicates K > 1: K fits of the same problem with seeds seed..seed+K-1 (fused or one
+    after the other, see methods/fusion.py); the summary is member 0's plus every member's
+    metrics and their mean."""
+    # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
+    from dipddpm.config import build, parse_set, to_dict
+    from dipddpm.data.images import save_image
+    from dipddpm.methods import METHODS
+
+    if a.replicates < 1:
+        raise DipddpmError(f"--replicates must be >= 1, got {a.replicates}; e.g. --replicates 4")
+    if a.replicates > 1 and method_name not in ("dip", "guided_dip"):
+        raise DipddpmError(f"--replicates runs K seeds of a DIP fit (dip, guided-dip); "
+                           f"{method_name} has no seed to vary: drop --replicates")
+    method = METHODS.get(method_name)
+    overrides = {**method.preset_values(a.preset), **parse_set(a.sets)}
+    if a.iters is not None:
+        overrides["iters"] = a.iters
+    cfg = build(method.config_cls, overrides)
+    if a.save is not None:
+        check_image_path(a.save, "--save")
+    problem = build_problem(method, method_name, cfg, a)
+    if a.replicates == 1:
+        with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
+                            enabled=not a.as_json) as report:
+            result = method.run(cfg, problem, report=report, seed=a.seed, device=a.device)
+        extra = {}
+    else:
+        results, extra = run_replicates(method_name, cfg, problem, a.seed, a.replicates,
+                                        a.fusion, a.device, a.as_json)
+        result = results[0]
+    summary = {"method": method_name, "preset": a.preset, "image": a.image,
                "size": list(problem.clean.shape[-2:]), **result.metrics,
-               "config": to_dict(cfg)}
+               "config": to_dict(cfg), **extra}
     if result.extra:
         summary.update(result.extra)
-    if save is not None:
-        save_image(result.images.get("output_best", result.images["output"]), save)
-        summary["saved"] = str(save)
+    if a.save is not None:
+        save_image(result.images.get("output_best", result.images["output"]), a.save)
+        summary["saved"] = str(a.save)
     return summary
+
+
+def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: str, device,
+                   as_json: bool) -> tuple[list, dict]:
+    """K seeds of one problem as the members of one run; their results and the summary's
+    replicates block (mode used, every member's metrics, their mean)."""
+    from dipddpm.methods import dip, guided_dip
+    from dipddpm.methods.fitting import Member, pick_device
+    from dipddpm.methods.fusion import resolve_mode, run_members
+
+    plan_of = {"dip": dip.dip_plan, "guided_dip": guided_dip.make_plan}[method_name]
+    members = [Member(problem, plan_of(cfg, problem), seed + i) for i in range(K)]
+    dev = pick_device(device)
+    mode = resolve_mode(cfg, members, dev, fusion)
+    total = cfg.iters * (K if mode == "serial" else 1)
+    with ProgressReport(total, ("psnr_gt", "psnr_best"), enabled=not as_json,
+                        description=f"{K} {mode} fits") as progress:
+        def report(it, metrics, state):
+            i = next(k for k, m in enumerate(metrics) if m)
+            progress(i * cfg.iters + it if mode == "serial" else it, metrics[i], state)
+
+        results = run_members(cfg, members, report, device=dev, mode=mode)
+    each = [{"seed": seed + i, **r.metrics} for i, r in enumerate(results)]
+    mean = {k: sum(m[k] for m in each) / K for k, v in each[0].items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
+            and all(isinstance(m[k], int | float) for m in each)}
+    return results, {"replicates": K, "fusion": mode, "members": each, "mean": mean}
 
 
 def _print_summary(s: dict) -> None:
@@ -70,6 +137,12 @@ def _print_summary(s: dict) -> None:
         f"   SSIM {s['ssim_gt_final']:.4f}\n"
         f"  best          {s['psnr_gt_best']:.2f} dB at iteration {s['psnr_best_iter']}"
         + (f"\n  saved         {s['saved']}" if s.get("saved") else ""))
+    if s.get("replicates"):
+        typer.echo(f"  {s['replicates']} replicates ({s['fusion']}): member 0 above; per seed:")
+        for m in [*s["members"], {"seed": "mean", **s["mean"]}]:
+            typer.echo(f"    seed {m['seed']!s:>4}  final {m['psnr_gt_final']:.2f} dB  "
+                       f"smoothed {m['psnr_gt_sm_final']:.2f} dB  best {m['psnr_gt_best']:.2f} "
+                       f"dB  SSIM {m['ssim_gt_final']:.4f}")
 
 
 def _fit_command(method_name: str):
@@ -94,9 +167,18 @@ def _fit_command(method_name: str):
         problem_sets: list[str] | None = typer.Option(None, "--problem", help="Problem key="
                                                       "value (repeatable), e.g. --problem "
                                                       "observation=forward."),
+        replicates: int = typer.Option(1, "--replicates", help="K fits of the same image with "
+                                       "seeds SEED..SEED+K-1, run as one fused net (the default "
+                                       "on CUDA); --json adds every member's metrics and "
+                                       "their mean."),
+        fusion: str = typer.Option("auto", "--fusion", help="With --replicates: auto (fused on "
+                                   "CUDA, on CPU what measured faster), fused or serial."),
     ) -> None:
-        summary = run_fit(method_name, image, preset, size, sigma, iters, sets, seed, grey,
-                          device, save, as_json, noise_seed, problem_sets)
+        summary = run_fit(method_name, FitArgs(
+            image=image, preset=preset, size=size, sigma=sigma, iters=iters, sets=sets,
+            seed=seed, grey=grey, device=device, save=save, as_json=as_json,
+            noise_seed=noise_seed, problem_sets=problem_sets, replicates=replicates,
+            fusion=fusion))
         if as_json:
             print_json(summary)
         else:

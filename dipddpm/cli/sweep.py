@@ -58,8 +58,30 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
                f"search over {', '.join(d.key for d in s.search) or 'nothing'}")
 
 
-@sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set) and its "
-                   "search space as Optuna distributions.")
+def _trial_footprint(s) -> dict:
+    """Members per trial and the estimated memory of one trial (DIP methods, at the base
+    config: searched keys such as width change it). One member until image sets land."""
+    from dipddpm.config import build
+    from dipddpm.errors import DipddpmError
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.fusion import estimate_bytes
+
+    members = 1
+    if s.method not in ("dip", "guided_dip"):
+        return {"members_per_trial": members, "memory_per_trial_mib": None}
+    method = METHODS.get(s.method)
+    cfg = build(method.config_cls, s.base_values)
+    try:
+        C, H, W = method.make_problem(s.problem, cfg).observed.shape
+    except (DipddpmError, OSError):  # show works without the image; validate reports it
+        return {"members_per_trial": members, "memory_per_trial_mib": None}
+    mib = estimate_bytes(cfg, C, H, W, members) / 2**20
+    return {"members_per_trial": members, "memory_per_trial_mib": round(mib, 1)}
+
+
+@sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set), its "
+                   "search space as Optuna distributions, the members per trial and the "
+                   "expected memory per trial.")
 @user_errors
 def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
          sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
@@ -79,8 +101,9 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
         if d.when:
             entry["when"] = {k: list(v) for k, v in d.when}
         space[d.key] = entry
+    footprint = _trial_footprint(s)
     if as_json:
-        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict()})
+        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict(), **footprint})
         return
     typer.echo(yaml.safe_dump(s.resolved_dict(), sort_keys=False).rstrip())
     typer.echo("# search space (Optuna distributions):")
@@ -90,6 +113,10 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
         typer.echo(f"#   {key}: {dists.get(key, entry)}{cond}")
     typer.echo(f"# ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
                if s.scheduler.type == "asha" else "# no early stopping")
+    mib = footprint["memory_per_trial_mib"]
+    typer.echo(f"# members per trial: {footprint['members_per_trial']}; expected memory per "
+               f"trial: " + (f"{mib:.0f} MiB (estimate at the base config)" if mib is not None
+                             else "not estimated (method without it, or image not found)"))
 
 
 @sweep_app.command("run", help="Run a sweep: embedded local Ray (127.0.0.1 only) by default, an "

@@ -61,8 +61,13 @@ PRESETS = {
 }
 
 
+def dip_plan(cfg: DipConfig, problem) -> StagePlan:
+    """Plain DIP: one stage of cfg.iters iterations whose target is the observation."""
+    return StagePlan([Stage(t=0, iters=cfg.iters, target=lambda g: problem.observed)])
+
+
 def run_dip(cfg: DipConfig, problem, report: Report = no_report, seed: int = 0,
             resume: dict | None = None, device=None) -> Result:
     """Fit DIP to problem.observed for cfg.iters iterations; see `fitting.fit`."""
-    plan = StagePlan([Stage(t=0, iters=cfg.iters, target=lambda g: problem.observed)])
-    return fit(cfg, problem, plan, report=report, seed=seed, resume=resume, device=device)
+    return fit(cfg, problem, dip_plan(cfg, problem), report=report, seed=seed, resume=resume,
+               device=device)

@@ -1,4 +1,4 @@
-"""The one fitting loop shared by DIP and guided DIP (SPEC §2, §4).
+"""The one fitting loop shared by DIP and guided DIP (SPEC §2, §4), for K members at once.
 
 A `StagePlan` is a list of stages (timestep t_k, iterations n_k, a target drawn at the start of
 the stage). Plain DIP is one stage whose target is the observation y. Per iteration j:
@@ -11,8 +11,16 @@ the stage). Plain DIP is one stage whose target is the observation y. Per iterat
     'clean': the step is skipped and Adam's state restored too); otherwise save
     optimizer step
 
-Metrics are kept as device tensors and read back only at reports, so a GPU loop is not stalled
-every iteration (except for backtracking, which needs psnr_noisy at once, as in the source).
+Members: K fits (each its own problem of one shape, plan of one schedule and seed) run as one
+fused net (nn/fused.py) and one Adam (member_adam.py); the loss is the sum of the members'
+MSEs, so each member gets exactly its own gradient. Backtracking, smoothing and the best
+trackers act per member; backtracking copies only the members it concerns. One member is
+the plain fit, on the same code. Metrics are device tensors, read back at reports (all
+members in one read), so a GPU loop is not stalled every iteration (except for backtracking,
+which needs psnr_noisy at once, as in the source).
+
+`FitState` holds everything the loop changes; a checkpoint (`state()`) is its fields, each
+saved by its kind, and resume loads them back the same way (`_dump`, `_load`).
 """
 
 from __future__ import annotations
@@ -21,15 +29,20 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.metrics import BestTracker, psnr, ssim
+from dipddpm.methods.member_adam import MemberAdam
+from dipddpm.metrics import BestTracker, psnr, ssim, ssim_each
 from dipddpm.nn import build_net, min_size, size_multiple
+from dipddpm.nn.fused import fuse, member_view
+
+MembersReport = Callable[[int, list[dict], Callable[[], dict]], None]
 
 
 @dataclass
@@ -49,6 +62,20 @@ class StagePlan:
     @property
     def iters(self) -> int:
         return sum(s.iters for s in self.stages)
+
+    def schedule(self) -> tuple:
+        """What members fused together must share: stage timesteps, lengths and flags."""
+        return (tuple((s.t, s.iters) for s in self.stages), self.reset_optimizer_each_stage,
+                self.resample_input_each_stage)
+
+
+@dataclass
+class Member:
+    """One fit of a fused run: its problem (observed, clean), its plan and its seed."""
+
+    problem: Any
+    plan: StagePlan
+    seed: int = 0
 
 
 def pick_device(device=None) -> torch.device:
@@ -70,11 +97,6 @@ def pick_device(device=None) -> torch.device:
     elif dev.type != "cpu":
         raise DipddpmError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
     return dev
-
-
-def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
-    """A CPU copy that never aliases the live tensor (for checkpoints)."""
-    return None if t is None else t.detach().to("cpu", copy=True)
 
 
 def _quantize(v: torch.Tensor) -> torch.Tensor:
@@ -114,182 +136,379 @@ def _draw_input(cfg, shape, g: torch.Generator, device) -> torch.Tensor:
     return z
 
 
-def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0,
-        resume: dict | None = None, device=None) -> Result:
-    """Run the plan; returns summary metrics and the final (and smoothed) output images."""
-    dev = pick_device(device)
-    y = problem.observed.to(dev)[None]  # (1,C,H,W)
-    x = problem.clean.to(dev)[None]
-    C, H, W = problem.observed.shape
-    torch.manual_seed(seed)
-    net = build_for_problem(cfg, C, problem).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    z = _draw_input(cfg, (1, cfg.input_depth, H, W), g, dev)
+class GlobalRng:
+    """torch's global RNG as a checkpointable value (saved as it is when saved)."""
 
-    N = plan.iters
-    stage_idx = torch.repeat_interleave(torch.arange(len(plan.stages)),
-                                        torch.tensor([s.iters for s in plan.stages])).tolist()
+    def state_dict(self) -> torch.Tensor:
+        return torch.get_rng_state()
+
+    def load_state_dict(self, s: torch.Tensor) -> None:
+        torch.set_rng_state(s)
+
+
+@dataclass
+class FitState:
+    """Everything the loop changes; K members, per-member values are lists or dim 0."""
+
+    net: torch.nn.Module
+    opt: MemberAdam
+    gens: list[torch.Generator]  # one per member: z, reg-noise and stage targets
+    z: torch.Tensor  # (K, D, H, W)
+    o_sm: torch.Tensor | None = None  # (K, C, H, W) smoothed output
+    target: torch.Tensor | None = None  # (K, C, H, W) the current stage's targets
+    shown: torch.Tensor | None = None  # (K, C, H, W) the output the metrics were taken from
+    saved: dict | None = None  # backtracking copy: params (, moments), Adam steps
+    psnr_noisy_last: list[float] = field(default_factory=list)
+    n_backtracks: list[int] = field(default_factory=list)
+    best_gt: list[BestTracker] = field(default_factory=list)
+    best_sm: list[BestTracker] = field(default_factory=list)
+    best_out: list[torch.Tensor | None] = field(default_factory=list)  # oracle: (C,H,W)
+    last: list[dict] = field(default_factory=list)  # latest psnr_noisy, psnr_gt, psnr_gt_sm
+    j: int = 0  # iterations done
+    wall_s: float = 0.0  # fitting time up to the last state()
+    torch_rng: GlobalRng = field(default_factory=GlobalRng)
+
+
+def _dump(v):
+    """A checkpoint value that never aliases the live one (tensors as CPU copies)."""
+    if hasattr(v, "state_dict"):
+        return copy.deepcopy(v.state_dict())
+    if isinstance(v, torch.Generator):
+        return v.get_state()
+    if isinstance(v, torch.Tensor):
+        return v.detach().to("cpu", copy=True)
+    if isinstance(v, list | tuple):
+        return [_dump(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _dump(x) for k, x in v.items()}
+    return v
+
+
+def _load(current, saved, dev):
+    """The live value for `saved`: loaded into `current` where it holds state (net, Adam,
+    generators, trackers), else rebuilt (tensors copied to `dev`)."""
+    if hasattr(current, "load_state_dict"):
+        current.load_state_dict(saved)
+        return current
+    if isinstance(current, torch.Generator):
+        current.set_state(saved.to(current.get_state().device))
+        return current
+    if isinstance(saved, torch.Tensor):
+        return saved.to(dev, copy=True)
+    if isinstance(saved, list):
+        cur = current if isinstance(current, list) and len(current) == len(saved) else saved
+        return [_load(c, s, dev) for c, s in zip(cur, saved, strict=True)]
+    if isinstance(saved, dict):
+        return {k: _load(None, x, dev) for k, x in saved.items()}
+    return saved
+
+
+def dump_state(st: FitState) -> dict:
+    return {f.name: _dump(getattr(st, f.name)) for f in fields(st)}
+
+
+def load_state(st: FitState, resume: dict, dev) -> None:
+    for f in fields(st):
+        setattr(st, f.name, _load(getattr(st, f.name), resume[f.name], dev))
+
+
+@dataclass
+class Loop:
+    """What the loop reads but never changes (and the not-yet-read metrics)."""
+
+    cfg: Any
+    members: list[Member]
+    dev: torch.device
+    y: torch.Tensor  # (K, C, H, W) observations
+    x: torch.Tensor  # (K, C, H, W) clean images
+    refs: torch.Tensor  # (K, 3, C, H, W): references of psnr_noisy, psnr_gt, psnr_gt_sm
+    stage_idx: list[int]  # stage of every iteration
+    params: list[torch.Tensor]
+    report: MembersReport
+    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (it, (K,3) MSEs)
+    t0: float = 0.0
+    wall_before: float = 0.0
+
+    @property
+    def K(self) -> int:
+        return len(self.members)
+
+    @property
+    def N(self) -> int:
+        return len(self.stage_idx)
+
+    def plan(self, i: int = 0) -> StagePlan:
+        return self.members[i].plan
+
+
+def _check_members(members: list[Member]) -> None:
+    if not members:
+        raise DipddpmError("a fit needs at least one member (problem, plan, seed)")
+    shape, sched = members[0].problem.observed.shape, members[0].plan.schedule()
+    for i, m in enumerate(members[1:], 1):
+        if m.problem.observed.shape != shape:
+            raise DipddpmError(f"fused members need one image shape: member {i} has "
+                               f"{tuple(m.problem.observed.shape)}, member 0 {tuple(shape)}")
+        if m.plan.schedule() != sched:
+            raise DipddpmError(f"fused members need one stage schedule (timesteps, lengths, "
+                               f"flags): member {i} differs from member 0")
+
+
+def _setup(cfg, members: list[Member], report: MembersReport, dev) -> tuple[Loop, FitState]:
+    _check_members(members)
+    y = torch.stack([m.problem.observed for m in members]).to(dev)  # (K,C,H,W)
+    x = torch.stack([m.problem.clean for m in members]).to(dev)
+    K, (C, H, W) = len(members), members[0].problem.observed.shape
+    nets = []
+    for m in members:
+        torch.manual_seed(m.seed)
+        nets.append(build_for_problem(cfg, C, m.problem))
+    net = fuse(nets, cfg.net).to(dev)
     params = list(net.parameters())
-    # references of the three tracked PSNRs: [output vs y, output vs x, smoothed vs x]
-    refs = torch.cat([y, x, x])  # (3,C,H,W)
+    gens = [torch.Generator(device=dev).manual_seed(m.seed) for m in members]
+    z = torch.cat([_draw_input(cfg, (1, cfg.input_depth, H, W), g, dev) for g in gens])
+    refs = torch.stack([y, x, x], dim=1)
     if cfg.psnr_uint8:
         refs = _quantize(refs)
+    plan = members[0].plan
+    stage_idx = torch.repeat_interleave(torch.arange(len(plan.stages)),
+                                        torch.tensor([s.iters for s in plan.stages])).tolist()
+    loop = Loop(cfg, members, dev, y, x, refs, stage_idx, params, report)
+    st = FitState(net=net, opt=MemberAdam(params, cfg.lr, K), gens=gens, z=z,
+                  psnr_noisy_last=[-math.inf] * K, n_backtracks=[0] * K,
+                  best_gt=[BestTracker(threshold=cfg.psnr_threshold) for _ in range(K)],
+                  best_sm=[BestTracker() for _ in range(K)], best_out=[None] * K,
+                  last=[{} for _ in range(K)])
+    return loop, st
 
-    def mses(shown: torch.Tensor, o_sm: torch.Tensor) -> torch.Tensor:  # (3,) on the device
-        a = torch.cat([shown, shown, o_sm]).clamp_(0, 1)
-        if cfg.psnr_uint8:
-            a = _quantize(a)
-        return (a - refs).square_().flatten(1).mean(1)
 
-    best_gt = BestTracker(threshold=cfg.psnr_threshold)
-    best_sm = BestTracker()
-    o_sm = None
-    target = None
-    saved = None  # backtracking: (params copy, optimizer state copy or None)
-    psnr_noisy_last = -math.inf
-    n_backtracks = 0
-    best_out = None
-    pending: list[tuple[int, torch.Tensor]] = []  # (iteration, its (3,) MSEs), read lazily
-    last: dict[str, float] = {}  # latest psnr_noisy, psnr_gt, psnr_gt_sm
-    start_j = 0
-    wall_before = 0.0
-    if resume is not None:
-        net.load_state_dict(resume["net"])
-        opt.load_state_dict(resume["opt"])
-        g.set_state(resume["gen"].to(g.get_state().device))
-        z, o_sm, target = (resume[k].to(dev) if resume[k] is not None else None
-                           for k in ("z", "o_sm", "target"))
-        saved = resume["saved"]
-        if saved is not None:
-            saved = ([p.to(dev, copy=True) for p in saved[0]], saved[1])
-        psnr_noisy_last, n_backtracks = resume["psnr_noisy_last"], resume["n_backtracks"]
-        best_gt.load_state_dict(resume["best_gt"])
-        best_sm.load_state_dict(resume["best_sm"])
-        best_out = resume["best_out"].to(dev) if resume["best_out"] is not None else None
-        start_j, wall_before = resume["j"], resume["wall_s"]
-        last.update(resume["last"])
-        torch.set_rng_state(resume["torch_rng"])
+def _start_stage(loop: Loop, st: FitState, k: int) -> None:
+    """A stage's first iteration: its targets (drawn per member), a new Adam or z if asked."""
+    cfg, j = loop.cfg, st.j
+    if loop.plan().stages[k].t:
+        st.target = torch.stack([m.plan.stages[k].target(g).to(loop.dev)
+                                 for m, g in zip(loop.members, st.gens, strict=True)])
+    else:
+        st.target = loop.y
+    if j > 0 and loop.plan().reset_optimizer_each_stage:
+        st.opt = MemberAdam(loop.params, cfg.lr, loop.K)
+    if j > 0 and loop.plan().resample_input_each_stage:
+        st.z = torch.cat([_draw_input(cfg, (1, *st.z.shape[1:]), g, loop.dev)
+                          for g in st.gens])
 
-    t0 = time.perf_counter()
 
-    def state() -> dict:
-        return {
-            "net": copy.deepcopy(net.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
-            "gen": g.get_state(), "z": _cpu(z), "o_sm": _cpu(o_sm), "target": _cpu(target),
-            "saved": None if saved is None else ([_cpu(p) for p in saved[0]],
-                                                 copy.deepcopy(saved[1])),
-            "psnr_noisy_last": psnr_noisy_last, "n_backtracks": n_backtracks,
-            "best_gt": best_gt.state_dict(), "best_sm": best_sm.state_dict(),
-            "best_out": _cpu(best_out), "shown": _cpu(shown), "last": dict(last), "j": j + 1,
-            "wall_s": wall_before + time.perf_counter() - t0,
-            "torch_rng": torch.get_rng_state(),
-        }
+def _net(st: FitState, z: torch.Tensor) -> torch.Tensor:
+    """The fused net on (K, D, H, W) inputs -> (K, C, H, W) outputs."""
+    K, _, H, W = z.shape
+    return st.net(z.reshape(1, -1, H, W)).view(K, -1, H, W)
 
-    def flush() -> None:
-        """Read back the pending per-iteration metrics and update the best-so-far trackers."""
-        nonlocal best_out
-        if not pending:
-            return
-        vals = _psnr_of(torch.stack([m for _, m in pending])).tolist()
-        for (it, _), (p_noisy, p_gt, p_sm) in zip(pending, vals, strict=True):
-            best_gt.update(it, p_gt)
-            best_sm.update(it, p_sm)
-            last.update(psnr_noisy=p_noisy, psnr_gt=p_gt, psnr_gt_sm=p_sm)
-        pending.clear()
 
-    net.train()
-    j = start_j - 1
-    for j in range(start_j, N):
-        k = stage_idx[j]
-        stage = plan.stages[k]
-        new_stage = j == 0 or stage_idx[j - 1] != k
-        if new_stage:
-            target = stage.target(g).to(dev)[None] if stage.t else y
-            if j > 0 and plan.reset_optimizer_each_stage:
-                opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            if j > 0 and plan.resample_input_each_stage:
-                z = _draw_input(cfg, z.shape, g, dev)
+def _forward_backward(loop: Loop, st: FitState) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reg-noise, forward, the members' MSE losses (K,), backward of their sum."""
+    z_j = st.z
+    if loop.cfg.reg_noise_std > 0:
+        noise = torch.cat([torch.randn((1, *st.z.shape[1:]), generator=g, device=loop.dev)
+                           for g in st.gens])
+        z_j = st.z + loop.cfg.reg_noise_std * noise
+    out = _net(st, z_j)
+    losses = torch.stack([F.mse_loss(out[i:i + 1], st.target[i:i + 1])
+                          for i in range(loop.K)])
+    st.opt.zero_grad()
+    losses.sum().backward()
+    return out, losses
 
-        z_j = z
-        if cfg.reg_noise_std > 0:
-            z_j = z + cfg.reg_noise_std * torch.randn(z.shape, generator=g, device=dev)
-        out = net(z_j)  # (1,C,H,W)
-        loss = F.mse_loss(out, target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
 
-        with torch.no_grad():
-            shown = out.detach()
-            if cfg.eval_metrics:
-                net.eval()
-                shown = net(z)
-                net.train()
-            if cfg.smoothing == 0:
-                o_sm = shown
-            elif o_sm is None:
-                o_sm = shown.clone()
-            else:
-                o_sm.lerp_(shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
-            it = j + 1
-            pending.append((it, mses(shown, o_sm)))
+@torch.no_grad()
+def _observe(loop: Loop, st: FitState, out: torch.Tensor) -> None:
+    """The shown output, its smoothing, and this iteration's (K,3) MSEs (kept on device)."""
+    cfg = loop.cfg
+    st.shown = out.detach()
+    if cfg.eval_metrics:
+        st.net.eval()
+        st.shown = _net(st, st.z)
+        st.net.train()
+    if cfg.smoothing == 0:
+        st.o_sm = st.shown
+    elif st.o_sm is None:
+        st.o_sm = st.shown.clone()
+    else:
+        st.o_sm.lerp_(st.shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
+    a = torch.stack([st.shown, st.shown, st.o_sm], dim=1).clamp_(0, 1)
+    if cfg.psnr_uint8:
+        a = _quantize(a)
+    loop.pending.append((st.j + 1, (a - loop.refs).square_().flatten(2).mean(2)))
 
-            skip_step = False
-            if cfg.backtracking and j % cfg.backtrack_every:
-                p_noisy = _psnr_of(pending[-1][1][0]).item()
-                if p_noisy - psnr_noisy_last < -cfg.backtrack_drop_db and saved is not None:
-                    torch._foreach_copy_(params, saved[0])
-                    n_backtracks += 1
-                    if cfg.backtrack_mode == "clean":
-                        opt.load_state_dict(saved[1])
-                        skip_step = True
-                else:
-                    if saved is None:
-                        saved = ([p.detach().clone() for p in params], None)
-                    else:
-                        torch._foreach_copy_(saved[0], params)
-                    if cfg.backtrack_mode == "clean":
-                        saved = (saved[0], copy.deepcopy(opt.state_dict()))
-                    psnr_noisy_last = p_noisy
-        if not skip_step:
-            opt.step()
 
-        if cfg.oracle or it % cfg.report_every == 0 or it == N:
-            prev_best = best_gt.best
-            flush()
-            if cfg.oracle and best_gt.best > prev_best and best_gt.best_iter == it:
-                best_out = shown.clone()
-        if it % cfg.report_every == 0 or it == N:
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss is {loss.item()} at iteration {it}")
-            metrics = {
-                "iter": it, "loss": loss.item(), **last,
-                "ssim_gt": ssim(shown[0], x[0]),
-                "psnr_best": best_gt.best, "psnr_best_iter": best_gt.best_iter,
-                "stage": k + 1, "stage_t": stage.t,
-            }
-            report(it, metrics, state)
+def _copy_members(dst: list[torch.Tensor], src: list[torch.Tensor], idx: list[int],
+                  K: int) -> None:
+    """dst[member] <- src[member] for the members in idx (all: one foreach copy)."""
+    if len(idx) == K:
+        torch._foreach_copy_(dst, src)
+    elif idx:
+        torch._foreach_copy_([member_view(t, K)[i] for t in dst for i in idx],
+                             [member_view(t, K)[i] for t in src for i in idx])
 
-    wall = wall_before + time.perf_counter() - t0
-    flush()
-    if start_j >= N:  # resumed from the final state: nothing left to run
-        shown = resume["shown"].to(dev)
+
+def _save_members(loop: Loop, st: FitState, idx: list[int]) -> None:
+    clean = loop.cfg.backtrack_mode == "clean"
+    if st.saved is None:
+        st.saved = {"params": [p.detach().clone() for p in loop.params],
+                    "moments": [m.clone() for m in st.opt.moments()] if clean else None,
+                    "steps": list(st.opt.steps)}
+        return
+    _copy_members(st.saved["params"], loop.params, idx, loop.K)
+    if clean:
+        _copy_members(st.saved["moments"], st.opt.moments(), idx, loop.K)
+    for i in idx:
+        st.saved["steps"][i] = st.opt.steps[i]
+
+
+@torch.no_grad()
+def _backtrack(loop: Loop, st: FitState) -> list[int]:
+    """Per member: restore the saved weights if psnr_noisy fell, else save. Returns the
+    members whose step is skipped ('clean' mode) and restored after it."""
+    cfg = loop.cfg
+    if not cfg.backtracking or st.j % cfg.backtrack_every == 0:
+        return []
+    p_noisy = _psnr_of(loop.pending[-1][1][:, 0]).tolist()
+    drop = [i for i, p in enumerate(p_noisy) if st.saved is not None
+            and p - st.psnr_noisy_last[i] < -cfg.backtrack_drop_db]
+    keep = [i for i in range(loop.K) if i not in drop]
+    for i in drop:
+        st.n_backtracks[i] += 1
+    if drop and cfg.backtrack_mode == "original":  # the step is still applied
+        _copy_members(loop.params, st.saved["params"], drop, loop.K)
+    if keep:
+        _save_members(loop, st, keep)
+    for i in keep:
+        st.psnr_noisy_last[i] = p_noisy[i]
+    return drop if cfg.backtrack_mode == "clean" else []
+
+
+@torch.no_grad()
+def _restore_skipped(loop: Loop, st: FitState, idx: list[int]) -> None:
+    """'clean' backtracking: these members end the iteration at their saved weights and
+    Adam state, as if their step had not run."""
+    _copy_members(loop.params, st.saved["params"], idx, loop.K)
+    _copy_members(st.opt.moments(), st.saved["moments"], idx, loop.K)
+    for i in idx:
+        st.opt.steps[i] = st.saved["steps"][i]
+
+
+def _step(loop: Loop, st: FitState, skipped: list[int]) -> None:
+    if len(skipped) < loop.K:
+        st.opt.step()
+    if skipped:
+        _restore_skipped(loop, st, skipped)
+
+
+def _flush(loop: Loop, st: FitState) -> None:
+    """Read back the pending metrics of all members at once; update the best trackers."""
+    if not loop.pending:
+        return
+    vals = _psnr_of(torch.stack([m for _, m in loop.pending])).tolist()  # (n, K, 3)
+    for (it, _), row in zip(loop.pending, vals, strict=True):
+        for i, (p_noisy, p_gt, p_sm) in enumerate(row):
+            st.best_gt[i].update(it, p_gt)
+            st.best_sm[i].update(it, p_sm)
+            st.last[i].update(psnr_noisy=p_noisy, psnr_gt=p_gt, psnr_gt_sm=p_sm)
+    loop.pending.clear()
+
+
+def _track(loop: Loop, st: FitState) -> None:
+    """Flush when due; with `oracle`, keep each member's output at its best psnr_gt."""
+    it, cfg = st.j, loop.cfg
+    if not (cfg.oracle or it % cfg.report_every == 0 or it == loop.N):
+        return
+    prev = [b.best for b in st.best_gt]
+    _flush(loop, st)
+    if cfg.oracle:
+        for i, b in enumerate(st.best_gt):
+            if b.best > prev[i] and b.best_iter == it:
+                st.best_out[i] = st.shown[i].clone()
+
+
+def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], dict]) -> None:
+    it = st.j
+    if not (it % loop.cfg.report_every == 0 or it == loop.N):
+        return
+    loss, ssims = torch.stack([losses.detach().double(), ssim_each(st.shown, loop.x)]).tolist()
+    for i, v in enumerate(loss):
+        if not math.isfinite(v):
+            raise FloatingPointError(f"loss is {v} at iteration {it}"
+                                     + (f" (member {i})" if loop.K > 1 else ""))
+    k = loop.stage_idx[it - 1]
+    metrics = [{"iter": it, "loss": loss[i], **st.last[i], "ssim_gt": ssims[i],
+                "psnr_best": st.best_gt[i].best, "psnr_best_iter": st.best_gt[i].best_iter,
+                "stage": k + 1, "stage_t": loop.plan().stages[k].t} for i in range(loop.K)]
+    loop.report(it, metrics, state)
+
+
+def _iteration(loop: Loop, st: FitState, state: Callable[[], dict]) -> None:
+    k = loop.stage_idx[st.j]
+    if st.j == 0 or loop.stage_idx[st.j - 1] != k:
+        _start_stage(loop, st, k)
+    out, losses = _forward_backward(loop, st)
+    _observe(loop, st, out)
+    skipped = _backtrack(loop, st)
+    _step(loop, st, skipped)
+    st.j += 1
+    _track(loop, st)
+    _report(loop, st, losses, state)
+
+
+def _result(loop: Loop, st: FitState, i: int) -> Result:
+    """Member i's summary metrics and images."""
+    problem, last, bg, bs = loop.members[i].problem, st.last[i], st.best_gt[i], st.best_sm[i]
     with torch.no_grad():
-        final = shown[0].clamp(0, 1).cpu()
-        final_sm = o_sm[0].clamp(0, 1).cpu()
+        final = st.shown[i].clamp(0, 1).cpu()
+        final_sm = st.o_sm[i].clamp(0, 1).cpu()
     summary = {
-        "iters": N, "wall_s": wall,
+        "iters": loop.N, "wall_s": st.wall_s,
         "psnr_noisy_input": psnr(problem.observed, problem.clean),
-        "psnr_gt_final": last["psnr_gt"], "psnr_gt_best": best_gt.best,
-        "psnr_best_iter": best_gt.best_iter,
-        "psnr_gt_sm_final": last["psnr_gt_sm"], "psnr_gt_sm_best": best_sm.best,
-        "psnr_gt_sm_best_iter": best_sm.best_iter,
+        "psnr_gt_final": last["psnr_gt"], "psnr_gt_best": bg.best,
+        "psnr_best_iter": bg.best_iter,
+        "psnr_gt_sm_final": last["psnr_gt_sm"], "psnr_gt_sm_best": bs.best,
+        "psnr_gt_sm_best_iter": bs.best_iter,
         "psnr_noisy_final": last["psnr_noisy"],
-        "ssim_gt_final": ssim(final, problem.clean), "ssim_gt_sm_final": ssim(final_sm,
-                                                                                problem.clean),
-        "first_reach_iter": best_gt.first_reach_iter, "n_backtracks": n_backtracks,
+        "ssim_gt_final": ssim(final, problem.clean),
+        "ssim_gt_sm_final": ssim(final_sm, problem.clean),
+        "first_reach_iter": bg.first_reach_iter, "n_backtracks": st.n_backtracks[i],
     }
     images = {"output": final, "output_sm": final_sm}
-    if cfg.oracle and best_out is not None:
-        images["output_best"] = best_out[0].clamp(0, 1).cpu()
-    return Result(metrics=summary, images=images, extra=dict(plan.info))
+    if loop.cfg.oracle and st.best_out[i] is not None:
+        images["output_best"] = st.best_out[i].clamp(0, 1).cpu()
+    return Result(metrics=summary, images=images, extra=dict(loop.members[i].plan.info))
+
+
+def fit_members(cfg, members: list[Member], report: MembersReport | None = None,
+                resume: dict | None = None, device=None) -> list[Result]:
+    """Run K members as one fused fit; `report(it, [metrics of each member], state)`.
+    Each member's result equals its own `fit` with its seed (to float tolerance)."""
+    dev = pick_device(device)
+    loop, st = _setup(cfg, members, report or (lambda it, ms, state: None), dev)
+    if resume is not None:
+        load_state(st, resume, dev)
+    loop.wall_before, loop.t0 = st.wall_s, time.perf_counter()
+
+    def state() -> dict:
+        st.wall_s = loop.wall_before + time.perf_counter() - loop.t0
+        return dump_state(st)
+
+    st.net.train()
+    while st.j < loop.N:
+        _iteration(loop, st, state)
+    st.wall_s = loop.wall_before + time.perf_counter() - loop.t0
+    _flush(loop, st)
+    return [_result(loop, st, i) for i in range(loop.K)]
+
+
+def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0,
+        resume: dict | None = None, device=None) -> Result:
+    """Run the plan; returns summary metrics and the final (and smoothed) output images.
+    The one-member case of `fit_members`."""
+
+    def one(it: int, metrics: list[dict], state: Callable[[], dict]) -> None:
+        report(it, metrics[0], state)
+
+    return fit_members(cfg, [Member(problem, plan, seed)], one, resume, device)[0]

@@ -13,9 +13,12 @@ import torch
 from torch import nn
 
 from dipddpm.errors import ConfigError
+from dipddpm.nn.fused import cat_members
 
 
 class GuidedUNet(nn.Module):
+    members = 1  # fused members (nn/fused.py): the concat joins each member's own channels
+
     def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 8, depth: int = 6,
                  skip_channels: int = 4, skip_levels: int = 3, sigmoid: bool = True) -> None:
         super().__init__()
@@ -49,7 +52,7 @@ class GuidedUNet(nn.Module):
         h = feats[-1]
         for i in reversed(range(len(self.dec))):
             if i < self.skip_levels:
-                h = torch.cat([h, self.skips[i](feats[i])], dim=1)
+                h = cat_members([h, self.skips[i](feats[i])], self.members)
             h = self.dec[i](h)
         return torch.sigmoid(h) if self.sigmoid else h
 
@@ -63,6 +66,8 @@ def _vgg_block(c_in: int, c_out: int, n: int) -> nn.Sequential:
 
 
 class SegNet(nn.Module):
+    members = 1  # fused members (nn/fused.py); pooling indices are per channel, so per member
+
     def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 64, depth: int = 5,
                  sigmoid: bool = False) -> None:
         super().__init__()

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dipddpm.nn.fused import cat_members
+
 
 def conv(c_in: int, c_out: int, k: int, stride: int = 1, pad: str = "reflection") -> nn.Module:
     """k x k conv with 'same' padding (reflection or zero); stride 2 halves H and W."""
@@ -30,6 +32,8 @@ def conv_bn_act(c_in: int, c_out: int, k: int, stride: int = 1, pad: str = "refl
 
 class Scale(nn.Module):
     """One scale of the skip net; `inner` is the next (coarser) scale or None at the bottom."""
+
+    members = 1  # fused members (nn/fused.py): the concat joins each member's own channels
 
     def __init__(self, c_in: int, down: int, up: int, skip: int, inner: nn.Module | None,
                  inner_out: int, pad: str, upsample_mode: str) -> None:
@@ -51,11 +55,13 @@ class Scale(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C,H,W) -> (B,up,H,W)
         deep = self.deeper(x)
         if self.skip is not None:
-            deep = torch.cat([self.skip(x), deep], dim=1)
+            deep = cat_members([self.skip(x), deep], self.members)
         return self.merge(deep)
 
 
 class SkipNet(nn.Module):
+    members = 1  # fused members (nn/fused.py); the head and the body are per channel group
+
     def __init__(self, in_channels: int = 32, out_channels: int = 3,
                  channels_down: Sequence[int] = (128,) * 5,
                  channels_up: Sequence[int] = (128,) * 5,
