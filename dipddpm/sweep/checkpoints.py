@@ -10,7 +10,8 @@ before Tune registers a checkpoint), so the trial resumes from k+1: the lowest w
 checkpoint above k, copied to the path the state names. A higher one may be there too, written
 by the worker after the driver's last result; its reports never reached the driver, so it is
 used only when k+1 is not whole. The repair is idempotent: a copy cut off by another kill is
-not whole, and is redone on the next resume.
+not whole, and is redone on the next resume. `fs`: the filesystem `tune_uri` is a path on (remote
+storage), None for a local path or URI.
 
 Cost per resume: reading Tune's newest experiment state (ExperimentAnalysis also looks for
 each trial's result.json, which a sweep does not write: two existence checks per trial), one
@@ -57,14 +58,14 @@ def first_whole_checkpoint_after(fs, trial_dir: str, index: int) -> str | None:
     return next((path for _, path in found if readable(fs, path)), None)
 
 
-def repair_missing_checkpoints(tune_uri: str) -> list[str]:
+def repair_missing_checkpoints(tune_uri: str, fs=None) -> list[str]:
     """Copy, for every unfinished trial whose named checkpoint is gone or not whole, the first
     whole checkpoint after it to the named path. Returns the ids of the trials repaired."""
     import pyarrow.fs as pafs
     from ray.tune import ExperimentAnalysis
 
     repaired = []
-    for trial in ExperimentAnalysis(tune_uri).trials:
+    for trial in ExperimentAnalysis(tune_uri, storage_filesystem=fs).trials:
         ckpt = trial.checkpoint
         if trial.status in ("TERMINATED", "ERROR") or ckpt is None:
             continue  # not resumed (finished or failed), or restarted from scratch

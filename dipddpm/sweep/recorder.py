@@ -59,7 +59,7 @@ class Recorder(Callback):
     @property
     def sweep(self):  # resolved once per driver (an object store's filesystem is costly)
         if getattr(self, "_sweep", None) is None:
-            self._sweep = resolve(self.sweep_uri)
+            self._sweep = resolve(self.sweep_uri, self.spec.storage_options)
         return self._sweep
 
     def _params(self, trial) -> dict:
