@@ -130,7 +130,11 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from dipddpm.sweep.checkpoints import repair_missing_checkpoints
+    from dipddpm.sweep.checkpoints import (
+        align_search_counter,
+        repair_missing_checkpoints,
+        saved_trials,
+    )
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
@@ -152,13 +156,18 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         space = tune_space(spec.search)
     prov = provenance()
     # a restored Tuner unpickles the first driver's recorder and searcher: they take these
-    set_current(DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish))
+    ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish)
+    set_current(ctx)
     if restore:
         where = tune_storage(tune_path)
         path, fs = where["storage_path"], where.get("storage_filesystem")
         if not tune.Tuner.can_restore(path, storage_filesystem=fs):
             return None, publish
-        for tid in repair_missing_checkpoints(path, fs):
+        trials = saved_trials(path, fs)
+        ctx.restored = {t.trial_id: t.status for t in trials}
+        if spec.searcher.type == "optuna":
+            align_search_counter(path, fs or sweep.fs, len(trials))
+        for tid in repair_missing_checkpoints(path, fs, trials):
             console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
                          f"it resumes from the one after it")
         return tune.Tuner.restore(path, trainable, resume_unfinished=True,

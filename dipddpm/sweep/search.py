@@ -11,16 +11,21 @@ were never comparable. Here:
   one that raised, or reported a non-finite value, is FAIL;
 - the study lives in an SQLite file in the sweep directory (`optuna-dashboard sqlite:///...`
   opens it while the sweep runs) and a resumed sweep loads the same study; Optuna trials that
-  the killed driver had asked for but Tune never recorded are closed as FAIL on restore;
+  the killed driver had asked for but Tune never recorded are closed as FAIL on restore. On
+  object storage the study is published when a trial is asked for (and, by the recorder, at
+  every checkpoint and trial end), so it always knows every trial Tune's saved state names;
+  on restore the searcher's trial map is rebuilt from the study (`ray_trial_id`) for exactly
+  the trials of that state, which Tune uploads file by file (a killed driver may leave the
+  searcher's own file from another moment);
 - every trial in the study is a trial Tune runs: the study's trial count and states are the
   sweep's (what `sweep status` counts and optuna-dashboard shows). Suggestions are drawn in an
   in-memory copy of the study (same sampler, same history); one equal to an earlier trial's
   configuration is left there as a running trial, which TPE's constant liar counts as a bad
   point, and the sampler asks again; after MAX_SAMPLER_ASKS duplicates, random suggestions
   (MAX_RANDOM_ASKS) look for a configuration not yet tried. Only a new configuration becomes a
-  trial of the real study (enqueued with its parameters, then asked). When none can be found
-  the searcher reports FINISHED. (Studies of earlier versions hold `duplicate_of` trials,
-  copies of an earlier outcome; the readers count those once.)
+  trial of the real study (asked there from a sampler that answers with it, `Chosen`). When
+  none can be found the searcher reports FINISHED. (Studies of earlier versions hold
+  `duplicate_of` trials, copies of an earlier outcome; the readers count those once.)
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import math
 import pickle
 import warnings
 
+from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
+from dipddpm.sweep.driver import current
 from dipddpm.sweep.rows import reports_in, status_of
 from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
@@ -42,6 +49,22 @@ MAX_RANDOM_ASKS = 200  # random suggestions looking for a configuration not yet 
 
 def storage_url(db_path: str) -> str:
     return f"sqlite:///{db_path}"
+
+
+class Chosen(BaseSampler):
+    """The real study's sampler: it answers with the configuration chosen in the copy."""
+
+    def __init__(self) -> None:
+        self.params: dict = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.params[param_name]
 
 
 class TruthfulOptunaSearch(Searcher):
@@ -66,12 +89,10 @@ class TruthfulOptunaSearch(Searcher):
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            # every trial of this study is asked with its parameters fixed (enqueued): its own
-            # sampler never samples; the spec's sampler works on the in-memory copy
+            # the spec's sampler works on the in-memory copy; this study is told its choice
             study = optuna.create_study(
                 storage=storage_url(self.db_path), study_name=self.spec.name,
-                direction=self._direction, load_if_exists=True,
-                sampler=optuna.samplers.RandomSampler(seed=self.spec.searcher.seed))
+                direction=self._direction, load_if_exists=True, sampler=Chosen())
             self._study = study
         return self._study
 
@@ -94,7 +115,7 @@ class TruthfulOptunaSearch(Searcher):
         store = self._scratch._storage
         for t in self.study.get_trials(deepcopy=False):
             copied = self._copied.get(t.number)
-            if copied is None and t.state.name != "WAITING":
+            if copied is None:
                 self._scratch.add_trial(t)
                 sid = self._scratch.get_trials(deepcopy=False)[-1]._trial_id
                 self._copied[t.number] = (sid, t.state)
@@ -111,8 +132,6 @@ class TruthfulOptunaSearch(Searcher):
         return state
 
     def __setstate__(self, state: dict) -> None:  # restored by Tune: this driver's study file
-        from dipddpm.sweep.driver import current
-
         self.__dict__.update(state)
         ctx = current()
         if ctx is not None and ctx.optuna_db:
@@ -141,16 +160,19 @@ class TruthfulOptunaSearch(Searcher):
         drawn = self._new_configuration()
         if drawn is None:
             return Searcher.FINISHED
-        self.study.enqueue_trial(drawn.params)
+        self.study.sampler.params = drawn.params
         trial = self.study.ask()
         params = decode(self.spec.search, define_by_run(self.spec.search)(trial))
+        assert trial.params == drawn.params, (trial.params, drawn.params)
         trial.set_user_attr("ray_trial_id", trial_id)
         for key, value in drawn.system_attrs.items():  # a sampler's own state (CMA-ES)
-            if key != "fixed_params":
-                self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
+            self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
         self._copied[trial.number] = (drawn._trial_id, TrialState.RUNNING)
         self.trials[trial_id] = trial._trial_id
         self.params[trial_id] = params
+        ctx = current()
+        if ctx is not None:  # the study on the storage knows this trial before Tune saves it
+            ctx.publish()
         return dict(params)
 
     def _new_configuration(self):
@@ -230,7 +252,23 @@ class TruthfulOptunaSearch(Searcher):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.trials, self.params, self.done = state["trials"], state["params"], state["done"]
+        ctx = current()
+        if ctx is not None and ctx.restored is not None:
+            self._from_study(ctx.restored)
         self.close_orphans()
+
+    def _from_study(self, restored: dict[str, str]) -> None:
+        """The trial map of exactly the trials Tune restores, read from the study."""
+        by_ray = {t.user_attrs.get("ray_trial_id"): t
+                  for t in self.study.get_trials(deepcopy=False)}
+        self.trials, self.params = {}, {}
+        for tid in restored:
+            t = by_ray.get(tid)
+            if t is not None:
+                self.trials[tid] = t._trial_id
+                self.params[tid] = decode(self.spec.search, t.params)
+        self.done = {tid for tid, status in restored.items()
+                     if status in ("TERMINATED", "ERROR") and tid in self.trials}
 
     # --- helpers ------------------------------------------------------------------------------
     def close_orphans(self) -> int:
