@@ -10,6 +10,8 @@ HTTP request) is split by what the request was for:
     parquet           our trials/ and metrics/ part files
     artifacts         output PNGs (artifacts/)
     optuna_db         the published study (optuna.db)
+    dir_markers       folder marker objects (HEAD bucket, PUT "key/"): pyarrow's create_dir,
+                      which Tune calls before its uploads (ours are plain PUTs)
     setup             the storage probe, spec.resolved.yaml, listings of the sweep folder
 
 and reported per trial and per minute of sweep. Runs: local N; S3 N with Tune's clock-driven
@@ -72,6 +74,8 @@ def kind(method: str, target: str) -> str:
     path, _, query = target.partition("?")
     m = re.search(r"(?:^|&)prefix=([^&]*)", query)
     key = path.split("/", 2)[2] if path.count("/") >= 2 else (m.group(1) if m else "")
+    if (method == "PUT" and key.endswith("/")) or (method == "HEAD" and not key):
+        return "dir_markers"  # pyarrow's create_dir on S3: HEAD bucket + a marker per level
     if "/tune/" in f"/{key}" or key.startswith("tune"):
         rest = key.split("tune/", 1)[-1]
         if "checkpoint_" in rest:

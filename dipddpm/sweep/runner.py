@@ -237,6 +237,9 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
                      + f", scheduler {spec.scheduler.type} on {where}")
         if spec.searcher.type == "optuna" and sweep.local:
             console.line(f"study: optuna-dashboard sqlite:///{sweep.path}/optuna.db")
+        elif spec.searcher.type == "optuna":
+            console.line(f"study: {sweep.uri}/optuna.db (published as trials are asked, "
+                         f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
         grid = tuner.fit()
         known = tune_trial_ids(grid)
         if known is not None:
