@@ -92,7 +92,9 @@ def test_dashboard_shows_the_sweep_as_it_ran(ray_local, tmp_path, dashboard):
         names = {p["name"] for p in t["params"]}
         assert names <= searched and {"stages", "iters"} <= names
         for p in t["params"]:  # the values the trial ran with
-            assert str(row[f"config.{p['name']}"]) == p["param_external_value"]
+            ran, shown_v = row[f"config.{p['name']}"], p["param_external_value"]
+            assert (float(ran) == float(shown_v) if pd.api.types.is_number(ran)
+                    else str(ran) == shown_v), (p["name"], ran, shown_v)
         steps = {v["step"]: v["value"] for v in t["intermediate_values"]}
         assert max(steps) == row["iters_done"]
         assert steps[row["iters_done"]] == pytest.approx(row["objective"])
