@@ -175,10 +175,12 @@ def test_s3_bad_bucket_credentials_endpoint_one_line_each(aws_env, s3, tmp_path,
 
     spec_path = tmp_path / "bad.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "name": "bad"}, sort_keys=False))
-    bucket = resolve(f"{PREFIX}")
+    s3.make_bucket("clean")  # a bucket no other test writes to
+    prefix = "s3://clean/sweeps"
+    bucket = resolve(prefix)
 
     def nothing_written():
-        return not listing(bucket.fs, BUCKET)
+        return not listing(bucket.fs, "clean")
 
     assert nothing_written()
     code, out = run_bad("s3://nobucket/sweeps", monkeypatch, spec_path)
@@ -192,22 +194,22 @@ def test_s3_bad_bucket_credentials_endpoint_one_line_each(aws_env, s3, tmp_path,
 
     down = f"http://{s3_server.HOST}:{s3_server.free_port()}"  # nothing listens there
     monkeypatch.setenv("AWS_ENDPOINT_URL", down)
-    code, out = run_bad(f"{PREFIX}", monkeypatch, spec_path)
+    code, out = run_bad(prefix, monkeypatch, spec_path)
     assert code == 2 and len(out.strip().splitlines()) == 1, out
-    assert f"cannot reach the endpoint {down}" in out and PREFIX in out
+    assert f"cannot reach the endpoint {down}" in out and prefix in out
 
     # a server that checks signatures: every key is unknown to it, or there is none at all
     strict = s3_server.start(tmp_path / "moto-auth.log", auth=True)
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", strict.endpoint)
-        code, out = run_bad(f"{PREFIX}", monkeypatch, spec_path)
+        code, out = run_bad(prefix, monkeypatch, spec_path)
         assert code == 2 and len(out.strip().splitlines()) == 1, out
-        assert "credentials were refused" in out and PREFIX in out
+        assert "credentials were refused" in out and prefix in out
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
         monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-        code, out = run_bad(f"{PREFIX}", monkeypatch, spec_path)
+        code, out = run_bad(prefix, monkeypatch, spec_path)
         assert code == 2 and len(out.strip().splitlines()) == 1, out
-        assert "no AWS credentials found" in out and PREFIX in out
+        assert "no AWS credentials found" in out and prefix in out
     finally:
         strict.stop()
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
