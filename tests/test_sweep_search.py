@@ -70,3 +70,55 @@ def test_a_space_run_out_finishes_without_filling_the_study(tmp_path):
                                                               (4, 800)]
     study = optuna.load_study(study_name="quick", storage=f"sqlite:///{tmp_path}/s.db")
     assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_restore_follows_the_trials_of_tunes_saved_state(tmp_path):
+    """Tune uploads its state file by file: the searcher's own file may be older or newer
+    than the trial list. The map is rebuilt from the study for exactly the listed trials; a
+    trial asked after the list was saved is closed as an orphan, not left running."""
+    import pickle
+
+    import optuna
+
+    from dipddpm.sweep.driver import DriverContext, set_current
+    from dipddpm.sweep.search import TruthfulOptunaSearch
+
+    spec = quick_spec(searcher={"type": "optuna", "sampler": "tpe", "seed": 0,
+                                "max_concurrent": 4})
+    db = str(tmp_path / "s.db")
+    first = TruthfulOptunaSearch(spec, db)
+    first.suggest("a")
+    first.on_trial_complete("a", {"psnr_best": 20.0, "iter": 400, "info": {"budget": 400}})
+    first.suggest("b")
+    first.save(str(tmp_path / "old.pkl"))  # the searcher's file: a and b only
+    first.suggest("c")  # asked after: Tune's trial list (below) has it, the file does not
+    first.suggest("d")  # asked after the list was saved: an orphan
+    state = pickle.loads(pickle.dumps(first))
+    set_current(DriverContext(console=None, provenance={}, optuna_db=db,
+                              restored={"a": "TERMINATED", "b": "RUNNING", "c": "PENDING"}))
+    try:
+        state.restore(str(tmp_path / "old.pkl"))
+    finally:
+        set_current(None)
+    assert set(state.trials) == {"a", "b", "c"} and state.done == {"a"}
+    assert state.params["c"] == first.params["c"]
+    study = optuna.load_study(study_name="quick", storage=f"sqlite:///{db}")
+    by_ray = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    assert by_ray["d"].state.name == "FAIL" and "orphaned" in by_ray["d"].user_attrs
+    assert by_ray["b"].state.name == by_ray["c"].state.name == "RUNNING"
+
+
+def test_align_search_counter(tmp_path):
+    import pyarrow.fs as pafs
+    import ray.cloudpickle as cloudpickle
+
+    from dipddpm.sweep.checkpoints import align_search_counter
+
+    fs = pafs.LocalFileSystem()
+    (tmp_path / "search_gen_state-2026-01-01_00-00-00.json").write_bytes(
+        cloudpickle.dumps({"counter": 2, "total_samples": 4}))
+    newest = tmp_path / "search_gen_state-2026-01-02_00-00-00.json"
+    newest.write_bytes(cloudpickle.dumps({"counter": 3, "total_samples": 4}))
+    assert align_search_counter(str(tmp_path), fs, 2) == 3  # uploaded after the trial list
+    assert cloudpickle.loads(newest.read_bytes()) == {"counter": 2, "total_samples": 4}
+    assert align_search_counter(str(tmp_path), fs, 2) is None  # already aligned
