@@ -126,15 +126,37 @@ def tune_storage(loc: Location) -> dict:
     return {"storage_path": loc.path, "storage_filesystem": loc.fs}
 
 
-def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
+def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
+    """Tune's Tuner.restore of the sweep, its saved state repaired first (None when there is
+    none yet): every unfinished trial's checkpoint whole, the search counter matching the
+    trial list, and the trials it restores told to the searcher (`ctx.restored`)."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from dipddpm.sweep.checkpoints import (
         align_search_counter,
         repair_missing_checkpoints,
         saved_trials,
     )
+
+    where = tune_storage(tune_path)
+    path, fs = where["storage_path"], where.get("storage_filesystem")
+    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
+        return None
+    trials = saved_trials(path, fs)
+    ctx.restored = {t.trial_id: t.status for t in trials}
+    if spec.searcher.type == "optuna":
+        align_search_counter(path, fs or tune_path.fs, len(trials))
+    for tid in repair_missing_checkpoints(path, fs, trials):
+        ctx.console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
+                         f"it resumes from the one after it")
+    return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                              restart_errored=False, storage_filesystem=fs)
+
+
+def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
@@ -159,20 +181,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish)
     set_current(ctx)
     if restore:
-        where = tune_storage(tune_path)
-        path, fs = where["storage_path"], where.get("storage_filesystem")
-        if not tune.Tuner.can_restore(path, storage_filesystem=fs):
-            return None, publish
-        trials = saved_trials(path, fs)
-        ctx.restored = {t.trial_id: t.status for t in trials}
-        if spec.searcher.type == "optuna":
-            align_search_counter(path, fs or sweep.fs, len(trials))
-        for tid in repair_missing_checkpoints(path, fs, trials):
-            console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
-                         f"it resumes from the one after it")
-        return tune.Tuner.restore(path, trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False,
-                                  storage_filesystem=fs), publish
+        return restore_tuner(spec, tune_path, trainable, ctx), publish
     if spec.searcher.type == "optuna":
         searcher.close_orphans()  # a fresh start on an existing study: nothing is running
     if spec.scheduler.type == "asha":
