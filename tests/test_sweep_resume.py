@@ -32,12 +32,13 @@ SPEC = {
 }
 
 
-def checkpointed_trial(sweep: Path):
-    """An unfinished trial to which Tune's newest saved state gives a checkpoint, or None."""
+def checkpointed_trial(sweep: Path | str, fs=None):
+    """An unfinished trial to which Tune's newest saved state gives a checkpoint, or None
+    (`fs`: the pyarrow filesystem `sweep` is a path on, e.g. S3)."""
     from ray.tune import ExperimentAnalysis
 
     try:
-        trials = ExperimentAnalysis(str(sweep / "tune")).trials
+        trials = ExperimentAnalysis(f"{sweep}/tune", storage_filesystem=fs).trials
     except Exception:  # no state yet, or caught mid-write
         return None
     return next((t for t in trials

@@ -38,7 +38,7 @@ class Comparison:
 def labels(sweeps: list[Sweep]) -> list[str]:
     """Sweep names, or their paths where two sweeps share a name."""
     names = [s.name for s in sweeps]
-    return [str(s.path) if names.count(s.name) > 1 else s.name for s in sweeps]
+    return [s.uri if names.count(s.name) > 1 else s.name for s in sweeps]
 
 
 def _value(row: pd.Series, col: str):

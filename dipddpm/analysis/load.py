@@ -42,6 +42,10 @@ class Sweep:
     spec: dict | None = None  # spec.resolved.yaml, parsed; None when absent
     spec_text: str | None = None
     file_metadata: dict = field(default_factory=dict)  # dipddpm.* Parquet metadata
+    uri: str = ""  # where the sweep is (an s3:// URI read through a local copy, see remote.py)
+
+    def __post_init__(self) -> None:
+        self.uri = self.uri or str(self.path)
 
     @property
     def config_columns(self) -> list[str]:
@@ -200,12 +204,30 @@ def _require_columns(f: Path, schema, required) -> None:
                            f"{', '.join(missing)}; expected {', '.join(required)}")
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read and check a sweep directory; raises DipddpmError if it is not a (non-empty) one."""
+def load_sweep(path: str | Path, artifacts: bool = False) -> Sweep:
+    """Read and check a sweep directory, or an s3:// (gs://, ...) URI of one, copied locally
+    first (with its artifacts/ when `artifacts`); raises DipddpmError if it is not a
+    (non-empty) sweep."""
+    from dipddpm.sweep.storage import is_remote
+
+    if not is_remote(str(path)):
+        return _load_local(Path(path))
+    from dipddpm.analysis.remote import local_copy
+
+    uri = str(path).rstrip("/") or str(path)
+    local = local_copy(str(path), artifacts=artifacts)
+    try:
+        sweep = _load_local(local)
+    except DipddpmError as e:  # name the URI, not the temporary copy
+        raise DipddpmError(str(e).replace(str(local), uri)) from None
+    sweep.uri = uri
+    return sweep
+
+
+def _load_local(path: Path) -> Sweep:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    path = Path(path)
     if not path.exists():
         raise DipddpmError(f"{path} does not exist; expected a sweep results directory "
                            f"({LAYOUT})")

@@ -18,7 +18,8 @@ from rich.table import Table
 from dipddpm.cli.app import print_json, results_app, user_errors
 from dipddpm.errors import DipddpmError
 
-DIR_HELP = "Sweep results directory: <storage>/<sweep> (holds trials/ and metrics/)."
+DIR_HELP = ("Sweep results directory: <storage>/<sweep> (holds trials/ and metrics/), a local "
+            "path or an s3://bucket/prefix/<sweep> URI.")
 BY_HELP = ("Group by this trials column (repeatable), e.g. --by scheduler --by beta_schedule; "
            "the config. prefix is optional.")
 METRIC_HELP = ("Numeric trials column to rank by (default psnr_gt_best, else objective), e.g. "
@@ -55,7 +56,7 @@ def _one_format(as_json: bool, as_csv: bool) -> None:
           "in a group of its own, shown as —."))
 @user_errors
 def summarize_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     by: list[str] | None = typer.Option(None, "--by", help=BY_HELP),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP),
     top: int = typer.Option(10, "--top", help="How many best trials to list."),
@@ -74,7 +75,7 @@ def summarize_command(
     _one_format(as_json, as_csv)
     s = summarize(load_sweep(directory), by=by, metric=metric, top=top, threshold=threshold)
     if as_json:
-        print_json({"sweep": s.sweep.name, "path": str(s.sweep.path), "metric": s.metric,
+        print_json({"sweep": s.sweep.name, "path": s.sweep.uri, "metric": s.metric,
                     "mode": s.mode, "by": s.by, "threshold": s.threshold, "counts": s.counts,
                     "top": records(s.top), "groups": records(s.groups)})
         return
@@ -83,7 +84,7 @@ def summarize_command(
         return
     c = s.counts
     console = _console()
-    console.print(f"sweep [bold]{s.sweep.name}[/] ({s.sweep.path}): {sum(c.values())} trials: "
+    console.print(f"sweep [bold]{s.sweep.name}[/] ({s.sweep.uri}): {sum(c.values())} trials: "
                   f"{c['COMPLETED']} completed, {c['PRUNED']} pruned, {c['FAILED']} failed; "
                   f"ranked by {s.metric} ({s.mode})", highlight=False)
     _print_table(f"best {len(s.top)} trials by {s.metric}", s.top, console)
@@ -104,7 +105,7 @@ def summarize_command(
           "iteration', each row the best COMPLETED trial of its group."))
 @user_errors
 def compare_command(
-    directories: list[Path] = typer.Argument(..., metavar="DIR_A DIR_B ...",
+    directories: list[str] = typer.Argument(..., metavar="DIR_A DIR_B ...",
                                              help="One or more sweep results directories."),
     by: list[str] | None = typer.Option(None, "--by", help=BY_HELP),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Picks the best "
@@ -132,7 +133,7 @@ def compare_command(
           "--out."))
 @user_errors
 def plot_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     kind: str = typer.Option(..., "--kind", help="curves: PSNR/SSIM vs iteration; stages: PSNR "
                              "with stage boundaries; pareto: quality vs compute; importance: "
                              "Optuna parameter importances."),
@@ -163,7 +164,7 @@ def plot_command(
           "and the final images of the best trials next to the clean and noisy images."))
 @user_errors
 def report_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     out: Path = typer.Option(..., "--out", help="HTML file to write."),
     top: int = typer.Option(6, "--top", help="Best trials in the tables and contact sheet."),
 ) -> None:
@@ -172,7 +173,7 @@ def report_command(
 
     if top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
-    sweep = load_sweep(directory)
+    sweep = load_sweep(directory, artifacts=True)
     with Console(stderr=True).status(f"building the report of {sweep.name}"):
         path = write_report(sweep, out, top=top)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -183,7 +184,7 @@ def report_command(
     help=("Export the trials or metrics table as CSV or JSON (stdout, or --out FILE)."))
 @user_errors
 def export_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     fmt: str = typer.Option(..., "--format", help="csv or json (an array of row objects)."),
     table: str = typer.Option("trials", "--table", help="trials (one row per trial) or "
                               "metrics (long: trial_id, iter, metric, value)."),

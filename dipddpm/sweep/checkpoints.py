@@ -10,7 +10,8 @@ before Tune registers a checkpoint), so the trial resumes from k+1: the lowest w
 checkpoint above k, copied to the path the state names. A higher one may be there too, written
 by the worker after the driver's last result; its reports never reached the driver, so it is
 used only when k+1 is not whole. The repair is idempotent: a copy cut off by another kill is
-not whole, and is redone on the next resume.
+not whole, and is redone on the next resume. `fs`: the filesystem `tune_uri` is a path on (remote
+storage), None for a local path or URI.
 
 Cost per resume: reading Tune's newest experiment state (ExperimentAnalysis also looks for
 each trial's result.json, which a sweep does not write: two existence checks per trial), one
@@ -57,14 +58,45 @@ def first_whole_checkpoint_after(fs, trial_dir: str, index: int) -> str | None:
     return next((path for _, path in found if readable(fs, path)), None)
 
 
-def repair_missing_checkpoints(tune_uri: str) -> list[str]:
-    """Copy, for every unfinished trial whose named checkpoint is gone or not whole, the first
-    whole checkpoint after it to the named path. Returns the ids of the trials repaired."""
-    import pyarrow.fs as pafs
+def saved_trials(tune_uri: str, fs=None) -> list:
+    """The trials of Tune's newest saved experiment state."""
     from ray.tune import ExperimentAnalysis
 
+    return ExperimentAnalysis(tune_uri, storage_filesystem=fs).trials
+
+
+def align_search_counter(tune_uri: str, fs, n_trials: int) -> int | None:
+    """Tune's saved state is several files (the trial list, the search generator's trial
+    counter, the searcher) written together, but uploaded to object storage one by one: a
+    driver killed between two uploads leaves a counter from another moment than the trial
+    list, and Tune would then create too few or too many trials. The counter is set back to
+    the number of trials in the list. Returns the counter found when it was changed."""
+    import pyarrow.fs as pafs
+    import ray.cloudpickle as cloudpickle
+
+    found = [i.path for i in fs.get_file_info(pafs.FileSelector(tune_uri))
+             if i.base_name.startswith("search_gen_state-") and i.base_name.endswith(".json")]
+    if not found:
+        return None
+    newest = max(found)  # Tune's own choice: the greatest name (session timestamps)
+    with fs.open_input_stream(newest) as f:
+        state = cloudpickle.loads(f.read())
+    if state.get("counter") == n_trials:
+        return None
+    before, state["counter"] = state.get("counter"), n_trials
+    with fs.open_output_stream(newest) as f:
+        f.write(cloudpickle.dumps(state))
+    return before
+
+
+def repair_missing_checkpoints(tune_uri: str, fs=None, trials: list | None = None) -> list[str]:
+    """Copy, for every unfinished trial whose named checkpoint is gone or not whole, the first
+    whole checkpoint after it to the named path (`trials`: `saved_trials`, read when not
+    given). Returns the ids of the trials repaired."""
+    import pyarrow.fs as pafs
+
     repaired = []
-    for trial in ExperimentAnalysis(tune_uri).trials:
+    for trial in trials if trials is not None else saved_trials(tune_uri, fs):
         ckpt = trial.checkpoint
         if trial.status in ("TERMINATED", "ERROR") or ckpt is None:
             continue  # not resumed (finished or failed), or restarted from scratch

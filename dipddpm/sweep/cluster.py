@@ -204,13 +204,14 @@ def check_inputs_on_all_nodes(spec, timeout_s: float = 60.0) -> dict[str, str]:
     return {ip: a["why"] for ip, a in answers.items() if not a["ok"]}
 
 
-def _node_probe(ip: str, uri: str, token: str, view: Callable[[str, str], str]) -> dict:
+def _node_probe(ip: str, uri: str, token: str, view: Callable[[str, str], str],
+                options=None) -> dict:
     """Runs ON a node: read the driver's marker, write this node's own. Never raises."""
     from dipddpm.sweep.storage import resolve
 
     seen = view(uri, ip)
     try:
-        loc = resolve(seen)
+        loc = resolve(seen, options)
         got = loc.child(f"{MARKER}-{token}").read_text()
         if got != token:
             return {"ip": ip, "ok": False, "why": f"{seen}: the marker holds other content"}
@@ -246,18 +247,20 @@ def on_every_node(fn: Callable, nodes, timeout_s: float, *args) -> dict[str, dic
 
 
 def check_storage_on_all_nodes(storage: str, timeout_s: float = 60.0,
-                               view: Callable[[str, str], str] | None = None) -> list[str]:
+                               view: Callable[[str, str], str] | None = None,
+                               options=None) -> list[str]:
     """Check that the driver and every alive node of the connected Ray cluster read and write
     `storage` (a local/NFS path or s3://, gs://, ... URI). Returns the node addresses checked;
     raises DipddpmError naming every node that cannot.
 
     `view(uri, node_ip) -> uri` is how a node sees the storage (default: as the driver does);
-    tests pass one that gives one node its own directory to simulate an unshared path.
+    tests pass one that gives one node its own directory to simulate an unshared path;
+    `options`: the spec's storage_options (an s3:// endpoint and region).
     """
     from dipddpm.sweep.storage import resolve
 
     view = view or _identity
-    loc = resolve(storage)
+    loc = resolve(storage, options)
     token = uuid.uuid4().hex
     marker = loc.child(f"{MARKER}-{token}")
     made = _first_missing(loc)  # a directory the marker creates; removed again afterwards
@@ -269,7 +272,8 @@ def check_storage_on_all_nodes(storage: str, timeout_s: float = 60.0,
                            f"writable shared path or s3:// / gs:// URI") from None
     nodes = list(cluster_facts().alive)
     try:
-        answers = on_every_node(_node_probe, nodes, timeout_s, loc.uri, token, view)
+        answers = on_every_node(_node_probe, nodes, timeout_s, loc.uri, token, view,
+                                options)
         bad = []
         for n in nodes:
             a = answers[n.ip]

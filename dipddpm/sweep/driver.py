@@ -20,6 +20,7 @@ class DriverContext:
     provenance: dict[str, str]  # versions and git sha of this driver
     optuna_db: str | None = None  # local SQLite path of the study (None: no Optuna searcher)
     publish: Callable[[], None] = lambda: None  # upload optuna.db to remote storage
+    restored: dict[str, str] | None = None  # trial id -> status, in Tune's saved state
 
 
 _CURRENT: DriverContext | None = None

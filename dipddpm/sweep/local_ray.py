@@ -16,18 +16,32 @@ import sys
 from collections.abc import Iterator
 
 LOOPBACK = "127.0.0.1"
+# How often, by the clock, Tune saves its experiment state (trial list + searcher): on local
+# disk every 2 s, so a killed driver loses at most the trials asked for in the last 2 s (they
+# are cleaned up on resume). On object storage each save is an upload of the state files
+# (requests that grow with wall time), so every 60 s: Tune also saves, and uploads, the state
+# after every trial checkpoint (CheckpointConfig(num_to_keep=1) forces it), which is what a
+# resume needs (every trial's newest checkpoint is named); a trial that has not checkpointed
+# yet is either in a save forced by another trial's checkpoint or re-run on resume, as on disk.
+STATE_PERIOD_S = {False: 2.0, True: 60.0}  # remote storage?
+USER_STATE_PERIOD = os.environ.get("TUNE_GLOBAL_CHECKPOINT_S")  # set before dipddpm: kept
 
 
 def quiet_ray_logs() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no CSV/JSON/TBX files
-    # save Tune's experiment state (trial list + searcher) every 2 s, so a killed driver loses
-    # at most the trials asked for in the last 2 s (they are cleaned up on resume)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(STATE_PERIOD_S[False]))
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # with verbose=0: no status tables at all
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # trial errors: our console
+
+
+def set_state_period(remote: bool) -> None:
+    """Tune's experiment-state save period for this sweep's storage (see STATE_PERIOD_S),
+    unless TUNE_GLOBAL_CHECKPOINT_S was set before dipddpm started."""
+    if USER_STATE_PERIOD is None:
+        os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(STATE_PERIOD_S[remote])
 
 
 def loopback_only() -> None:

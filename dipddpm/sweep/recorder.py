@@ -59,7 +59,7 @@ class Recorder(Callback):
     @property
     def sweep(self):  # resolved once per driver (an object store's filesystem is costly)
         if getattr(self, "_sweep", None) is None:
-            self._sweep = resolve(self.sweep_uri)
+            self._sweep = resolve(self.sweep_uri, self.spec.storage_options)
         return self._sweep
 
     def _params(self, trial) -> dict:
@@ -88,6 +88,8 @@ class Recorder(Callback):
         self.last[tid] = result
         if result.get("checkpoint_dir_name"):
             results.write_metrics(self.sweep, self.spec.name, tid, self.rows[tid])
+            if self.on_trial_end is not None:  # the study too (remote storage): a resume
+                self.on_trial_end()  # continues from this checkpoint with its reports
         entries = [(t, r.get(self.spec.metric), int(r.get("iter", 0)), {})
                    for t, r in self.last.items()]
         running = sum(1 for t in trials if t.status == "RUNNING")

@@ -43,8 +43,9 @@ def same_spec(stored_text: str, spec: SweepSpec) -> bool:
     """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
     stored = yaml.safe_load(stored_text) or {}
     new = spec.resolved_dict()
-    return ({k: v for k, v in stored.items() if k != "storage"}
-            == {k: v for k, v in new.items() if k != "storage"})
+    where = ("storage", "storage_options")  # where a sweep is stored is not what it runs
+    return ({k: v for k, v in stored.items() if k not in where}
+            == {k: v for k, v in new.items() if k not in where})
 
 
 def provenance() -> dict[str, str]:
@@ -76,7 +77,7 @@ def check_sampler(spec: SweepSpec) -> None:
 def prepare(spec: SweepSpec, resume: bool = False) -> Location:
     """Check storage and an existing sweep dir; writes nothing. Returns the sweep dir."""
     check_sampler(spec)
-    storage = resolve(spec.storage)
+    storage = resolve(spec.storage, spec.storage_options)
     check_writable(storage)
     sweep = storage.child(spec.name)
     spec_file = sweep.child(SPEC_FILE)
@@ -117,11 +118,45 @@ def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
             sweep.child("artifacts", "problem", f"{name}.png").write_bytes(png_bytes(img))
 
 
+def tune_storage(loc: Location) -> dict:
+    """Where Tune keeps its files: the path on our own filesystem for remote storage (the
+    spec's endpoint and one-PUT writes apply to Tune's uploads too), the plain path locally."""
+    if loc.local:
+        return {"storage_path": loc.uri}
+    return {"storage_path": loc.path, "storage_filesystem": loc.fs}
+
+
+def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
+    """Tune's Tuner.restore of the sweep, its saved state repaired first (None when there is
+    none yet): every unfinished trial's checkpoint whole, the search counter matching the
+    trial list, and the trials it restores told to the searcher (`ctx.restored`)."""
+    from ray import tune
+
+    from dipddpm.sweep.checkpoints import (
+        align_search_counter,
+        repair_missing_checkpoints,
+        saved_trials,
+    )
+
+    where = tune_storage(tune_path)
+    path, fs = where["storage_path"], where.get("storage_filesystem")
+    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
+        return None
+    trials = saved_trials(path, fs)
+    ctx.restored = {t.trial_id: t.status for t in trials}
+    if spec.searcher.type == "optuna":
+        align_search_counter(path, fs or tune_path.fs, len(trials))
+    for tid in repair_missing_checkpoints(path, fs, trials):
+        ctx.console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
+                         f"it resumes from the one after it")
+    return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                              restart_errored=False, storage_filesystem=fs)
+
+
 def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from dipddpm.sweep.checkpoints import repair_missing_checkpoints
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
@@ -143,15 +178,10 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         space = tune_space(spec.search)
     prov = provenance()
     # a restored Tuner unpickles the first driver's recorder and searcher: they take these
-    set_current(DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish))
+    ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish)
+    set_current(ctx)
     if restore:
-        if not tune.Tuner.can_restore(tune_path.uri):
-            return None, publish
-        for tid in repair_missing_checkpoints(tune_path.uri):
-            console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
-                         f"it resumes from the one after it")
-        return tune.Tuner.restore(tune_path.uri, trainable, resume_unfinished=True,
-                                  resume_errored=False, restart_errored=False), publish
+        return restore_tuner(spec, tune_path, trainable, ctx), publish
     if spec.searcher.type == "optuna":
         searcher.close_orphans()  # a fresh start on an existing study: nothing is running
     if spec.scheduler.type == "asha":
@@ -168,7 +198,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
             num_samples=spec.num_samples, max_concurrent_trials=spec.searcher.max_concurrent,
             time_budget_s=spec.time_budget_s, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, storage_path=sweep.uri, verbose=0, callbacks=[recorder],
+            name=TUNE_DIR, **tune_storage(sweep), verbose=0, callbacks=[recorder],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), log_to_file=True))
     return tuner, publish
@@ -182,7 +212,7 @@ def tune_trial_ids(grid) -> set[str] | None:
         return None
 
 
-def check_cluster_storage(sweep: Location, console: SweepConsole) -> None:
+def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) -> None:
     """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
     try:
         from dipddpm.sweep.cluster import check_storage_on_all_nodes
@@ -190,17 +220,18 @@ def check_cluster_storage(sweep: Location, console: SweepConsole) -> None:
         console.line("[yellow]note[/]: storage reachability check of every node is not "
                      "available in this build; make sure all nodes see the storage")
         return
-    check_storage_on_all_nodes(sweep.uri)
+    check_storage_on_all_nodes(sweep.uri, options=options)
 
 
 def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
             restore: bool, dashboard: bool = False) -> SweepOutcome:
-    from dipddpm.sweep.local_ray import ray_session
+    from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
 
+    set_state_period(remote=not sweep.local)
     with ray_session(address, dashboard) as on_cluster:
         if on_cluster:  # every node must reach the storage before trials start
-            check_cluster_storage(sweep, console)
+            check_cluster_storage(sweep, console, spec.storage_options)
         sweep.makedirs()
         if not sweep.child(SPEC_FILE).exists():
             sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
@@ -215,6 +246,9 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
                      + f", scheduler {spec.scheduler.type} on {where}")
         if spec.searcher.type == "optuna" and sweep.local:
             console.line(f"study: optuna-dashboard sqlite:///{sweep.path}/optuna.db")
+        elif spec.searcher.type == "optuna":
+            console.line(f"study: {sweep.uri}/optuna.db (published as trials are asked, "
+                         f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
         grid = tuner.fit()
         known = tune_trial_ids(grid)
         if known is not None:
@@ -271,7 +305,10 @@ def load_sweep_spec(sweep_dir: str, load_problem: bool = True) -> tuple[SweepSpe
     raw = yaml.safe_load(spec_file.read_text())
     parent = sweep.uri.rstrip("/").rsplit("/", 1)[0] if "/" in sweep.uri else "."
     raw = {**raw, "storage": parent, "name": sweep.uri.rstrip("/").rsplit("/", 1)[-1]}
-    return parse_spec(raw, load_problem=load_problem), sweep
+    spec = parse_spec(raw, load_problem=load_problem)
+    if spec.storage_options:  # the sweep's own endpoint and region from now on
+        sweep = resolve(sweep.uri, spec.storage_options)
+    return spec, sweep
 
 
 def resume_sweep(sweep_dir: str, address: str | None = None,

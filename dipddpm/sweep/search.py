@@ -11,11 +11,21 @@ were never comparable. Here:
   one that raised, or reported a non-finite value, is FAIL;
 - the study lives in an SQLite file in the sweep directory (`optuna-dashboard sqlite:///...`
   opens it while the sweep runs) and a resumed sweep loads the same study; Optuna trials that
-  the killed driver had asked for but Tune never recorded are closed as FAIL on restore;
-- parallel trials get distinct configurations: TPE uses the constant liar for running trials,
-  and a suggestion equal to an earlier trial's is not run again (the earlier outcome is copied
-  into the study, marked `duplicate_of`, and the sampler asks again). When no new
-  configuration can be found the searcher reports FINISHED.
+  the killed driver had asked for but Tune never recorded are closed as FAIL on restore. On
+  object storage the study is published when a trial is asked for (and, by the recorder, at
+  every checkpoint and trial end), so it always knows every trial Tune's saved state names;
+  on restore the searcher's trial map is rebuilt from the study (`ray_trial_id`) for exactly
+  the trials of that state, which Tune uploads file by file (a killed driver may leave the
+  searcher's own file from another moment);
+- every trial in the study is a trial Tune runs: the study's trial count and states are the
+  sweep's (what `sweep status` counts and optuna-dashboard shows). Suggestions are drawn in an
+  in-memory copy of the study (same sampler, same history); one equal to an earlier trial's
+  configuration is left there as a running trial, which TPE's constant liar counts as a bad
+  point, and the sampler asks again; after MAX_SAMPLER_ASKS duplicates, random suggestions
+  (MAX_RANDOM_ASKS) look for a configuration not yet tried. Only a new configuration becomes a
+  trial of the real study (asked there from a sampler that answers with it, `Chosen`). When
+  none can be found the searcher reports FINISHED. (Studies of earlier versions hold
+  `duplicate_of` trials, copies of an earlier outcome; the readers count those once.)
 """
 
 from __future__ import annotations
@@ -24,18 +34,37 @@ import math
 import pickle
 import warnings
 
+from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
+from dipddpm.sweep.driver import current
 from dipddpm.sweep.rows import reports_in, status_of
 from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
 
-MAX_DUPLICATE_ASKS = 50
+MAX_SAMPLER_ASKS = 10  # duplicate suggestions of the spec's sampler before random ones
+MAX_RANDOM_ASKS = 200  # random suggestions looking for a configuration not yet tried
 
 
 def storage_url(db_path: str) -> str:
     return f"sqlite:///{db_path}"
+
+
+class Chosen(BaseSampler):
+    """The real study's sampler: it answers with the configuration chosen in the copy."""
+
+    def __init__(self) -> None:
+        self.params: dict = {}
+
+    def infer_relative_search_space(self, study, trial) -> dict:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.params[param_name]
 
 
 class TruthfulOptunaSearch(Searcher):
@@ -50,6 +79,8 @@ class TruthfulOptunaSearch(Searcher):
         self.done: set[str] = set()
         self.max_concurrent = spec.searcher.max_concurrent
         self._study = None
+        self._scratch = None  # the in-memory copy where suggestions are drawn
+        self._copied: dict[int, tuple[int, object]] = {}  # number -> (scratch id, its state)
 
     # --- the study, opened lazily (it does not pickle) --------------------------------------
     @property
@@ -58,24 +89,49 @@ class TruthfulOptunaSearch(Searcher):
             import optuna
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+            # the spec's sampler works on the in-memory copy; this study is told its choice
             study = optuna.create_study(
                 storage=storage_url(self.db_path), study_name=self.spec.name,
-                direction="maximize" if self.spec.mode == "max" else "minimize",
-                sampler=make_sampler(self.spec), load_if_exists=True)
-            before = len(study.get_trials(deepcopy=False))
-            if before:
-                study.sampler = make_sampler(self.spec, trials_before=before)
+                direction=self._direction, load_if_exists=True, sampler=Chosen())
             self._study = study
         return self._study
 
+    @property
+    def _direction(self) -> str:
+        return "maximize" if self.spec.mode == "max" else "minimize"
+
+    @property
+    def scratch(self):
+        """The in-memory copy of the study (the spec's sampler, seeded; a resumed study shifts
+        the seed by the trials it holds), brought up to date with the study."""
+        import optuna
+
+        if self._scratch is None:
+            before = len(self.study.get_trials(deepcopy=False))
+            self._scratch = optuna.create_study(
+                storage=optuna.storages.InMemoryStorage(), direction=self._direction,
+                sampler=make_sampler(self.spec, trials_before=before))
+            self._copied = {}
+        store = self._scratch._storage
+        for t in self.study.get_trials(deepcopy=False):
+            copied = self._copied.get(t.number)
+            if copied is None:
+                self._scratch.add_trial(t)
+                sid = self._scratch.get_trials(deepcopy=False)[-1]._trial_id
+                self._copied[t.number] = (sid, t.state)
+            elif copied is not None and copied[1] != t.state and t.state.is_finished():
+                for step, v in t.intermediate_values.items():
+                    store.set_trial_intermediate_value(copied[0], step, v)
+                store.set_trial_state_values(copied[0], t.state, t.values)
+                self._copied[t.number] = (copied[0], t.state)
+        return self._scratch
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_study"] = None
+        state.update(_study=None, _scratch=None, _copied={})
         return state
 
     def __setstate__(self, state: dict) -> None:  # restored by Tune: this driver's study file
-        from dipddpm.sweep.driver import current
-
         self.__dict__.update(state)
         ctx = current()
         if ctx is not None and ctx.optuna_db:
@@ -99,18 +155,56 @@ class TruthfulOptunaSearch(Searcher):
             return dict(self.params[trial_id])
         if len(set(self.trials) - self.done) >= self.max_concurrent:
             return None
-        space = define_by_run(self.spec.search)
-        for _ in range(MAX_DUPLICATE_ASKS):
-            trial = self.study.ask()
-            params = decode(self.spec.search, space(trial))
-            earlier = self._duplicate_of(trial.number, trial.params)
-            if earlier is None:
-                trial.set_user_attr("ray_trial_id", trial_id)
-                self.trials[trial_id] = trial._trial_id
-                self.params[trial_id] = params
-                return dict(params)
-            self._close_duplicate(trial, earlier)
-        return Searcher.FINISHED
+        from optuna.trial import TrialState
+
+        drawn = self._new_configuration()
+        if drawn is None:
+            return Searcher.FINISHED
+        self.study.sampler.params = drawn.params
+        trial = self.study.ask()
+        params = decode(self.spec.search, define_by_run(self.spec.search)(trial))
+        assert trial.params == drawn.params, (trial.params, drawn.params)
+        trial.set_user_attr("ray_trial_id", trial_id)
+        for key, value in drawn.system_attrs.items():  # a sampler's own state (CMA-ES)
+            self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
+        self._copied[trial.number] = (drawn._trial_id, TrialState.RUNNING)
+        self.trials[trial_id] = trial._trial_id
+        self.params[trial_id] = params
+        ctx = current()
+        if ctx is not None:  # the study on the storage knows this trial before Tune saves it
+            ctx.publish()
+        return dict(params)
+
+    def _new_configuration(self):
+        """A suggestion (a scratch trial, left running) whose configuration no trial of the
+        study has, or None. Duplicates drawn meanwhile are closed as FAIL in the scratch copy
+        once it is found: none is ever told to the real study."""
+        import optuna
+
+        scratch, space = self.scratch, define_by_run(self.spec.search)
+        seen = {self._key(t.params) for t in self.study.get_trials(deepcopy=False)
+                if "orphaned" not in t.user_attrs}
+        spec_sampler, duplicates, found = scratch.sampler, [], None
+        try:
+            for i in range(MAX_SAMPLER_ASKS + MAX_RANDOM_ASKS):
+                if i == MAX_SAMPLER_ASKS:
+                    scratch.sampler = optuna.samplers.RandomSampler(
+                        seed=self.spec.searcher.seed + len(seen))
+                trial = scratch.ask()
+                space(trial)
+                if self._key(trial.params) not in seen:
+                    found = scratch._storage.get_trial(trial._trial_id)
+                    break
+                duplicates.append(trial)  # running meanwhile: the constant liar avoids it
+        finally:
+            scratch.sampler = spec_sampler
+            for trial in duplicates:
+                scratch.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return found
+
+    @staticmethod
+    def _key(params: dict) -> tuple:
+        return tuple(sorted(params.items()))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.trials or trial_id in self.done:
@@ -158,40 +252,39 @@ class TruthfulOptunaSearch(Searcher):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.trials, self.params, self.done = state["trials"], state["params"], state["done"]
+        ctx = current()
+        if ctx is not None and ctx.restored is not None:
+            self._from_study(ctx.restored)
         self.close_orphans()
+
+    def _from_study(self, restored: dict[str, str]) -> None:
+        """The trial map of exactly the trials Tune restores, read from the study."""
+        by_ray = {t.user_attrs.get("ray_trial_id"): t
+                  for t in self.study.get_trials(deepcopy=False)}
+        self.trials, self.params = {}, {}
+        for tid in restored:
+            t = by_ray.get(tid)
+            if t is not None:
+                self.trials[tid] = t._trial_id
+                self.params[tid] = decode(self.spec.search, t.params)
+        self.done = {tid for tid, status in restored.items()
+                     if status in ("TERMINATED", "ERROR") and tid in self.trials}
 
     # --- helpers ------------------------------------------------------------------------------
     def close_orphans(self) -> int:
-        """Close as FAIL the study's RUNNING trials that Tune does not know (asked for just
-        before the driver died, never recorded in Tune's experiment state)."""
+        """Close as FAIL the study's RUNNING (or enqueued, WAITING) trials that Tune does not
+        know (asked for just before the driver died, never recorded in Tune's experiment
+        state), marked `orphaned`."""
         from optuna.trial import TrialState
 
         known = set(self.trials.values())
         n = 0
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        store = self.study._storage
+        for t in self.study.get_trials(deepcopy=False,
+                                       states=(TrialState.RUNNING, TrialState.WAITING)):
             if t._trial_id not in known:
-                self.study._storage.set_trial_user_attr(
-                    t._trial_id, "orphaned", "asked before the driver stopped; never run")
-                self.study.tell(t.number, state=TrialState.FAIL)
+                store.set_trial_user_attr(t._trial_id, "orphaned",
+                                          "asked before the driver stopped; never run")
+                store.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 n += 1
         return n
-
-    def _duplicate_of(self, number: int, params: dict):
-        for t in self.study.get_trials(deepcopy=False):
-            if t.number != number and t.params == params and "orphaned" not in t.user_attrs:
-                return t
-        return None
-
-    def _close_duplicate(self, trial, earlier) -> None:
-        """Copy the earlier trial's outcome into the duplicate suggestion (not run again)."""
-        from optuna.trial import TrialState
-
-        trial.set_user_attr("duplicate_of", earlier.number)
-        for step, v in earlier.intermediate_values.items():
-            trial.report(v, step)
-        if earlier.state == TrialState.COMPLETE:
-            self.study.tell(trial, earlier.value, state=TrialState.COMPLETE)
-        elif earlier.state == TrialState.PRUNED:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:  # running or failed: nothing to learn yet; the constant liar covers running ones
-            self.study.tell(trial, state=TrialState.FAIL)

@@ -35,8 +35,8 @@ from dipddpm.errors import ConfigError, closest, first_line
 
 TOP_KEYS = ("name", "description", "method", "preset", "problem", "metric", "mode", "fixed",
             "search", "searcher", "scheduler", "resources", "num_samples", "time_budget_s",
-            "storage", "checkpoint_every", "max_failures", "seed", "summary_by", "faults",
-            "smoke")
+            "storage", "storage_options", "checkpoint_every", "max_failures", "seed",
+            "summary_by", "faults", "smoke")
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 SAMPLERS = ("tpe", "cmaes", "gp", "random")
 SEARCHERS = ("optuna", "grid")
@@ -122,6 +122,7 @@ class SweepSpec:
     num_samples: int = 8
     time_budget_s: float | None = None
     storage: str = "results"
+    storage_options: Mapping[str, str] = field(default_factory=dict)  # s3 endpoint_url, region
     checkpoint_every: int = 100  # iterations between trial checkpoints (rounded to reports)
     max_failures: int = 1  # restarts of a crashed trial from its last checkpoint
     seed: int = 0  # trial seed (net init, z, stage noise); the problem has its own seed
@@ -162,6 +163,7 @@ class SweepSpec:
             scheduler=dataclasses.asdict(self.scheduler),
             resources=dataclasses.asdict(self.resources), num_samples=self.num_samples,
             time_budget_s=self.time_budget_s, storage=self.storage,
+            storage_options=dict(self.storage_options),
             checkpoint_every=self.checkpoint_every, max_failures=self.max_failures,
             seed=self.seed, summary_by=self.summary_by)
         return out
@@ -383,6 +385,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
             raise ConfigError(f"time_budget_s must be > 0 seconds (or null), got {tb}")
         values["time_budget_s"] = tb
     storage = str(data.get("storage") or "results")
+    storage_options = parse_storage_options(data.get("storage_options"))
     summary_by = data.get("summary_by")
     if summary_by is not None and summary_by not in searched:
         raise ConfigError(f"summary_by: {summary_by!r} is not a searched key; use one of: "
@@ -394,7 +397,8 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         name=name, method=method.name, problem=problem, metric=metric, mode=mode,
         preset=preset, description=str(data.get("description") or ""), fixed=fixed,
         search=search, searcher=searcher, scheduler=scheduler, resources=resources,
-        storage=storage, seed=coerce("seed", data.get("seed", 0), int),
+        storage=storage, storage_options=storage_options,
+        seed=coerce("seed", data.get("seed", 0), int),
         summary_by=summary_by, faults=faults, raw=dict(data), **values)
     check_space(spec, base_cfg, load_problem)
     return spec
@@ -420,6 +424,27 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> None:
             def check(cfg: Any) -> None:
                 method.check_trial(cfg, problem)
     check_corners(spec.search, build_trial, check)
+
+
+def parse_storage_options(raw: Any) -> dict[str, str]:
+    """`storage_options: {endpoint_url: http://minio:9000, region: us-east-1}` (s3:// only;
+    credentials stay in the environment, never in a spec)."""
+    from dipddpm.sweep.storage import STORAGE_OPTIONS
+
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"storage_options must be a mapping such as {{endpoint_url: "
+                          f"http://127.0.0.1:9000, region: us-east-1}}, got {raw!r}")
+    for k, v in raw.items():
+        if k not in STORAGE_OPTIONS:
+            hint = closest(str(k), list(STORAGE_OPTIONS))
+            raise ConfigError(f"storage_options.{k}: unknown key{hint}; valid keys: "
+                              f"{', '.join(STORAGE_OPTIONS)} (credentials come from "
+                              f"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or a profile)")
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"storage_options.{k} must be a non-empty string, got {v!r}")
+    return dict(raw)
 
 
 def _bounds(key: str, kind: str, raw: Any, tp: Any) -> tuple:

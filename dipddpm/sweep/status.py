@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
-from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec
-from dipddpm.sweep.storage import resolve
+from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec, tune_storage
+from dipddpm.sweep.storage import Location
 
 
 def study_counts(db_path: str, name: str) -> dict[str, int]:
@@ -31,8 +32,23 @@ def sweep_status(sweep_dir: str) -> dict:
     spec, sweep = load_sweep_spec(sweep_dir, load_problem=False)  # counts only: no image needed
     rows = read_trials(sweep)
     best = best_trial(rows, spec)
-    db = os.path.join(sweep.path, "optuna.db")
-    study = study_counts(db, spec.name) if sweep.local and os.path.isfile(db) else None
+    where = tune_storage(sweep.child(TUNE_DIR))
     return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
-            **status_counts(rows), "best": best, "study": study,
-            "resumable": bool(tune.Tuner.can_restore(resolve(sweep.uri).child(TUNE_DIR).uri))}
+            **status_counts(rows), "best": best, "study": published_study(sweep, spec.name),
+            "resumable": bool(tune.Tuner.can_restore(
+                where["storage_path"], storage_filesystem=where.get("storage_filesystem")))}
+
+
+def published_study(sweep: Location, name: str) -> dict[str, int] | None:
+    """study_counts of the sweep's optuna.db (on remote storage: of a temporary copy of the
+    one last published), None when there is none."""
+    db = sweep.child("optuna.db")
+    if sweep.local:
+        return study_counts(db.path, name) if os.path.isfile(db.path) else None
+    if not db.exists():
+        return None
+    with tempfile.TemporaryDirectory(prefix="dipddpm-study-") as tmp:
+        local = os.path.join(tmp, "optuna.db")
+        with db.fs.open_input_stream(db.path) as f, open(local, "wb") as out:
+            out.write(f.read())
+        return study_counts(local, name)

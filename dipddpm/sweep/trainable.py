@@ -126,7 +126,7 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     trial_id = tune.get_context().get_trial_id()
     method = METHODS.get(spec.method)
     params = decode(spec.search, config)
-    sweep = resolve(sweep_uri)
+    sweep = resolve(sweep_uri, spec.storage_options)
 
     resume, retries, start = None, 0, 0
     ckpt = tune.get_checkpoint()
