@@ -76,10 +76,12 @@ def run_bm3d(cfg: Bm3dConfig, problem: ImageProblem, report: Report = no_report,
     p_gt, p_noisy, s_gt = psnr(out, x), psnr(out, y), ssim(out, x)
     report(1, {"iter": 1, "loss": float(torch.mean((out - y) ** 2)), "psnr_noisy": p_noisy,
                "psnr_gt": p_gt, "psnr_gt_sm": p_gt, "ssim_gt": s_gt, "psnr_best": p_gt,
-               "psnr_best_iter": 1, "stage": 1, "stage_t": 0}, lambda: {})
+               "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0},
+           lambda: {})
     metrics = {"iters": 1, "wall_s": wall, "psnr_noisy_input": psnr(y, x),
                "psnr_gt_final": p_gt, "psnr_gt_best": p_gt, "psnr_best_iter": 1,
                "psnr_gt_sm_final": p_gt, "psnr_gt_sm_best": p_gt, "psnr_gt_sm_best_iter": 1,
                "psnr_noisy_final": p_noisy, "ssim_gt_final": s_gt, "ssim_gt_sm_final": s_gt,
-               "first_reach_iter": None, "n_backtracks": 0, "sigma_used": sigma}
+               "first_reach_iter": None, "n_backtracks": 0, "sigma_used": sigma,
+               "iter_es": 1, "psnr_es": p_gt, "es_gap_db": 0.0}
     return Result(metrics=metrics, images={"output": out, "output_sm": out})

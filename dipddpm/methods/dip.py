@@ -36,6 +36,12 @@ class DipConfig:
     report_every: int = 10  # report metrics every this many iterations (and at the last)
     psnr_threshold: float | None = None  # record the first iteration with psnr_gt >= this (dB)
     psnr_uint8: bool = False  # PSNR on uint8-truncated images, as one source does (~0.1 dB off)
+    # GT-free early stopping (early_stop.py): wmv = ES-WMV (variance of the last es_window
+    # outputs), emv = its constant-memory exponential variant, none = off; the pick is final
+    # after es_patience iterations without a new variance minimum
+    es_rule: Literal["wmv", "emv", "none"] = "wmv"
+    es_window: int = 100
+    es_patience: int = 1000
 
     def __post_init__(self) -> None:
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
@@ -49,6 +55,8 @@ class DipConfig:
         check(self.backtrack_every >= 1,
               f"backtrack_every must be >= 1, got {self.backtrack_every}")
         check(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")
+        check(self.es_window >= 2, f"es_window must be >= 2 outputs, got {self.es_window}")
+        check(self.es_patience >= 1, f"es_patience must be >= 1, got {self.es_patience}")
 
 
 PRESETS = {

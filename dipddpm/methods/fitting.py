@@ -19,6 +19,10 @@ the plain fit, on the same code. Metrics are device tensors, read back at report
 members in one read), so a GPU loop is not stalled every iteration (except for backtracking,
 which needs psnr_noisy at once, as in the source).
 
+GT-free early stopping (`es_rule`, early_stop.py) watches the shown outputs on the device; its
+pick is scored against the ground truth only at reports and at the end (`psnr_es`, `iter_es`;
+a fit shorter than the window picks its last output).
+
 `FitState` holds everything the loop changes; a checkpoint (`state()`) is its fields, each
 saved by its kind, and resume loads them back the same way (`_dump`, `_load`).
 """
@@ -35,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dipddpm.early_stop import ES_RULES, EsParams, RunningVariance
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.member_adam import MemberAdam
@@ -164,6 +169,7 @@ class FitState:
     best_sm: list[BestTracker] = field(default_factory=list)
     best_out: list[torch.Tensor | None] = field(default_factory=list)  # oracle: (C,H,W)
     last: list[dict] = field(default_factory=list)  # latest psnr_noisy, psnr_gt, psnr_gt_sm
+    es: RunningVariance | None = None  # the GT-free early-stopping rule (None: es_rule none)
     j: int = 0  # iterations done
     wall_s: float = 0.0  # fitting time up to the last state()
     torch_rng: GlobalRng = field(default_factory=GlobalRng)
@@ -279,6 +285,9 @@ def _setup(cfg, members: list[Member], report: MembersReport, dev) -> tuple[Loop
                   best_gt=[BestTracker(threshold=cfg.psnr_threshold) for _ in range(K)],
                   best_sm=[BestTracker() for _ in range(K)], best_out=[None] * K,
                   last=[{} for _ in range(K)])
+    if cfg.es_rule != "none":
+        st.es = ES_RULES.get(cfg.es_rule)(EsParams(cfg.es_window, cfg.es_patience),
+                                          torch.zeros_like(y))
     return loop, st
 
 
@@ -333,6 +342,8 @@ def _observe(loop: Loop, st: FitState, out: torch.Tensor) -> None:
         st.o_sm = st.shown.clone()
     else:
         st.o_sm.lerp_(st.shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
+    if st.es is not None:
+        st.es.update(st.j + 1, st.shown)
     a = torch.stack([st.shown, st.shown, st.o_sm], dim=1).clamp_(0, 1)
     if cfg.psnr_uint8:
         a = _quantize(a)
@@ -432,7 +443,9 @@ def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], 
     it = st.j
     if not (it % loop.cfg.report_every == 0 or it == loop.N):
         return
-    loss, ssims = torch.stack([losses.detach().double(), ssim_each(st.shown, loop.x)]).tolist()
+    psnr_es, iter_es = es_pick(loop, st)
+    loss, ssims, p_es, i_es = torch.stack([losses.detach().double(), ssim_each(
+        st.shown, loop.x), psnr_es, iter_es.double()]).tolist()
     for i, v in enumerate(loss):
         if not math.isfinite(v):
             raise FloatingPointError(f"loss is {v} at iteration {it}"
@@ -440,8 +453,27 @@ def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], 
     k = loop.stage_idx[it - 1]
     metrics = [{"iter": it, "loss": loss[i], **st.last[i], "ssim_gt": ssims[i],
                 "psnr_best": st.best_gt[i].best, "psnr_best_iter": st.best_gt[i].best_iter,
+                "psnr_es": p_es[i], "iter_es": int(i_es[i]),
                 "stage": k + 1, "stage_t": loop.plan().stages[k].t} for i in range(loop.K)]
     loop.report(it, metrics, state)
+
+
+@torch.no_grad()
+def es_pick(loop: Loop, st: FitState) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K,) PSNR vs the clean image of the early-stopping rule's pick and (K,) its iteration,
+    as device tensors; no rule, or none picked yet (a fit shorter than the window): the
+    current output and iteration."""
+    now = torch.full((loop.K,), st.j, dtype=torch.int64, device=loop.dev)
+    if st.es is None:
+        pick, when = st.shown, now
+    else:
+        picked = st.es.best_iter > 0
+        pick = torch.where(picked.view(-1, 1, 1, 1), st.es.pick, st.shown)
+        when = torch.where(picked, st.es.best_iter, now)
+    a = pick.clamp(0, 1)
+    if loop.cfg.psnr_uint8:
+        a = _quantize(a)
+    return _psnr_of((a - loop.refs[:, 1]).square().flatten(1).mean(1)).double(), when
 
 
 def _iteration(loop: Loop, st: FitState, state: Callable[[], dict]) -> None:
@@ -474,11 +506,18 @@ def _result(loop: Loop, st: FitState, i: int) -> Result:
         "ssim_gt_final": ssim(final, problem.clean),
         "ssim_gt_sm_final": ssim(final_sm, problem.clean),
         "first_reach_iter": bg.first_reach_iter, "n_backtracks": st.n_backtracks[i],
+        **es_summary(loop, st, i, bg.best),
     }
     images = {"output": final, "output_sm": final_sm}
     if loop.cfg.oracle and st.best_out[i] is not None:
         images["output_best"] = st.best_out[i].clamp(0, 1).cpu()
     return Result(metrics=summary, images=images, extra=dict(loop.members[i].plan.info))
+
+
+def es_summary(loop: Loop, st: FitState, i: int, psnr_best: float) -> dict:
+    """Member i's early-stopping pick: iter_es, psnr_es and the gap to the oracle best."""
+    p_es, i_es = (v.tolist() for v in es_pick(loop, st))
+    return {"iter_es": int(i_es[i]), "psnr_es": p_es[i], "es_gap_db": psnr_best - p_es[i]}
 
 
 def fit_members(cfg, members: list[Member], report: MembersReport | None = None,
