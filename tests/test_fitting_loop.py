@@ -255,3 +255,14 @@ def test_metrics_clip_out_of_range_outputs(spy, problem):
     assert rec[-1]["ssim_gt"] == pytest.approx(ssim(o.clamp(0, 1), problem.clean), abs=1e-6)
     unclipped = -10 * math.log10(F.mse_loss(o, problem.clean).item())
     assert abs(rec[-1]["psnr_gt"] - unclipped) > 0.01
+
+
+def test_uint8_psnr_truncates_output_and_references(spy, problem):
+    rec = Reports()
+    run_dip(build(DipConfig, {**SMALL, "iters": 3, "psnr_uint8": True}), problem, report=rec)
+    q = lambda v: torch.floor(v.clamp(0, 1).double() * 255) / 255  # noqa: E731
+    for j, row in enumerate(rec):
+        o = spy.outputs[j][0]
+        for key, ref in (("psnr_gt", problem.clean), ("psnr_noisy", problem.observed)):
+            want = -10 * math.log10(F.mse_loss(q(o), q(ref)).item())
+            assert row[key] == pytest.approx(want, abs=1e-4), key
