@@ -77,6 +77,19 @@ def test_stage_timesteps_from_the_formula(K, t_max, t_min, spacing, drop):
     assert stage_timesteps(K, t_max, t_min, spacing, drop) == (want[1:] if drop else want)
 
 
+def test_stage_timesteps_defaults_are_linear_without_drop():
+    assert stage_timesteps(4, 300, 0) == [300, 200, 100, 0]
+
+
+def test_exp_weighted_is_stable_for_large_betas():
+    """softmax with the max subtracted: c beta near 400 must not underflow to 0/0."""
+    betas, c = [0.999, 0.998, 0.9975], 400.0
+    e = [math.exp(-c * (b - min(betas))) for b in betas]
+    want = [math.floor(100 * v / sum(e)) for v in e[:-1]]
+    assert stage_counts("exp_weighted", 100, 3, stage_betas=betas, c=c) == want + [
+        100 - sum(want)]
+
+
 def test_stage_timesteps_bad_input():
     with pytest.raises(ConfigError, match="stages must be >= 1"):
         stage_timesteps(0, 10, 0)
