@@ -227,3 +227,22 @@ def test_one_ddim_step_for_x0_and_v_models(objective):
     x0 = out if objective == "x0" else math.sqrt(a_t) * seen[0] - math.sqrt(1 - a_t) * out
     eps = (seen[0] - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
     assert close(seen[1], math.sqrt(a_s) * x0 + math.sqrt(1 - a_s) * eps)
+
+
+def test_sample_starts_from_noise_at_t_minus_1_and_maps_to_unit_range():
+    """sample(): x_{T-1} ~ N(0, I) from the generator, the chain, then (x_0 + 1) / 2 clipped."""
+    from dipddpm.diffusion.sampling import sample
+
+    cfg = SamplerConfig("ddim", steps=4, eta=0.5)
+    m = EpsModel()
+    out = sample(m, PROC, SHAPE, cfg=cfg, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(SHAPE, generator=g)
+    want = reverse_chain(EpsModel(), PROC, x, T - 1, cfg, "eps", g)
+    assert m.ts[0] == T - 1 and torch.equal(m.inputs[0], x.double())
+    assert torch.equal(out, ((want + 1) / 2).clamp(0, 1))
+    assert out.min() >= 0 and out.max() <= 1
+    short = EpsModel()
+    sample(short, PROC, SHAPE, t0=12, cfg=SamplerConfig("ddpm"),
+           generator=torch.Generator().manual_seed(9))
+    assert short.ts == list(range(12, -1, -1))
