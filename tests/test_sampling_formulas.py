@@ -242,7 +242,13 @@ def test_sample_starts_from_noise_at_t_minus_1_and_maps_to_unit_range():
     assert m.ts[0] == T - 1 and torch.equal(m.inputs[0], x.double())
     assert torch.equal(out, ((want + 1) / 2).clamp(0, 1))
     assert out.min() >= 0 and out.max() <= 1
-    short = EpsModel()
+    short, steps = EpsModel(), []
     sample(short, PROC, SHAPE, t0=12, cfg=SamplerConfig("ddpm"),
-           generator=torch.Generator().manual_seed(9))
-    assert short.ts == list(range(12, -1, -1))
+           generator=torch.Generator().manual_seed(9), callback=lambda i, n: steps.append((i, n)))
+    assert short.ts == list(range(12, -1, -1)) and steps == [(i, 13) for i in range(1, 14)]
+    raw = SamplerConfig("ddim", steps=2, clip_x0=False)  # x_0 leaves [-1, 1]: the clip acts
+    out = sample(EpsModel(), PROC, SHAPE, cfg=raw, generator=torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    want = (reverse_chain(EpsModel(), PROC, torch.randn(SHAPE, generator=g), T - 1, raw, "eps",
+                          g) + 1) / 2
+    assert want.min() < 0 and want.max() > 1 and torch.equal(out, want.clamp(0, 1))
