@@ -71,3 +71,44 @@ def test_q_sample_matches_closed_form():
     # eps and x0 predictions invert q_sample
     assert torch.allclose(proc.predict_x0(xt, t, eps), x0, atol=1e-4)
     assert torch.allclose(proc.predict_eps(xt, t, x0), eps, atol=1e-3)
+
+
+def _from_abar(abar: list[float], lo: float, hi: float) -> list[float]:
+    return [min(max(1 - abar[k + 1] / abar[k], lo), hi) for k in range(len(abar) - 1)]
+
+
+@pytest.mark.parametrize("T, kw", [(1000, {}), (300, {"start": -2.0, "end": 4.0, "tau": 0.5}),
+                                   (200, {"start": -1.0, "end": 2.0, "tau": 1.7})])
+def test_sigmoid_betas_from_scratch(T, kw):
+    """SPEC §1's sigmoid abar(tau), then beta as for cosine; float64 throughout."""
+    import math
+
+    start, end, tau = kw.get("start", -3.0), kw.get("end", 3.0), kw.get("tau", 1.0)
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    abar = [(sig(end / tau) - sig(((k / T) * (end - start) + start) / tau))
+            / (sig(end / tau) - sig(start / tau)) for k in range(T + 1)]
+    want = torch.tensor(_from_abar(abar, 0.0, 0.999), dtype=torch.float64)
+    assert torch.allclose(make_betas("sigmoid", T, **kw), want, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("T, kw", [(1000, {}), (250, {"s": 0.02, "min_beta": 1e-3,
+                                                       "max_beta": 0.5})])
+def test_cosine_betas_from_scratch(T, kw):
+    import math
+
+    s = kw.get("s", 0.008)
+    f = [math.cos((k / T + s) / (1 + s) * math.pi / 2) ** 2 for k in range(T + 1)]
+    want = _from_abar(f, kw.get("min_beta", 0.0), kw.get("max_beta", 0.999))
+    assert torch.allclose(make_betas("cosine", T, **kw), torch.tensor(want, dtype=torch.float64),
+                          rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("T, scale", [(500, True), (2000, True), (500, False)])
+def test_linear_betas_from_scratch(T, scale):
+    k = 1000 / T if scale else 1.0
+    want = [1e-4 * k + i * (0.02 - 1e-4) * k / (T - 1) for i in range(T)]
+    got = make_betas("linear", T, scale_with_T=scale)
+    assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), rtol=1e-12)
+    other = make_betas("linear", T, beta_start=1e-3, beta_end=0.01, scale_with_T=scale)
+    assert other[0].item() == pytest.approx(1e-3 * k) and other[-1].item() == pytest.approx(
+        0.01 * k)

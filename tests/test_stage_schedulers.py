@@ -82,3 +82,28 @@ def test_unknown_scheduler_and_bad_sizes():
         stage_counts("uniform", 10, 0)
     with pytest.raises(ConfigError, match="iterations must be a positive integer"):
         stage_counts("uniform", 0, 3)
+
+
+def _independent_exp_weighted_counts(schedule: str, c: float, N=2000, T=1000) -> list[int]:
+    """SPEC §4.5 from scratch: w = softmax(-c beta_{t_k}), n_k = floor(N w_k), last = rest,
+    with the betas of SPEC §1 (cosine clipped to [1e-4, 0.999], the guided-DIP preset's)."""
+    import math
+
+    ts = [int(500 + k * (40 - 500) / 19) for k in range(20)]  # int(linspace(500, 40, 20))
+    if schedule == "linear":
+        betas = [1e-4 + k * (0.02 - 1e-4) / (T - 1) for k in range(T)]
+    else:
+        f = [math.cos((k / T + 0.008) / 1.008 * math.pi / 2) ** 2 for k in range(T + 1)]
+        betas = [min(max(1 - f[k + 1] / f[k], 1e-4), 0.999) for k in range(T)]
+    e = [math.exp(-c * betas[t]) for t in ts]
+    counts = [math.floor(N * v / math.fsum(e)) for v in e[:-1]]
+    return counts + [N - sum(counts)]
+
+
+@pytest.mark.parametrize("schedule, c", [("linear", 250.0), ("cosine", 400.0)])
+def test_exp_weighted_exact_counts_of_the_guided_dip_preset(schedule, c):
+    cfg = build(GuidedDipConfig, {**PRESETS["guided_dip"], "beta_schedule": schedule})
+    want = _independent_exp_weighted_counts(schedule, c)
+    assert cfg.timesteps_list() == [int(500 + k * (40 - 500) / 19) for k in range(20)]
+    assert cfg.counts() == want
+    assert len(set(want)) > 5  # the weights really differ from stage to stage

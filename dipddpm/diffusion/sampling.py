@@ -106,6 +106,28 @@ def model_predictions(model: Callable, process: DiffusionProcess, x_t: torch.Ten
     return x0, eps
 
 
+def ancestral_step(process: DiffusionProcess, x: torch.Tensor, x0: torch.Tensor, t: int,
+                   var_type: str, noise: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """x_{t-1} = posterior mean(x0_hat, x_t) + sigma_t z; no noise at t = 0."""
+    mean, _, log_var = process.q_posterior(x0, x, t)
+    if t == 0:  # no noise at the last step
+        return mean
+    std = (math.sqrt(process.betas[t].item()) if var_type == "beta"
+           else (0.5 * log_var).exp())
+    return mean + std * noise()
+
+
+def ddim_step(a_t: float, a_s: float, x0: torch.Tensor, eps: torch.Tensor, eta: float,
+              noise: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """x_s = sqrt(a_s) x0_hat + sqrt(1 - a_s - sigma^2) eps_hat + sigma z (a = abar)."""
+    sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+    c = math.sqrt(max(1 - a_s - sigma ** 2, 0.0))
+    x = math.sqrt(a_s) * x0 + c * eps
+    if sigma > 0:
+        x = x + sigma * noise()
+    return x
+
+
 @torch.no_grad()
 def reverse_chain(model: Callable, process: DiffusionProcess, x_t0: torch.Tensor, t0: int,
                   cfg: SamplerConfig = SamplerConfig(), objective: Objective = "eps",
@@ -123,19 +145,9 @@ def reverse_chain(model: Callable, process: DiffusionProcess, x_t0: torch.Tensor
     for i, (t, s) in enumerate(pairs):
         x0, eps = model_predictions(model, process, x, t, objective, cfg.clip_x0, amp)
         if cfg.sampler == "ddpm":
-            mean, _, log_var = process.q_posterior(x0, x, t)
-            x = mean
-            if t > 0:  # no noise at the last step
-                std = (math.sqrt(process.betas[t].item()) if cfg.var_type == "beta"
-                       else (0.5 * log_var).exp())
-                x = mean + std * noise()
+            x = ancestral_step(process, x, x0, t, cfg.var_type, noise)
         else:
-            a_t, a_s = abar[t], (abar[s] if s >= 0 else 1.0)
-            sigma = cfg.eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
-            c = math.sqrt(max(1 - a_s - sigma ** 2, 0.0))
-            x = math.sqrt(a_s) * x0 + c * eps
-            if sigma > 0:
-                x = x + sigma * noise()
+            x = ddim_step(abar[t], abar[s] if s >= 0 else 1.0, x0, eps, cfg.eta, noise)
         if callback is not None:
             callback(i + 1, len(pairs))
     return x

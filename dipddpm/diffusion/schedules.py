@@ -23,14 +23,12 @@ def _betas_from_alphas_cumprod(abar: torch.Tensor, min_beta: float, max_beta: fl
     return betas.clamp(min_beta, max_beta)
 
 
-@SCHEDULES.register("linear")
 def linear(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, scale_with_T: bool = True):
     """Ho et al.: linspace(1e-4, 0.02, T), scaled by 1000/T so any T matches T = 1000's SNR."""
     scale = 1000.0 / T if scale_with_T else 1.0
     return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
 
 
-@SCHEDULES.register("cosine")
 def cosine(T: int, s: float = 0.008, min_beta: float = 0.0, max_beta: float = 0.999):
     """Nichol & Dhariwal: abar(tau) = f(tau)/f(0), f(tau) = cos^2(((tau + s)/(1 + s)) * pi/2)."""
     tau = torch.arange(T + 1, dtype=torch.float64) / T
@@ -38,7 +36,6 @@ def cosine(T: int, s: float = 0.008, min_beta: float = 0.0, max_beta: float = 0.
     return _betas_from_alphas_cumprod(f, min_beta, max_beta)
 
 
-@SCHEDULES.register("sigmoid")
 def sigmoid(T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
             max_beta: float = 0.999):
     """Sigmoid abar(t) (the lucidrains variant, not diffusers' 'sigmoid' betas)."""
@@ -47,6 +44,12 @@ def sigmoid(T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))
     abar = (v_end - torch.sigmoid((t * (end - start) + start) / tau)) / (v_end - v_start)
     return _betas_from_alphas_cumprod(abar, 0.0, max_beta)
+
+
+# registered after definition (not as decorators), so mutation testing reaches them
+SCHEDULES.register("linear")(linear)
+SCHEDULES.register("cosine")(cosine)
+SCHEDULES.register("sigmoid")(sigmoid)
 
 
 def make_betas(name: str, T: int, **params) -> torch.Tensor:

@@ -21,7 +21,6 @@ def _count(stage_of_iter: np.ndarray, K: int) -> list[int]:
     return np.bincount(stage_of_iter.astype(np.int64) - 1, minlength=K)[:K].tolist()
 
 
-@STAGE_SCHEDULERS.register("uniform")
 def uniform(N: int, K: int, *, stage_betas=None) -> list[int]:
     """k(i) = round(1 + (K-1) i/(N-1)): first and last stage get half shares."""
     if K == 1 or N == 1:
@@ -30,14 +29,12 @@ def uniform(N: int, K: int, *, stage_betas=None) -> list[int]:
     return _count(np.rint(1 + (K - 1) * i / (N - 1)), K)
 
 
-@STAGE_SCHEDULERS.register("uniform_equal")
 def uniform_equal(N: int, K: int, *, stage_betas=None) -> list[int]:
     """k(i) = floor(i K / N) + 1: equal shares."""
     i = np.arange(N)
     return _count(i * K // N + 1, K)
 
 
-@STAGE_SCHEDULERS.register("sharp_linear")
 def sharp_linear(N: int, K: int, *, stage_betas=None, x: int = 10) -> list[int]:
     """Every stage but the last gets x iterations; the last gets the rest."""
     if x < 0:
@@ -50,14 +47,12 @@ def sharp_linear(N: int, K: int, *, stage_betas=None, x: int = 10) -> list[int]:
     return [x] * (K - 1) + [N - (K - 1) * x]
 
 
-@STAGE_SCHEDULERS.register("log10_linspace")
 def log10_linspace(N: int, K: int, *, stage_betas=None) -> list[int]:
     """k(i) = round(log10(L_i)), L = linspace(10, 10^K, N): early stages may get none."""
     L = np.linspace(10.0, 10.0 ** K, N)
     return _count(np.clip(np.rint(np.log10(L)), 1, K), K)
 
 
-@STAGE_SCHEDULERS.register("exp_weighted")
 def exp_weighted(N: int, K: int, *, stage_betas=None, c: float = 250.0) -> list[int]:
     """w = softmax(-c beta_{t_k}); n_k = floor(N w_k) for k < K, the last gets the rest."""
     if stage_betas is None or len(stage_betas) != K:
@@ -67,6 +62,14 @@ def exp_weighted(N: int, K: int, *, stage_betas=None, c: float = 250.0) -> list[
     w /= w.sum()
     counts = np.floor(N * w[:-1]).astype(np.int64).tolist()
     return counts + [N - sum(counts)]
+
+
+# registered after definition (not as decorators), so mutation testing reaches them
+STAGE_SCHEDULERS.register("uniform")(uniform)
+STAGE_SCHEDULERS.register("uniform_equal")(uniform_equal)
+STAGE_SCHEDULERS.register("sharp_linear")(sharp_linear)
+STAGE_SCHEDULERS.register("log10_linspace")(log10_linspace)
+STAGE_SCHEDULERS.register("exp_weighted")(exp_weighted)
 
 
 def stage_counts(name: str, N: int, K: int, *, stage_betas=None, **params) -> list[int]:
