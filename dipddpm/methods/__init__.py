@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import ddpm, dip, dip_prior_ddpm, guided_dip
+from dipddpm.methods import ddpm, dip, dip_prior_ddpm, guided_dip, noop
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.problems import image_problem
 from dipddpm.registry import Registry
@@ -25,5 +25,8 @@ METHODS.register("dip_prior_ddpm")(Method(
     name="dip_prior_ddpm", config_cls=dip_prior_ddpm.DipPriorDdpmConfig,
     run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
     metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters"))
+METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
+    name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
+    metrics=noop.METRICS, presets=noop.PRESETS))
 
 __all__ = ["METHODS", "Method", "Result"]

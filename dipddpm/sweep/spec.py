@@ -36,7 +36,7 @@ from dipddpm.errors import ConfigError, closest, first_line
 TOP_KEYS = ("name", "description", "method", "preset", "problem", "metric", "mode", "fixed",
             "search", "searcher", "scheduler", "resources", "num_samples", "time_budget_s",
             "storage", "checkpoint_every", "max_failures", "seed", "summary_by", "faults",
-            "smoke")
+            "smoke", "compact")
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 SAMPLERS = ("tpe", "cmaes", "gp", "random")
 SEARCHERS = ("optuna", "grid")
@@ -127,6 +127,7 @@ class SweepSpec:
     seed: int = 0  # trial seed (net init, z, stage noise); the problem has its own seed
     summary_by: str | None = None  # a searched key: the final table shows the best per value
     faults: tuple[Fault, ...] = ()
+    compact: bool = True  # at the end, many per-trial Parquet files become a few (compaction.py)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -384,7 +385,8 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         preset=preset, description=str(data.get("description") or ""), fixed=fixed,
         search=search, searcher=searcher, scheduler=scheduler, resources=resources,
         storage=storage, seed=coerce("seed", data.get("seed", 0), int),
-        summary_by=summary_by, faults=faults, raw=dict(data), **values)
+        summary_by=summary_by, faults=faults, raw=dict(data),
+        compact=coerce("compact", data.get("compact", True), bool), **values)
     if load_problem:
         check_problem(spec, base_cfg)
     return spec

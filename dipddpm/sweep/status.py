@@ -25,6 +25,7 @@ def study_counts(db_path: str, name: str) -> dict[str, int]:
 def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
+    from dipddpm.sweep.lifecycle import driver_state
     from dipddpm.sweep.results import read_trials
     from dipddpm.sweep.rows import best_trial, status_counts
 
@@ -35,4 +36,5 @@ def sweep_status(sweep_dir: str) -> dict:
     study = study_counts(db, spec.name) if sweep.local and os.path.isfile(db) else None
     return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
             **status_counts(rows), "best": best, "study": study,
+            "state": driver_state(sweep),  # running, ended, stopped (killed) or unknown
             "resumable": bool(tune.Tuner.can_restore(resolve(sweep.uri).child(TUNE_DIR).uri))}
