@@ -16,6 +16,8 @@ when stages is 4 (`when:`), the stage `scheduler` and the `beta_schedule`. Trial
 - plain DIP (one stage at t = 0), 30 iterations, seeds 0 and 1 (COMPLETED): scheduler and
   beta_schedule are inactive for them, so their config columns are null
 
+Every 10 iterations (a checkpoint) the trial's output is kept, as the trainable keeps it.
+
 optuna.db holds a study of the guided trials over scheduler and beta_schedule.
 """
 
@@ -32,6 +34,7 @@ SCHEDULERS = ["uniform", "sharp_linear"]
 BETAS = ["cosine", "linear"]
 SEEDS = [0, 1, 2, 3]
 PRUNE_AT = 20
+CHECKPOINT_EVERY = 10
 FAIL_AT = 10
 
 
@@ -77,7 +80,7 @@ def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | No
     from dipddpm.methods import METHODS
     from dipddpm.sweep import results
     from dipddpm.sweep.rows import metric_rows, status_of, trial_row
-    from dipddpm.sweep.trainable import trial_config
+    from dipddpm.sweep.trainable import snapshot_images, trial_config
 
     method = METHODS.get(spec.method)
     cfg = trial_config(spec, params)
@@ -86,6 +89,9 @@ def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | No
 
     def report(it, metrics, state):
         reports.append({**metrics, "iter": it})
+        if it % CHECKPOINT_EVERY == 0:  # the trainable keeps the output at each checkpoint
+            images = snapshot_images(state())
+            results.write_history(sweep_dir, trial_id, it, images["output"])
         if ends == "prune" and it >= PRUNE_AT:
             raise Pruned
         if ends == "fail" and it >= FAIL_AT:

@@ -81,10 +81,48 @@ def test_a_failing_figure_is_a_note_and_the_report_goes_on(sweep_dir, tmp_path, 
     assert len(DATA_PNG.findall(text)) >= 12  # every other figure and image is still there
 
 
+SCRIPT = re.compile(r"<script\b([^>]*)>(.*?)</script>", re.S | re.I)
+
+
 def test_report_needs_no_network(report):
+    """Scripts are inline (plotly.js once, the figures, the table sorter); outside them nothing
+    points at the network."""
     text = report.read_text()
-    assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", text)
-    assert "url(" not in text and "<script" not in text and "<link" not in text
+    scripts = SCRIPT.findall(text)
+    assert scripts and all("src" not in attrs for attrs, _ in scripts)
+    assert sum("Plotly.newPlot" not in body and "plotly.js" in body[:2000].lower()
+               for _, body in scripts) == 1  # the library itself, once
+    rest = SCRIPT.sub("", text)
+    assert not re.search(r"(src|href)\s*=\s*['\"]?(https?:)?//", rest)
+    assert "url(" not in rest and "<link" not in rest and "@import" not in rest
+
+
+def test_report_has_the_interactive_panels(report):
+    text = report.read_text()
+    for heading in ("Leaderboard", "Parallel coordinates of the searched parameters",
+                    "Learning curves", "Outputs over iterations"):
+        assert f"<h3>{heading}" in text, heading
+    board = text.split("id='leaderboard'", 1)[1].split("</table>", 1)[0]
+    assert board.count("<tr>") == 1 + 12  # the heading and every trial
+    for status in ("COMPLETED", "PRUNED", "FAILED"):
+        assert f"<span class='badge {status}'>" in board
+    assert board.count("class='thumb'") == 10  # the fixture's completed trials have outputs
+    assert "reproduce" not in board  # no such trials column yet
+    assert '"type":"parcoords"' in text and '"ASHA rung"' in text
+    strips = text.split("Outputs over iterations", 1)[1].split("<h2>", 1)[0]
+    assert "iteration 10" in strips and "iteration 40" in strips
+
+
+def test_leaderboard_shows_a_reproduce_column_when_present(sweep_dir):
+    from dipddpm.analysis import load_sweep
+    from dipddpm.analysis.leaderboard import leaderboard_html
+
+    sweep = load_sweep(sweep_dir)
+    assert "<th title='click to sort'>reproduce</th>" not in leaderboard_html(sweep)
+    sweep.trials["reproduce"] = "dipddpm fit --set lr=0.01 <x>"
+    board = leaderboard_html(sweep)
+    assert "<th title='click to sort'>reproduce</th>" in board
+    assert board.count("<code>dipddpm fit --set lr=0.01 &lt;x&gt;</code>") == 12
 
 
 def test_report_from_parquet_files_only(sweep_dir, tmp_path):
@@ -109,35 +147,75 @@ def chromium() -> str | None:
     return None
 
 
-# appended to a copy of the report: records script errors and images that did not decode
+# put at the top of a copy of the report: no request may leave the page (CSP; a blocked one is
+# recorded), and after load the page reports script errors, requests made (resource timing),
+# images that did not decode, what plotly drew, and whether the leaderboard sorts
+CSP = ("<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+       "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+       "img-src data: blob:; font-src data:; worker-src blob:\">")
 CHECK = """<script>
 window.__errors = [];
 window.addEventListener('error', e => window.__errors.push(String(e.message)));
-window.addEventListener('load', () => {
+document.addEventListener('securitypolicyviolation',
+  e => window.__errors.push('blocked ' + e.blockedURI + ' (' + e.violatedDirective + ')'));
+window.addEventListener('load', () => setTimeout(() => {
   const imgs = Array.from(document.images);
+  const board = document.getElementById('leaderboard');
+  const idCol = Array.from(board.tHead.rows[0].cells).findIndex(c => c.textContent === 'trial');
+  board.tHead.rows[0].cells[idCol].click();
+  const ids = Array.from(board.tBodies[0].rows).map(r => r.cells[idCol].textContent);
   document.body.setAttribute('data-check', JSON.stringify({
     images: imgs.length,
     broken: imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt),
     tables: document.querySelectorAll('table').length,
+    requests: performance.getEntriesByType('resource').map(r => r.name)
+      .filter(n => !n.startsWith('data:')),
+    plots: document.querySelectorAll('.js-plotly-plot').length,
+    parcoords: document.querySelectorAll('#parallel-coordinates .parcoords .axis').length,
+    curves: document.querySelectorAll('#learning-curves .scatterlayer .trace').length,
+    sorted: ids,
     errors: window.__errors}));
-});
+}, 500));
 </script>"""
 
 
-def test_report_opens_in_headless_chromium(report, tmp_path):
+def open_in_chromium(page_html: str, tmp_path) -> dict:
+    """Load the page (with CSP and CHECK) in headless Chromium; the check's JSON."""
     exe = chromium()
     if exe is None:
         pytest.skip("chromium not found on PATH (Debian: apt-get install -y chromium)")
     page = tmp_path / "checked.html"
-    page.write_text(report.read_text().replace("</body>", CHECK + "</body>"))
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+    page.write_text(page_html.replace("<head>", "<head>" + CSP, 1)
+                    .replace("</body>", CHECK + "</body>"))
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--use-gl=angle",
+           "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+           "--no-first-run", "--no-default-browser-check", "--disable-default-apps",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
+           "--dump-dom", page.as_uri()]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert p.returncode == 0, p.stderr[-2000:]
     m = re.search(r"data-check=\"([^\"]*)\"", p.stdout)
     assert m, "the page did not finish loading: " + p.stderr[-2000:]
-    check = json.loads(html.unescape(m.group(1)))
-    assert check["errors"] == [] and check["broken"] == []
+    return json.loads(html.unescape(m.group(1)))
+
+
+def test_report_opens_in_headless_chromium(report, tmp_path):
+    """No request leaves the file, no script error, every image decodes, the parallel
+    coordinates (one axis per searched parameter, status and objective) and the learning
+    curves render, and the leaderboard sorts."""
+    check = open_in_chromium(report.read_text(), tmp_path)
+    assert check["errors"] == [] and check["requests"] == [] and check["broken"] == []
     assert check["images"] >= 13 and check["tables"] >= 6
+    assert check["plots"] == 2
+    assert check["parcoords"] == 5 + 2  # stages, scheduler, beta_schedule, iters, seed
+    assert check["curves"] == 3  # completed, pruned, failed
+    assert check["sorted"] == sorted(check["sorted"]) and len(check["sorted"]) == 12
+
+
+def test_chromium_check_sees_a_request_leave(report, tmp_path):
+    """The check itself: a page that loads an image from the network fails it."""
+    leaky = report.read_text().replace(
+        "</body>", "<img alt='leak' src='http://127.0.0.1:9/x.png'></body>")
+    check = open_in_chromium(leaky, tmp_path)
+    assert any("blocked http://127.0.0.1:9/x.png" in e for e in check["errors"])

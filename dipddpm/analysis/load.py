@@ -1,7 +1,8 @@
 """Read one sweep's results directory (the Parquet layout the sweep runner writes).
 
-    <storage>/<sweep>/trials/part-*.parquet    one row per trial
-    <storage>/<sweep>/metrics/part-*.parquet   long: sweep, trial_id, iter, metric, value
+    <storage>/<sweep>/trials/*.parquet    one row per trial (part-<id>: one trial;
+                                          compact-NNNNN: many, see sweep/compaction.py)
+    <storage>/<sweep>/metrics/*.parquet   long: sweep, trial_id, iter, metric, value
     <storage>/<sweep>/artifacts/...            PNGs (optional here)
     <storage>/<sweep>/spec.resolved.yaml       the spec as run (optional here)
     <storage>/<sweep>/optuna.db                the Optuna study (optional)
@@ -156,11 +157,15 @@ def to_pandas(table) -> pd.DataFrame:
 
 
 def _part_files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("part-*.parquet"))
+    """The Parquet files of a folder (part-<trial id> and compacted ones), hidden ones left
+    out (a write or a compaction in progress)."""
+    from dipddpm.sweep.compaction import data_files
+
+    return data_files(folder)
 
 
 def _not_a_sweep(path: Path, why: str) -> DipddpmError:
-    inner = sorted(p.parent.parent for p in path.glob("*/trials/part-*.parquet"))
+    inner = sorted(p.parent.parent for p in path.glob("*/trials/*.parquet"))
     hint = ""
     if inner:
         names = ", ".join(str(p) for p in dict.fromkeys(inner))
@@ -239,7 +244,7 @@ def _load_local(path: Path) -> Sweep:
     files = _part_files(trials_dir)
     if not files:
         raise DipddpmError(f"sweep {path} has no trials yet ({trials_dir} holds no "
-                           "part-*.parquet); expected at least one finished trial: wait for "
+                           "*.parquet); expected at least one finished trial: wait for "
                            "the sweep or check it with `dipddpm sweep status`")
     schemas = _read_schemas(files)
     for f, s in zip(files, schemas, strict=True):

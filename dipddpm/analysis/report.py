@@ -1,6 +1,9 @@
-"""One self-contained HTML page per sweep: open it anywhere, no network, no scripts.
+"""One self-contained HTML page per sweep: open it anywhere, nothing loads from the network.
 
-Sections: header (counts, provenance, metric definitions), the best trials, a table per
+Sections: header (counts, provenance, metric definitions), the interactive panels
+(`panels.PANELS`: a sortable leaderboard with thumbnails, parallel coordinates, learning
+curves, outputs over iterations; drawn by plotly, whose JavaScript is inline once), the best
+trials, a table per
 searched parameter, the two source-style tables, the figures (curves, stages, Pareto,
 importances), a contact sheet (clean and noisy images, then the final images of the best
 trials), failed trials with their errors, and the spec as run. Figures and images are embedded
@@ -14,7 +17,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +27,11 @@ from dipddpm.analysis import plots
 from dipddpm.analysis.compare import compare
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
+from dipddpm.analysis.panels import guarded, interactive_sections, note
+from dipddpm.analysis.plotly_embed import plotly_script
 from dipddpm.analysis.summarize import Summary, summarize
 from dipddpm.analysis.tables import GROUP_NOTE, display, fmt
-from dipddpm.errors import DipddpmError, first_line
+from dipddpm.errors import DipddpmError
 
 MAX_GROUPS = 12  # a searched parameter with more distinct values gets no group table
 PROVENANCE = ("dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
@@ -51,6 +55,11 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; 
 .sheet figure { margin: 0; width: 170px; font-size: 11px; }
 .sheet img { width: 160px; height: 160px; object-fit: contain; image-rendering: pixelated;
              background: #fafafa; }
+img.thumb { width: 56px; height: 56px; object-fit: contain; image-rendering: pixelated; }
+table.sortable th { cursor: pointer; } table.sortable th[data-dir=asc]::after { content: " ▲"; }
+table.sortable th[data-dir=desc]::after { content: " ▼"; }
+.scroll { max-height: 640px; overflow: auto; } td.cmd code { font-size: 11px; }
+.strip figure { width: 136px; } .strip img { width: 128px; height: 128px; }
 pre { background: #f5f5f7; padding: 1em; overflow-x: auto; font-size: 12px; }
 """
 
@@ -66,24 +75,16 @@ def _table(df: pd.DataFrame, caption: str | None = None) -> str:
 
 
 def _note(text: str) -> str:
-    return f"<p class='note'>{html.escape(text)}</p>"
+    return note(text)
 
 
 def _figure(title: str, make: Callable[[], object]) -> str:
-    """A rendered figure, or a note saying why this sweep cannot have it. Any other error (a
-    bug) becomes a note too, so the rest of the report is still written, and a warning on
-    stderr."""
-    try:
+    """A rendered figure, or a note saying why this sweep cannot have it (`panels.guarded`)."""
+    def render() -> str:
         uri = _data_uri(plots.png_bytes(make()))
-    except DipddpmError as e:
-        return f"<h3>{html.escape(title)}</h3>{_note(str(e))}"
-    except Exception as e:
-        why = f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
-        print(f"warning: report figure {title!r} failed ({why}); the report has a note "
-              "instead (please report this bug)", file=sys.stderr)
-        return f"<h3>{html.escape(title)}</h3>{_note(f'this figure failed: {why}')}"
-    return (f"<h3>{html.escape(title)}</h3><figure><img alt='{html.escape(title)}' "
-            f"src='{uri}'></figure>")
+        return f"<figure><img alt='{html.escape(title)}' src='{uri}'></figure>"
+
+    return guarded(title, render)
 
 
 def _image_cell(sweep: Sweep, rel: str | None, caption: str) -> str:
@@ -153,7 +154,8 @@ def build_report(sweep: Sweep, top: int = 6) -> str:
     """The HTML text of the report."""
     summary = summarize(sweep, top=top)
     keys, categorical = _group_keys(sweep)
-    parts = [_header(sweep, summary), "<h2>Best trials</h2>",
+    parts = [_header(sweep, summary), "<h2>Explore</h2>", interactive_sections(sweep, top),
+             "<h2>Best trials</h2>",
              _table(summary.top, f"The {len(summary.top)} best trials by {summary.metric}; "
                     "best_iter = iteration of the best, reach_iter = first iteration at the "
                     "PSNR threshold.")]
@@ -201,7 +203,7 @@ def build_report(sweep: Sweep, top: int = 6) -> str:
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>dipddpm sweep {html.escape(sweep.name)}</title><style>{CSS}</style>"
-            f"</head><body>\n{body}\n</body></html>\n")
+            f"{plotly_script()}</head><body>\n{body}\n</body></html>\n")
 
 
 def write_report(sweep: Sweep, out: str | Path, top: int = 6) -> Path:

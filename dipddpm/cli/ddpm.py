@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
 from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
@@ -48,6 +47,7 @@ def run_fit_ddpm(dataset: str, out: Path, preset: str | None, sets: list[str] | 
         spec.setdefault("download", download)
     if save_every is not None and save_every < 1:
         raise ConfigError(f"--save-every must be >= 1 step, got {save_every}")
+    from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
     from dipddpm.data.datasets import DATASETS
 
     DATASETS.get(dataset)  # unknown dataset: fail before loading anything

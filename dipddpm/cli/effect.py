@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import typer
 
@@ -38,8 +36,8 @@ def print_effect(e) -> None:
           "taken from DIR and B from DIR_B."))
 @user_errors
 def effect_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
-    other: Path | None = typer.Argument(None, metavar="DIR_B",
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    other: str | None = typer.Argument(None, metavar="DIR_B",
                                         help="A second sweep for B (default: DIR)."),
     a: list[str] | None = typer.Option(None, "--a", help="A's filter KEY=VALUE (repeatable), "
                                        "e.g. --a stages=1."),

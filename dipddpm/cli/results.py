@@ -1,4 +1,4 @@
-"""`dipddpm results summarize|compare|plot|report|export`: analyse a sweep's Parquet results.
+"""`dipddpm results summarize|compare|plot|report|export|compact`: a sweep's Parquet results.
 
 Every command reads only the sweep directory (trials/ and metrics/ Parquet files, plus the
 artifacts, spec and Optuna study when present): no Ray session is needed, so a results folder
@@ -160,23 +160,39 @@ def plot_command(
 
 @results_app.command(
     "report",
-    help=("Write one self-contained HTML page (opens offline): the spec, summary tables, figures "
-          "and the final images of the best trials next to the clean and noisy images."))
+    help=("Write one self-contained HTML page (opens offline): a sortable leaderboard with "
+          "thumbnails, parallel coordinates, learning curves with ASHA's rungs, the best "
+          "trials' outputs over iterations, the spec, summary tables and figures. --watch "
+          "rewrites it every --every seconds while the sweep runs, and stops when it ends."))
 @user_errors
 def report_command(
     directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     out: Path = typer.Option(..., "--out", help="HTML file to write."),
     top: int = typer.Option(6, "--top", help="Best trials in the tables and contact sheet."),
+    watch: bool = typer.Option(False, "--watch", help="Rewrite the page while the sweep "
+                               "runs (driver.json says so); stop after its end."),
+    every: float = typer.Option(30.0, "--every", help="Seconds between rewrites with --watch."),
 ) -> None:
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.report import write_report
 
     if top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
-    sweep = load_sweep(directory, artifacts=True)
-    with Console(stderr=True).status(f"building the report of {sweep.name}"):
-        path = write_report(sweep, out, top=top)
-    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if every <= 0:
+        raise DipddpmError(f"--every must be > 0 seconds, got {every}")
+
+    def write() -> str:
+        sweep = load_sweep(directory, artifacts=True)
+        with Console(stderr=True).status(f"building the report of {sweep.name}"):
+            path = write_report(sweep, out, top=top)
+        return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+    if not watch:
+        typer.echo(write())
+        return
+    from dipddpm.analysis.watch import watch as watch_loop
+
+    watch_loop(directory, write, every, typer.echo)
 
 
 @results_app.command(
@@ -200,3 +216,34 @@ def export_command(
         sys.stdout.write(result)
     else:
         typer.echo(f"wrote {result}", err=True)
+
+
+@results_app.command(
+    "compact",
+    help=("Rewrite the per-trial Parquet files of the finished trials (trials/ and metrics/, "
+          "part-<id>.parquet) into a few compact-NNNNN.parquet files, atomically; the part "
+          "files of unfinished trials stay for `sweep resume`. A sweep does this itself when "
+          "it ends (spec compact: false keeps the parts). Running it again does nothing."))
+@user_errors
+def compact_command(
+    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    force: bool = typer.Option(False, "--force", help="Compact even though driver.json says "
+                               "a driver is running on another host (it is gone)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    from dataclasses import asdict
+
+    from dipddpm.sweep.compaction import compact
+
+    c = compact(directory, force=force)
+    if as_json:
+        print_json({**asdict(c), "changed": c.changed})
+        return
+    if not c.changed:
+        typer.echo(f"{c.path}: already compact ({c.files_after['trials']} trials and "
+                   f"{c.files_after['metrics']} metrics files); nothing to do")
+        return
+    kept = f"; {c.kept_parts} part file(s) of unfinished trials kept" if c.kept_parts else ""
+    typer.echo(f"{c.path}: trials {c.files_before['trials']} -> {c.files_after['trials']} "
+               f"files, metrics {c.files_before['metrics']} -> {c.files_after['metrics']} "
+               f"files{kept}")

@@ -178,7 +178,8 @@ def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
 
 
 @sweep_app.command("status", help="Trials so far of a sweep directory (also while it runs): "
-                   "counts by status, the best trial, the Optuna study, whether it can resume.")
+                   "counts by status, the best trial, the Optuna study, whether it can resume, "
+                   "and whether its driver is running, has ended or stopped (driver.json).")
 @user_errors
 def status(sweep_dir: str = typer.Argument(..., help="The sweep directory."),
            as_json: bool = JSON) -> None:
@@ -190,7 +191,7 @@ def status(sweep_dir: str = typer.Argument(..., help="The sweep directory."),
         return
     typer.echo(f"{st['path']}: {st['trials']} trials written (completed {st['completed']}, "
                f"pruned {st['pruned']}, failed {st['failed']}); "
-               f"{'resumable' if st['resumable'] else 'not resumable'}")
+               f"{'resumable' if st['resumable'] else 'not resumable'}; driver {st['state']}")
     if st["best"]:
         b = st["best"]
         typer.echo(f"best {b['trial_id']}: {st['metric']} {b['value']:.3f} ({b['status']}) "

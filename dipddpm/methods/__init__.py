@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip
+from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip, noop
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.problems import image_problem
 from dipddpm.registry import Registry
@@ -29,5 +29,8 @@ METHODS.register("dip_prior_ddpm")(Method(
 METHODS.register("bm3d")(Method(
     name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
     metrics=FIT_METRICS, presets=bm3d.PRESETS))
+METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
+    name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
+    metrics=noop.METRICS, presets=noop.PRESETS))
 
 __all__ = ["METHODS", "Method", "Result"]

@@ -5,6 +5,7 @@
     <sweep dir>/trials/part-<trial_id>.parquet   one row per trial
     <sweep dir>/metrics/part-<trial_id>.parquet  long: sweep, trial_id, iter, metric, value
     <sweep dir>/artifacts/<trial_id>/output.png  (and output_sm.png)
+    <sweep dir>/artifacts/<trial_id>/iters/output-<iter>.png   the output at each checkpoint
     <sweep dir>/artifacts/problem/clean.png, noisy.png
 
 One file per trial, rewritten whole and atomically when the trial ends (or is retried), so a
@@ -220,6 +221,12 @@ def write_artifact(sweep_dir: str | Location, trial_id: str, name: str, image_te
     rel = f"artifacts/{trial_id}/{name}.png"
     _loc(sweep_dir).child(rel).write_bytes(png_bytes(image_tensor))
     return rel
+
+
+def write_history(sweep_dir: str | Location, trial_id: str, it: int, image_tensor) -> str:
+    """Keep the output at a checkpoint: artifacts/<trial_id>/iters/output-<iter>.png (the
+    report's outputs over iterations); returns the path relative to the sweep dir."""
+    return write_artifact(sweep_dir, trial_id, f"iters/output-{it:06d}", image_tensor)
 
 
 def read_trials(sweep_dir: str | Location) -> list[dict]:

@@ -225,6 +225,7 @@ def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) 
 
 def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
             restore: bool, dashboard: bool = False) -> SweepOutcome:
+    from dipddpm.sweep.lifecycle import mark_running
     from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
 
@@ -233,6 +234,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
         if on_cluster:  # every node must reach the storage before trials start
             check_cluster_storage(sweep, console, spec.storage_options)
         sweep.makedirs()
+        mark_running(sweep)
         if not sweep.child(SPEC_FILE).exists():
             sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
             write_problem_images(spec, sweep)
@@ -258,10 +260,37 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
                              f"saved state before the driver stopped: {', '.join(dropped)}")
         harmonize(sweep)  # a driver killed while adding a new column to the files left some
         publish()
+        end_of_sweep(spec, sweep, grid, console)
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
     console.final(rows, params, sweep.uri, spec.summary_by, active=row_active(spec))
     return SweepOutcome(path=sweep.uri, rows=rows, spec=spec)
+
+
+def finished_ids(grid) -> set[str] | None:
+    """Ids of the trials Tune finished (TERMINATED or ERROR); None if this Ray hides them."""
+    try:
+        trials = grid._experiment_analysis.trials
+    except AttributeError:
+        return None
+    return {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+
+
+def end_of_sweep(spec: SweepSpec, sweep: Location, grid, console: SweepConsole) -> None:
+    """When every trial is finished (not a Tuner stopped by Ctrl-C): compact the Parquet files
+    (spec `compact:`, local storage) and mark the sweep ended (`lifecycle.driver_state`)."""
+    from dipddpm.sweep.compaction import compact
+    from dipddpm.sweep.lifecycle import mark_ended
+
+    done, known = finished_ids(grid), tune_trial_ids(grid)
+    if done is None or known is None or done != known:
+        return  # trials left to run: `sweep resume` continues, and ends the sweep
+    if spec.compact and sweep.local:
+        c = compact(sweep.path, finished=done, known=True, force=True)
+        if c.changed:
+            console.line(f"compacted {c.files_before['trials'] + c.files_before['metrics']} "
+                         f"Parquet files into {c.files_after['trials'] + c.files_after['metrics']}")
+    mark_ended(sweep)
 
 
 def row_active(spec: SweepSpec):

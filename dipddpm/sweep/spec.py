@@ -36,7 +36,7 @@ from dipddpm.errors import ConfigError, closest, first_line
 TOP_KEYS = ("name", "description", "method", "preset", "problem", "metric", "mode", "fixed",
             "search", "searcher", "scheduler", "resources", "num_samples", "time_budget_s",
             "storage", "storage_options", "checkpoint_every", "max_failures", "seed",
-            "summary_by", "faults", "smoke")
+            "summary_by", "faults", "smoke", "compact")
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 SAMPLERS = ("tpe", "cmaes", "gp", "random")
 SEARCHERS = ("optuna", "grid")
@@ -128,6 +128,7 @@ class SweepSpec:
     seed: int = 0  # trial seed (net init, z, stage noise); the problem has its own seed
     summary_by: str | None = None  # a searched key: the final table shows the best per value
     faults: tuple[Fault, ...] = ()
+    compact: bool = True  # at the end, many per-trial Parquet files become a few (compaction.py)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -399,7 +400,8 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         search=search, searcher=searcher, scheduler=scheduler, resources=resources,
         storage=storage, storage_options=storage_options,
         seed=coerce("seed", data.get("seed", 0), int),
-        summary_by=summary_by, faults=faults, raw=dict(data), **values)
+        summary_by=summary_by, faults=faults, raw=dict(data),
+        compact=coerce("compact", data.get("compact", True), bool), **values)
     check_space(spec, base_cfg, load_problem)
     return spec
 

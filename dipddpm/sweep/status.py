@@ -26,6 +26,7 @@ def study_counts(db_path: str, name: str) -> dict[str, int]:
 def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
+    from dipddpm.sweep.lifecycle import driver_state
     from dipddpm.sweep.results import read_trials
     from dipddpm.sweep.rows import best_trial, status_counts
 
@@ -35,6 +36,7 @@ def sweep_status(sweep_dir: str) -> dict:
     where = tune_storage(sweep.child(TUNE_DIR))
     return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
             **status_counts(rows), "best": best, "study": published_study(sweep, spec.name),
+            "state": driver_state(sweep),  # running, ended, stopped (killed) or unknown
             "resumable": bool(tune.Tuner.can_restore(
                 where["storage_path"], storage_filesystem=where.get("storage_filesystem")))}
 

@@ -24,7 +24,8 @@ Ray Tune starts each trial in its own log folder; the trial moves back to the fo
 started in (the job's working directory on a cluster, the driver's on the embedded Ray), so
 relative paths in a spec (`problem.image`, `checkpoint`, `data_root`) mean what they mean on the
 command line. Each checkpoint also writes the current output images, so a trial the scheduler
-stops still has a picture (`artifact_iter` says from which iteration).
+stops still has a picture (`artifact_iter` says from which iteration), and keeps a copy of the
+output as `iters/output-<iter>.png` (the report's outputs over iterations).
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         if it - last_ckpt[0] >= spec.checkpoint_every:
             last_ckpt[0] = it
             loop_state = state()
-            write_images(snapshot_images(loop_state), it)
+            write_images(snapshot_images(loop_state), it, history=True)
             with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
                 torch.save({"loop": loop_state, "retries": retries, "iter": it},
                            os.path.join(d, STATE_FILE))
@@ -187,9 +188,11 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
         else:
             batch.append(result)
 
-    def write_images(images: dict, it: int) -> None:
+    def write_images(images: dict, it: int, history: bool = False) -> None:
         arts = {name: results.write_artifact(sweep, trial_id, name, img)
                 for name, img in images.items() if getattr(img, "ndim", 0) == 3}
+        if history and "output" in arts:  # kept: the report's outputs over iterations
+            results.write_history(sweep, trial_id, it, images["output"])
         if arts:
             info.update(artifacts=arts, artifact_iter=it)
 
