@@ -83,3 +83,17 @@ def test_bad_input_is_one_line(results_sweep, args, words):
     r = runner.invoke(app, ["results", "effect", str(results_sweep), *args])
     assert r.exit_code == 2, r.output
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_report_carries_the_paired_verdict(results_sweep, tmp_path):
+    out = tmp_path / "r.html"
+    r = runner.invoke(app, ["results", "report", str(results_sweep), "--out", str(out),
+                            "--a", "stages=1", "--b", "stages=4"])
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert "Paired verdict: B against A" in page and "95% bootstrap CI" in page
+    assert "id=\"paired-effect\"" in page or "id='paired-effect'" in page
+    bad = tmp_path / "bad.html"
+    r = runner.invoke(app, ["results", "report", str(results_sweep), "--out", str(bad),
+                            "--a", "stages=7", "--b", "stages=4"])
+    assert r.exit_code == 2 and "no COMPLETED trial" in r.stderr and not bad.exists()

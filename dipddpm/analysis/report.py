@@ -150,11 +150,17 @@ def _header(sweep: Sweep, summary: Summary) -> str:
             f"<p>{badges}</p><ul class='muted'>{items}</ul>")
 
 
-def build_report(sweep: Sweep, top: int = 6) -> str:
-    """The HTML text of the report."""
+def build_report(sweep: Sweep, top: int = 6, sides: tuple[dict, dict] | None = None) -> str:
+    """The HTML text of the report; `sides` (A's and B's filters) adds the paired verdict."""
     summary = summarize(sweep, top=top)
     keys, categorical = _group_keys(sweep)
-    parts = [_header(sweep, summary), "<h2>Explore</h2>", interactive_sections(sweep, top),
+    parts = [_header(sweep, summary)]
+    if sides is not None:
+        from dipddpm.analysis.effect_panel import effect_section
+
+        # not guarded: filters that match no trial are the user's error, one line, no page
+        parts.append("<h2>Paired verdict: B against A</h2>" + effect_section(sweep, *sides))
+    parts += ["<h2>Explore</h2>", interactive_sections(sweep, top),
              "<h2>Best trials</h2>",
              _table(summary.top, f"The {len(summary.top)} best trials by {summary.metric}; "
                     "best_iter = iteration of the best, reach_iter = first iteration at the "
@@ -206,9 +212,10 @@ def build_report(sweep: Sweep, top: int = 6) -> str:
             f"{plotly_script()}</head><body>\n{body}\n</body></html>\n")
 
 
-def write_report(sweep: Sweep, out: str | Path, top: int = 6) -> Path:
+def write_report(sweep: Sweep, out: str | Path, top: int = 6,
+                 sides: tuple[dict, dict] | None = None) -> Path:
     """Build the report and write it atomically to out (.html)."""
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise DipddpmError(f"--out must end in .html, got {out}")
-    return write_atomic(out, build_report(sweep, top=top))
+    return write_atomic(out, build_report(sweep, top=top, sides=sides))

@@ -172,6 +172,9 @@ def report_command(
     watch: bool = typer.Option(False, "--watch", help="Rewrite the page while the sweep "
                                "runs (driver.json says so); stop after its end."),
     every: float = typer.Option(30.0, "--every", help="Seconds between rewrites with --watch."),
+    a: list[str] | None = typer.Option(None, "--a", help="With --b: add the paired verdict of "
+                                       "B against A (as `results effect`), A's KEY=VALUE."),
+    b: list[str] | None = typer.Option(None, "--b", help="B's KEY=VALUE (repeatable)."),
 ) -> None:
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.report import write_report
@@ -180,11 +183,19 @@ def report_command(
         raise DipddpmError(f"--top must be >= 1, got {top}")
     if every <= 0:
         raise DipddpmError(f"--every must be > 0 seconds, got {every}")
+    from dipddpm.analysis.effect import parse_filters
+
+    sides = None
+    if a or b:
+        sides = (parse_filters(a, "--a"), parse_filters(b, "--b"))
+        if not (sides[0] and sides[1]):
+            raise DipddpmError("the report's paired verdict needs both --a and --b "
+                               "(KEY=VALUE each), e.g. --a stages=1 --b stages=4")
 
     def write() -> str:
         sweep = load_sweep(directory, artifacts=True)
         with Console(stderr=True).status(f"building the report of {sweep.name}"):
-            path = write_report(sweep, out, top=top)
+            path = write_report(sweep, out, top=top, sides=sides)
         return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
 
     if not watch:
