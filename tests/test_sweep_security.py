@@ -57,3 +57,18 @@ def test_embedded_ray_binds_loopback_only(tmp_path):
     assert not public, f"listening beyond loopback: {public}"
     assert 8265 not in {port for _, port in seen}, "the dashboard is on"
     assert "Started a local Ray instance" not in output  # Ray's own chatter is silenced
+
+
+def test_embedded_ray_ignores_a_stale_ray_start_record(tmp_path):
+    """A `ray start` not stopped cleanly leaves ray_current_cluster naming a dead cluster; a
+    plain ray.init() would try to join it (and hang). The embedded sweep starts its own."""
+    ray_tmp = tmp_path / "raytmp"
+    (ray_tmp / "ray").mkdir(parents=True)
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.9:6399")  # nothing there
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = str(ray_tmp)  # where Ray looks for that record
+    res = subprocess.run([sys.executable, "-c", "from dipddpm.cli import main; main()",
+                          "sweep", "run", str(SWEEPS / "quick.yaml"), "--smoke",
+                          "--num-samples", "1", "--storage", str(tmp_path / "out")],
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]

@@ -56,6 +56,13 @@ def loopback_only() -> None:
         consts.ENABLE_RAY_CLUSTER = False
 
 
+def embedded_temp_dir() -> str:
+    """The embedded Ray's session folder: <tmp>/dipddpm-ray-<uid> (short: socket paths)."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"dipddpm-ray-{os.getuid()}")
+
+
 def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
                 dashboard: bool = False) -> None:
     """ray.init of a single-node instance bound to loopback, token auth on, no dashboard."""
@@ -66,7 +73,11 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
     # a new instance even if RAY_ADDRESS points elsewhere. Not address="local": with it, Ray
     # 2.60 binds every interface again (measured; tests/test_sweep_security.py checks).
     os.environ.pop("RAY_ADDRESS", None)
+    # Ray's own temp dir would also make ray.init() join the cluster a `ray start` named in
+    # its ray_current_cluster file (a leftover of one not stopped cleanly: a hang), so the
+    # embedded instance keeps its sessions in a folder of its own, which no `ray start` names
     ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=dashboard,
+             _temp_dir=embedded_temp_dir(),
              dashboard_host=LOOPBACK, log_to_driver=False, logging_level=logging.ERROR,
              configure_logging=True)
 
