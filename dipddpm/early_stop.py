@@ -44,6 +44,7 @@ class RunningVariance:
         self.since = torch.zeros((K,), dtype=torch.int64, device=dev)
         self.stopped = torch.zeros((K,), dtype=torch.bool, device=dev)
         self.pick = like.detach().clone()
+        self.n = 0  # outputs seen
 
     def update(self, it: int, out: torch.Tensor) -> None:
         """out: (K, ...) the outputs of iteration `it` (1-based)."""
@@ -62,10 +63,12 @@ class RunningVariance:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        return {k: v.detach().cpu().clone() for k, v in vars(self).items()
-                if isinstance(v, torch.Tensor)}
+        return {"n": self.n, **{k: v.detach().cpu().clone() for k, v in vars(self).items()
+                                if isinstance(v, torch.Tensor)}}
 
     def load_state_dict(self, state: dict) -> None:
+        state = dict(state)
+        self.n = int(state.pop("n"))
         for k, v in state.items():
             getattr(self, k).copy_(v)
 
@@ -80,7 +83,6 @@ class WindowedVariance(RunningVariance):
                                device=like.device)
         self.s1 = torch.zeros(like.shape, dtype=torch.float64, device=like.device)
         self.s2 = torch.zeros(like.shape[:1], dtype=torch.float64, device=like.device)
-        self.n = 0
 
     def variance(self, out: torch.Tensor) -> torch.Tensor | None:
         slot = self.n % self.p.window
@@ -98,14 +100,6 @@ class WindowedVariance(RunningVariance):
         W = self.p.window
         return (self.s2 / W - (self.s1 / W).square().flatten(1).sum(1)) / out[0].numel()
 
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "n": self.n}
-
-    def load_state_dict(self, state: dict) -> None:
-        state = dict(state)
-        self.n = int(state.pop("n"))
-        super().load_state_dict(state)
-
 
 @ES_RULES.register("emv")
 class ExpMovingVariance(RunningVariance):
@@ -116,7 +110,6 @@ class ExpMovingVariance(RunningVariance):
         self.a = 2.0 / (params.window + 1)
         self.mean = like.detach().double().clone()
         self.var = torch.zeros(like.shape[:1], dtype=torch.float64, device=like.device)
-        self.n = 0
 
     def variance(self, out: torch.Tensor) -> torch.Tensor | None:
         x = out.double()
@@ -128,11 +121,3 @@ class ExpMovingVariance(RunningVariance):
         self.mean += self.a * delta
         self.var = (1 - self.a) * (self.var + self.a * delta.square().flatten(1).mean(1))
         return self.var if self.n >= self.p.window else None
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "n": self.n}
-
-    def load_state_dict(self, state: dict) -> None:
-        state = dict(state)
-        self.n = int(state.pop("n"))
-        super().load_state_dict(state)
