@@ -36,10 +36,11 @@ class DipConfig:
     report_every: int = 10  # report metrics every this many iterations (and at the last)
     psnr_threshold: float | None = None  # record the first iteration with psnr_gt >= this (dB)
     psnr_uint8: bool = False  # PSNR on uint8-truncated images, as one source does (~0.1 dB off)
-    # GT-free early stopping (early_stop.py): wmv = ES-WMV (variance of the last es_window
-    # outputs), emv = its constant-memory exponential variant, none = off; the pick is final
-    # after es_patience iterations without a new variance minimum
-    es_rule: Literal["wmv", "emv", "none"] = "wmv"
+    # GT-free early stopping (early_stop.py): emv = the constant-memory exponential variant of
+    # ES-WMV (DEFAULT: a checkpoint holds one mean image), wmv = ES-WMV itself (the variance of
+    # the last es_window outputs: the window is in every checkpoint), none = off; the pick is
+    # final after es_patience iterations without a new variance minimum
+    es_rule: Literal["wmv", "emv", "none"] = "emv"
     es_window: int = 100
     es_patience: int = 1000
 
