@@ -107,7 +107,7 @@ def test_report_has_the_interactive_panels(report):
     for status in ("COMPLETED", "PRUNED", "FAILED"):
         assert f"<span class='badge {status}'>" in board
     assert board.count("class='thumb'") == 10  # the fixture's completed trials have outputs
-    assert "reproduce" not in board  # no such trials column yet
+    assert board.count("<code>dipddpm fit guided-dip ") == 12  # each trial's reproduce
     assert '"type":"parcoords"' in text and '"ASHA rung"' in text
     strips = text.split("Outputs over iterations", 1)[1].split("<h2>", 1)[0]
     assert "iteration 10" in strips and "iteration 40" in strips
@@ -118,6 +118,7 @@ def test_leaderboard_shows_a_reproduce_column_when_present(sweep_dir):
     from dipddpm.analysis.leaderboard import leaderboard_html
 
     sweep = load_sweep(sweep_dir)
+    sweep.trials = sweep.trials.drop(columns="reproduce")  # a sweep from before the column
     assert "<th title='click to sort'>reproduce</th>" not in leaderboard_html(sweep)
     sweep.trials["reproduce"] = "dipddpm fit --set lr=0.01 <x>"
     board = leaderboard_html(sweep)

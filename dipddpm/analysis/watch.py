@@ -17,10 +17,14 @@ from dipddpm.errors import DipddpmError
 SPEC_FILE = "spec.resolved.yaml"
 
 
-def check_is_sweep(directory: Path) -> None:
+def check_is_sweep(directory: str | Path) -> None:
     """One line unless `directory` holds a sweep (its spec, driver.json or trials/)."""
     from dipddpm.sweep.lifecycle import DRIVER_FILE
 
+    if "://" in str(directory):
+        raise DipddpmError(f"--watch: {directory}: only a sweep on this machine's filesystem "
+                           "can be watched; run the report without --watch for object storage")
+    directory = Path(directory)
     if not directory.is_dir():
         raise DipddpmError(f"--watch: {directory} is not a directory; expected a sweep "
                            "directory <storage>/<sweep> as `dipddpm sweep run` writes")
@@ -30,7 +34,7 @@ def check_is_sweep(directory: Path) -> None:
                            "`dipddpm sweep run` writes")
 
 
-def watch(directory: Path, write: Callable[[], str], every: float,
+def watch(directory: str | Path, write: Callable[[], str], every: float,
           echo: Callable[[str], None], sleep: Callable[[float], None] | None = None) -> int:
     """Call write() (builds the report, returns a line about it) every `every` seconds until
     the sweep is no longer running; returns how many reports were written."""
