@@ -51,3 +51,14 @@ def results_sweep(tmp_path_factory):
     from results_data import shared_sweep
 
     return shared_sweep(tmp_path_factory)
+
+
+@pytest.fixture
+def sweep(results_sweep, tmp_path):
+    """A copy of the fixture sweep (12 trials, one part file each in trials/ and metrics/),
+    for tests that change it."""
+    import shutil
+
+    d = tmp_path / "fixture"
+    shutil.copytree(results_sweep, d)
+    return d

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
@@ -17,14 +15,6 @@ from dipddpm.sweep import compaction
 from dipddpm.sweep.compaction import compact, data_files
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def sweep(tmp_path_factory, tmp_path):
-    """A copy of the fixture sweep (12 trials, one part file each in trials/ and metrics/)."""
-    d = tmp_path / "fixture"
-    shutil.copytree(shared_sweep(tmp_path_factory), d)
-    return d
 
 
 def read_all(d) -> dict:

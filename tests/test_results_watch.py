@@ -3,10 +3,6 @@ runs, stops after the end; a directory that holds no sweep is one line, exit 2."
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
@@ -14,13 +10,6 @@ from dipddpm.sweep.lifecycle import driver_state, mark_ended, mark_running
 from dipddpm.sweep.storage import resolve
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def sweep(tmp_path_factory, tmp_path):
-    d = tmp_path / "fixture"
-    shutil.copytree(shared_sweep(tmp_path_factory), d)
-    return d
 
 
 def test_watch_rewrites_until_the_sweep_ends(sweep):
