@@ -90,9 +90,8 @@ def select(sweep: Sweep, filters: Mapping[str, str], flag: str) -> pd.DataFrame:
 
 def pairs(sweep: Sweep, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
     """(trial_id, image, replicate, value) of the trials' observations."""
-    table = sweep.path / "pairs"
-    if table.is_dir() and any(table.glob("*.parquet")):
-        p = pd.read_parquet(table)
+    if sweep.pair_files:
+        p = sweep.pairs()
         p = p[p["trial_id"].isin(trials["trial_id"])]
         if metric not in p:
             raise DipddpmError(f"--metric {metric}: not a column of the pairs table; use "

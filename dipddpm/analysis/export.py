@@ -17,7 +17,7 @@ from dipddpm.analysis.tables import records
 from dipddpm.errors import DipddpmError
 
 FORMATS = ("csv", "json")
-TABLES = ("trials", "metrics")
+TABLES = ("trials", "metrics", "pairs")
 
 
 def table_of(sweep: Sweep, table: str) -> pd.DataFrame:
@@ -27,6 +27,8 @@ def table_of(sweep: Sweep, table: str) -> pd.DataFrame:
         m = sweep.metrics()
         m.insert(0, "sweep", sweep.name)
         return m
+    if table == "pairs":  # a study's row per trial x image x replicate
+        return sweep.pairs()
     raise DipddpmError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
 
 

@@ -91,11 +91,36 @@ class Sweep:
     def _dataset(self):
         import pyarrow.dataset as ds
 
-        return ds.dataset([str(f) for f in self.metric_files], format="parquet")
+        from dipddpm.sweep.results import metrics_schema
+
+        return ds.dataset([str(f) for f in self.metric_files], format="parquet",
+                          schema=metrics_schema())
+
+    @property
+    def pair_files(self) -> list[Path]:
+        return _part_files(self.path / "pairs")
+
+    def pairs(self) -> pd.DataFrame:
+        """A study's pairs table: one row per trial x image x replicate (empty: not a study)."""
+        if not self.pair_files:
+            return pd.DataFrame({"trial_id": pd.Series(dtype="string"),
+                                 "image": pd.Series(dtype="string"),
+                                 "replicate": pd.Series(dtype="int64")})
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        schemas = _read_schemas(self.pair_files)
+        unified = pa.unify_schemas(schemas, promote_options="permissive")
+        table = ds.dataset([str(f) for f in self.pair_files], schema=unified,
+                           format="parquet").to_table()
+        return to_pandas(table).sort_values(["trial_id", "image", "replicate"],
+                                            ignore_index=True)
 
     def metrics(self, names: list[str] | None = None,
-                trial_ids: list[str] | None = None) -> pd.DataFrame:
-        """The long metrics table (trial_id, iter, metric, value), filtered while reading."""
+                trial_ids: list[str] | None = None, pairs: bool = False) -> pd.DataFrame:
+        """The long metrics table (trial_id, iter, metric, value), filtered while reading:
+        the trials' own values; `pairs`: a study's per-pair rows instead (with image and
+        replicate columns)."""
         empty = pd.DataFrame({"trial_id": pd.Series(dtype="string"),
                               "iter": pd.Series(dtype="int64"),
                               "metric": pd.Series(dtype="string"),
@@ -104,14 +129,15 @@ class Sweep:
             return empty
         import pyarrow.dataset as ds
 
-        expr = None
+        expr = ds.field("image").is_valid() if pairs else ds.field("image").is_null()
         if names is not None:
-            expr = ds.field("metric").isin(list(names))
+            expr = expr & ds.field("metric").isin(list(names))
         if trial_ids is not None:
             by_trial = ds.field("trial_id").isin(list(trial_ids))
-            expr = by_trial if expr is None else expr & by_trial
-        table = self._dataset().to_table(columns=["trial_id", "iter", "metric", "value"],
-                                          filter=expr)
+            expr = expr & by_trial
+        columns = ["trial_id", "iter", "metric", "value"] + (["image", "replicate"] if pairs
+                                                              else [])
+        table = self._dataset().to_table(columns=columns, filter=expr)
         df = table.to_pandas()
         if df.empty:
             return empty

@@ -2,7 +2,7 @@
 are copied once into a local temporary folder, removed when the process exits, and read from
 there like any sweep directory.
 
-Copied: trials/ and metrics/ (the Parquet), spec.resolved.yaml, optuna.db and, when asked
+Copied: trials/, metrics/ and pairs/ (the Parquet), spec.resolved.yaml, optuna.db and, when asked
 (the report), artifacts/. Never Tune's checkpoints (tune/). The storage is reached the usual
 way (AWS_* variables; the sweep's own storage_options when its spec has them).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dipddpm.errors import DipddpmError
 
-RESULT_FOLDERS = ("trials", "metrics")
+RESULT_FOLDERS = ("trials", "metrics", "pairs")
 RESULT_FILES = ("spec.resolved.yaml", "optuna.db")
 
 

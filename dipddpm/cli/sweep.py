@@ -59,24 +59,31 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
 
 
 def _trial_footprint(s) -> dict:
-    """Members per trial and the estimated memory of one trial (DIP methods, at the base
-    config: searched keys such as width change it). One member until image sets land."""
+    """Fits per trial (a study: its image x replicate pairs) and the estimated memory of one
+    trial (DIP methods, at the base config: searched keys such as width change it). Time and
+    memory grow linearly with the pairs (fused: one net of that many members)."""
     from dipddpm.config import build
     from dipddpm.errors import DipddpmError
     from dipddpm.methods import METHODS
     from dipddpm.methods.fusion import estimate_bytes
+    from dipddpm.methods.study_pairs import pair_specs
 
-    members = 1
+    try:
+        members = len(pair_specs(s.problem, s.seed))
+    except DipddpmError:  # show works without the images; validate reports them
+        members = 1
+    out = {"members_per_trial": members, "memory_per_trial_mib": None}
     if s.method not in ("dip", "guided_dip"):
-        return {"members_per_trial": members, "memory_per_trial_mib": None}
+        return out
     method = METHODS.get(s.method)
     cfg = build(method.config_cls, s.base_values)
     try:
-        C, H, W = method.make_problem(s.problem, cfg).observed.shape
-    except (DipddpmError, OSError):  # show works without the image; validate reports it
-        return {"members_per_trial": members, "memory_per_trial_mib": None}
+        first = pair_specs(s.problem, s.seed)[0].problem
+        C, H, W = method.make_problem(first, cfg).observed.shape
+    except (DipddpmError, OSError):
+        return out
     mib = estimate_bytes(cfg, C, H, W, members) / 2**20
-    return {"members_per_trial": members, "memory_per_trial_mib": round(mib, 1)}
+    return {**out, "memory_per_trial_mib": round(mib, 1)}
 
 
 @sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set), its "
@@ -117,6 +124,9 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
     typer.echo(f"# members per trial: {footprint['members_per_trial']}; expected memory per "
                f"trial: " + (f"{mib:.0f} MiB (estimate at the base config)" if mib is not None
                              else "not estimated (method without it, or image not found)"))
+    if footprint["members_per_trial"] > 1:
+        typer.echo(f"# a study: each trial fits {footprint['members_per_trial']} (image, "
+                   f"replicate) pairs; its time and memory grow linearly with them")
 
 
 @sweep_app.command("run", help="Run a sweep: embedded local Ray (127.0.0.1 only) by default, an "

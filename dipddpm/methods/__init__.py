@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip, noop
 from dipddpm.methods.base import Method, Result
-from dipddpm.methods.problems import image_problem
+from dipddpm.methods.problems import check_net_size, image_problem
 from dipddpm.registry import Registry
 
 METHODS: Registry = Registry("method")
@@ -14,10 +14,11 @@ FIT_METRICS = ("iter", "loss", "psnr_noisy", "psnr_gt", "psnr_gt_sm", "ssim_gt",
 
 METHODS.register("dip")(Method(
     name="dip", config_cls=dip.DipConfig, run=dip.run_dip, make_problem=image_problem,
-    metrics=FIT_METRICS, presets=dip.PRESETS))
+    metrics=FIT_METRICS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan))
 METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
-    make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS))
+    make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
+    check_trial=check_net_size, plan=guided_dip.make_plan))
 METHODS.register("ddpm")(Method(
     name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
     metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS))

@@ -55,6 +55,9 @@ class Method:
     # rules joining a trial's config and the problem (net size, channels), checked for every
     # corner of a sweep's search space before Ray starts: (config, problem) -> None or raise
     check_trial: Callable[[Any, Any], None] | None = None
+    # (config, problem) -> StagePlan for the fitting loop: the method's fits can run as the
+    # members of one fused net (replicates, a study's pairs); None: they cannot
+    plan: Callable[[Any, Any], Any] | None = None
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists

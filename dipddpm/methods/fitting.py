@@ -121,16 +121,23 @@ def build_for_problem(cfg, channels: int, problem) -> torch.nn.Module:
 
 def check_size(net: torch.nn.Module, name: str, H: int, W: int) -> None:
     """The image must fit the net: H, W divisible by its multiple and at least its minimum."""
-    m, low = size_multiple(net), min_size(net)
+    err = size_error(name, size_multiple(net), min_size(net), H, W)
+    if err is not None:
+        raise err
+
+
+def size_error(name: str, m: int, low: int, H: int, W: int) -> DipddpmError | None:
+    """The error of an H x W image for a net of size multiple m and minimum side low."""
     if H % m or W % m:
-        raise DipddpmError(
+        return DipddpmError(
             f"net {name!r} needs H and W divisible by {m}, got {H}x{W}; "
             f"crop the image (make_image_problem(multiple={m})) or use a smaller depth")
     if min(H, W) < low:
-        raise DipddpmError(
+        return DipddpmError(
             f"net {name!r} needs H and W of at least {low} (its coarsest scale must keep "
             f"2x2 values), got {H}x{W}; use a larger --size or a smaller depth "
             f"(--set depth=N)")
+    return None
 
 
 def _draw_input(cfg, shape, g: torch.Generator, device) -> torch.Tensor:

@@ -36,11 +36,12 @@ from pathlib import Path
 from dipddpm.errors import DipddpmError
 from dipddpm.sweep.lifecycle import driver_state, read_driver
 
-SUBDIRS = ("trials", "metrics")
+SUBDIRS = ("trials", "metrics", "pairs")  # pairs/: studies only
 STAGING = ".compact"
-ROWS_PER_FILE = {"trials": 100_000, "metrics": 2_000_000}
+ROWS_PER_FILE = {"trials": 100_000, "metrics": 2_000_000, "pairs": 1_000_000}
 ROW_GROUP = 256 * 1024
-SORT = {"trials": ["trial_id"], "metrics": ["trial_id", "metric", "iter"]}
+SORT = {"trials": ["trial_id"], "metrics": ["trial_id", "metric", "iter"],
+        "pairs": ["trial_id", "image", "replicate"]}
 
 
 @dataclass
@@ -218,6 +219,8 @@ def compact(sweep_dir: str | Path, finished: set[str] | None = None, force: bool
         finished = finished_trials(sweep)
     before, after, rows, kept = {}, {}, {}, 0
     for sub in SUBDIRS:
+        if sub == "pairs" and not (sweep / sub).is_dir():
+            continue  # not a study
         before[sub], after[sub], rows[sub], k = compact_folder(sweep, sub, finished)
         kept += k
     recover(sweep)  # the old files, now in the staging folder

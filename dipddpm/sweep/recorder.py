@@ -120,11 +120,21 @@ class Recorder(Callback):
         params = self._params(trial)
         row = self.trial_row(trial, params, result, error)
         results.write_metrics(self.sweep, self.spec.name, tid, self.rows.get(tid, []))
+        pairs = (result.get("info") or {}).get("pairs")
+        if pairs:  # a study: its row per (image, replicate), each with its reproduce
+            results.write_pairs(self.sweep, self.spec.name, tid,
+                                self.pair_rows(params, pairs))
         self.columns = results.write_trial_row(self.sweep, row, self.columns)
         self.console.trial_end(tid, row["status"], row["iters_done"], row["objective"],
                                params, row["error"])
         if self.on_trial_end is not None:
             self.on_trial_end()
+
+    def pair_rows(self, params: dict, pairs: list[dict]) -> list[dict]:
+        """The pairs rows, each with the `dipddpm fit` command re-running that one pair."""
+        from dipddpm.sweep.reproduce import pair_command
+
+        return [{**p, "reproduce": pair_command(self.spec, params, p)} for p in pairs]
 
     def stopped_by(self, status: str) -> str | None:
         """Why a trial ended before its budget: ASHA (`scheduler`) or the sweep's

@@ -47,3 +47,27 @@ def command(method: str, preset: str | None, config: Mapping[str, Any],
     for key, value in config.items():
         args += ["--set", f"{key}={_yaml(value)}"]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def trial_command(method: str, preset: str | None, config: Mapping[str, Any],
+                  problem: Mapping[str, Any], seed: int) -> str | None:
+    """A trial's command; a study trial's is every pair's command, joined by `&&`."""
+    from dipddpm.methods.study_pairs import is_study, pair_specs
+
+    if not is_study(problem):
+        return command(method, preset, config, problem, seed)
+    cmds = [command(method, preset, config, p.problem, p.seed) for p in pair_specs(problem, seed)]
+    return None if None in cmds else " && ".join(cmds)
+
+
+def pair_command(spec, params: Mapping[str, Any], pair: Mapping[str, Any]) -> str | None:
+    """The command re-running one pair of a study trial (its image, noise seed and seed)."""
+    from dipddpm.config import to_dict
+    from dipddpm.methods.study_pairs import pair_specs
+    from dipddpm.sweep.trainable import trial_config
+
+    cfg = to_dict(trial_config(spec, dict(params)))
+    for p in pair_specs(spec.problem, spec.trial_seed(params)):
+        if p.image == pair["image"] and p.replicate == int(pair["replicate"]):
+            return command(spec.method, spec.preset, cfg, p.problem, p.seed)
+    return None

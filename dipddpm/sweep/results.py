@@ -3,7 +3,9 @@
     <sweep dir>/spec.resolved.yaml
     <sweep dir>/optuna.db                        (Optuna searcher only)
     <sweep dir>/trials/part-<trial_id>.parquet   one row per trial
-    <sweep dir>/metrics/part-<trial_id>.parquet  long: sweep, trial_id, iter, metric, value
+    <sweep dir>/metrics/part-<trial_id>.parquet  long: sweep, trial_id, iter, metric, value,
+                                                 image, replicate (a study's pairs; else null)
+    <sweep dir>/pairs/part-<trial_id>.parquet    a study's row per trial x image x replicate
     <sweep dir>/artifacts/<trial_id>/output.png  (and output_sm.png)
     <sweep dir>/artifacts/<trial_id>/iters/output-<iter>.png   the output at each checkpoint
     <sweep dir>/artifacts/problem/clean.png, noisy.png
@@ -32,7 +34,7 @@ STRING_COLUMNS = ("sweep", "trial_id", "status", "stopped_by", "error", "method"
                   "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
                   "dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
                   "python_version", "reproduce")
-INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter")
+INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter", "n_pairs")
 FLOAT_COLUMNS = ("objective", "wall_s")
 TIME_COLUMNS = ("started_at", "ended_at")
 
@@ -171,25 +173,38 @@ def _trials_files(loc: Location) -> list[str]:
                   if f.path.endswith(".parquet") and not f.base_name.startswith("."))
 
 
+def metrics_schema():
+    """The metrics table's columns (image, replicate: a study's per-pair rows; null for the
+    trial's own values, and absent from files written before studies: read as null)."""
+    import pyarrow as pa
+
+    return pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("iter", pa.int64()),
+                      ("metric", pa.string()), ("value", pa.float64()),
+                      ("image", pa.string()), ("replicate", pa.int64())])
+
+
 def write_metrics(sweep_dir: str | Location, sweep: str, trial_id: str,
                   rows: Iterable[Mapping[str, Any]]) -> str:
-    """Write metrics/part-<trial_id>.parquet from rows {iter, metric, value}; the last value
-    of a repeated (iter, metric) wins, so replayed reports after a restart are not doubled."""
+    """Write metrics/part-<trial_id>.parquet from rows {iter, metric, value[, image,
+    replicate]}; the last value of a repeated (iter, metric, image, replicate) wins, so
+    replayed reports after a restart are not doubled."""
     import pyarrow as pa
 
     loc = _loc(sweep_dir)
-    keyed: dict[tuple[int, str], float] = {}
+    keyed: dict[tuple, float] = {}
     for r in rows:
-        keyed[(int(r["iter"]), str(r["metric"]))] = float(r["value"])
-    items = sorted(keyed.items())
+        rep = r.get("replicate")
+        keyed[(str(r.get("image") or ""), -1 if rep is None else int(rep), int(r["iter"]),
+               str(r["metric"]))] = float(r["value"])
+    items = sorted(keyed.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3], kv[0][2]))
     n = len(items)
     table = pa.table({
-        "sweep": pa.array([sweep] * n, pa.string()),
-        "trial_id": pa.array([trial_id] * n, pa.string()),
-        "iter": pa.array([k[0] for k, _ in items], pa.int64()),
-        "metric": pa.array([k[1] for k, _ in items], pa.string()),
-        "value": pa.array([v for _, v in items], pa.float64()),
-    })
+        "sweep": [sweep] * n, "trial_id": [trial_id] * n,
+        "iter": [k[2] for k, _ in items], "metric": [k[3] for k, _ in items],
+        "value": [v for _, v in items],
+        "image": [k[0] or None for k, _ in items],
+        "replicate": [None if k[1] < 0 else k[1] for k, _ in items],
+    }, schema=metrics_schema())
     target = loc.child("metrics", f"part-{trial_id}.parquet")
     _write_table(target, table, sweep)
     return target.path
@@ -203,8 +218,35 @@ def read_metrics(sweep_dir: str | Location, trial_id: str) -> list[dict]:
     if not target.exists():
         return []
     with target.fs.open_input_file(target.path) as f:
-        table = pq.read_table(f, columns=["iter", "metric", "value"])
-    return table.to_pylist()
+        table = pq.read_table(f)
+    cols = [c for c in ("iter", "metric", "value", "image", "replicate")
+            if c in table.column_names]
+    return table.select(cols).to_pylist()
+
+
+PAIR_STRING_COLUMNS = ("sweep", "trial_id", "image", "reproduce", "artifact_output")
+PAIR_INT_COLUMNS = ("replicate", "seed", "noise_seed", "iter_es")
+
+
+def write_pairs(sweep_dir: str | Location, sweep: str, trial_id: str,
+                rows: list[Mapping[str, Any]]) -> str:
+    """Write pairs/part-<trial_id>.parquet: a study trial's row per (image, replicate), with
+    that pair's summary metrics (final, best, best_iter, GT-free pick) and its reproduce."""
+    import pyarrow as pa
+
+    rows = [{"sweep": sweep, "trial_id": trial_id, **r} for r in rows]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def arrow(k: str):
+        if k in PAIR_STRING_COLUMNS:
+            return pa.string()
+        return pa.int64() if k in PAIR_INT_COLUMNS or is_int_metric(k) else pa.float64()
+
+    schema = pa.schema([(k, arrow(k)) for k in keys])
+    table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows], schema=schema)
+    target = _loc(sweep_dir).child("pairs", f"part-{trial_id}.parquet")
+    _write_table(target, table, sweep)
+    return target.path
 
 
 def png_bytes(img) -> bytes:
@@ -288,7 +330,7 @@ def drop_unknown_trials(sweep_dir: str | Location, keep: set[str]) -> list[str]:
     driver was killed, after Tune's last saved state; the resumed sweep ran them anew)."""
     loc = _loc(sweep_dir)
     dropped = []
-    for sub in ("trials", "metrics"):
+    for sub in ("trials", "metrics", "pairs"):
         d = loc.child(sub)
         if not d.exists():
             continue

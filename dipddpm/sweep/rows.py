@@ -20,13 +20,25 @@ TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestam
              "time_since_restore", "iterations_since_restore", "timesteps_total",
              "episodes_total", "timesteps_since_restore", "iter", "done", "info", "config",
              "trial_id", "date", "hostname", "node_ip", "experiment_tag",
-             "checkpoint_dir_name", "should_checkpoint"}
+             "checkpoint_dir_name", "should_checkpoint", "pairs"}
+PAIR_KEYS = {"image", "replicate", "iter"}
+
+
+def _numbers(d: Mapping[str, Any], skip: set[str]) -> list[tuple[str, float]]:
+    return [(k, float(v)) for k, v in d.items()
+            if k not in skip and isinstance(v, int | float) and not isinstance(v, bool)]
 
 
 def metric_rows(result: Mapping[str, Any]) -> list[dict]:
+    """The long metrics rows of one report: the trial's values (image and replicate null),
+    then a study's per-pair values (`pairs`) tagged with their image and replicate."""
     it = int(result["iter"])
-    return [{"iter": it, "metric": k, "value": float(v)} for k, v in result.items()
-            if k not in TUNE_KEYS and isinstance(v, int | float) and not isinstance(v, bool)]
+    rows = [{"iter": it, "metric": k, "value": v, "image": None, "replicate": None}
+            for k, v in _numbers(result, TUNE_KEYS)]
+    for p in result.get("pairs") or ():
+        rows += [{"iter": it, "metric": k, "value": v, "image": str(p["image"]),
+                  "replicate": int(p["replicate"])} for k, v in _numbers(p, PAIR_KEYS)]
+    return rows
 
 
 def info(result: Mapping[str, Any], key: str) -> Any:
@@ -60,7 +72,7 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
               stopped_by: str | None = None) -> dict[str, Any]:
     """The trials row of a finished trial from its last result and decoded params."""
     from dipddpm.config import to_dict
-    from dipddpm.sweep.reproduce import command
+    from dipddpm.sweep.reproduce import trial_command
     from dipddpm.sweep.results import config_value
     from dipddpm.sweep.trainable import trial_config
 
@@ -75,7 +87,7 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
         cfg = to_dict(trial_config(spec, params))
     except Exception:  # a config that breaks a rule is the trial's error; keep its values
         cfg = unbuilt_config(spec, params)
-    reproduce = command(spec.method, spec.preset, cfg, spec.problem, spec.trial_seed(params))
+    reproduce = trial_command(spec.method, spec.preset, cfg, spec.problem, spec.trial_seed(params))
     for d in spec.search:  # a conditional key that did not apply to this trial: null
         if d.key in cfg and not d.active(params):
             cfg[d.key] = None
@@ -98,7 +110,8 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
     row.update({f"problem.{k}": v for k, v in spec.problem.items()})
     row["reproduce"] = reproduce  # `dipddpm fit ...` re-running this trial without Ray
     # the last report's values: a pruned or failed trial has no summary, but these
-    row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)})
+    row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)
+                if r["image"] is None})
     row.update(summary)
     arts = info.get("artifacts") or {}
     row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))

@@ -105,17 +105,28 @@ def optuna_db(sweep: Location) -> tuple[str, callable]:
 
 
 def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
+    """artifacts/problem/clean.png and noisy.png (a study: its first pair's, and every pair's
+    under problem/pairs/)."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
+    from dipddpm.methods.study_pairs import build_pairs, is_study
     from dipddpm.sweep.results import png_bytes
 
     method = METHODS.get(spec.method)
-    problem = method.make_problem(dict(spec.problem), build(method.config_cls,
-                                                            spec.base_values))
-    for name, attr in (("clean", "clean"), ("noisy", "observed")):
-        img = getattr(problem, attr, None)
-        if img is not None and getattr(img, "ndim", 0) == 3:
-            sweep.child("artifacts", "problem", f"{name}.png").write_bytes(png_bytes(img))
+    cfg = build(method.config_cls, spec.base_values)
+    pairs = build_pairs(method, dict(spec.problem), cfg, spec.seed)
+    study = is_study(spec.problem)
+    for i, pair in enumerate(pairs):
+        for name, attr in (("clean", "clean"), ("noisy", "observed")):
+            img = getattr(pair.problem, attr, None)
+            if img is None or getattr(img, "ndim", 0) != 3:
+                continue
+            if i == 0:
+                sweep.child("artifacts", "problem", f"{name}.png").write_bytes(png_bytes(img))
+            if study:
+                sweep.child("artifacts", "problem", "pairs",
+                            f"{i:03d}-r{pair.spec.replicate}-{name}.png").write_bytes(
+                    png_bytes(img))
 
 
 def tune_storage(loc: Location) -> dict:

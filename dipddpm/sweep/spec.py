@@ -192,7 +192,8 @@ def merge(base: Mapping, over: Mapping) -> dict:
     dataset (it replaces the problem)."""
     out = copy.deepcopy(dict(base))
     for k, v in over.items():
-        if k == "problem" and isinstance(v, Mapping) and ("image" in v or "dataset" in v):
+        if k == "problem" and isinstance(v, Mapping) and (
+                {"image", "images", "dataset"} & set(v)):
             out[k] = copy.deepcopy(dict(v))  # a different image/dataset: a whole new problem
         elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping) and k != "search":
             out[k] = merge(out[k], v)
@@ -421,11 +422,22 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> None:
 
     check = None
     if load_problem:
-        problem = check_problem(spec, base_cfg)
+        problems = check_problem(spec, base_cfg)
         if method.check_trial is not None:
             def check(cfg: Any) -> None:
-                method.check_trial(cfg, problem)
+                for problem in problems:
+                    _check_image(method, cfg, problem)
     check_corners(spec.search, build_trial, check)
+
+
+def _check_image(method: Any, cfg: Any, problem: Any) -> None:
+    """The method's trial rule for one problem; in a study the error names the image."""
+    from dipddpm.errors import DipddpmError
+
+    try:
+        method.check_trial(cfg, problem)
+    except DipddpmError as e:
+        raise type(e)(f"image {problem.name}: {first_line(e)}") from None
 
 
 def parse_storage_options(raw: Any) -> dict[str, str]:
@@ -624,15 +636,22 @@ def problem_preset(method: Any, preset: str | None) -> dict:
     return dict(presets.get(preset, {})) if preset else {}
 
 
-def check_problem(spec: SweepSpec, base_cfg: Any) -> Any:
-    """Build the problem once (loads the image): a missing file fails before Ray starts."""
+def check_problem(spec: SweepSpec, base_cfg: Any) -> list[Any]:
+    """Build the problem once (loads the image; a study: every image of its set, each
+    replicate's observation): a missing file fails before Ray starts."""
     from dipddpm.errors import DipddpmError
     from dipddpm.methods import METHODS
+    from dipddpm.methods.study_pairs import build_pairs, is_study
 
+    method = METHODS.get(spec.method)
+    if is_study(spec.problem) and "dataset" in spec.problem:
+        raise ConfigError(f"problem: images:/replicates: make a study of image problems; "
+                          f"{spec.method} trains on a dataset: drop them")
     try:
-        return METHODS.get(spec.method).make_problem(dict(spec.problem), base_cfg)
+        pairs = build_pairs(method, dict(spec.problem), base_cfg, spec.seed)
     except DipddpmError as e:
         key = "fixed.checkpoint" if "checkpoint" in str(e) else (
             "problem.data_root" if "dataset" in spec.problem else "problem.image")
         raise ConfigError(f"problem: {e}; a spec key can be overridden on the command line, "
                           f"e.g. --set {key}=PATH") from None
+    return [p.problem for p in pairs]

@@ -26,26 +26,29 @@ relative paths in a spec (`problem.image`, `checkpoint`, `data_root`) mean what 
 command line. Each checkpoint also writes the current output images, so a trial the scheduler
 stops still has a picture (`artifact_iter` says from which iteration), and keeps a copy of the
 output as `iters/output-<iter>.png` (the report's outputs over iterations).
+
+A study trial (`problem.images:` and/or `problem.replicates:`, methods/study_pairs.py) fits its
+configuration to every (image, replicate) pair in lockstep (methods/study_run.py): its reports
+are the set's (means over the pairs; psnr_best the best of the mean curve) with each pair's
+metrics in `pairs`, its checkpoints hold every pair, and its final result carries a row per pair
+(`info.pairs`: the Parquet `pairs/` table) and each pair's output image.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import socket
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from dipddpm.sweep.spec import SweepSpec
-
-STATE_FILE = "state.pt"
-# The most often a trial's reports go to Tune: each one pauses the loop for a round trip to the
-# driver (measured ~7 ms on 2 CPU cores). Reports in between travel in the next one's
-# `info.batch`, so every report still reaches the searcher and the Parquet metrics; ASHA rung
-# milestones and checkpoints are always sent at once, so scheduling decisions are unchanged.
-REPORT_EVERY_S = 1.0
+from dipddpm.sweep.trial_reporter import (  # noqa: F401  (their home before the split)
+    REPORT_EVERY_S,
+    STATE_FILE,
+    InjectedFault,
+    TrialReporter,
+    snapshot_images,
+)
 
 
 def milestones(spec: SweepSpec) -> list[float]:
@@ -58,10 +61,6 @@ def milestones(spec: SweepSpec) -> list[float]:
         rungs = int(math.log(s.max_t / s.grace_period) / math.log(s.reduction_factor) - b + 1)
         out.update(s.grace_period * s.reduction_factor ** (k + b) for k in range(rungs))
     return sorted(out)
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the spec's `faults:` (fault injection for testing fault tolerance)."""
 
 
 def host_info(device) -> dict[str, Any]:
@@ -78,19 +77,11 @@ def host_info(device) -> dict[str, Any]:
 
 def back_to_working_dir() -> None:
     """Undo Tune's change into the trial folder (see the module docstring)."""
+    import os
+
     orig = os.environ.get("TUNE_ORIG_WORKING_DIR")
     if orig and os.path.isdir(orig):
         os.chdir(orig)
-
-
-def snapshot_images(loop_state: dict) -> dict[str, Any]:
-    """The current output images held in a fitting loop's state (empty for other loops)."""
-    out = {}
-    for name, key in (("output", "shown"), ("output_sm", "o_sm")):
-        img = loop_state.get(key)
-        if getattr(img, "ndim", 0) == 4:  # (1,C,H,W)
-            out[name] = img[0]
-    return out
 
 
 def config_values(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
@@ -109,14 +100,25 @@ def trial_config(spec: SweepSpec, params: dict[str, Any]):
     return build(METHODS.get(spec.method).config_cls, config_values(spec, params))
 
 
+def _restart_point() -> tuple[dict | None, int, int]:
+    """(loop state, retries, iteration) of the checkpoint Tune restarts the trial from."""
+    import torch
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return None, 0, 0
+    with ckpt.as_directory() as d:  # a restart (crash or driver resume) continues from here
+        saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+    return saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
+
+
 def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     """Body of the Tune function trainable for one trial."""
     import torch
     from ray import tune
 
     from dipddpm.errors import DipddpmError
-    from dipddpm.methods import METHODS
-    from dipddpm.sweep import results
     from dipddpm.sweep.devices import trial_device
     from dipddpm.sweep.space import decode
     from dipddpm.sweep.storage import resolve
@@ -124,95 +126,51 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = trial_device(spec.resources.gpu)
-    trial_id = tune.get_context().get_trial_id()
-    method = METHODS.get(spec.method)
     params = decode(spec.search, config)
-    sweep = resolve(sweep_uri, spec.storage_options)
-
-    resume, retries, start = None, 0, 0
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:  # a restart (crash or driver resume) continues from here
-        with ckpt.as_directory() as d:
-            saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-        resume, retries, start = saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
-    faults = [f for f in spec.faults if f.matches(params)]
+    resume, retries, start = _restart_point()
     info: dict[str, Any] = {"budget": None, "retries": retries, "resumed_from": start,
                             **host_info(device)}
-    last: dict[str, Any] = {"iter": 0, spec.metric: math.nan}
-    held: list[dict] = []  # the last iteration's result, reported with the summary
-    last_ckpt = [start]  # iteration of the last checkpoint
-    batch: list[dict] = []  # reports not yet sent to Tune (see REPORT_EVERY_S)
-    rungs = [m for m in milestones(spec) if m > start]
-    sent = [time.monotonic()]
-
-    def send(result: dict, checkpoint=None) -> None:
-        """Report to Tune with the reports held back since the last one; `info` is the
-        trial's bookkeeping now unless the result brings its own."""
-        result["info"] = {**result.get("info", info), "batch": list(batch)}
-        batch.clear()
-        sent[0] = time.monotonic()
-        while rungs and result["iter"] >= rungs[0]:  # ASHA has seen this rung now
-            rungs.pop(0)
-        tune.report(result, checkpoint=checkpoint)
-
-    def report(it: int, metrics: dict, state) -> None:
-        m = {k: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-             for k, v in metrics.items()}
-        for f in faults:
-            if it >= f.at_iter and f.kind == "raise" and retries < f.times:
-                raise InjectedFault(f"injected fault at iteration {it} (attempt {retries + 1})")
-            if it >= f.at_iter and f.kind == "nan":
-                m[spec.metric] = math.nan
-        if spec.metric not in m:
-            raise DipddpmError(f"{spec.method} reported no {spec.metric!r} at iteration {it} "
-                               f"(keys: {', '.join(m)}); pick a metric it reports")
-        value = m[spec.metric]
-        if value is None or not math.isfinite(value):
-            raise FloatingPointError(f"{spec.metric} is {value} at iteration {it}")
-        result = {**m, "iter": it}  # `info` is added when it is sent
-        last.clear()
-        last.update(result)
-        if it >= info["budget"]:
-            held.append(result)
-            return
-        if it - last_ckpt[0] >= spec.checkpoint_every:
-            last_ckpt[0] = it
-            loop_state = state()
-            write_images(snapshot_images(loop_state), it, history=True)
-            with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
-                torch.save({"loop": loop_state, "retries": retries, "iter": it},
-                           os.path.join(d, STATE_FILE))
-                send(result, tune.Checkpoint.from_directory(d))
-        elif (rungs and it >= rungs[0]) or time.monotonic() - sent[0] >= REPORT_EVERY_S:
-            send(result)
-        else:
-            batch.append(result)
-
-    def write_images(images: dict, it: int, history: bool = False) -> None:
-        arts = {name: results.write_artifact(sweep, trial_id, name, img)
-                for name, img in images.items() if getattr(img, "ndim", 0) == 3}
-        if history and "output" in arts:  # kept: the report's outputs over iterations
-            results.write_history(sweep, trial_id, it, images["output"])
-        if arts:
-            info.update(artifacts=arts, artifact_iter=it)
-
+    reporter = TrialReporter(spec, resolve(sweep_uri, spec.storage_options),
+                             tune.get_context().get_trial_id(), info, start, retries,
+                             [f for f in spec.faults if f.matches(params)], milestones(spec))
     try:  # a config or problem that breaks a rule fails the same way on every retry
-        cfg = trial_config(spec, params)
-        info["budget"] = int(getattr(cfg, method.iters_key))
-        problem = method.make_problem(dict(spec.problem), cfg)
-        res = method.run(cfg, problem, report=report, seed=spec.trial_seed(params),
-                         resume=resume, device=device)
+        _run(spec, params, reporter, resume, device)
     except (FloatingPointError, DipddpmError) as e:
-        error = f"{type(e).__name__}: {e}".splitlines()[0]
-        if batch and batch[-1]["iter"] == last.get("iter"):
-            batch.pop()  # the last finite report is the failed result itself
-        send({**last, "iter": int(last.get("iter", 0)), "info": {**info, "error": error}})
+        reporter.fail(e)
+
+
+def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resume, device):
+    """Build the trial's config and problem, run the method's loop (a study: every pair),
+    write the output images and send the final result."""
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.study_pairs import build_pairs, is_study
+
+    method = METHODS.get(spec.method)
+    cfg = trial_config(spec, params)
+    reporter.info["budget"] = int(getattr(cfg, method.iters_key))
+    seed = spec.trial_seed(params)
+    if not is_study(spec.problem):
+        problem = method.make_problem(dict(spec.problem), cfg)
+        res = method.run(cfg, problem, report=reporter, seed=seed, resume=resume,
+                         device=device)
+        reporter.write_images(res.images, reporter.info["budget"])  # output, output_sm
+        reporter.finish(res.metrics, res.extra)
         return
-    write_images(res.images, info["budget"])  # output, output_sm; samples for ddpm
-    final = held[-1] if held else dict(last)
-    final["info"] = {**info, "summary": dict(res.metrics),
-                     "extra": {k: str(v) for k, v in res.extra.items()}}
-    send(final)
+    from dipddpm.methods.study_run import run_study
+
+    pairs = build_pairs(method, dict(spec.problem), cfg, seed)
+    study = run_study(method, cfg, pairs, report=reporter, resume=resume, device=device,
+                      sync_every=spec.checkpoint_every)
+    from dipddpm.sweep import results
+
+    reporter.write_images(study.result.images, reporter.info["budget"])
+    for i, (row, images) in enumerate(zip(study.pairs, study.images, strict=True)):
+        name = f"pairs/{i:03d}-r{row['replicate']}-output"  # every pair's own output
+        row["artifact_output"] = (results.write_artifact(reporter.sweep, reporter.trial_id,
+                                                         name, images["output"])
+                                  if "output" in images else None)
+    reporter.finish(study.result.metrics, study.result.extra, pairs=study.pairs,
+                    fusion=study.mode)
 
 
 def make_trainable(spec: SweepSpec, sweep_uri: str):
