@@ -313,6 +313,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         raise ConfigError(f"fixed.epochs: sweeps count iterations ({method.iters_key}: ASHA's "
                           f"time axis); set epochs: null and {method.iters_key}: N instead")
     search = parse_search(_mapping(data, "search"), method.config_cls, base_values)
+    check_es_metric(metric, base_cfg, search)
     searched = {d.key for d in search}
     clash = searched & set(fixed)
     if clash:
@@ -616,6 +617,19 @@ def parse_faults(raw: Any) -> tuple:
             raise ConfigError(f"faults[{i}].kind must be raise or nan, got {fault.kind!r}")
         out.append(fault)
     return tuple(out)
+
+
+def check_es_metric(metric: str, base_cfg: Any, search: tuple[Domain, ...]) -> None:
+    """`metric: psnr_es` is the GT-free rule's pick: a trial without a rule has none."""
+    if metric != "psnr_es":
+        return
+    d = next((x for x in search if x.key == "es_rule"), None)
+    rules = set(d.values) if d is not None and d.kind in ("choice", "grid") else {
+        getattr(base_cfg, "es_rule", "none")}
+    if "none" in rules:
+        raise ConfigError("metric: psnr_es is the pick of a GT-free early-stopping rule, but "
+                          "es_rule is none (for some trials); set fixed.es_rule: emv (or wmv), "
+                          "or use metric: psnr_best")
 
 
 def max_budget(search: tuple[Domain, ...], base_cfg: Any, iters_key: str) -> int:
