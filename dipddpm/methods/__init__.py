@@ -10,7 +10,7 @@ from dipddpm.registry import Registry
 METHODS: Registry = Registry("method")
 
 FIT_METRICS = ("iter", "loss", "psnr_noisy", "psnr_gt", "psnr_gt_sm", "ssim_gt", "psnr_best",
-               "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t")
+               "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t", "iter_final")
 
 METHODS.register("dip")(Method(
     name="dip", config_cls=dip.DipConfig, run=dip.run_dip, make_problem=image_problem,

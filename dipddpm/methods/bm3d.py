@@ -76,7 +76,8 @@ def run_bm3d(cfg: Bm3dConfig, problem: ImageProblem, report: Report = no_report,
     p_gt, p_noisy, s_gt = psnr(out, x), psnr(out, y), ssim(out, x)
     report(1, {"iter": 1, "loss": float(torch.mean((out - y) ** 2)), "psnr_noisy": p_noisy,
                "psnr_gt": p_gt, "psnr_gt_sm": p_gt, "ssim_gt": s_gt, "psnr_best": p_gt,
-               "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0},
+               "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0,
+               "iter_final": 1},
            lambda: {})
     metrics = {"iters": 1, "wall_s": wall, "psnr_noisy_input": psnr(y, x),
                "psnr_gt_final": p_gt, "psnr_gt_best": p_gt, "psnr_best_iter": 1,

@@ -253,6 +253,13 @@ class Loop:
     def plan(self, i: int = 0) -> StagePlan:
         return self.members[i].plan
 
+    @property
+    def final_start(self) -> int:
+        """Iterations before the plan's final stage (0 for plain DIP): `iter_final`, the
+        iterations done in the final stage, is ASHA's time under the final-stage rung rules."""
+        last = next((s for s in reversed(self.plan().stages) if s.iters > 0), None)
+        return self.N - (last.iters if last is not None else 0)
+
 
 def _check_members(members: list[Member]) -> None:
     if not members:
@@ -461,7 +468,8 @@ def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], 
     metrics = [{"iter": it, "loss": loss[i], **st.last[i], "ssim_gt": ssims[i],
                 "psnr_best": st.best_gt[i].best, "psnr_best_iter": st.best_gt[i].best_iter,
                 "psnr_es": p_es[i], "iter_es": int(i_es[i]),
-                "stage": k + 1, "stage_t": loop.plan().stages[k].t} for i in range(loop.K)]
+                "stage": k + 1, "stage_t": loop.plan().stages[k].t,
+                "iter_final": max(0, it - loop.final_start)} for i in range(loop.K)]
     loop.report(it, metrics, state)
 
 

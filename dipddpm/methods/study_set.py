@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-SAME_IN_EVERY_PAIR = ("iter", "stage", "stage_t")  # the shared schedule's position
+SAME_IN_EVERY_PAIR = ("iter", "stage", "stage_t", "iter_final")  # the shared schedule's position
 
 
 def _number(v: Any) -> bool:

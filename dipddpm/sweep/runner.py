@@ -197,7 +197,10 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         searcher.close_orphans()  # a fresh start on an existing study: nothing is running
     if spec.scheduler.type == "asha":
         s = spec.scheduler
-        scheduler = ASHAScheduler(time_attr="iter", max_t=s.max_t, grace_period=s.grace_period,
+        from dipddpm.sweep.rung_rules import rule_for
+
+        axis = rule_for(spec.method, s.rung_rule).time_attr  # iter, iter_final or iter_gated
+        scheduler = ASHAScheduler(time_attr=axis, max_t=s.max_t, grace_period=s.grace_period,
                                   reduction_factor=s.reduction_factor, brackets=s.brackets)
     else:
         scheduler = FIFOScheduler()

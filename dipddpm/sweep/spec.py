@@ -84,6 +84,9 @@ class SchedulerSpec:
     reduction_factor: float = 3.0
     max_t: int | None = None  # iterations; null = the largest iteration budget in the space
     brackets: int = 1
+    # the axis rungs are counted on: total | final | gated (sweep/rung_rules.py); null = the
+    # method's default (staged methods: see rung_rules.DEFAULT_RULE)
+    rung_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
                               f"could complete; raise max_t or leave it out (default: "
                               f"{budget})")
         scheduler = dataclasses.replace(scheduler, max_t=max_t)
+    check_rung_rule(scheduler, method)
 
     resources = _sub(Resources, data, "resources")
     for k in ("cpu", "gpu"):
@@ -617,6 +621,22 @@ def parse_faults(raw: Any) -> tuple:
             raise ConfigError(f"faults[{i}].kind must be raise or nan, got {fault.kind!r}")
         out.append(fault)
     return tuple(out)
+
+
+def check_rung_rule(scheduler: SchedulerSpec, method: Any) -> None:
+    """A rung rule by name; one computed from a key the method does not report is refused."""
+    from dipddpm.sweep.rung_rules import RUNG_RULES, rule_for
+
+    if scheduler.rung_rule is not None and scheduler.rung_rule not in RUNG_RULES:
+        try:
+            RUNG_RULES.get(scheduler.rung_rule)
+        except ConfigError as e:  # it lists the valid names
+            raise ConfigError(f"scheduler.rung_rule: {e}") from None
+    rule = rule_for(method.name, scheduler.rung_rule)
+    if rule.needs is not None and rule.needs not in method.metrics:
+        raise ConfigError(f"scheduler.rung_rule: {rule.name!r} counts rungs in the final stage,"
+                          f" which {method.name} has no notion of (it reports no "
+                          f"{rule.needs}); use rung_rule: total")
 
 
 def check_es_metric(metric: str, base_cfg: Any, search: tuple[Domain, ...]) -> None:

@@ -56,13 +56,17 @@ class TrialReporter:
 
     def __init__(self, spec, sweep, trial_id: str, info: dict, start: int, retries: int,
                  faults: list, rungs: list[float]) -> None:
+        from dipddpm.sweep.rung_rules import rule_for
+
         self.spec, self.sweep, self.trial_id, self.info = spec, sweep, trial_id, info
+        self.rule = rule_for(spec.method, spec.scheduler.rung_rule)  # ASHA's time axis
         self.retries, self.faults = retries, faults
         self.last: dict[str, Any] = {"iter": 0, spec.metric: math.nan}
         self.held: list[dict] = []  # the last iteration's result, reported with the summary
         self.last_ckpt = start  # iteration of the last checkpoint
         self.batch: list[dict] = []  # reports not yet sent to Tune (see REPORT_EVERY_S)
-        self.rungs = [m for m in rungs if m > start]
+        self.rungs = list(rungs)  # milestones on the rule's axis not yet sent
+        self.time = 0  # the rule's time of the last report
         self.sent = time.monotonic()
 
     def send(self, result: dict, checkpoint=None) -> None:
@@ -73,7 +77,7 @@ class TrialReporter:
         result["info"] = {**result.get("info", self.info), "batch": list(self.batch)}
         self.batch.clear()
         self.sent = time.monotonic()
-        while self.rungs and result["iter"] >= self.rungs[0]:  # ASHA has seen this rung now
+        while self.rungs and self.time >= self.rungs[0]:  # ASHA has seen this rung now
             self.rungs.pop(0)
         tune.report(result, checkpoint=checkpoint)
 
@@ -97,12 +101,15 @@ class TrialReporter:
 
     def __call__(self, it: int, metrics: dict, state) -> None:
         result = {**self._checked(it, metrics), "iter": it}  # `info` is added when sent
+        self.time = self.rule.time(it, result.get("iter_final"))
+        if self.rule.time_attr not in result:  # iter_gated: reported for the gated rule
+            result[self.rule.time_attr] = float(self.time)
         self.last = dict(result)
         if it >= self.info["budget"]:
             self.held.append(result)
         elif checkpoint_due(it, self.last_ckpt, self.spec.checkpoint_every):
             self.checkpoint(it, result, state())
-        elif (self.rungs and it >= self.rungs[0]) or \
+        elif (self.rungs and self.time >= self.rungs[0]) or \
                 time.monotonic() - self.sent >= REPORT_EVERY_S:
             self.send(result)
         else:
