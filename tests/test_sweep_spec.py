@@ -159,7 +159,8 @@ OVERRIDES = {"quick": [],
              "staged_dip_f16": ["problem.image=skimage:camera", "problem.size=64"],
              "guided_dip_butterfly": ["problem.image=skimage:chelsea"],
              "ddpm_mnist": ["problem={dataset: skimage-patches, size: 16, count: 64}"],
-             "dip_prior_ddpm": None}  # needs a trained DDPM: tests/test_sweep_specs.py
+             "dip_prior_ddpm": None,  # needs a trained DDPM: tests/test_sweep_specs.py
+             "study_guided_vs_dip": [], "dip_cset9": ["problem.images=[skimage:camera]"]}
 
 
 @pytest.mark.parametrize("name", sorted(OVERRIDES))

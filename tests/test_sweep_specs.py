@@ -11,7 +11,8 @@ SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 
 
 @pytest.mark.parametrize("name", ["quick", "staged_dip_f16", "guided_dip_butterfly",
-                                  "ddpm_mnist", "dip_prior_ddpm"])
+                                  "ddpm_mnist", "dip_prior_ddpm",
+                                  "study_guided_vs_dip", "dip_cset9"])
 def test_smoke_block_runs(ray_local, tmp_path, name, request):
     import pandas as pd
 

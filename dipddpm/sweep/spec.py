@@ -685,7 +685,8 @@ def check_problem(spec: SweepSpec, base_cfg: Any) -> list[Any]:
         pairs = build_pairs(method, dict(spec.problem), base_cfg, spec.seed)
     except DipddpmError as e:
         key = "fixed.checkpoint" if "checkpoint" in str(e) else (
-            "problem.data_root" if "dataset" in spec.problem else "problem.image")
+            "problem.data_root" if "dataset" in spec.problem else
+            "problem.images" if "images" in spec.problem else "problem.image")
         raise ConfigError(f"problem: {e}; a spec key can be overridden on the command line, "
                           f"e.g. --set {key}=PATH") from None
     return [p.problem for p in pairs]
