@@ -16,26 +16,33 @@ import io
 import tempfile
 import textwrap
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
 from dipddpm.analysis.tables import fmt
 from dipddpm.errors import DipddpmError, first_line
+from dipddpm.registry import Registry
 
-KINDS = ("curves", "stages", "pareto", "importance")
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: the CLI reads PLOT_KINDS
+    from matplotlib.figure import Figure
+
 SUFFIXES = (".png", ".svg", ".pdf")
 CURVES = (("psnr_gt", "PSNR vs clean (dB)"), ("ssim_gt", "SSIM vs clean"))
 DPI = 110
 
 
 def _figure(w: float, h: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -372,15 +379,34 @@ def plot_importance(sweep: Sweep) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class PlotKind:
+    """A figure `results plot --kind NAME` draws: the options it reads (of metric, top, by,
+    x, passed by keyword) and its default --top."""
+
+    draw: Callable[..., Figure]
+    params: tuple[str, ...]
+    help: str
+    top: int | None = None
+
+
+PLOT_KINDS: Registry[PlotKind] = Registry("plot kind")
+PLOT_KINDS.register("curves")(PlotKind(
+    plot_curves, ("metric", "top", "by"), "PSNR/SSIM vs iteration", top=8))
+PLOT_KINDS.register("stages")(PlotKind(
+    plot_stages, ("metric", "top", "by"), "PSNR with stage boundaries", top=4))
+PLOT_KINDS.register("pareto")(PlotKind(
+    plot_pareto, ("metric", "x", "by"), "quality vs compute"))
+PLOT_KINDS.register("importance")(PlotKind(
+    plot_importance, (), "Optuna parameter importances"))
+KINDS = tuple(PLOT_KINDS.names())
+
+
 def plot(sweep: Sweep, kind: str, metric: str | None = None, top: int | None = None,
          by: list[str] | None = None, x: str = "iters") -> Figure:
-    """Dispatch on kind: curves, stages, pareto or importance."""
-    if kind == "curves":
-        return plot_curves(sweep, metric, top or 8, by)
-    if kind == "stages":
-        return plot_stages(sweep, metric, top or 4, by)
-    if kind == "pareto":
-        return plot_pareto(sweep, metric, x, by)
-    if kind == "importance":
-        return plot_importance(sweep)
-    raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    """Draw the figure of plot kind `kind` (see PLOT_KINDS), given the options it reads."""
+    if kind not in PLOT_KINDS:
+        raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    entry = PLOT_KINDS.get(kind)
+    given = {"metric": metric, "top": top or entry.top, "by": by, "x": x}
+    return entry.draw(sweep, **{k: given[k] for k in entry.params})

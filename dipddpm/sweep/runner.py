@@ -66,12 +66,22 @@ def provenance() -> dict[str, str]:
 
 
 def check_sampler(spec: SweepSpec) -> None:
-    if spec.searcher.type == "optuna" and spec.searcher.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise DipddpmError("searcher.sampler cmaes needs the `cmaes` package: pip install "
-                               "cmaes, or use sampler: tpe") from None
+    """The spec's Optuna sampler can be built here: the package it needs is installed."""
+    import importlib
+
+    from dipddpm.sweep.samplers import SAMPLERS
+
+    if spec.searcher.type != "optuna":
+        return
+    name = spec.searcher.sampler
+    needs = SAMPLERS.get(name).requires
+    if needs is None:
+        return
+    try:
+        importlib.import_module(needs)
+    except ImportError:
+        raise DipddpmError(f"searcher.sampler {name} needs the `{needs}` package: pip install "
+                           f"{needs}, or use sampler: tpe") from None
 
 
 def prepare(spec: SweepSpec, resume: bool = False) -> Location:
@@ -155,13 +165,13 @@ def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
 
 def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
     from dipddpm.sweep.space import tune_space
     from dipddpm.sweep.trainable import make_trainable
+    from dipddpm.sweep.tune_schedulers import make_scheduler
 
     trainable = make_trainable(spec, sweep.uri)
     tune_path = sweep.child(TUNE_DIR)
@@ -184,12 +194,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         return restore_tuner(spec, tune_path, trainable, ctx), publish
     if spec.searcher.type == "optuna":
         searcher.close_orphans()  # a fresh start on an existing study: nothing is running
-    if spec.scheduler.type == "asha":
-        s = spec.scheduler
-        scheduler = ASHAScheduler(time_attr="iter", max_t=s.max_t, grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor, brackets=s.brackets)
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(spec.scheduler)
     recorder = Recorder(spec, sweep.uri, prov, console, on_trial_end=publish)
     tuner = tune.Tuner(
         trainable, param_space=space,
