@@ -85,7 +85,7 @@ def test_plot_dispatch_passes_each_kind_what_it_declares(results_sweep):
 
     def toy(sweep, top, x):
         seen.update(top=top, x=x)
-        return plots._figure(1, 1)
+        return plots.new_figure(1, 1)
 
     plots.PLOT_KINDS.register("toy")(plots.PlotKind(toy, ("top", "x"), "test only", top=3))
     try:

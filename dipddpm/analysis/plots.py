@@ -39,7 +39,8 @@ CURVES = (("psnr_gt", "PSNR vs clean (dB)"), ("ssim_gt", "SSIM vs clean"))
 DPI = 110
 
 
-def _figure(w: float, h: float) -> Figure:
+def new_figure(w: float, h: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -48,11 +49,12 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, out: str | Path) -> Path:
-    """Write the figure to out (.png, .svg or .pdf), whole or not at all."""
+def save_figure(fig: Figure, out: str | Path, option: str = "--out") -> Path:
+    """Write the figure to out (.png, .svg or .pdf), whole or not at all; `option` names
+    the command-line option in the error."""
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
-        raise DipddpmError(f"--out must end in {', '.join(SUFFIXES)}, got {out}")
+        raise DipddpmError(f"{option} must end in {', '.join(SUFFIXES)}, got {out}")
     buf = io.BytesIO()
     fig.savefig(buf, format=out.suffix[1:].lower())
     return write_atomic(out, buf.getvalue())
@@ -116,7 +118,7 @@ def plot_curves(sweep: Sweep, metric: str | None = None, top: int = 8,
                 by: list[str] | None = None) -> Figure:
     """PSNR / SSIM against iteration: the `top` best trials, or mean +/- std per group."""
     names = _curve_names(sweep)
-    fig = _figure(5.2 * len(names), 4.0)
+    fig = new_figure(5.2 * len(names), 4.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     if by:
         cols = [sweep.column(k) for k in by]
@@ -198,7 +200,7 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
     n = len(picks)
     ncols = min(n, 2)
     nrows = (n + ncols - 1) // ncols
-    fig = _figure(5.6 * ncols, 3.4 * nrows)
+    fig = new_figure(5.6 * ncols, 3.4 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     it_col = sweep.trials.set_index("trial_id")
     for ax, (tid, label) in zip(axes, picks, strict=False):
@@ -260,7 +262,7 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
     t = sweep.trials[sweep.trials[metric].notna() & sweep.trials[xcol].notna()]
     if t.empty:
         raise DipddpmError(f"sweep {sweep.name!r} has no trial with both {metric} and {xcol}")
-    fig = _figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.subplots()
     cols = [sweep.column(k) for k in by] if by else ["status"]
     markers = {"COMPLETED": "o", "PRUNED": "v", "FAILED": "x"}
@@ -367,7 +369,7 @@ def plot_importance(sweep: Sweep) -> Figure:
     """A bar chart of Optuna's parameter importances (normalised to sum to 1)."""
     imp, evaluator, n = param_importances(sweep)
     names = list(imp)[::-1]
-    fig = _figure(6.0, 0.9 + 0.45 * len(names))
+    fig = new_figure(6.0, 0.9 + 0.45 * len(names))
     ax = fig.subplots()
     ax.barh(names, [imp[k] for k in names], color="C0")
     for i, k in enumerate(names):
