@@ -13,9 +13,7 @@ Each `plot_*` returns a `matplotlib.figure.Figure`; `save_figure` writes it atom
 from __future__ import annotations
 
 import io
-import tempfile
 import textwrap
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
 from dipddpm.analysis.tables import fmt
-from dipddpm.errors import DipddpmError, first_line
+from dipddpm.errors import DipddpmError
 from dipddpm.registry import Registry
 
 if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: the CLI reads PLOT_KINDS
@@ -293,76 +291,16 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
     return fig
 
 
-def _snapshot(db: Path, into: Path) -> Path:
-    """A consistent copy of the study's SQLite file (read-only source; safe while it is written)."""
-    import sqlite3
-
-    dst = into / "optuna.db"
-    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        out = sqlite3.connect(dst)
-        with out:
-            src.backup(out)
-        out.close()
-    finally:
-        src.close()
-    return dst
-
-
 def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
     """Optuna importances of the searched parameters: (importances, evaluator, trials used)."""
+    from dipddpm.sweep.study import STUDY_FILE, param_importances
+
     db = sweep.study_path
     if db is None:
-        raise DipddpmError(f"sweep {sweep.name!r} has no Optuna study ({sweep.path / 'optuna.db'}"
+        raise DipddpmError(f"sweep {sweep.name!r} has no Optuna study ({sweep.path / STUDY_FILE}"
                            " is absent: the searcher was not optuna, or the file was not copied "
                            "from the cluster); importance needs the study")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            storage = f"sqlite:///{_snapshot(db, Path(tmp))}"
-            names = optuna.get_all_study_names(storage)
-            name = sweep.name if sweep.name in names else (names[0] if len(names) == 1 else None)
-            if name is None:
-                raise DipddpmError(f"{db} holds studies {names}, none named {sweep.name!r}; "
-                                   "expected the study named after the sweep")
-            study = optuna.load_study(study_name=name, storage=storage)
-        except DipddpmError:
-            raise
-        except Exception as e:  # sqlite / optuna storage errors: not a readable study
-            first = first_line(e)
-            raise DipddpmError(f"cannot read the Optuna study in {db}: {first}; expected an "
-                               "Optuna SQLite storage written by `dipddpm sweep run`") from None
-        # a suggestion equal to an earlier trial's holds a copy of its outcome (`duplicate_of`,
-        # see dipddpm.sweep.search): counted once, as it ran once
-        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        complete = [t for t in finished if "duplicate_of" not in t.user_attrs]
-        if len(complete) < len(finished):
-            study = optuna.create_study(directions=study.directions)  # in memory
-            study.add_trials(complete)
-        params = {p for t in complete for p in t.params}
-        if len(complete) < 2 or not params:
-            raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
-                               f"parameters in study {name!r}, got {len(complete)} trials and "
-                               f"{len(params)} parameters")
-        evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
-        # fANOVA assesses only the parameters every trial has with one distribution
-        if set(optuna.search_space.intersection_search_space(complete)) == params:
-            try:
-                import sklearn  # noqa: F401  (fANOVA's random forest)
-
-                evaluator, label = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
-            except ImportError:
-                pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
-            except (ValueError, RuntimeError) as e:
-                raise DipddpmError(f"Optuna could not compute importances for study {name!r}: "
-                                   f"{first_line(e)}") from None
-    return dict(imp), label, len(complete)
+    return param_importances(db, sweep.name)
 
 
 def plot_importance(sweep: Sweep) -> Figure:

@@ -23,6 +23,7 @@ from dipddpm.errors import DipddpmError
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
 from dipddpm.sweep.storage import Location, check_writable, resolve
+from dipddpm.sweep.study import STUDY_FILE, storage_url
 
 SPEC_FILE = "spec.resolved.yaml"
 TUNE_DIR = "tune"
@@ -103,11 +104,11 @@ def optuna_db(sweep: Location) -> tuple[str, callable]:
     """The local SQLite path of the study, and a function publishing it to the sweep dir
     (a no-op when the sweep dir is local: the study is written in place)."""
     if sweep.local:
-        return os.path.join(sweep.path, "optuna.db"), lambda: None
+        return os.path.join(sweep.path, STUDY_FILE), lambda: None
     cache = Path.home() / ".cache" / "dipddpm" / sweep.path.strip("/").replace("/", "_")
     cache.mkdir(parents=True, exist_ok=True)
-    local = cache / "optuna.db"
-    remote = sweep.child("optuna.db")
+    local = cache / STUDY_FILE
+    remote = sweep.child(STUDY_FILE)
     if remote.exists():  # the published study is the truth; a cached copy may be stale
         with remote.fs.open_input_stream(remote.path) as f:
             local.write_bytes(f.read())
@@ -252,9 +253,10 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
                      + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
                      + f", scheduler {spec.scheduler.type} on {where}")
         if spec.searcher.type == "optuna" and sweep.local:
-            console.line(f"study: optuna-dashboard sqlite:///{sweep.path}/optuna.db")
+            db = storage_url(f"{sweep.path}/{STUDY_FILE}")
+            console.line(f"study: optuna-dashboard {db}")
         elif spec.searcher.type == "optuna":
-            console.line(f"study: {sweep.uri}/optuna.db (published as trials are asked, "
+            console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
                          f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
         grid = tuner.fit()
         known = tune_trial_ids(grid)
