@@ -163,6 +163,53 @@ def stage_boundaries(stage: pd.DataFrame) -> list[float]:
     return [float(it[i] + it[i + 1]) / 2 for i in change]
 
 
+def _stage_picks(sweep: Sweep, metric: str | None, top: int,
+                 by: list[str] | None) -> tuple[str, list[tuple[str, str]]]:
+    """(metric, [(trial id, label)]): the best staged trials, or each group's best."""
+    metric = resolve_metric(sweep, metric)
+    mode = metric_mode(sweep, metric)
+    table = trial_table(sweep, metric)
+    staged = set(sweep.metrics(["stage"])["trial_id"])
+    table = table[table["trial_id"].isin(staged)]
+    if not by:
+        best = top_trials(table, metric, mode, top)
+        rows = sweep.trials.set_index("trial_id")
+        return metric, [(t, trial_label(sweep, rows.loc[t].to_dict() | {"trial_id": t}))
+                        for t in best["trial_id"]]
+    cols = [sweep.column(k) for k in by]
+    table = table.merge(sweep.trials[["trial_id", *[c for c in cols if c not in table]]],
+                        on="trial_id")
+    picks = []
+    for key, g in table.groupby(cols, dropna=False, sort=True):
+        best = top_trials(g, metric, mode, 1)
+        if len(best):
+            tid = best.iloc[0]["trial_id"]
+            picks.append((tid, f"{tid} · {group_label(cols, key)}"))
+    return metric, picks
+
+
+def _stage_panel(ax, c: pd.DataFrame, label: str, trial: pd.Series) -> None:
+    """One trial's PSNR curve with its stages shaded in turn and its best point starred."""
+    ax.plot(c["iter"], c["psnr_gt"], lw=1.5, color="C0")
+    edges = [float(c["iter"].min()) - 0.5, *stage_boundaries(
+        c[["iter", "stage"]].rename(columns={"stage": "value"})),
+        float(c["iter"].max()) + 0.5]
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if i % 2:
+            ax.axvspan(a, b, color="0.92", lw=0)
+    for x in edges[1:-1]:
+        ax.axvline(x, color="C3", lw=0.8, ls=":")
+    best_it, best_v = trial.get("psnr_best_iter"), trial.get("psnr_gt_best")
+    if best_it is not None and pd.notna(best_it) and pd.notna(best_v):
+        ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
+                label=f"best {best_v:.2f} dB @ {int(best_it)}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(textwrap.fill(f"{label}  ({len(edges) - 2} boundaries)", 90), fontsize=8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("PSNR vs clean (dB)")
+    ax.grid(alpha=0.3)
+
+
 def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
                 by: list[str] | None = None) -> Figure:
     """PSNR vs iteration with stage boundaries: the best trials, or each group's best trial."""
@@ -171,26 +218,7 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
             raise DipddpmError(f"sweep {sweep.name!r} has no {m!r} metric in its metrics "
                                "table; stage plots need guided_dip trials (which report stage "
                                "and psnr_gt); use --kind curves")
-    metric = resolve_metric(sweep, metric)
-    mode = metric_mode(sweep, metric)
-    table = trial_table(sweep, metric)
-    staged = set(sweep.metrics(["stage"])["trial_id"])
-    table = table[table["trial_id"].isin(staged)]
-    if by:
-        cols = [sweep.column(k) for k in by]
-        table = table.merge(sweep.trials[["trial_id", *[c for c in cols if c not in table]]],
-                            on="trial_id")
-        picks = []
-        for key, g in table.groupby(cols, dropna=False, sort=True):
-            best = top_trials(g, metric, mode, 1)
-            if len(best):
-                tid = best.iloc[0]["trial_id"]
-                picks.append((tid, f"{tid} · {group_label(cols, key)}"))
-    else:
-        best = top_trials(table, metric, mode, top)
-        rows = sweep.trials.set_index("trial_id")
-        picks = [(t, trial_label(sweep, rows.loc[t].to_dict() | {"trial_id": t}))
-                 for t in best["trial_id"]]
+    metric, picks = _stage_picks(sweep, metric, top, by)
     if not picks:
         raise DipddpmError(f"sweep {sweep.name!r} has no trial with both a stage curve and a "
                            f"value of {metric}; expected finished guided_dip trials")
@@ -200,28 +228,10 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
     nrows = (n + ncols - 1) // ncols
     fig = new_figure(5.6 * ncols, 3.4 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    it_col = sweep.trials.set_index("trial_id")
+    trials = sweep.trials.set_index("trial_id")
     for ax, (tid, label) in zip(axes, picks, strict=False):
         c = curves[curves["trial_id"] == tid].sort_values("iter")
-        ax.plot(c["iter"], c["psnr_gt"], lw=1.5, color="C0")
-        edges = [float(c["iter"].min()) - 0.5, *stage_boundaries(
-            c[["iter", "stage"]].rename(columns={"stage": "value"})),
-            float(c["iter"].max()) + 0.5]
-        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            if i % 2:
-                ax.axvspan(a, b, color="0.92", lw=0)
-        for x in edges[1:-1]:
-            ax.axvline(x, color="C3", lw=0.8, ls=":")
-        best_it = it_col.loc[tid].get("psnr_best_iter")
-        best_v = it_col.loc[tid].get("psnr_gt_best")
-        if best_it is not None and pd.notna(best_it) and pd.notna(best_v):
-            ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
-                    label=f"best {best_v:.2f} dB @ {int(best_it)}")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_title(textwrap.fill(f"{label}  ({len(edges) - 2} boundaries)", 90), fontsize=8)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("PSNR vs clean (dB)")
-        ax.grid(alpha=0.3)
+        _stage_panel(ax, c, label, trials.loc[tid])
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.suptitle(f"{sweep.name}: PSNR per stage (dotted: stage boundaries, within half a "
