@@ -55,6 +55,11 @@ class Method:
     # rules joining a trial's config and the problem (net size, channels), checked for every
     # corner of a sweep's search space before Ray starts: (config, problem) -> None or raise
     check_trial: Callable[[Any, Any], None] | None = None
+    # the smallest real run (seconds on CPU): config values and a problem spec. The contract
+    # suite (tests/test_contract_methods.py) runs every registered method on it; a config
+    # field `checkpoint` is given a tiny trained DDPM there
+    example_config: Mapping[str, Any] = field(default_factory=dict)
+    example_problem: Mapping[str, Any] = field(default_factory=dict)
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists
