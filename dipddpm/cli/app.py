@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from dipddpm.errors import DipddpmError
 
@@ -23,7 +24,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True)
+
+
+class FitGroup(TyperGroup):
+    """`dipddpm fit`: the hand-written commands, and `fit METHOD` for every other registered
+    method (cli/fit_method.py), built when asked for; METHOD may be written with _ or -."""
+
+    def list_commands(self, ctx) -> list[str]:
+        from dipddpm.cli.fit_method import method_names
+
+        own = super().list_commands(ctx)
+        return own + [n for n in method_names() if n not in own]
+
+    def get_command(self, ctx, name: str):
+        own = super().get_command(ctx, name) or super().get_command(ctx, name.replace("_", "-"))
+        if own is not None:
+            return own
+        from dipddpm.cli.fit_method import method_command
+
+        return method_command(name.replace("-", "_"))
+
+
+fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
+                      cls=FitGroup)
 inspect_app = typer.Typer(help="Inspect stage schedulers and beta schedules.",
                           no_args_is_help=True)
 sweep_app = typer.Typer(help="Run Ray Tune + Optuna + ASHA sweeps from YAML specs.",
