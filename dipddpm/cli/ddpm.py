@@ -106,12 +106,11 @@ def run_fit_ddpm(a: DdpmFitArgs) -> dict:
 @fit_app.command("ddpm")
 @user_errors
 def fit_ddpm_command(
-    dataset: str = typer.Option(..., "--dataset", help="mnist, cifar10, folder, "
-                                "skimage-patches (offline) or lfw (offline)."),
+    dataset: str = typer.Option(..., "--dataset", help="{names:datasets} (mnist and "
+                                "cifar10 read --data-root; the others need no download)."),
     out: Path = typer.Option(..., "--out", help="Folder for ddpm.pt, ddpm.json, samples.png "
                              "and train_state.pt."),
-    preset: str | None = typer.Option(None, "--preset", help="mnist_source, lucidrains or "
-                                      "tiny."),
+    preset: str | None = typer.Option(None, "--preset", help="{presets:ddpm}."),
     sets: list[str] | None = typer.Option(None, "--set", help="DdpmConfig override key=value "
                                           "(repeatable), e.g. --set iters=2000 --set net=small."),
     data: list[str] | None = typer.Option(None, "--data", help="Dataset option key=value "
@@ -320,8 +319,7 @@ def fit_dip_prior_command(
     t0: str | None = typer.Option(None, "--t0", help="Start step of the reverse chain "
                                   "(0-based, < T; 0 = the DIP estimate unchanged; auto = the "
                                   "step whose noise matches the DIP estimate's)."),
-    preset: str | None = typer.Option(None, "--preset", help="dip_prior_default, "
-                                      "mnist_noise_passes or tiny."),
+    preset: str | None = typer.Option(None, "--preset", help="{presets:dip_prior_ddpm}."),
     sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value, "
                                           "e.g. --set dip_iters=500 --set sampler=ddim."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise std in 0-255 units."),

@@ -188,9 +188,9 @@ def _fit_command(method_name: str):
 
 
 fit_app.command("dip", help="Fit Deep Image Prior to one noisy image (SPEC §2). Presets: "
-                "dip_original, dip_paper, tiny.")(user_errors(_fit_command("dip")))
-fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: staged_dip, "
-                "guided_dip, dip_original, tiny.")(user_errors(_fit_command("guided_dip")))
+                "{presets:dip}.")(user_errors(_fit_command("dip")))
+fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: "
+                "{presets:guided_dip}.")(user_errors(_fit_command("guided_dip")))
 fit_app.command("bm3d", help="Denoise one noisy image with BM3D (CBM3D for colour), the "
                 "classical baseline, on the same observation a DIP fit would get; sigma from "
                 "--sigma unless --set sigma=S.")(user_errors(_fit_command("bm3d")))

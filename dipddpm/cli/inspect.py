@@ -121,7 +121,7 @@ def _plot_betas(name: str, betas, abar, out: Path) -> None:
 @inspect_app.command("betas")
 @user_errors
 def betas_command(
-    schedule: str = typer.Option(..., "--schedule", help="linear, cosine or sigmoid."),
+    schedule: str = typer.Option(..., "--schedule", help="{names:beta_schedules}."),
     timesteps: int = typer.Option(..., "--timesteps", help="Number of timesteps T."),
     sets: list[str] | None = typer.Option(None, "--set", help="Schedule parameter, e.g. "
                                           "min_beta=1e-4 (cosine), scale_with_T=false."),
