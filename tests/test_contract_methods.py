@@ -120,6 +120,18 @@ def test_method_contract(name, request):
     check_unknown_key_refused(method)
 
 
+@pytest.mark.parametrize("name", METHODS.names())
+def test_problem_presets_are_declared_on_the_entry(name):
+    """The entry's problem presets are the ones the spec loader finds (it still looks in the
+    method's module); each names a preset of the method."""
+    from dipddpm.sweep.spec import problem_preset
+
+    method = METHODS.get(name)
+    assert set(method.problem_presets) <= set(method.presets)
+    for preset in [None, *method.presets]:
+        assert method.problem_preset(preset) == problem_preset(method, preset)
+
+
 # ---------------------------------------------------------------- through the Ray trainable
 def example_spec(method: Method, values: dict, storage) -> object:
     """One trial of the method's example as a sweep spec (grid searcher, no scheduler)."""

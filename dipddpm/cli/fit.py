@@ -37,11 +37,9 @@ def build_problem(method, method_name: str, cfg, a: FitArgs):
     """The problem of the fit (with the guided preset's problem keys), and a crop note."""
     from dipddpm.config import parse_set
     from dipddpm.data.images import load_image, resize_square
-    from dipddpm.methods.guided_dip import PROBLEM_PRESETS
     from dipddpm.methods.problems import net_multiple
 
-    problem_spec = dict(PROBLEM_PRESETS.get(a.preset or "", {}) if method_name == "guided_dip"
-                        else {})
+    problem_spec = method.problem_preset(a.preset)
     problem_spec.update(image=a.image, sigma=a.sigma, grey=a.grey,
                         seed=a.seed if a.noise_seed is None else a.noise_seed)
     problem_spec.update(parse_set(a.problem_sets))

@@ -55,7 +55,8 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     cfg = build(method.config_cls, values)
     if a.save is not None:
         check_image_path(a.save, "--save")
-    problem = method.make_problem(parse_set(a.problem_sets), cfg)
+    problem = method.make_problem({**method.problem_preset(a.preset),
+                                   **parse_set(a.problem_sets)}, cfg)
     live = tuple(m for m in method.metrics if m != "iter")[:2]
     total = max(int(getattr(cfg, method.iters_key, 1) or 1), 1)
     with ProgressReport(total, live, enabled=a.show_progress) as bar:

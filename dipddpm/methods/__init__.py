@@ -23,7 +23,7 @@ METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
     make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
     example_config={**guided_dip.PRESETS["tiny"], "iters": 12, "stages": 3, "report_every": 4},
-    example_problem=IMAGE_32))
+    example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS))
 METHODS.register("ddpm")(Method(
     name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
     metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS,

@@ -60,6 +60,9 @@ class Method:
     # field `checkpoint` is given a tiny trained DDPM there
     example_config: Mapping[str, Any] = field(default_factory=dict)
     example_problem: Mapping[str, Any] = field(default_factory=dict)
+    # preset name -> problem spec keys that preset implies (guided_dip: its 128x128 forward
+    # noise); a spec's or command line's own problem keys win
+    problem_presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists
@@ -73,3 +76,7 @@ class Method:
                               f"{closest(str(preset), list(self.presets))}; valid presets: "
                               f"{', '.join(sorted(self.presets))}")
         return dict(self.presets[preset])
+
+    def problem_preset(self, preset: str | None) -> dict[str, Any]:
+        """The problem keys `preset` implies ({} for none)."""
+        return dict(self.problem_presets.get(preset, {})) if preset else {}
