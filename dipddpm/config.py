@@ -43,90 +43,114 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _union(name: str, value: Any, tp: Any) -> Any:
+    """The first member type of a union that takes the value (null for an Optional)."""
+    args = get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(name, value, arg)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise ConfigError(errors[0] if errors else f"{name}: cannot use {value!r}")
+
+
+def _literal(name: str, value: Any, tp: Any) -> Any:
+    choices = get_args(tp)
+    if value not in choices:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            f"{closest(str(value), [str(c) for c in choices])}"
+        )
+    return value
+
+
+def _tuple(name: str, value: Any, tp: Any) -> tuple:
+    """A fixed-length tuple[a, b] or a tuple[a, ...]; a string is read as a YAML list."""
+    args = get_args(tp)
+    if isinstance(value, str):
+        value = yaml.safe_load(value.replace("(", "[").replace(")", "]"))
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{name} must be a list, got {value!r}; e.g. {name}=[1, 2]")
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(coerce(name, v, args[0]) for v in value)
+    if len(value) != len(args):
+        raise ConfigError(f"{name} must have {len(args)} values, got {len(value)}: {value!r}")
+    return tuple(coerce(name, v, a) for v, a in zip(value, args, strict=True))
+
+
+def _bool(name: str, value: Any, tp: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _int(name: str, value: Any, tp: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(float(value)) if float(value).is_integer() else int(value)
+        except ValueError:
+            pass
+    if hasattr(value, "item"):  # numpy scalar
+        return coerce(name, value.item(), tp)
+    raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+def _float(name: str, value: Any, tp: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hasattr(value, "item"):
+        return coerce(name, value.item(), tp)
+    raise ConfigError(f"{name} must be a number, got {value!r}")
+
+
+def _str(name: str, value: Any, tp: Any) -> str:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{name} must be a string, got {value!r}")
+
+
+def _dict(name: str, value: Any, tp: Any) -> dict:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping, got {value!r}")
+    return dict(value)
+
+
+# how each annotated type is coerced: by its origin (Union, Literal, tuple, dict), else by type
+_BY_ORIGIN = {Union: _union, types.UnionType: _union, Literal: _literal, tuple: _tuple,
+              dict: _dict}
+_BY_TYPE = {bool: _bool, int: _int, float: _float, str: _str, dict: _dict}
+
+
 def coerce(name: str, value: Any, tp: Any) -> Any:
     """Coerce `value` to the annotated type `tp`, or raise ConfigError naming the key."""
-    origin = get_origin(tp)
     if tp is Any:
         return value
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(name, value, arg)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{name}: cannot use {value!r}")
-    if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(
-                f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
-                f"{closest(str(value), [str(c) for c in choices])}"
-            )
-        return value
-    if origin is tuple:
-        args = get_args(tp)
-        if isinstance(value, str):
-            value = yaml.safe_load(value.replace("(", "[").replace(")", "]"))
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{name} must be a list, got {value!r}; e.g. {name}=[1, 2]")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(name, v, args[0]) for v in value)
-        if len(value) != len(args):
-            raise ConfigError(f"{name} must have {len(args)} values, got {len(value)}: {value!r}")
-        return tuple(coerce(name, v, a) for v, a in zip(value, args, strict=True))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(float(value)) if float(value).is_integer() else int(value)
-            except ValueError:
-                pass
-        if hasattr(value, "item"):  # numpy scalar
-            return coerce(name, value.item(), tp)
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if hasattr(value, "item"):
-            return coerce(name, value.item(), tp)
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{name} must be a string, got {value!r}")
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}")
-        return dict(value)
-    return value
+    rule = _BY_ORIGIN.get(get_origin(tp)) or _BY_TYPE.get(tp)
+    return value if rule is None else rule(name, value, tp)
 
 
 def build(cls: type[C], values: Mapping[str, Any] | None = None, *, base: C | None = None) -> C:

@@ -1,4 +1,6 @@
-"""A registry per plug-in kind: beta schedules, stage schedulers, nets, methods.
+"""A registry per plug-in kind: beta schedules, stage schedulers, nets, methods, Tune
+schedulers, Optuna samplers, plot kinds. An entry declares its own parameters (its dataclass
+says how); the CLI's help texts and the spec validator read the names from here.
 
 Names are registered once and never change meaning; add a new name instead of redefining one.
 """
@@ -29,6 +31,10 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` (a plug-in registered by a test, taken out again after it)."""
+        self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]
@@ -41,6 +47,14 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
+
+    def help(self, sep: str = ", ") -> str:
+        """The names for a help text: 'a, b or c'."""
+        names = self.names()
+        return names[0] if len(names) == 1 else f"{sep.join(names[:-1])} or {names[-1]}"
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -15,17 +15,64 @@ def _betas(K):  # decreasing betas: stage 1 is the noisiest
     return np.linspace(0.02, 1e-4, K).tolist()
 
 
-@pytest.mark.parametrize("name", STAGE_SCHEDULERS.names())
-@settings(max_examples=40, deadline=None)
-@given(N=st.integers(1, 3000), K=st.integers(1, 30))
-def test_contract_every_scheduler(name, N, K):
-    params = {"x": 1} if name == "sharp_linear" else {}
-    if name == "sharp_linear" and N < K - 1:
-        return
-    counts = stage_counts(name, N, K, stage_betas=_betas(K), **params)
+def _check(counts, N, K):
     assert len(counts) == K and sum(counts) == N and min(counts) >= 0
     assert all(isinstance(c, int) for c in counts)
     assert len(stage_of_iteration(counts)) == N
+
+
+@pytest.mark.parametrize("name", STAGE_SCHEDULERS.names())
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3000), K=st.integers(1, 30), data=st.data())
+def test_contract_every_scheduler(name, N, K, data):
+    """Every N and K work with each declared parameter at its smallest valid value; other
+    values give valid counts or a ConfigError naming the scheduler (its rule)."""
+    entry = STAGE_SCHEDULERS.get(name)
+    lows = {p.name: p.low for p in entry.params}
+    _check(stage_counts(name, N, K, stage_betas=_betas(K), **lows), N, K)
+    drawn = {p.name: data.draw(st.integers(int(p.low), int(p.low) + 50) if isinstance(p.low, int)
+                               else st.floats(p.low, p.low + 1000.0)) for p in entry.params}
+    try:
+        counts = stage_counts(name, N, K, stage_betas=_betas(K), **drawn)
+    except ConfigError as e:
+        assert name in str(e)
+    else:
+        _check(counts, N, K)
+
+
+@pytest.mark.parametrize("name", STAGE_SCHEDULERS.names())
+def test_declared_parameters_are_the_functions_and_the_configs(name):
+    import dataclasses
+    import inspect
+
+    entry = STAGE_SCHEDULERS.get(name)
+    keywords = set(inspect.signature(entry.fn).parameters) - {"N", "K", "stage_betas"}
+    assert {p.name for p in entry.params} == keywords
+    fields = {f.name for f in dataclasses.fields(GuidedDipConfig)}
+    assert {p.field for p in entry.params} <= fields
+    assert set(entry.pairs) <= fields
+
+
+def test_a_registered_scheduler_gets_its_declared_parameter_with_no_other_edit():
+    """A toy scheduler whose parameter lives in an existing config field: the config's counts
+    and `inspect stages` pass it by its declaration alone."""
+    from dipddpm.cli.inspect import stage_plan
+    from dipddpm.stages.schedulers import SchedulerParam, StageScheduler
+
+    def first_n(N, K, *, stage_betas=None, n=1):
+        return [n] + [0] * (K - 2) + [N - n] if K > 1 else [N]
+
+    STAGE_SCHEDULERS.register("toy_first_n")(StageScheduler(
+        first_n, (SchedulerParam("n", "sharp_linear_x", low=0),)))
+    try:
+        cfg = build(GuidedDipConfig, {"iters": 50, "stages": 3, "scheduler": "toy_first_n",
+                                      "sharp_linear_x": 7})
+        assert cfg.counts() == [7, 0, 43]
+        assert stage_plan("toy_first_n", 50, 3, ["n=9"])["counts"] == [9, 0, 41]
+        with pytest.raises(ConfigError, match="parameter of toy_first_n, not of uniform"):
+            stage_plan("uniform", 50, 3, ["n=9"])
+    finally:
+        STAGE_SCHEDULERS.unregister("toy_first_n")
 
 
 def test_uniform_exact_counts():

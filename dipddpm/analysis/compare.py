@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dipddpm.analysis.groups import groups
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.summarize import metric_mode, resolve_metric
 from dipddpm.errors import DipddpmError
@@ -74,12 +75,9 @@ def _rows(sweep: Sweep, label: str, by_cols: list[str | None], by: list[str],
     for key, col in zip(by, by_cols, strict=True):
         t[key] = t[col] if col else None
     mode = metric_mode(sweep, metric)
-    groups = t.groupby(by, dropna=False, sort=True) if by else [((), t)]
     out = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        key = [None if pd.isna(v) else v for v in key]  # null: the key did not apply
-        ident = {"sweep": label, **dict(zip(by, key, strict=True))}
+    for key, g in groups(t, by):  # a null value: the key did not apply
+        ident = {"sweep": label, **key}
         done = g[(g["status"] == "COMPLETED") & g[metric].notna()]
         ident.update(trials=len(g), completed=len(done), best_trial=None)
         reach = dict.fromkeys(REACH_COLUMNS)

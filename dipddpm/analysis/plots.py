@@ -13,39 +13,46 @@ Each `plot_*` returns a `matplotlib.figure.Figure`; `save_figure` writes it atom
 from __future__ import annotations
 
 import io
-import tempfile
 import textwrap
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from dipddpm.analysis.load import Sweep
 from dipddpm.analysis.output import write_atomic
 from dipddpm.analysis.summarize import metric_mode, resolve_metric, top_trials, trial_table
 from dipddpm.analysis.tables import fmt
-from dipddpm.errors import DipddpmError, first_line
+from dipddpm.errors import DipddpmError
+from dipddpm.registry import Registry
 
-KINDS = ("curves", "stages", "pareto", "importance")
+if TYPE_CHECKING:  # matplotlib loads when a figure is drawn: the CLI reads PLOT_KINDS
+    from matplotlib.figure import Figure
+
 SUFFIXES = (".png", ".svg", ".pdf")
 CURVES = (("psnr_gt", "PSNR vs clean (dB)"), ("ssim_gt", "SSIM vs clean"))
 DPI = 110
 
 
-def _figure(w: float, h: float) -> Figure:
+def new_figure(w: float, h: float) -> Figure:
+    """A figure on its own Agg canvas (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(w, h), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def save_figure(fig: Figure, out: str | Path) -> Path:
-    """Write the figure to out (.png, .svg or .pdf), whole or not at all."""
+def save_figure(fig: Figure, out: str | Path, option: str = "--out") -> Path:
+    """Write the figure to out (.png, .svg or .pdf), whole or not at all; `option` names
+    the command-line option in the error."""
     out = Path(out)
     if out.suffix.lower() not in SUFFIXES:
-        raise DipddpmError(f"--out must end in {', '.join(SUFFIXES)}, got {out}")
+        raise DipddpmError(f"{option} must end in {', '.join(SUFFIXES)}, got {out}")
     buf = io.BytesIO()
     fig.savefig(buf, format=out.suffix[1:].lower())
     return write_atomic(out, buf.getvalue())
@@ -109,7 +116,7 @@ def plot_curves(sweep: Sweep, metric: str | None = None, top: int = 8,
                 by: list[str] | None = None) -> Figure:
     """PSNR / SSIM against iteration: the `top` best trials, or mean +/- std per group."""
     names = _curve_names(sweep)
-    fig = _figure(5.2 * len(names), 4.0)
+    fig = new_figure(5.2 * len(names), 4.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     if by:
         cols = [sweep.column(k) for k in by]
@@ -156,6 +163,53 @@ def stage_boundaries(stage: pd.DataFrame) -> list[float]:
     return [float(it[i] + it[i + 1]) / 2 for i in change]
 
 
+def _stage_picks(sweep: Sweep, metric: str | None, top: int,
+                 by: list[str] | None) -> tuple[str, list[tuple[str, str]]]:
+    """(metric, [(trial id, label)]): the best staged trials, or each group's best."""
+    metric = resolve_metric(sweep, metric)
+    mode = metric_mode(sweep, metric)
+    table = trial_table(sweep, metric)
+    staged = set(sweep.metrics(["stage"])["trial_id"])
+    table = table[table["trial_id"].isin(staged)]
+    if not by:
+        best = top_trials(table, metric, mode, top)
+        rows = sweep.trials.set_index("trial_id")
+        return metric, [(t, trial_label(sweep, rows.loc[t].to_dict() | {"trial_id": t}))
+                        for t in best["trial_id"]]
+    cols = [sweep.column(k) for k in by]
+    table = table.merge(sweep.trials[["trial_id", *[c for c in cols if c not in table]]],
+                        on="trial_id")
+    picks = []
+    for key, g in table.groupby(cols, dropna=False, sort=True):
+        best = top_trials(g, metric, mode, 1)
+        if len(best):
+            tid = best.iloc[0]["trial_id"]
+            picks.append((tid, f"{tid} · {group_label(cols, key)}"))
+    return metric, picks
+
+
+def _stage_panel(ax, c: pd.DataFrame, label: str, trial: pd.Series) -> None:
+    """One trial's PSNR curve with its stages shaded in turn and its best point starred."""
+    ax.plot(c["iter"], c["psnr_gt"], lw=1.5, color="C0")
+    edges = [float(c["iter"].min()) - 0.5, *stage_boundaries(
+        c[["iter", "stage"]].rename(columns={"stage": "value"})),
+        float(c["iter"].max()) + 0.5]
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if i % 2:
+            ax.axvspan(a, b, color="0.92", lw=0)
+    for x in edges[1:-1]:
+        ax.axvline(x, color="C3", lw=0.8, ls=":")
+    best_it, best_v = trial.get("psnr_best_iter"), trial.get("psnr_gt_best")
+    if best_it is not None and pd.notna(best_it) and pd.notna(best_v):
+        ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
+                label=f"best {best_v:.2f} dB @ {int(best_it)}")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(textwrap.fill(f"{label}  ({len(edges) - 2} boundaries)", 90), fontsize=8)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("PSNR vs clean (dB)")
+    ax.grid(alpha=0.3)
+
+
 def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
                 by: list[str] | None = None) -> Figure:
     """PSNR vs iteration with stage boundaries: the best trials, or each group's best trial."""
@@ -164,26 +218,7 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
             raise DipddpmError(f"sweep {sweep.name!r} has no {m!r} metric in its metrics "
                                "table; stage plots need guided_dip trials (which report stage "
                                "and psnr_gt); use --kind curves")
-    metric = resolve_metric(sweep, metric)
-    mode = metric_mode(sweep, metric)
-    table = trial_table(sweep, metric)
-    staged = set(sweep.metrics(["stage"])["trial_id"])
-    table = table[table["trial_id"].isin(staged)]
-    if by:
-        cols = [sweep.column(k) for k in by]
-        table = table.merge(sweep.trials[["trial_id", *[c for c in cols if c not in table]]],
-                            on="trial_id")
-        picks = []
-        for key, g in table.groupby(cols, dropna=False, sort=True):
-            best = top_trials(g, metric, mode, 1)
-            if len(best):
-                tid = best.iloc[0]["trial_id"]
-                picks.append((tid, f"{tid} · {group_label(cols, key)}"))
-    else:
-        best = top_trials(table, metric, mode, top)
-        rows = sweep.trials.set_index("trial_id")
-        picks = [(t, trial_label(sweep, rows.loc[t].to_dict() | {"trial_id": t}))
-                 for t in best["trial_id"]]
+    metric, picks = _stage_picks(sweep, metric, top, by)
     if not picks:
         raise DipddpmError(f"sweep {sweep.name!r} has no trial with both a stage curve and a "
                            f"value of {metric}; expected finished guided_dip trials")
@@ -191,30 +226,12 @@ def plot_stages(sweep: Sweep, metric: str | None = None, top: int = 4,
     n = len(picks)
     ncols = min(n, 2)
     nrows = (n + ncols - 1) // ncols
-    fig = _figure(5.6 * ncols, 3.4 * nrows)
+    fig = new_figure(5.6 * ncols, 3.4 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    it_col = sweep.trials.set_index("trial_id")
+    trials = sweep.trials.set_index("trial_id")
     for ax, (tid, label) in zip(axes, picks, strict=False):
         c = curves[curves["trial_id"] == tid].sort_values("iter")
-        ax.plot(c["iter"], c["psnr_gt"], lw=1.5, color="C0")
-        edges = [float(c["iter"].min()) - 0.5, *stage_boundaries(
-            c[["iter", "stage"]].rename(columns={"stage": "value"})),
-            float(c["iter"].max()) + 0.5]
-        for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-            if i % 2:
-                ax.axvspan(a, b, color="0.92", lw=0)
-        for x in edges[1:-1]:
-            ax.axvline(x, color="C3", lw=0.8, ls=":")
-        best_it = it_col.loc[tid].get("psnr_best_iter")
-        best_v = it_col.loc[tid].get("psnr_gt_best")
-        if best_it is not None and pd.notna(best_it) and pd.notna(best_v):
-            ax.plot([best_it], [best_v], marker="*", ms=10, color="C1",
-                    label=f"best {best_v:.2f} dB @ {int(best_it)}")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.set_title(textwrap.fill(f"{label}  ({len(edges) - 2} boundaries)", 90), fontsize=8)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("PSNR vs clean (dB)")
-        ax.grid(alpha=0.3)
+        _stage_panel(ax, c, label, trials.loc[tid])
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.suptitle(f"{sweep.name}: PSNR per stage (dotted: stage boundaries, within half a "
@@ -253,7 +270,7 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
     t = sweep.trials[sweep.trials[metric].notna() & sweep.trials[xcol].notna()]
     if t.empty:
         raise DipddpmError(f"sweep {sweep.name!r} has no trial with both {metric} and {xcol}")
-    fig = _figure(6.4, 4.4)
+    fig = new_figure(6.4, 4.4)
     ax = fig.subplots()
     cols = [sweep.column(k) for k in by] if by else ["status"]
     markers = {"COMPLETED": "o", "PRUNED": "v", "FAILED": "x"}
@@ -284,83 +301,23 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
     return fig
 
 
-def _snapshot(db: Path, into: Path) -> Path:
-    """A consistent copy of the study's SQLite file (read-only source; safe while it is written)."""
-    import sqlite3
-
-    dst = into / "optuna.db"
-    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        out = sqlite3.connect(dst)
-        with out:
-            src.backup(out)
-        out.close()
-    finally:
-        src.close()
-    return dst
-
-
 def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
     """Optuna importances of the searched parameters: (importances, evaluator, trials used)."""
+    from dipddpm.sweep.study import STUDY_FILE, param_importances
+
     db = sweep.study_path
     if db is None:
-        raise DipddpmError(f"sweep {sweep.name!r} has no Optuna study ({sweep.path / 'optuna.db'}"
+        raise DipddpmError(f"sweep {sweep.name!r} has no Optuna study ({sweep.path / STUDY_FILE}"
                            " is absent: the searcher was not optuna, or the file was not copied "
                            "from the cluster); importance needs the study")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            storage = f"sqlite:///{_snapshot(db, Path(tmp))}"
-            names = optuna.get_all_study_names(storage)
-            name = sweep.name if sweep.name in names else (names[0] if len(names) == 1 else None)
-            if name is None:
-                raise DipddpmError(f"{db} holds studies {names}, none named {sweep.name!r}; "
-                                   "expected the study named after the sweep")
-            study = optuna.load_study(study_name=name, storage=storage)
-        except DipddpmError:
-            raise
-        except Exception as e:  # sqlite / optuna storage errors: not a readable study
-            first = first_line(e)
-            raise DipddpmError(f"cannot read the Optuna study in {db}: {first}; expected an "
-                               "Optuna SQLite storage written by `dipddpm sweep run`") from None
-        # a suggestion equal to an earlier trial's holds a copy of its outcome (`duplicate_of`,
-        # see dipddpm.sweep.search): counted once, as it ran once
-        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        complete = [t for t in finished if "duplicate_of" not in t.user_attrs]
-        if len(complete) < len(finished):
-            study = optuna.create_study(directions=study.directions)  # in memory
-            study.add_trials(complete)
-        params = {p for t in complete for p in t.params}
-        if len(complete) < 2 or not params:
-            raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
-                               f"parameters in study {name!r}, got {len(complete)} trials and "
-                               f"{len(params)} parameters")
-        evaluator, label = optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
-        # fANOVA assesses only the parameters every trial has with one distribution
-        if set(optuna.search_space.intersection_search_space(complete)) == params:
-            try:
-                import sklearn  # noqa: F401  (fANOVA's random forest)
-
-                evaluator, label = optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
-            except ImportError:
-                pass
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
-            except (ValueError, RuntimeError) as e:
-                raise DipddpmError(f"Optuna could not compute importances for study {name!r}: "
-                                   f"{first_line(e)}") from None
-    return dict(imp), label, len(complete)
+    return param_importances(db, sweep.name)
 
 
 def plot_importance(sweep: Sweep) -> Figure:
     """A bar chart of Optuna's parameter importances (normalised to sum to 1)."""
     imp, evaluator, n = param_importances(sweep)
     names = list(imp)[::-1]
-    fig = _figure(6.0, 0.9 + 0.45 * len(names))
+    fig = new_figure(6.0, 0.9 + 0.45 * len(names))
     ax = fig.subplots()
     ax.barh(names, [imp[k] for k in names], color="C0")
     for i, k in enumerate(names):
@@ -372,15 +329,34 @@ def plot_importance(sweep: Sweep) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class PlotKind:
+    """A figure `results plot --kind NAME` draws: the options it reads (of metric, top, by,
+    x, passed by keyword) and its default --top."""
+
+    draw: Callable[..., Figure]
+    params: tuple[str, ...]
+    help: str
+    top: int | None = None
+
+
+PLOT_KINDS: Registry[PlotKind] = Registry("plot kind")
+PLOT_KINDS.register("curves")(PlotKind(
+    plot_curves, ("metric", "top", "by"), "PSNR/SSIM vs iteration", top=8))
+PLOT_KINDS.register("stages")(PlotKind(
+    plot_stages, ("metric", "top", "by"), "PSNR with stage boundaries", top=4))
+PLOT_KINDS.register("pareto")(PlotKind(
+    plot_pareto, ("metric", "x", "by"), "quality vs compute"))
+PLOT_KINDS.register("importance")(PlotKind(
+    plot_importance, (), "Optuna parameter importances"))
+KINDS = tuple(PLOT_KINDS.names())
+
+
 def plot(sweep: Sweep, kind: str, metric: str | None = None, top: int | None = None,
          by: list[str] | None = None, x: str = "iters") -> Figure:
-    """Dispatch on kind: curves, stages, pareto or importance."""
-    if kind == "curves":
-        return plot_curves(sweep, metric, top or 8, by)
-    if kind == "stages":
-        return plot_stages(sweep, metric, top or 4, by)
-    if kind == "pareto":
-        return plot_pareto(sweep, metric, x, by)
-    if kind == "importance":
-        return plot_importance(sweep)
-    raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    """Draw the figure of plot kind `kind` (see PLOT_KINDS), given the options it reads."""
+    if kind not in PLOT_KINDS:
+        raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")
+    entry = PLOT_KINDS.get(kind)
+    given = {"metric": metric, "top": top or entry.top, "by": by, "x": x}
+    return entry.draw(sweep, **{k: given[k] for k in entry.params})

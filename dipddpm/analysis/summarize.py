@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dipddpm.analysis.groups import groups
 from dipddpm.analysis.load import NOT_METRICS, Sweep
 from dipddpm.errors import DipddpmError, closest
 
@@ -151,16 +152,10 @@ def group_table(table: pd.DataFrame, by: list[str], metric: str, mode: str,
                 configs: pd.Series) -> pd.DataFrame:
     """Statistics per group of `by` values ([] = one row for the whole sweep), best first.
     `configs` numbers the configurations of the trials (indexed like `table`)."""
+    out = pd.DataFrame([{**(key or {"group": "all"}), **_group_stats(g, metric, mode, configs)}
+                        for key, g in groups(table, by)])
     if not by:
-        out = pd.DataFrame([{"group": "all", **_group_stats(table, metric, mode, configs)}])
         return out.astype({"best_iter": "Int64"})
-    rows = []
-    for key, g in table.groupby(by, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        key = [None if pd.isna(v) else v for v in key]
-        rows.append({**dict(zip(by, key, strict=True)),
-                     **_group_stats(g, metric, mode, configs)})
-    out = pd.DataFrame(rows)
     for c in by:  # a key column with nulls keeps its type (ints stay ints)
         out[c] = out[c].astype(table[c].dtype)
     out["best_iter"] = out["best_iter"].astype("Int64")

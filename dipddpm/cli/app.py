@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from dipddpm.errors import DipddpmError
 
@@ -23,9 +25,70 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True)
+
+# registries whose names a help text may list as {names:KEY}; {presets:METHOD} lists a
+# method's presets. Filled in when the command is looked up (its modules may load torch).
+HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
+                   "beta_schedules": ("dipddpm.diffusion.schedules", "SCHEDULES"),
+                   "nets": ("dipddpm.nn", "NETS")}
+_PLACEHOLDER = re.compile(r"\{(names|presets):([a-z_]+)\}")
+
+
+def _names(kind: str, key: str) -> str:
+    import importlib
+
+    if kind == "presets":
+        from dipddpm.methods import METHODS
+
+        presets = sorted(METHODS.get(key).presets)
+        return ", ".join(presets[:-1]) + f" or {presets[-1]}" if len(presets) > 1 else "".join(
+            presets)
+    module, attr = HELP_REGISTRIES[key]
+    return getattr(importlib.import_module(module), attr).help()
+
+
+def fill_help(text: str | None) -> str | None:
+    """A help text with its {names:KEY} and {presets:METHOD} filled from the registries."""
+    return text if not text else _PLACEHOLDER.sub(lambda m: _names(*m.groups()), text)
+
+
+class RegistryHelpGroup(TyperGroup):
+    """A command group whose commands' help texts name registry entries (`fill_help`)."""
+
+    def get_command(self, ctx, name: str):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None and not getattr(cmd, "_help_filled", False):
+            cmd.help = fill_help(cmd.help)
+            for p in cmd.params:
+                if getattr(p, "help", None):
+                    p.help = fill_help(p.help)
+            cmd._help_filled = True
+        return cmd
+
+
+class FitGroup(RegistryHelpGroup):
+    """`dipddpm fit`: the hand-written commands, and `fit METHOD` for every other registered
+    method (cli/fit_method.py), built when asked for; METHOD may be written with _ or -."""
+
+    def list_commands(self, ctx) -> list[str]:
+        from dipddpm.cli.fit_method import method_names
+
+        own = super().list_commands(ctx)
+        return own + [n for n in method_names() if n not in own]
+
+    def get_command(self, ctx, name: str):
+        own = super().get_command(ctx, name) or super().get_command(ctx, name.replace("_", "-"))
+        if own is not None:
+            return own
+        from dipddpm.cli.fit_method import method_command
+
+        return method_command(name.replace("-", "_"))
+
+
+fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
+                      cls=FitGroup)
 inspect_app = typer.Typer(help="Inspect stage schedulers and beta schedules.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, cls=RegistryHelpGroup)
 sweep_app = typer.Typer(help="Run Ray Tune + Optuna + ASHA sweeps from YAML specs.",
                         no_args_is_help=True)
 results_app = typer.Typer(help="Analyse a sweep's Parquet results.", no_args_is_help=True)

@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
@@ -27,76 +26,91 @@ def _preset_overrides(method, preset: str | None, sets: list[str] | None) -> dic
 
 
 # ---------------------------------------------------------------- fit ddpm
-def run_fit_ddpm(dataset: str, out: Path, preset: str | None, sets: list[str] | None,
-                 data: list[str] | None, size: int | None, grey: bool | None, data_root: str,
-                 download: bool, seed: int, device: str, resume: bool, save_every: int | None,
-                 show_progress: bool) -> dict:
+@dataclass(frozen=True)
+class DdpmFitArgs:
+    """The options of `dipddpm fit ddpm`."""
+
+    dataset: str
+    out: Path
+    preset: str | None = None
+    sets: list[str] | None = None
+    data: list[str] | None = None  # dataset key=value options
+    size: int | None = None
+    grey: bool | None = None
+    data_root: str = "data"
+    download: bool = False
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    save_every: int | None = None
+    show_progress: bool = True
+
+    def dataset_spec(self) -> dict:
+        spec: dict = {"dataset": self.dataset, **parse_set(self.data)}
+        if self.size is not None:
+            spec["size"] = self.size
+        if self.grey is not None:
+            spec["grey"] = self.grey
+        if self.dataset in ("mnist", "cifar10"):
+            spec.setdefault("data_root", self.data_root)
+            spec.setdefault("download", self.download)
+        return spec
+
+
+def _fit_ddpm_summary(a: DdpmFitArgs, cfg, problem, trained) -> dict:
     from dipddpm.data.images import save_image
+
+    ckpt = trained.save(a.out / "ddpm.pt")
+    r = trained.result
+    summary = {"dataset": a.dataset, "preset": a.preset, "checkpoint": str(ckpt),
+               "train_size": int(problem.train.shape[0]), "val_size": int(problem.val.shape[0]),
+               "test_size": int(problem.test.shape[0]),
+               "image": [problem.channels, problem.image_size, problem.image_size],
+               **r.metrics, **{k: v for k, v in r.extra.items() if k != "net_spec"},
+               "net": r.extra["net_spec"], "config": to_dict(cfg)}
+    if "samples" in r.images:
+        save_image(r.images["samples"], a.out / "samples.png")
+        summary["samples"] = str(a.out / "samples.png")
+    return summary
+
+
+def run_fit_ddpm(a: DdpmFitArgs) -> dict:
+    from dipddpm.checkpoint import check_expected, read_checkpoint
+    from dipddpm.data.datasets import DATASETS
     from dipddpm.methods import METHODS
-    from dipddpm.methods.ddpm import dataset_problem, train_ddpm
+    from dipddpm.methods.ddpm import StateSaver, dataset_problem, total_steps, train_ddpm
 
     method = METHODS.get("ddpm")
-    cfg = build(method.config_cls, _preset_overrides(method, preset, sets))
-    spec: dict = {"dataset": dataset, **parse_set(data)}
-    if size is not None:
-        spec["size"] = size
-    if grey is not None:
-        spec["grey"] = grey
-    if dataset in ("mnist", "cifar10"):
-        spec.setdefault("data_root", data_root)
-        spec.setdefault("download", download)
-    if save_every is not None and save_every < 1:
-        raise ConfigError(f"--save-every must be >= 1 step, got {save_every}")
-    from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
-    from dipddpm.data.datasets import DATASETS
-
-    DATASETS.get(dataset)  # unknown dataset: fail before loading anything
-    state_path = out / "train_state.pt"
-    run_config = {"ddpm": to_dict(cfg), "dataset": spec, "seed": seed}
+    cfg = build(method.config_cls, _preset_overrides(method, a.preset, a.sets))
+    spec = a.dataset_spec()
+    if a.save_every is not None and a.save_every < 1:
+        raise ConfigError(f"--save-every must be >= 1 step, got {a.save_every}")
+    DATASETS.get(a.dataset)  # unknown dataset: fail before loading anything
+    state_path = a.out / "train_state.pt"
+    run_config = {"ddpm": to_dict(cfg), "dataset": spec, "seed": a.seed}
     resume_state = None
-    if resume:
+    if a.resume:
         saved, tensors = read_checkpoint(state_path, kind="ddpm-train")
         check_expected(state_path, saved, run_config)
         resume_state = tensors["state"]
     problem = dataset_problem(spec, cfg)
-
-    every = save_every or 1000
-    total = (cfg.epochs * (problem.train.shape[0] // min(cfg.batch_size, problem.train.shape[0]))
-             if cfg.epochs is not None else cfg.iters)
-    saved_at = [0]
-    with ProgressReport(total, ("train_loss", "val_loss"), enabled=show_progress,
+    total = total_steps(cfg, problem.train.shape[0])
+    with ProgressReport(total, ("train_loss", "val_loss"), enabled=a.show_progress,
                         description="training") as bar:
-        def report(it, metrics, state):  # the first report at least `every` steps on
-            bar(it, metrics, state)
-            if it - saved_at[0] >= every or it == total:
-                saved_at[0] = it
-                save_checkpoint(state_path, run_config, {"state": state()}, kind="ddpm-train")
-
-        trained = train_ddpm(cfg, problem, report=report, seed=seed, resume=resume_state,
-                             device=device)
-    ckpt = trained.save(out / "ddpm.pt")
-    summary = {"dataset": dataset, "preset": preset, "checkpoint": str(ckpt),
-               "train_size": int(problem.train.shape[0]), "val_size": int(problem.val.shape[0]),
-               "test_size": int(problem.test.shape[0]),
-               "image": [problem.channels, problem.image_size, problem.image_size],
-               **trained.result.metrics, **{k: v for k, v in trained.result.extra.items()
-                                            if k != "net_spec"},
-               "net": trained.result.extra["net_spec"], "config": to_dict(cfg)}
-    if "samples" in trained.result.images:
-        save_image(trained.result.images["samples"], out / "samples.png")
-        summary["samples"] = str(out / "samples.png")
-    return summary
+        report = StateSaver(bar, state_path, run_config, a.save_every or 1000, total)
+        trained = train_ddpm(cfg, problem, report=report, seed=a.seed, resume=resume_state,
+                             device=a.device)
+    return _fit_ddpm_summary(a, cfg, problem, trained)
 
 
 @fit_app.command("ddpm")
 @user_errors
 def fit_ddpm_command(
-    dataset: str = typer.Option(..., "--dataset", help="mnist, cifar10, folder, "
-                                "skimage-patches (offline) or lfw (offline)."),
+    dataset: str = typer.Option(..., "--dataset", help="{names:datasets} (mnist and "
+                                "cifar10 read --data-root; the others need no download)."),
     out: Path = typer.Option(..., "--out", help="Folder for ddpm.pt, ddpm.json, samples.png "
                              "and train_state.pt."),
-    preset: str | None = typer.Option(None, "--preset", help="mnist_source, lucidrains or "
-                                      "tiny."),
+    preset: str | None = typer.Option(None, "--preset", help="{presets:ddpm}."),
     sets: list[str] | None = typer.Option(None, "--set", help="DdpmConfig override key=value "
                                           "(repeatable), e.g. --set iters=2000 --set net=small."),
     data: list[str] | None = typer.Option(None, "--data", help="Dataset option key=value "
@@ -118,8 +132,10 @@ def fit_ddpm_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train a DDPM (SPEC §3) on a dataset and write its checkpoint."""
-    s = run_fit_ddpm(dataset, out, preset, sets, data, size, grey, data_root, download, seed,
-                     device, resume, save_every, not as_json)
+    s = run_fit_ddpm(DdpmFitArgs(
+        dataset=dataset, out=out, preset=preset, sets=sets, data=data, size=size, grey=grey,
+        data_root=data_root, download=download, seed=seed, device=device, resume=resume,
+        save_every=save_every, show_progress=not as_json))
     if as_json:
         print_json(s)
         return
@@ -134,9 +150,51 @@ def fit_ddpm_command(
 
 
 # ---------------------------------------------------------------- sample
-def run_sample(checkpoint: Path, steps: int | None, sampler: str | None, t0: int | None,
-               out: Path, n: int, eta: float, seed: int, device: str, no_ema: bool, fid: int,
-               show_progress: bool) -> dict:
+@dataclass(frozen=True)
+class SampleArgs:
+    """The options of `dipddpm sample`."""
+
+    checkpoint: Path
+    out: Path
+    steps: int | None = None
+    sampler: str | None = None
+    t0: int | None = None
+    n: int = 16
+    eta: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    no_ema: bool = False
+    fid: int = 0
+    show_progress: bool = True
+
+    def check(self) -> str:
+        """Validates the options; returns the sampler (ddim with --steps, else ddpm)."""
+        if self.steps is not None and self.steps <= 0:
+            raise ConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.n < 1:
+            raise ConfigError(f"--n must be >= 1, got {self.n}")
+        if self.fid < 0:
+            raise ConfigError(f"--fid must be >= 0 samples, got {self.fid}")
+        sampler = self.sampler or ("ddim" if self.steps is not None else "ddpm")
+        if sampler not in ("ddpm", "ddim"):
+            raise ConfigError(f"--sampler must be ddpm or ddim, got {sampler!r}")
+        check_image_path(self.out, "--out")
+        return sampler
+
+
+def _sample_fid(a: SampleArgs, ddpm, draw, dev) -> dict:
+    """FID/KID of a.fid samples vs the checkpoint's test split (or why it was skipped)."""
+    from dipddpm.fid import fid_kid, find_inception_weights, skipped_note
+    from dipddpm.methods.ddpm import dataset_problem
+
+    if find_inception_weights() is None:
+        return {"fid": None, "kid": None, "fid_note": skipped_note()}
+    data = dataset_problem(ddpm.data_spec)
+    r = fid_kid(draw, data.as_float(data.test), a.fid, dev)
+    return {"fid": r.metrics.get("fid"), "kid": r.metrics.get("kid"), "fid_note": r.note}
+
+
+def run_sample(a: SampleArgs) -> dict:
     import torch
 
     from dipddpm.data.images import save_image
@@ -144,55 +202,32 @@ def run_sample(checkpoint: Path, steps: int | None, sampler: str | None, t0: int
     from dipddpm.methods.ddpm import load_ddpm, make_grid
     from dipddpm.methods.fitting import pick_device
 
-    if steps is not None and steps <= 0:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
-    if fid < 0:
-        raise ConfigError(f"--fid must be >= 0 samples, got {fid}")
-    sampler = sampler or ("ddim" if steps is not None else "ddpm")
-    if sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"--sampler must be ddpm or ddim, got {sampler!r}")
-    check_image_path(out, "--out")
-    ddpm = load_ddpm(checkpoint, device, use_ema=False if no_ema else None)
+    sampler = a.check()
+    ddpm = load_ddpm(a.checkpoint, a.device, use_ema=False if a.no_ema else None)
     T = ddpm.process.T
-    t0 = T - 1 if t0 is None else t0
-    scfg = SamplerConfig(sampler=sampler, steps=steps, eta=eta)
+    t0 = T - 1 if a.t0 is None else a.t0
+    scfg = SamplerConfig(sampler=sampler, steps=a.steps, eta=a.eta)
     n_steps = reverse_steps(t0, T, scfg)  # validates t0 and steps
-    dev = pick_device(device)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    shape = (n, ddpm.spec.channels, ddpm.spec.image_size, ddpm.spec.image_size)
-    progress = Progress(TextColumn("[bold]sampling"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True),
-                        disable=not show_progress)
-    with progress:
-        task = progress.add_task("sampling", total=n_steps)
+    dev = pick_device(a.device)
+    g = torch.Generator(device=dev).manual_seed(a.seed)
+    shape = (ddpm.spec.channels, ddpm.spec.image_size, ddpm.spec.image_size)
+
+    def draw(k: int, callback=None):
+        return sample(ddpm.model, ddpm.process, (k, *shape), t0, scfg, ddpm.cfg.objective, g,
+                      dev, amp=ddpm.cfg.amp, callback=callback)
+
+    with ProgressReport(n_steps, (), enabled=a.show_progress, description="sampling") as bar:
         t_start = time.perf_counter()
-        images = sample(ddpm.model, ddpm.process, shape, t0, scfg, ddpm.cfg.objective, g, dev,
-                        amp=ddpm.cfg.amp,
-                        callback=lambda i, _: progress.update(task, completed=i))
+        images = draw(a.n, callback=lambda i, _: bar(i, {}))
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         wall = time.perf_counter() - t_start
-    save_image(make_grid(images), out)
-    summary = {"checkpoint": str(checkpoint), "sampler": sampler, "t0": t0,
-               "reverse_steps": n_steps, "eta": eta, "n": n, "wall_s": wall,
-               "s_per_sample": wall / n, "ema": ddpm.ema is not None, "out": str(out)}
-    if fid:
-        from dipddpm.fid import fid_kid, find_inception_weights, skipped_note
-        from dipddpm.methods.ddpm import dataset_problem
-
-        def fake(k: int):
-            return sample(ddpm.model, ddpm.process, (k, *shape[1:]), t0, scfg,
-                          ddpm.cfg.objective, g, dev, amp=ddpm.cfg.amp)
-
-        if find_inception_weights() is None:
-            summary.update(fid=None, kid=None, fid_note=skipped_note())
-        else:
-            data = dataset_problem(ddpm.data_spec)
-            r = fid_kid(fake, data.as_float(data.test), fid, dev)
-            summary.update(fid=r.metrics.get("fid"), kid=r.metrics.get("kid"),
-                           fid_note=r.note)
+    save_image(make_grid(images), a.out)
+    summary = {"checkpoint": str(a.checkpoint), "sampler": sampler, "t0": t0,
+               "reverse_steps": n_steps, "eta": a.eta, "n": a.n, "wall_s": wall,
+               "s_per_sample": wall / a.n, "ema": ddpm.ema is not None, "out": str(a.out)}
+    if a.fid:
+        summary.update(_sample_fid(a, ddpm, draw, dev))
     return summary
 
 
@@ -218,8 +253,9 @@ def sample_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Draw samples from a trained DDPM (SPEC §3.5) and write them as one grid image."""
-    s = run_sample(checkpoint, steps, sampler, t0, out, n, eta, seed, device, no_ema, fid,
-                   not as_json)
+    s = run_sample(SampleArgs(checkpoint=checkpoint, out=out, steps=steps, sampler=sampler,
+                              t0=t0, n=n, eta=eta, seed=seed, device=device, no_ema=no_ema,
+                              fid=fid, show_progress=not as_json))
     if as_json:
         print_json(s)
         return
@@ -231,31 +267,46 @@ def sample_command(
 
 
 # ---------------------------------------------------------------- fit dip-prior-ddpm
-def run_fit_dip_prior(checkpoint: Path, image: str, t0: str | None, preset: str | None,
-                      sets: list[str] | None, sigma: float, seed: int, resize: bool,
-                      device: str, save: Path | None, show_progress: bool) -> dict:
+@dataclass(frozen=True)
+class DipPriorArgs:
+    """The options of `dipddpm fit dip-prior-ddpm`."""
+
+    checkpoint: Path
+    image: str
+    t0: str | None = None
+    preset: str | None = None
+    sets: list[str] | None = None
+    sigma: float = 25.0
+    seed: int = 0
+    resize: bool = False
+    device: str = "auto"
+    save: Path | None = None
+    show_progress: bool = True
+
+
+def run_fit_dip_prior(a: DipPriorArgs) -> dict:
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
 
     method = METHODS.get("dip_prior_ddpm")
-    overrides = _preset_overrides(method, preset, sets)
-    overrides["checkpoint"] = str(checkpoint)
-    if t0 is not None:
-        overrides["t0"] = t0
+    overrides = _preset_overrides(method, a.preset, a.sets)
+    overrides["checkpoint"] = str(a.checkpoint)
+    if a.t0 is not None:
+        overrides["t0"] = a.t0
     cfg = build(method.config_cls, overrides)
-    if save is not None:
-        check_image_path(save, "--save")
-    spec = {"image": image, "sigma": sigma, "seed": seed, "resize": resize}
+    if a.save is not None:
+        check_image_path(a.save, "--save")
+    spec = {"image": a.image, "sigma": a.sigma, "seed": a.seed, "resize": a.resize}
     problem = method.make_problem(spec, cfg)
-    with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=show_progress,
+    with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=a.show_progress,
                         description="DIP, then DDPM") as bar:
-        result = method.run(cfg, problem, report=bar, seed=seed, device=device)
-    summary = {"method": "dip_prior_ddpm", "preset": preset, "image": image,
+        result = method.run(cfg, problem, report=bar, seed=a.seed, device=a.device)
+    summary = {"method": "dip_prior_ddpm", "preset": a.preset, "image": a.image,
                "size": list(problem.clean.shape[-2:]), **result.metrics,
                "config": to_dict(cfg)}
-    if save is not None:
-        save_image(result.images["output"], save)
-        summary["saved"] = str(save)
+    if a.save is not None:
+        save_image(result.images["output"], a.save)
+        summary["saved"] = str(a.save)
     return summary
 
 
@@ -268,8 +319,7 @@ def fit_dip_prior_command(
     t0: str | None = typer.Option(None, "--t0", help="Start step of the reverse chain "
                                   "(0-based, < T; 0 = the DIP estimate unchanged; auto = the "
                                   "step whose noise matches the DIP estimate's)."),
-    preset: str | None = typer.Option(None, "--preset", help="dip_prior_default, "
-                                      "mnist_noise_passes or tiny."),
+    preset: str | None = typer.Option(None, "--preset", help="{presets:dip_prior_ddpm}."),
     sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value, "
                                           "e.g. --set dip_iters=500 --set sampler=ddim."),
     sigma: float = typer.Option(25.0, "--sigma", help="Noise std in 0-255 units."),
@@ -282,8 +332,9 @@ def fit_dip_prior_command(
 ) -> None:
     """Denoise one image with DIP, then finish with the DDPM from t0 (SPEC §5), next to the
     same-budget baselines (DDPM from y and from pure noise)."""
-    s = run_fit_dip_prior(checkpoint, image, t0, preset, sets, sigma, seed, resize, device,
-                          save, not as_json)
+    s = run_fit_dip_prior(DipPriorArgs(
+        checkpoint=checkpoint, image=image, t0=t0, preset=preset, sets=sets, sigma=sigma,
+        seed=seed, resize=resize, device=device, save=save, show_progress=not as_json))
     if as_json:
         print_json(s)
         return

@@ -37,11 +37,9 @@ def build_problem(method, method_name: str, cfg, a: FitArgs):
     """The problem of the fit (with the guided preset's problem keys), and a crop note."""
     from dipddpm.config import parse_set
     from dipddpm.data.images import load_image, resize_square
-    from dipddpm.methods.guided_dip import PROBLEM_PRESETS
     from dipddpm.methods.problems import net_multiple
 
-    problem_spec = dict(PROBLEM_PRESETS.get(a.preset or "", {}) if method_name == "guided_dip"
-                        else {})
+    problem_spec = method.problem_preset(a.preset)
     problem_spec.update(image=a.image, sigma=a.sigma, grey=a.grey,
                         seed=a.seed if a.noise_seed is None else a.noise_seed)
     problem_spec.update(parse_set(a.problem_sets))
@@ -188,9 +186,9 @@ def _fit_command(method_name: str):
 
 
 fit_app.command("dip", help="Fit Deep Image Prior to one noisy image (SPEC §2). Presets: "
-                "dip_original, dip_paper, tiny.")(user_errors(_fit_command("dip")))
-fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: staged_dip, "
-                "guided_dip, dip_original, tiny.")(user_errors(_fit_command("guided_dip")))
+                "{presets:dip}.")(user_errors(_fit_command("dip")))
+fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: "
+                "{presets:guided_dip}.")(user_errors(_fit_command("guided_dip")))
 fit_app.command("bm3d", help="Denoise one noisy image with BM3D (CBM3D for colour), the "
                 "classical baseline, on the same observation a DIP fit would get; sigma from "
                 "--sigma unless --set sigma=S.")(user_errors(_fit_command("bm3d")))

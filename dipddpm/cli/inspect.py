@@ -10,26 +10,33 @@ from dipddpm.cli.app import inspect_app, print_json, user_errors
 from dipddpm.config import parse_set
 from dipddpm.errors import ConfigError
 
-# --set keys that are scheduler parameters; the others are guided-DIP config keys
-SCHEDULER_PARAMS = {"x": "sharp_linear_x", "c": "exp_c"}
+
+def scheduler_values(scheduler: str, sets: list[str] | None) -> dict:
+    """--set values as guided-DIP config keys: a scheduler's declared parameter may be given
+    by its short name (x=10 -> sharp_linear_x); another scheduler's parameter is an error."""
+    from dipddpm.stages import STAGE_SCHEDULERS
+
+    entry = STAGE_SCHEDULERS.get(scheduler)  # unknown name -> error listing the valid ones
+    own = {p.name: p.field for p in entry.params}
+    others = {key: (p.name, name) for name, e in STAGE_SCHEDULERS.items() if name != scheduler
+              for p in e.params for key in (p.name, p.field)}
+    values = {}
+    for k, v in parse_set(sets).items():
+        if k in others and k not in own and k not in own.values():
+            short, owner = others[k]
+            raise ConfigError(f"--set {short}=... is a parameter of {owner}, not of "
+                              f"{scheduler}; drop it or use --scheduler {owner}")
+        values[own.get(k, k)] = v
+    return {**entry.pairs, **values}
 
 
 def stage_plan(scheduler: str, iters: int, stages: int, sets: list[str] | None) -> dict:
     """Counts and timesteps of `scheduler` for N iterations over K stages."""
     from dipddpm.config import build
     from dipddpm.methods.guided_dip import GuidedDipConfig
-    from dipddpm.stages import STAGE_SCHEDULERS
 
-    STAGE_SCHEDULERS.get(scheduler)  # unknown name -> error listing the valid ones
-    values = {SCHEDULER_PARAMS.get(k, k): v for k, v in parse_set(sets).items()}
-    for short, key in SCHEDULER_PARAMS.items():  # x and c only mean something to their own
-        owner = {"x": "sharp_linear", "c": "exp_weighted"}[short]
-        if key in values and scheduler != owner:
-            raise ConfigError(f"--set {short}=... is a parameter of {owner}, not of "
-                              f"{scheduler}; drop it or use --scheduler {owner}")
+    values = scheduler_values(scheduler, sets)
     values.update(iters=iters, stages=stages, scheduler=scheduler)
-    if scheduler == "exp_weighted" and "beta_schedule" not in values:
-        values["beta_schedule"] = "linear"  # the guided-DIP source's default pairing
     cfg = build(GuidedDipConfig, values)
     counts = cfg.counts()
     return {"scheduler": scheduler, "iters": iters, "stages": stages, "counts": counts,
@@ -37,36 +44,43 @@ def stage_plan(scheduler: str, iters: int, stages: int, sets: list[str] | None) 
 
 
 def _plot_stages(plan: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
+    from dipddpm.analysis.plots import new_figure, save_figure
+
     stage = np.repeat(np.arange(1, plan["stages"] + 1), plan["counts"])
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    fig = new_figure(6, 3.5)
+    ax = fig.subplots()
     ax.step(np.arange(len(stage)), stage, where="post", lw=1.8)
     ax.set_xlabel("iteration")
     ax.set_ylabel("stage index k")
     ax.set_title(f"{plan['scheduler']}: N={plan['iters']}, K={plan['stages']}")
     ax.set_ylim(0.5, plan["stages"] + 0.5)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(fig, out, "--plot")
+
+
+def _scheduler_help() -> tuple[str, str]:
+    """--scheduler and --set help texts, from the stage scheduler registry."""
+    from dipddpm.stages import STAGE_SCHEDULERS
+
+    params = [f"{p.name}={e.default(p):g} ({name})" for name, e in STAGE_SCHEDULERS.items()
+              for p in e.params]
+    return (STAGE_SCHEDULERS.help() + ".",
+            ", ".join(params) + ", or guided-DIP keys such as beta_schedule=cosine, "
+            "t_max=500, t_min=40.")
+
+
+SCHEDULER_HELP, STAGE_SET_HELP = _scheduler_help()
 
 
 @inspect_app.command("stages")
 @user_errors
 def stages_command(
-    scheduler: str = typer.Option(..., "--scheduler", help="uniform, uniform_equal, "
-                                  "sharp_linear, log10_linspace or exp_weighted."),
+    scheduler: str = typer.Option(..., "--scheduler", help=SCHEDULER_HELP),
     iters: int = typer.Option(..., "--iters", help="Total fitting iterations N."),
     stages: int = typer.Option(..., "--stages", help="Number of stages K."),
-    sets: list[str] | None = typer.Option(None, "--set", help="x=10 (sharp_linear), c=250 "
-                                          "(exp_weighted), or guided-DIP keys such as "
-                                          "beta_schedule=cosine, t_max=500, t_min=40."),
+    sets: list[str] | None = typer.Option(None, "--set", help=STAGE_SET_HELP),
     as_json: bool = typer.Option(False, "--json", help='Print {"counts": [...], ...}.'),
     plot: Path | None = typer.Option(None, "--plot", help="Write stage index vs iteration."),
 ) -> None:
@@ -90,12 +104,10 @@ def stages_command(
 
 
 def _plot_betas(name: str, betas, abar, out: Path) -> None:
-    import matplotlib
+    from dipddpm.analysis.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2), dpi=120)
+    fig = new_figure(8, 3.2)
+    a1, a2 = fig.subplots(1, 2)
     a1.plot(betas.numpy())
     a1.set_title(f"{name}: beta_t")
     a2.plot(abar.numpy())
@@ -103,16 +115,13 @@ def _plot_betas(name: str, betas, abar, out: Path) -> None:
     for a in (a1, a2):
         a.set_xlabel("t")
         a.grid(alpha=0.3)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(fig, out, "--plot")
 
 
 @inspect_app.command("betas")
 @user_errors
 def betas_command(
-    schedule: str = typer.Option(..., "--schedule", help="linear, cosine or sigmoid."),
+    schedule: str = typer.Option(..., "--schedule", help="{names:beta_schedules}."),
     timesteps: int = typer.Option(..., "--timesteps", help="Number of timesteps T."),
     sets: list[str] | None = typer.Option(None, "--set", help="Schedule parameter, e.g. "
                                           "min_beta=1e-4 (cosine), scale_with_T=false."),

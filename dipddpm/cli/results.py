@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dipddpm.analysis.plots import PLOT_KINDS
 from dipddpm.cli.app import print_json, results_app, user_errors
 from dipddpm.errors import DipddpmError
 
@@ -128,21 +129,19 @@ def compare_command(
 
 
 @results_app.command(
-    "plot",
-    help=("Draw one figure of a sweep (curves, stages, pareto or importance) and write it to "
-          "--out."))
+    "plot", help=f"Draw one figure of a sweep ({PLOT_KINDS.help()}) and write it to --out.")
 @user_errors
 def plot_command(
     directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
-    kind: str = typer.Option(..., "--kind", help="curves: PSNR/SSIM vs iteration; stages: PSNR "
-                             "with stage boundaries; pareto: quality vs compute; importance: "
-                             "Optuna parameter importances."),
+    kind: str = typer.Option(..., "--kind", help="; ".join(
+        f"{name}: {k.help}" for name, k in PLOT_KINDS.items()) + "."),
     out: Path = typer.Option(..., "--out", help="Image to write (.png, .svg or .pdf)."),
     by: list[str] | None = typer.Option(None, "--by", help=BY_HELP + " curves: mean ± std per "
                                         "group; stages: each group's best trial."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Picks the trials "
                                       "shown; pareto's y axis (default objective)."),
-    top: int | None = typer.Option(None, "--top", help="Trials shown (curves 8, stages 4)."),
+    top: int | None = typer.Option(None, "--top", help="Trials shown (" + ", ".join(
+        f"{name} {k.top}" for name, k in PLOT_KINDS.items() if k.top) + ")."),
     x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
 ) -> None:
     from dipddpm.analysis import load_sweep

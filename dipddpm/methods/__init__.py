@@ -9,29 +9,42 @@ from dipddpm.registry import Registry
 
 METHODS: Registry = Registry("method")
 
+# the problem of the examples' image methods (see Method.example_problem)
+IMAGE_32 = {"image": "skimage:astronaut", "size": 32, "sigma": 25, "seed": 0}
 FIT_METRICS = ("iter", "loss", "psnr_noisy", "psnr_gt", "psnr_gt_sm", "ssim_gt", "psnr_best",
                "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t", "iter_final")
 
 METHODS.register("dip")(Method(
     name="dip", config_cls=dip.DipConfig, run=dip.run_dip, make_problem=image_problem,
-    metrics=FIT_METRICS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan))
+    metrics=FIT_METRICS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan,
+    example_config={**dip.PRESETS["tiny"], "iters": 12, "report_every": 4},
+    example_problem=IMAGE_32))
 METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
     make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
-    check_trial=check_net_size, plan=guided_dip.make_plan))
+    check_trial=check_net_size, plan=guided_dip.make_plan,
+    example_config={**guided_dip.PRESETS["tiny"], "iters": 12, "stages": 3, "report_every": 4},
+    example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS))
 METHODS.register("ddpm")(Method(
     name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
-    metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS))
+    metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS,
+    example_config={**ddpm.PRESETS["tiny"], "iters": 6, "report_every": 2, "val_max": 8,
+                    "sample_count": 2, "sample_steps": 2},
+    example_problem={"dataset": "skimage-patches", "size": 16, "count": 32}))
 METHODS.register("dip_prior_ddpm")(Method(
     name="dip_prior_ddpm", config_cls=dip_prior_ddpm.DipPriorDdpmConfig,
     run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
     metrics=dip_prior_ddpm.METRICS, presets=dip_prior_ddpm.PRESETS, iters_key="dip_iters",
-    check_trial=dip_prior_ddpm.check_trial))
+    check_trial=dip_prior_ddpm.check_trial,
+    example_config={**dip_prior_ddpm.PRESETS["tiny"], "dip_iters": 12, "dip_report_every": 4,
+                    "t0": 3, "baselines": False},
+    example_problem={"image": "skimage:camera", "resize": True, "sigma": 25, "seed": 0}))
 METHODS.register("bm3d")(Method(
     name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
-    metrics=FIT_METRICS, presets=bm3d.PRESETS))
+    metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32))
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
-    metrics=noop.METRICS, presets=noop.PRESETS))
+    metrics=noop.METRICS, presets=noop.PRESETS,
+    example_config={"iters": 6, "report_every": 2}))
 
 __all__ = ["METHODS", "Method", "Result"]

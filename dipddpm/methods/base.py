@@ -58,6 +58,14 @@ class Method:
     # (config, problem) -> StagePlan for the fitting loop: the method's fits can run as the
     # members of one fused net (replicates, a study's pairs); None: they cannot
     plan: Callable[[Any, Any], Any] | None = None
+    # the smallest real run (seconds on CPU): config values and a problem spec. The contract
+    # suite (tests/test_contract_methods.py) runs every registered method on it; a config
+    # field `checkpoint` is given a tiny trained DDPM there
+    example_config: Mapping[str, Any] = field(default_factory=dict)
+    example_problem: Mapping[str, Any] = field(default_factory=dict)
+    # preset name -> problem spec keys that preset implies (guided_dip: its 128x128 forward
+    # noise); a spec's or command line's own problem keys win
+    problem_presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists
@@ -71,3 +79,7 @@ class Method:
                               f"{closest(str(preset), list(self.presets))}; valid presets: "
                               f"{', '.join(sorted(self.presets))}")
         return dict(self.presets[preset])
+
+    def problem_preset(self, preset: str | None) -> dict[str, Any]:
+        """The problem keys `preset` implies ({} for none)."""
+        return dict(self.problem_presets.get(preset, {})) if preset else {}

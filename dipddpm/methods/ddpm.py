@@ -222,6 +222,11 @@ def _steps(cfg: DdpmConfig, n_train: int) -> tuple[int, int, int]:
     return B, spe, total
 
 
+def total_steps(cfg: DdpmConfig, n_train: int) -> int:
+    """The optimizer steps a run on `n_train` training images takes (epochs or iters)."""
+    return _steps(cfg, n_train)[2]
+
+
 @functools.lru_cache(maxsize=2)
 def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The epoch's shuffle, a function of (seed, epoch) only (so a resumed run repeats it);
@@ -234,136 +239,194 @@ def _batch_indices(step: int, n: int, B: int, spe: int, seed: int) -> torch.Tens
     return _epoch_order(n, seed, epoch)[b * B:(b + 1) * B].clone()  # not a view of the cache
 
 
-def train_ddpm(cfg: DdpmConfig, data: ImageDataset, report: Report = no_report, seed: int = 0,
-               resume: dict | None = None, device=None) -> Trained:
-    """Train on data.train; report iter, epoch, step, train_loss, val_loss."""
-    dev = pick_device(device)
-    amp = cfg.amp and dev.type == "cuda"
-    n_train = data.train.shape[0]
-    B, spe, total = _steps(cfg, n_train)
-    process = cfg.process()
-    spec = cfg.net_spec(data.channels, data.image_size)
-    torch.manual_seed(seed)
-    net = TimeUNet(spec).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
-    ema = None
-    if cfg.ema_decay is not None:
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
-                            use_buffers=True)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    train = data.train.to(dev)
+class ValSet:
+    """val_loss's fixed images, t and noise (drawn once from seed + 1), so values are
+    comparable across reports."""
 
-    # val_loss: fixed images, t and noise, so values are comparable across reports
-    val = data.val[:cfg.val_max]
-    if len(val):
-        vg = torch.Generator().manual_seed(seed + 1)
-        val_t = torch.randint(process.T, (len(val),), generator=vg).to(dev)
-        val_noise = torch.randn(val.shape, generator=vg).to(dev)
-        val_x0 = (2 * ImageDataset.as_float(val) - 1).to(dev)
-
-    step, wall_before = 0, 0.0
-    loss_sum = torch.zeros((), device=dev)
-    loss_n = 0
-    best_val, best_val_iter, last_val, last_train = math.inf, 0, math.nan, math.nan
-    if resume is not None:
-        net.load_state_dict(resume["net"])
-        opt.load_state_dict(resume["opt"])
-        if ema is not None:
-            ema.load_state_dict(resume["ema"])
-        g.set_state(resume["gen"].to(g.get_state().device))
-        step, wall_before = resume["step"], resume["wall_s"]
-        best_val, best_val_iter = resume["best_val"], resume["best_val_iter"]
-        last_val, last_train = resume["last_val"], resume["last_train"]
-        loss_sum += resume["loss_sum"]
-        loss_n = resume["loss_n"]
-    t_start = time.perf_counter()
-
-    def sampling_net() -> nn.Module:
-        return ema.module if ema is not None and cfg.sample_with_ema else net
+    def __init__(self, val: torch.Tensor, T: int, seed: int, dev: torch.device) -> None:
+        self.n = len(val)
+        if self.n:
+            vg = torch.Generator().manual_seed(seed + 1)
+            self.t = torch.randint(T, (self.n,), generator=vg).to(dev)
+            self.noise = torch.randn(val.shape, generator=vg).to(dev)
+            self.x0 = (2 * ImageDataset.as_float(val) - 1).to(dev)
 
     @torch.no_grad()
-    def val_loss() -> float:
-        if not len(val):
+    def loss(self, model: nn.Module, process: DiffusionProcess, cfg: DdpmConfig,
+             amp: bool) -> float:
+        """The mean loss of `model` (put in eval mode) over the set; NaN when it is empty."""
+        if not self.n:
             return math.nan
-        m = sampling_net()
-        m.eval()
-        total_loss = 0.0
-        for i in range(0, len(val), 256):
+        model.eval()
+        total = 0.0
+        for i in range(0, self.n, 256):
             sl = slice(i, i + 256)
-            loss = diffusion_loss(m, process, val_x0[sl], val_t[sl], val_noise[sl],
+            loss = diffusion_loss(model, process, self.x0[sl], self.t[sl], self.noise[sl],
                                   cfg.objective, cfg.min_snr_gamma, amp)
-            total_loss += loss.item() * val_x0[sl].shape[0]
-        net.train()
-        return total_loss / len(val)
+            total += loss.item() * self.x0[sl].shape[0]
+        return total / self.n
 
-    def state() -> dict:
-        return {"net": copy.deepcopy(net.state_dict()), "opt": copy.deepcopy(opt.state_dict()),
-                "ema": copy.deepcopy(ema.state_dict()) if ema is not None else None,
-                "gen": g.get_state(), "step": step,
-                "wall_s": wall_before + time.perf_counter() - t_start,
-                "best_val": best_val, "best_val_iter": best_val_iter, "last_val": last_val,
-                "last_train": last_train, "loss_sum": loss_sum.detach().cpu().clone(),
-                "loss_n": loss_n}
 
-    net.train()
-    while step < total:
-        idx = _batch_indices(step, n_train, B, spe, seed).to(dev)
-        x0 = 2 * ImageDataset.as_float(train[idx]) - 1  # (B,C,H,W) in [-1, 1]
-        t = torch.randint(process.T, (x0.shape[0],), generator=g, device=dev)
-        noise = torch.randn(x0.shape, generator=g, device=dev)
-        loss = diffusion_loss(net, process, x0, t, noise, cfg.objective, cfg.min_snr_gamma, amp)
-        opt.zero_grad(set_to_none=True)
+# the loop variables a training state holds besides the weights, optimizer and generator
+LOOP_KEYS = ("step", "wall_s", "best_val", "best_val_iter", "last_val", "last_train",
+             "loss_sum", "loss_n")
+
+
+class _Training:
+    """One training run: the net (in `trained`), Adam, the EMA, the t/eps generator and the
+    loop variables that `state()` saves and `load()` restores."""
+
+    def __init__(self, cfg: DdpmConfig, data: ImageDataset, seed: int, dev: torch.device):
+        self.cfg, self.seed, self.dev = cfg, seed, dev
+        self.amp = cfg.amp and dev.type == "cuda"
+        self.n_train = data.train.shape[0]
+        self.B, self.spe, self.total = _steps(cfg, self.n_train)
+        spec = cfg.net_spec(data.channels, data.image_size)
+        torch.manual_seed(seed)
+        net = TimeUNet(spec).to(dev)
+        self.opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        ema = None if cfg.ema_decay is None else AveragedModel(
+            net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.trained = Trained(net=net, ema=ema, process=cfg.process(), cfg=cfg, spec=spec,
+                               data_spec=dict(data.spec), step=0)
+        self.g = torch.Generator(device=dev).manual_seed(seed)
+        self.train = data.train.to(dev)
+        self.val = ValSet(data.val[:cfg.val_max], self.trained.process.T, seed, dev)
+        self.loop = {"step": 0, "wall_s": 0.0, "best_val": math.inf, "best_val_iter": 0,
+                     "last_val": math.nan, "last_train": math.nan, "loss_n": 0}
+        self.loss_sum = torch.zeros((), device=dev)
+        self.t_start = time.perf_counter()
+
+    def load(self, resume: dict) -> None:
+        t = self.trained
+        t.net.load_state_dict(resume["net"])
+        self.opt.load_state_dict(resume["opt"])
+        if t.ema is not None:
+            t.ema.load_state_dict(resume["ema"])
+        self.g.set_state(resume["gen"].to(self.g.get_state().device))
+        self.loop.update({k: resume[k] for k in LOOP_KEYS if k != "loss_sum"})
+        self.loss_sum += resume["loss_sum"]
+
+    def wall(self) -> float:
+        return self.loop["wall_s"] + time.perf_counter() - self.t_start
+
+    def state(self) -> dict:
+        t = self.trained
+        return {"net": copy.deepcopy(t.net.state_dict()),
+                "opt": copy.deepcopy(self.opt.state_dict()),
+                "ema": copy.deepcopy(t.ema.state_dict()) if t.ema is not None else None,
+                "gen": self.g.get_state(), **self.loop, "wall_s": self.wall(),
+                "loss_sum": self.loss_sum.detach().cpu().clone()}
+
+    def step(self) -> None:
+        """One optimizer step on the next batch (and the EMA every ema_every steps)."""
+        cfg, net, process, dev = self.cfg, self.trained.net, self.trained.process, self.dev
+        idx = _batch_indices(self.loop["step"], self.n_train, self.B, self.spe,
+                             self.seed).to(dev)
+        x0 = 2 * ImageDataset.as_float(self.train[idx]) - 1  # (B,C,H,W) in [-1, 1]
+        t = torch.randint(process.T, (x0.shape[0],), generator=self.g, device=dev)
+        noise = torch.randn(x0.shape, generator=self.g, device=dev)
+        loss = diffusion_loss(net, process, x0, t, noise, cfg.objective, cfg.min_snr_gamma,
+                              self.amp)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        if ema is not None and step % cfg.ema_every == 0:
-            ema.update_parameters(net)
-        loss_sum += loss.detach()
-        loss_n += 1
-        if step % cfg.report_every == 0 or step == total:
-            last_train = (loss_sum / loss_n).item()
-            if not math.isfinite(last_train):
-                raise FloatingPointError(f"train loss is {last_train} at step {step}")
-            loss_sum.zero_()
-            loss_n = 0
-            last_val = val_loss()
-            if last_val < best_val:
-                best_val, best_val_iter = last_val, step
-            report(step, {"iter": step, "epoch": step / spe, "step": step,
-                          "train_loss": last_train, "val_loss": last_val}, state)
+        self.opt.step()
+        self.loop["step"] += 1
+        if self.trained.ema is not None and self.loop["step"] % cfg.ema_every == 0:
+            self.trained.ema.update_parameters(net)
+        self.loss_sum += loss.detach()
+        self.loop["loss_n"] += 1
 
-    trained = Trained(net=net, ema=ema, process=process, cfg=cfg, spec=spec,
-                      data_spec=dict(data.spec), step=step)
-    wall = wall_before + time.perf_counter() - t_start
-    metrics = {"steps": step, "epochs": step / spe, "train_loss_final": last_train,
-               "val_loss_final": last_val, "val_loss_best": best_val,
-               "val_loss_best_iter": best_val_iter, "wall_s": wall,
-               "n_params": n_params(net)}
-    images, extra = {}, {"net_spec": to_dict(spec), "steps_per_epoch": spe}
+    def report_due(self) -> bool:
+        step = self.loop["step"]
+        return step % self.cfg.report_every == 0 or step == self.total
+
+    def metrics(self) -> dict[str, float]:
+        """The report's metrics: the mean train loss since the last report, the val loss."""
+        lp, step = self.loop, self.loop["step"]
+        lp["last_train"] = (self.loss_sum / lp["loss_n"]).item()
+        if not math.isfinite(lp["last_train"]):
+            raise FloatingPointError(f"train loss is {lp['last_train']} at step {step}")
+        self.loss_sum.zero_()
+        lp["loss_n"] = 0
+        lp["last_val"] = self.val.loss(self.trained.model, self.trained.process, self.cfg,
+                                       self.amp)
+        self.trained.net.train()
+        if lp["last_val"] < lp["best_val"]:
+            lp["best_val"], lp["best_val_iter"] = lp["last_val"], step
+        return {"iter": step, "epoch": step / self.spe, "step": step,
+                "train_loss": lp["last_train"], "val_loss": lp["last_val"]}
+
+    def summary(self) -> dict[str, float]:
+        lp = self.loop
+        return {"steps": lp["step"], "epochs": lp["step"] / self.spe,
+                "train_loss_final": lp["last_train"], "val_loss_final": lp["last_val"],
+                "val_loss_best": lp["best_val"], "val_loss_best_iter": lp["best_val_iter"],
+                "wall_s": self.wall(), "n_params": n_params(self.trained.net)}
+
+
+def _finish(tr: _Training, data: ImageDataset) -> Trained:
+    """The summary, and the samples (and FID) drawn with the sampling net."""
+    cfg, trained, dev = tr.cfg, tr.trained, tr.dev
+    trained.step = tr.loop["step"]
+    metrics = tr.summary()
+    images, extra = {}, {"net_spec": to_dict(trained.spec), "steps_per_epoch": tr.spe}
     model = trained.model.eval()
-    gen = torch.Generator(device=dev).manual_seed(seed + 2)
+    gen = torch.Generator(device=dev).manual_seed(tr.seed + 2)
     scfg = SamplerConfig(sampler=cfg.sample_sampler, steps=cfg.sample_steps
                          if cfg.sample_sampler == "ddim" else None)
+    spec = trained.spec
+
+    def draw(n: int) -> torch.Tensor:
+        return sample(model, trained.process, (n, spec.channels, spec.image_size,
+                                               spec.image_size), cfg=scfg,
+                      objective=cfg.objective, generator=gen, device=dev, amp=tr.amp)
+
     if cfg.sample_count:
-        s = sample(model, process, (cfg.sample_count, spec.channels, spec.image_size,
-                                    spec.image_size), cfg=scfg, objective=cfg.objective,
-                   generator=gen, device=dev, amp=amp)
-        images["samples"] = make_grid(s)
+        images["samples"] = make_grid(draw(cfg.sample_count))
     if cfg.fid_samples:
         from dipddpm.fid import fid_kid
 
-        fid = fid_kid(lambda n: sample(model, process, (n, spec.channels, spec.image_size,
-                                                       spec.image_size), cfg=scfg,
-                                       objective=cfg.objective, generator=gen, device=dev,
-                                       amp=amp),
-                      ImageDataset.as_float(data.test), cfg.fid_samples, dev)
+        fid = fid_kid(draw, ImageDataset.as_float(data.test), cfg.fid_samples, dev)
         metrics.update(fid.metrics)
         extra["fid"] = fid.note
-    net.train()
+    trained.net.train()
     trained.result = Result(metrics=metrics, images=images, extra=extra)
     return trained
+
+
+def train_ddpm(cfg: DdpmConfig, data: ImageDataset, report: Report = no_report, seed: int = 0,
+               resume: dict | None = None, device=None) -> Trained:
+    """Train on data.train; report iter, epoch, step, train_loss, val_loss."""
+    tr = _Training(cfg, data, seed, pick_device(device))
+    if resume is not None:
+        tr.load(resume)
+    tr.t_start = time.perf_counter()
+    tr.trained.net.train()
+    while tr.loop["step"] < tr.total:
+        tr.step()
+        if tr.report_due():
+            report(tr.loop["step"], tr.metrics(), tr.state)
+    return _finish(tr, data)
+
+
+class StateSaver:
+    """A report callback that passes each report on and writes the whole training state
+    (`kind` ddpm-train) to `path` at the first report at least `every` steps after the last
+    write, and at the last step: what `--resume` continues from."""
+
+    def __init__(self, report: Report, path: Path, run_config: dict, every: int,
+                 total: int) -> None:
+        self.report, self.path, self.run_config = report, path, run_config
+        self.every, self.total, self.saved_at = every, total, 0
+
+    def __call__(self, it: int, metrics, state) -> None:
+        self.report(it, metrics, state)
+        if it - self.saved_at >= self.every or it == self.total:
+            self.saved_at = it
+            save_checkpoint(self.path, self.run_config, {"state": state()}, kind="ddpm-train")
 
 
 def run_ddpm(cfg: DdpmConfig, problem: ImageDataset, report: Report = no_report, seed: int = 0,

@@ -18,7 +18,7 @@ from dipddpm.diffusion import DiffusionProcess
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.dip import DipConfig
 from dipddpm.methods.fitting import Stage, StagePlan, fit
-from dipddpm.stages import stage_counts
+from dipddpm.stages import STAGE_SCHEDULERS, stage_counts
 from dipddpm.stages.timesteps import stage_target, stage_timesteps
 
 
@@ -62,13 +62,7 @@ class GuidedDipConfig(DipConfig):
     def counts(self, process: DiffusionProcess | None = None) -> list[int]:
         """Iterations per stage from the scheduler (exact counts of SPEC §4.5)."""
         ts = self.timesteps_list()
-        params: dict = {}
-        if self.scheduler == "sharp_linear":
-            params["x"] = self.sharp_linear_x
-        if self.scheduler == "exp_weighted":
-            c = self.exp_c if self.exp_c is not None else (
-                250.0 if self.beta_schedule == "linear" else 400.0)
-            params["c"] = c
+        params = STAGE_SCHEDULERS.get(self.scheduler).values(self)  # its declared parameters
         proc = process or self.process()
         betas = proc.betas[ts].tolist()
         return stage_counts(self.scheduler, self.iters, self.stages, stage_betas=betas, **params)

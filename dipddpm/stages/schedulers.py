@@ -4,9 +4,19 @@ Each is a pure function `(N, K, *, stage_betas, **params) -> counts` with len(co
 sum(counts) == N, counts[k] >= 0, stage 1 (index 0) the most noisy. `stage_betas` holds
 beta_{t_k} per stage; only `exp_weighted` uses it. A scheduler with a per-iteration rule k(i)
 is written as that rule and counted, so it matches the source exactly.
+
+Its registry entry (`StageScheduler`) declares its parameters: the keyword, the guided-DIP
+config field holding the value, and the smallest valid value. A new parameterised scheduler
+is its function, its entry here, and its config field in methods/guided_dip.py.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,12 +74,59 @@ def exp_weighted(N: int, K: int, *, stage_betas=None, c: float = 250.0) -> list[
     return counts + [N - sum(counts)]
 
 
+@dataclass(frozen=True)
+class SchedulerParam:
+    """A keyword parameter of a scheduler function and the config field that sets it."""
+
+    name: str  # the function's keyword, e.g. "x" (also the short `inspect stages --set` key)
+    field: str  # the config field holding it, e.g. "sharp_linear_x"
+    low: float  # the smallest valid value (every N and K work with it)
+    # the value when the field is None (null): from the whole config; None: pass nothing
+    fallback: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class StageScheduler:
+    """A registered stage scheduler: its counting function and its declared parameters."""
+
+    fn: Callable[..., list[int]]
+    params: tuple[SchedulerParam, ...] = ()
+    # config values its source pairs it with (`inspect stages` uses them unless --set)
+    pairs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __call__(self, N: int, K: int, **kw) -> list[int]:
+        return self.fn(N, K, **kw)
+
+    def default(self, param: SchedulerParam) -> Any:
+        """The function's own default of a parameter (for help texts)."""
+        return inspect.signature(self.fn).parameters[param.name].default
+
+    def values(self, cfg: Any) -> dict[str, Any]:
+        """The parameters' values held by a config (keyword -> value)."""
+        out = {}
+        for p in self.params:
+            v = getattr(cfg, p.field)
+            if v is None and p.fallback is not None:
+                v = p.fallback(cfg)
+            if v is not None:
+                out[p.name] = v
+        return out
+
+
+def exp_c_fallback(cfg: Any) -> float:
+    """exp_weighted's c when unset: 250 with linear betas, 400 with the others (SPEC §4.5)."""
+    return 250.0 if cfg.beta_schedule == "linear" else 400.0
+
+
 # registered after definition (not as decorators), so mutation testing reaches them
-STAGE_SCHEDULERS.register("uniform")(uniform)
-STAGE_SCHEDULERS.register("uniform_equal")(uniform_equal)
-STAGE_SCHEDULERS.register("sharp_linear")(sharp_linear)
-STAGE_SCHEDULERS.register("log10_linspace")(log10_linspace)
-STAGE_SCHEDULERS.register("exp_weighted")(exp_weighted)
+STAGE_SCHEDULERS.register("uniform")(StageScheduler(uniform))
+STAGE_SCHEDULERS.register("uniform_equal")(StageScheduler(uniform_equal))
+STAGE_SCHEDULERS.register("sharp_linear")(StageScheduler(
+    sharp_linear, (SchedulerParam("x", "sharp_linear_x", low=0),)))
+STAGE_SCHEDULERS.register("log10_linspace")(StageScheduler(log10_linspace))
+STAGE_SCHEDULERS.register("exp_weighted")(StageScheduler(
+    exp_weighted, (SchedulerParam("c", "exp_c", low=0.0, fallback=exp_c_fallback),),
+    pairs={"beta_schedule": "linear"}))  # the guided-DIP source's pairing
 
 
 def stage_counts(name: str, N: int, K: int, *, stage_betas=None, **params) -> list[int]:

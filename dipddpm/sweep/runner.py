@@ -23,6 +23,7 @@ from dipddpm.errors import DipddpmError
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
 from dipddpm.sweep.storage import Location, check_writable, resolve
+from dipddpm.sweep.study import STUDY_FILE, storage_url
 
 SPEC_FILE = "spec.resolved.yaml"
 TUNE_DIR = "tune"
@@ -66,12 +67,22 @@ def provenance() -> dict[str, str]:
 
 
 def check_sampler(spec: SweepSpec) -> None:
-    if spec.searcher.type == "optuna" and spec.searcher.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise DipddpmError("searcher.sampler cmaes needs the `cmaes` package: pip install "
-                               "cmaes, or use sampler: tpe") from None
+    """The spec's Optuna sampler can be built here: the package it needs is installed."""
+    import importlib
+
+    from dipddpm.sweep.samplers import SAMPLERS
+
+    if spec.searcher.type != "optuna":
+        return
+    name = spec.searcher.sampler
+    needs = SAMPLERS.get(name).requires
+    if needs is None:
+        return
+    try:
+        importlib.import_module(needs)
+    except ImportError:
+        raise DipddpmError(f"searcher.sampler {name} needs the `{needs}` package: pip install "
+                           f"{needs}, or use sampler: tpe") from None
 
 
 def prepare(spec: SweepSpec, resume: bool = False) -> Location:
@@ -93,11 +104,11 @@ def optuna_db(sweep: Location) -> tuple[str, callable]:
     """The local SQLite path of the study, and a function publishing it to the sweep dir
     (a no-op when the sweep dir is local: the study is written in place)."""
     if sweep.local:
-        return os.path.join(sweep.path, "optuna.db"), lambda: None
+        return os.path.join(sweep.path, STUDY_FILE), lambda: None
     cache = Path.home() / ".cache" / "dipddpm" / sweep.path.strip("/").replace("/", "_")
     cache.mkdir(parents=True, exist_ok=True)
-    local = cache / "optuna.db"
-    remote = sweep.child("optuna.db")
+    local = cache / STUDY_FILE
+    remote = sweep.child(STUDY_FILE)
     if remote.exists():  # the published study is the truth; a cached copy may be stale
         with remote.fs.open_input_stream(remote.path) as f:
             local.write_bytes(f.read())
@@ -166,13 +177,13 @@ def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
 
 def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
     from dipddpm.sweep.space import tune_space
     from dipddpm.sweep.trainable import make_trainable
+    from dipddpm.sweep.tune_schedulers import make_scheduler
 
     trainable = make_trainable(spec, sweep.uri)
     tune_path = sweep.child(TUNE_DIR)
@@ -195,15 +206,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         return restore_tuner(spec, tune_path, trainable, ctx), publish
     if spec.searcher.type == "optuna":
         searcher.close_orphans()  # a fresh start on an existing study: nothing is running
-    if spec.scheduler.type == "asha":
-        s = spec.scheduler
-        from dipddpm.sweep.rung_rules import rule_for
-
-        axis = rule_for(spec.method, s.rung_rule).time_attr  # iter, iter_final or iter_gated
-        scheduler = ASHAScheduler(time_attr=axis, max_t=s.max_t, grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor, brackets=s.brackets)
-    else:
-        scheduler = FIFOScheduler()
+    scheduler = make_scheduler(spec.scheduler, spec.method)
     recorder = Recorder(spec, sweep.uri, prov, console, on_trial_end=publish)
     tuner = tune.Tuner(
         trainable, param_space=space,
@@ -261,9 +264,10 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
                      + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
                      + f", scheduler {spec.scheduler.type} on {where}")
         if spec.searcher.type == "optuna" and sweep.local:
-            console.line(f"study: optuna-dashboard sqlite:///{sweep.path}/optuna.db")
+            db = storage_url(f"{sweep.path}/{STUDY_FILE}")
+            console.line(f"study: optuna-dashboard {db}")
         elif spec.searcher.type == "optuna":
-            console.line(f"study: {sweep.uri}/optuna.db (published as trials are asked, "
+            console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
                          f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
         grid = tuner.fit()
         known = tune_trial_ids(grid)

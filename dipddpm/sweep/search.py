@@ -42,13 +42,10 @@ from dipddpm.sweep.rows import reports_in, status_of
 from dipddpm.sweep.samplers import make_sampler
 from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
+from dipddpm.sweep.study import open_study
 
 MAX_SAMPLER_ASKS = 10  # duplicate suggestions of the spec's sampler before random ones
 MAX_RANDOM_ASKS = 200  # random suggestions looking for a configuration not yet tried
-
-
-def storage_url(db_path: str) -> str:
-    return f"sqlite:///{db_path}"
 
 
 class Chosen(BaseSampler):
@@ -86,14 +83,8 @@ class TruthfulOptunaSearch(Searcher):
     @property
     def study(self):
         if self._study is None:
-            import optuna
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)
             # the spec's sampler works on the in-memory copy; this study is told its choice
-            study = optuna.create_study(
-                storage=storage_url(self.db_path), study_name=self.spec.name,
-                direction=self._direction, load_if_exists=True, sampler=Chosen())
-            self._study = study
+            self._study = open_study(self.db_path, self.spec.name, self._direction, Chosen())
         return self._study
 
     @property

@@ -7,20 +7,12 @@ import tempfile
 
 from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec, tune_storage
 from dipddpm.sweep.storage import Location
+from dipddpm.sweep.study import STUDY_FILE, state_counts
 
 
 def study_counts(db_path: str, name: str) -> dict[str, int]:
     """Optuna trials by state (COMPLETE, PRUNED, FAIL, RUNNING), not counting duplicates."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db_path}")
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        if "duplicate_of" in t.user_attrs:
-            continue
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
+    return state_counts(db_path, name)
 
 
 def sweep_status(sweep_dir: str) -> dict:
@@ -44,13 +36,13 @@ def sweep_status(sweep_dir: str) -> dict:
 def published_study(sweep: Location, name: str) -> dict[str, int] | None:
     """study_counts of the sweep's optuna.db (on remote storage: of a temporary copy of the
     one last published), None when there is none."""
-    db = sweep.child("optuna.db")
+    db = sweep.child(STUDY_FILE)
     if sweep.local:
         return study_counts(db.path, name) if os.path.isfile(db.path) else None
     if not db.exists():
         return None
     with tempfile.TemporaryDirectory(prefix="dipddpm-study-") as tmp:
-        local = os.path.join(tmp, "optuna.db")
+        local = os.path.join(tmp, STUDY_FILE)
         with db.fs.open_input_stream(db.path) as f, open(local, "wb") as out:
             out.write(f.read())
         return study_counts(local, name)

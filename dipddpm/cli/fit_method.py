@@ -1,0 +1,150 @@
+"""`dipddpm fit METHOD`: any registered method, its options built from its config dataclass.
+
+The hand-written forms (`fit dip|guided-dip|bm3d|ddpm|dip-prior-ddpm`) keep their own
+options; every other registered method (noop, or one a plug-in registers) gets this command,
+built when it is first asked for (so `dipddpm --help` loads no torch):
+
+    dipddpm fit noop --iters 20 --x 0.1 --json
+    dipddpm fit METHOD --preset tiny --problem image=skimage:camera --set lr=0.01
+
+Each config field is an option (`--report-every 5`, the value read as `--set` reads it);
+`--set key=value` works too, and `--problem key=value` (repeatable) is the problem spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from dipddpm.cli.app import check_image_path, print_json, user_errors
+from dipddpm.cli.progress import ProgressReport
+from dipddpm.config import build, parse_set, to_dict
+from dipddpm.errors import DipddpmError
+
+# the generic command's own options; a config field of the same name is set with --set
+COMMON = ("preset", "set", "problem", "seed", "device", "save", "json", "help")
+
+
+@dataclass(frozen=True)
+class MethodFitArgs:
+    """The options of `dipddpm fit METHOD` (the generic form)."""
+
+    preset: str | None = None
+    sets: list[str] | None = None
+    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> its option
+    problem_sets: list[str] | None = None
+    seed: int = 0
+    device: str = "auto"
+    save: Path | None = None
+    show_progress: bool = True
+
+
+def run_method(name: str, a: MethodFitArgs) -> dict:
+    """Build the config (preset, then --set, then the field options) and the problem, run
+    the method with a progress bar and return its summary."""
+    from dipddpm.data.images import save_image
+    from dipddpm.methods import METHODS
+
+    method = METHODS.get(name)
+    values = {**method.preset_values(a.preset), **parse_set(a.sets),
+              **parse_set([f"{k}={v}" for k, v in a.fields.items()])}
+    cfg = build(method.config_cls, values)
+    if a.save is not None:
+        check_image_path(a.save, "--save")
+    problem = method.make_problem({**method.problem_preset(a.preset),
+                                   **parse_set(a.problem_sets)}, cfg)
+    live = tuple(m for m in method.metrics if m != "iter")[:2]
+    total = max(int(getattr(cfg, method.iters_key, 1) or 1), 1)
+    with ProgressReport(total, live, enabled=a.show_progress) as bar:
+        result = method.run(cfg, problem, report=bar, seed=a.seed, device=a.device)
+    summary = {"method": name, "preset": a.preset, **result.metrics, "config": to_dict(cfg)}
+    if a.save is not None:
+        if "output" not in result.images:
+            raise DipddpmError(f"{name} returns no output image (it has: "
+                               f"{', '.join(result.images) or 'none'}); drop --save")
+        save_image(result.images["output"], a.save)
+        summary["saved"] = str(a.save)
+    return summary
+
+
+def command_name(method: str) -> str:
+    return method.replace("_", "-")
+
+
+def _field_params(cfg_cls: type) -> list[inspect.Parameter]:
+    """One --option per config field (its value a string read as YAML, as --set reads it)."""
+    out = []
+    for f in dataclasses.fields(cfg_cls):
+        flag = command_name(f.name)
+        if flag in COMMON:
+            continue
+        default = "" if f.default is dataclasses.MISSING else f" (default {f.default!r})"
+        out.append(inspect.Parameter(
+            f"field_{f.name}", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+            default=typer.Option(None, f"--{flag}", help=f"{f.name}: {f.type}{default}.",
+                                 show_default=False)))
+    return out
+
+
+def _common_params() -> list[inspect.Parameter]:
+    def opt(name, annotation, default):
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=default)
+
+    return [
+        opt("preset", str | None, typer.Option(None, "--preset", help="Named preset.")),
+        opt("sets", list[str] | None, typer.Option(None, "--set", help="Config override "
+                                                   "key=value (repeatable).")),
+        opt("problem_sets", list[str] | None, typer.Option(
+            None, "--problem", help="Problem key=value (repeatable), e.g. --problem "
+            "image=skimage:camera --problem size=64.")),
+        opt("seed", int, typer.Option(0, "--seed", help="Seed of the run.")),
+        opt("device", str, typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")),
+        opt("save", Path | None, typer.Option(None, "--save", help="Write the output image "
+                                              "here.")),
+        opt("as_json", bool, typer.Option(False, "--json", help="Print one JSON object.")),
+    ]
+
+
+def method_command(name: str):
+    """The click command of `dipddpm fit NAME` for registered method NAME (None if none)."""
+    from dipddpm.methods import METHODS
+
+    if name not in METHODS:
+        return None
+    method = METHODS.get(name)
+
+    def command(**kw) -> None:
+        fields = {k.removeprefix("field_"): v for k, v in kw.items()
+                  if k.startswith("field_") and v is not None}
+        as_json = kw["as_json"]
+        summary = run_method(name, MethodFitArgs(
+            preset=kw["preset"], sets=kw["sets"], fields=fields,
+            problem_sets=kw["problem_sets"], seed=kw["seed"], device=kw["device"],
+            save=kw["save"], show_progress=not as_json))
+        if as_json:
+            print_json(summary)
+            return
+        for k, v in summary.items():
+            if k != "config":
+                typer.echo(f"{k:>24}  {v}")
+
+    command.__signature__ = inspect.Signature(
+        _common_params() + _field_params(method.config_cls))
+    one = typer.Typer(add_completion=False)
+    presets = ", ".join(sorted(method.presets)) or "none"
+    one.command(command_name(name), help=f"Run method {name} once (options: its "
+                f"{method.config_cls.__name__} fields). Presets: {presets}.")(
+        user_errors(command))
+    return typer.main.get_command(one)
+
+
+def method_names() -> list[str]:
+    """The command names of every registered method."""
+    from dipddpm.methods import METHODS
+
+    return [command_name(n) for n in METHODS.names()]

@@ -1,0 +1,128 @@
+"""The one module that opens a sweep's Optuna study (`<sweep dir>/optuna.db`, SQLite):
+for the searcher (sweep/search.py), `sweep status` (sweep/status.py) and the importance plot
+(analysis/plots.py). No Ray here; Optuna is imported when a study is opened.
+
+A study of an earlier version may hold `duplicate_of` trials: a suggestion equal to an
+earlier trial's, holding a copy of its outcome. Every reader counts them once (they ran
+once), through `counted`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from dipddpm.errors import DipddpmError, first_line
+
+STUDY_FILE = "optuna.db"
+DUPLICATE = "duplicate_of"  # user attribute of a trial copying an earlier trial's outcome
+
+
+def storage_url(db_path: str | Path) -> str:
+    return f"sqlite:///{db_path}"
+
+
+def _quiet():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(db_path: str | Path, name: str, direction: str, sampler: Any):
+    """The sweep's study, created on first use, loaded after (the searcher's)."""
+    optuna = _quiet()
+    return optuna.create_study(storage=storage_url(db_path), study_name=name,
+                               direction=direction, load_if_exists=True, sampler=sampler)
+
+
+def counted(trials: list) -> list:
+    """The trials that ran: copies of an earlier outcome (`duplicate_of`) left out."""
+    return [t for t in trials if DUPLICATE not in t.user_attrs]
+
+
+def state_counts(db_path: str | Path, name: str) -> dict[str, int]:
+    """Trials by state (COMPLETE, PRUNED, FAIL, RUNNING), each trial that ran once."""
+    optuna = _quiet()
+    study = optuna.load_study(study_name=name, storage=storage_url(db_path))
+    counts: dict[str, int] = {}
+    for t in counted(study.get_trials(deepcopy=False)):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+def snapshot(db: Path, into: Path) -> Path:
+    """A consistent copy of the study's SQLite file (read-only source; safe while it is
+    written)."""
+    dst = into / STUDY_FILE
+    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        out = sqlite3.connect(dst)
+        with out:
+            src.backup(out)
+        out.close()
+    finally:
+        src.close()
+    return dst
+
+
+def _load_named(storage: str, db: Path, name: str):
+    """The study named `name`, or the only study the file holds."""
+    optuna = _quiet()
+    try:
+        names = optuna.get_all_study_names(storage)
+        found = name if name in names else (names[0] if len(names) == 1 else None)
+        if found is None:
+            raise DipddpmError(f"{db} holds studies {names}, none named {name!r}; "
+                               "expected the study named after the sweep")
+        return optuna.load_study(study_name=found, storage=storage)
+    except DipddpmError:
+        raise
+    except Exception as e:  # sqlite / optuna storage errors: not a readable study
+        raise DipddpmError(f"cannot read the Optuna study in {db}: {first_line(e)}; expected "
+                           "an Optuna SQLite storage written by `dipddpm sweep run`") from None
+
+
+def _evaluator(complete: list, params: set[str]):
+    """PED-ANOVA, or fANOVA (scikit-learn installed) when every trial has every parameter
+    with one distribution: fANOVA assesses only those."""
+    optuna = _quiet()
+    if set(optuna.search_space.intersection_search_space(complete)) == params:
+        try:
+            import sklearn  # noqa: F401  (fANOVA's random forest)
+
+            return optuna.importance.FanovaImportanceEvaluator(seed=0), "fANOVA"
+        except ImportError:
+            pass
+    return optuna.importance.PedAnovaImportanceEvaluator(), "PED-ANOVA"
+
+
+def param_importances(db: Path, name: str) -> tuple[dict[str, float], str, int]:
+    """Optuna importances of the searched parameters of the study in `db` (read from a
+    snapshot): (importances, evaluator, COMPLETE trials used)."""
+    optuna = _quiet()
+    with tempfile.TemporaryDirectory() as tmp:
+        study = _load_named(storage_url(snapshot(db, Path(tmp))), db, name)
+        name = study.study_name
+        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        complete = counted(finished)
+        if len(complete) < len(finished):
+            study = optuna.create_study(directions=study.directions)  # in memory
+            study.add_trials(complete)
+        params = {p for t in complete for p in t.params}
+        if len(complete) < 2 or not params:
+            raise DipddpmError(f"importance needs at least 2 COMPLETE trials with searched "
+                               f"parameters in study {name!r}, got {len(complete)} "
+                               f"trials and {len(params)} parameters")
+        evaluator, label = _evaluator(complete, params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            except (ValueError, RuntimeError) as e:
+                raise DipddpmError(f"Optuna could not compute importances for study "
+                                   f"{name!r}: {first_line(e)}") from None
+    return dict(imp), label, len(complete)
