@@ -169,7 +169,7 @@ def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path, monkeypatch
     shows, to test what a trial does with it.)"""
     import os
 
-    from dipddpm.sweep import spec as spec_module
+    from dipddpm.sweep.spec import validate as spec_module
 
     monkeypatch.setattr(spec_module, "check_space", lambda *a, **k: None)
 

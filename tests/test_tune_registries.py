@@ -20,14 +20,20 @@ def quick_spec(**over):
 
 
 def test_the_spec_validator_accepts_exactly_the_registered_names():
-    """spec.py still lists the names by hand; they must be the registries' (until it reads
-    them from here)."""
-    from dipddpm.sweep import spec
+    """The validator reads the registries: every registered name validates, another is
+    refused with the registered names listed."""
+    from dipddpm.errors import ConfigError
     from dipddpm.sweep.samplers import SAMPLERS
     from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
-    assert set(spec.SAMPLERS) == set(SAMPLERS.names())
-    assert set(spec.SCHEDULERS) == set(TUNE_SCHEDULERS.names())
+    for name in SAMPLERS.names():
+        assert quick_spec(searcher={"type": "optuna", "sampler": name}).searcher.sampler == name
+    for name in TUNE_SCHEDULERS.names():
+        assert quick_spec(scheduler={"type": name, "grace_period": 10}).scheduler.type == name
+    with pytest.raises(ConfigError, match=", ".join(SAMPLERS.names())):
+        quick_spec(searcher={"type": "optuna", "sampler": "annealing"})
+    with pytest.raises(ConfigError, match=", ".join(TUNE_SCHEDULERS.names())):
+        quick_spec(scheduler={"type": "hyperband"})
 
 
 @pytest.mark.parametrize("name, cls", [("tpe", "TPESampler"), ("cmaes", "CmaEsSampler"),
