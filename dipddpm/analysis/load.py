@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from dipddpm.errors import DipddpmError, closest, first_line
+from dipddpm.sweep.columns import SCHEMA_VERSION  # declared once, there
 from dipddpm.sweep.rows import STATUSES  # the statuses the sweep writes
 
-SCHEMA_VERSION = "1"
 TRIAL_COLUMNS = ("sweep", "trial_id", "status", "method", "iters_done")
 METRIC_COLUMNS = ("sweep", "trial_id", "iter", "metric", "value")
 LAYOUT = "<storage>/<sweep>/trials/part-*.parquet, as `dipddpm sweep run` writes"

@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import io
 import json
-import typing
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from dipddpm.errors import DipddpmError, first_line
+from dipddpm.sweep.columns import (  # columns: declared once, there
+    SCHEMA_VERSION,
+    column_type,
+    config_kind,
+)
 from dipddpm.sweep.storage import Location, resolve
 
-SCHEMA_VERSION = "1"
-STRING_COLUMNS = ("sweep", "trial_id", "status", "stopped_by", "error", "method", "preset",
-                  "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
-                  "dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
-                  "python_version", "reproduce")
-INT_COLUMNS = ("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter", "n_pairs")
-FLOAT_COLUMNS = ("objective", "wall_s")
 TIME_COLUMNS = ("started_at", "ended_at")
 
 
@@ -58,68 +55,12 @@ def _write_table(loc: Location, table, sweep: str) -> None:
     loc.write_bytes(buf.getvalue())
 
 
-def is_int_metric(key: str) -> bool:
-    """Summary metrics that count iterations are int64; every other metric is float64
-    (`last.*` columns hold the last report's values, all float64)."""
-    if key.startswith("last."):
-        return False
-    return key.endswith("_iter") or key in ("iters", "n_backtracks")
-
-
-def _config_type(method: str, key: str):
-    import pyarrow as pa
-
-    from dipddpm.methods import METHODS
-
-    hint = typing.get_type_hints(METHODS.get(method).config_cls).get(key, str)
-    if typing.get_origin(hint) in (tuple, list, dict):
-        return pa.string()  # stored as JSON
-    args = set(typing.get_args(hint)) or {hint}
-    for tp, arrow in ((bool, pa.bool_()), (int, pa.int64()), (float, pa.float64())):
-        if tp in args and not (tp is int and bool in args):
-            return arrow
-    return pa.string()
-
-
 def config_value(method: str, key: str, value: Any) -> Any:
     """A config value as its column stores it: a word of a number field that also takes one
     (dip_prior_ddpm's `t0: auto`) is null there, the step it chose being in its own column."""
-    import pyarrow as pa
-
-    if isinstance(value, str) and _config_type(method, key) != pa.string():
+    if isinstance(value, str) and config_kind(method, key) != "string":
         return None
     return value
-
-
-def _value_type(v: Any):
-    import pyarrow as pa
-
-    if isinstance(v, bool):
-        return pa.bool_()
-    if isinstance(v, int):
-        return pa.int64()
-    if isinstance(v, float):
-        return pa.float64()
-    return pa.string()
-
-
-def column_type(row: Mapping[str, Any], key: str):
-    """The arrow type of a trials column (stable across trials of a sweep)."""
-    import pyarrow as pa
-
-    if key in STRING_COLUMNS:
-        return pa.string()
-    if key in INT_COLUMNS:
-        return pa.int64()
-    if key in FLOAT_COLUMNS:
-        return pa.float64()
-    if key in TIME_COLUMNS:
-        return pa.timestamp("us", tz="UTC")
-    if key.startswith("config."):
-        return _config_type(row["method"], key[len("config."):])
-    if key.startswith("problem."):
-        return _value_type(row[key])
-    return pa.int64() if is_int_metric(key) else pa.float64()
 
 
 def flat_value(v: Any) -> Any:
@@ -174,13 +115,13 @@ def _trials_files(loc: Location) -> list[str]:
 
 
 def metrics_schema():
-    """The metrics table's columns (image, replicate: a study's per-pair rows; null for the
-    trial's own values, and absent from files written before studies: read as null)."""
+    """The metrics table's columns (columns.METRICS; image, replicate: a study's per-pair rows,
+    null for the trial's own values and absent from files written before studies)."""
     import pyarrow as pa
 
-    return pa.schema([("sweep", pa.string()), ("trial_id", pa.string()), ("iter", pa.int64()),
-                      ("metric", pa.string()), ("value", pa.float64()),
-                      ("image", pa.string()), ("replicate", pa.int64())])
+    from dipddpm.sweep.columns import METRICS, arrow
+
+    return pa.schema([(k, arrow(v)) for k, v in METRICS.items()])
 
 
 def write_metrics(sweep_dir: str | Location, sweep: str, trial_id: str,
@@ -224,10 +165,6 @@ def read_metrics(sweep_dir: str | Location, trial_id: str) -> list[dict]:
     return table.select(cols).to_pylist()
 
 
-PAIR_STRING_COLUMNS = ("sweep", "trial_id", "image", "reproduce", "artifact_output")
-PAIR_INT_COLUMNS = ("replicate", "seed", "noise_seed", "iter_es")
-
-
 def write_pairs(sweep_dir: str | Location, sweep: str, trial_id: str,
                 rows: list[Mapping[str, Any]]) -> str:
     """Write pairs/part-<trial_id>.parquet: a study trial's row per (image, replicate), with
@@ -236,13 +173,7 @@ def write_pairs(sweep_dir: str | Location, sweep: str, trial_id: str,
 
     rows = [{"sweep": sweep, "trial_id": trial_id, **r} for r in rows]
     keys = list(dict.fromkeys(k for r in rows for k in r))
-
-    def arrow(k: str):
-        if k in PAIR_STRING_COLUMNS:
-            return pa.string()
-        return pa.int64() if k in PAIR_INT_COLUMNS or is_int_metric(k) else pa.float64()
-
-    schema = pa.schema([(k, arrow(k)) for k in keys])
+    schema = pa.schema([(k, column_type(rows[0], k, "pairs")) for k in keys])
     table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows], schema=schema)
     target = _loc(sweep_dir).child("pairs", f"part-{trial_id}.parquet")
     _write_table(target, table, sweep)

@@ -113,6 +113,8 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
     row.update({f"last.{r['metric']}": r["value"] for r in metric_rows(result)
                 if r["image"] is None})
     row.update(summary)
+    # the method's extra result info (guided DIP's stage timesteps and counts), as JSON text
+    row.update({f"extra.{k}": str(v) for k, v in (info.get("extra") or {}).items()})
     arts = info.get("artifacts") or {}
     row["artifact_output"] = arts.get("output", next(iter(arts.values()), None))
     row["artifact_iter"] = info.get("artifact_iter") if arts else None

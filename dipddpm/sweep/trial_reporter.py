@@ -51,6 +51,16 @@ def snapshot_images(loop_state: dict) -> dict[str, Any]:
     return out
 
 
+def _as_text(v: Any) -> str:
+    """A method's extra result value as text: JSON where it can be (stage counts), else str."""
+    import json
+
+    try:
+        return json.dumps(v)
+    except TypeError:
+        return str(v)
+
+
 class TrialReporter:
     """Holds a trial's reporting state (what was sent, held back and checkpointed)."""
 
@@ -150,5 +160,5 @@ class TrialReporter:
         """The final result: the held last report with the summary (and `more` info)."""
         final = self.held[-1] if self.held else dict(self.last)
         final["info"] = {**self.info, "summary": dict(summary),
-                         "extra": {k: str(v) for k, v in extra.items()}, **more}
+                         "extra": {k: _as_text(v) for k, v in extra.items()}, **more}
         self.send(final)
