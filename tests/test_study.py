@@ -186,3 +186,21 @@ def test_folder_and_named_sets_expand(tmp_path):
     assert photos == list(SKIMAGE_SETS["photos"]) and len(photos) >= 3
     assert all(load_image(p).shape[0] == 3 for p in photos)  # colour photos, offline
     assert math.isfinite(len(photos))
+
+
+def test_sweep_show_gives_a_study_s_members_memory_and_gpu_fraction():
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from dipddpm.cli import app
+    from dipddpm.cli.sweep import gpu_fraction
+
+    spec = Path(__file__).resolve().parents[1] / "sweeps" / "study_guided_vs_dip.yaml"
+    r = CliRunner().invoke(app, ["sweep", "show", str(spec), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["members_per_trial"] == 6 and out["memory_per_trial_mib"] > 0
+    assert gpu_fraction(8 * 1024, 80) == 0.15  # 8 GiB + 10% of 80 GiB, up to a twentieth
+    assert gpu_fraction(100 * 1024, 80) is None

@@ -73,9 +73,9 @@ def _trial_footprint(s) -> dict:
     except DipddpmError:  # show works without the images; validate reports them
         members = 1
     out = {"members_per_trial": members, "memory_per_trial_mib": None}
-    if s.method not in ("dip", "guided_dip"):
-        return out
     method = METHODS.get(s.method)
+    if method.plan is None:  # the fused-fit estimate covers the fitting loop's methods
+        return out
     cfg = build(method.config_cls, s.base_values)
     try:
         first = pair_specs(s.problem, s.seed)[0].problem
@@ -83,7 +83,20 @@ def _trial_footprint(s) -> dict:
     except (DipddpmError, OSError):
         return out
     mib = estimate_bytes(cfg, C, H, W, members) / 2**20
-    return {**out, "memory_per_trial_mib": round(mib, 1)}
+    return {**out, "memory_per_trial_mib": round(mib, 1),
+            "gpu_fraction_per_trial": {f"{g} GiB": gpu_fraction(mib, g) for g in GPU_GIB}}
+
+
+GPU_GIB = (24, 80, 141)  # common GPU memory sizes the fraction a trial needs is shown for
+
+
+def gpu_fraction(mib: float, gib: int) -> float | None:
+    """The resources.gpu a trial of this memory needs on a GPU of `gib` GiB (rounded up to a
+    twentieth, with 10% headroom); None when one GPU is too small."""
+    import math
+
+    need = mib * 1.1 / (gib * 1024)
+    return None if need > 1 else max(0.05, math.ceil(need * 20) / 20)
 
 
 @sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set), its "
@@ -124,6 +137,11 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
     typer.echo(f"# members per trial: {footprint['members_per_trial']}; expected memory per "
                f"trial: " + (f"{mib:.0f} MiB (estimate at the base config)" if mib is not None
                              else "not estimated (method without it, or image not found)"))
+    if footprint.get("gpu_fraction_per_trial"):
+        fracs = ", ".join(f"{k}: {'too small' if v is None else v}"
+                          for k, v in footprint["gpu_fraction_per_trial"].items())
+        typer.echo(f"# resources.gpu a trial needs by that estimate, per GPU size: {fracs} "
+                   f"(spec asks {s.resources.gpu})")
     if footprint["members_per_trial"] > 1:
         typer.echo(f"# a study: each trial fits {footprint['members_per_trial']} (image, "
                    f"replicate) pairs; its time and memory grow linearly with them")
