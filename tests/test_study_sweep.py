@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
 TINY = {"width": 8, "depth": 2, "input_depth": 4, "report_every": 5, "es_window": 4,
         "es_patience": 10}
 
@@ -40,6 +38,8 @@ def quiet():
     return SweepConsole("psnr_best", "max", quiet=True)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_study_writes_set_rows_pair_rows_and_pair_curves(ray_local, tmp_path):
     import pandas as pd
     from typer.testing import CliRunner
@@ -47,7 +47,8 @@ def test_a_study_writes_set_rows_pair_rows_and_pair_curves(ray_local, tmp_path):
     from dipddpm.cli import app
     from dipddpm.sweep.runner import run_sweep
 
-    spec = write_spec(tmp_path, name="study", search={"lr": {"grid": [0.01, 0.03]}})
+    spec = write_spec(tmp_path, name="study", search={"lr": {"grid": [0.01, 0.03]}},
+                      baselines=["bm3d"])
     sweep = Path(run_sweep(spec, console=quiet()).path)
     trials = pd.read_parquet(sweep / "trials")
     pairs = pd.read_parquet(sweep / "pairs")
@@ -79,8 +80,25 @@ def test_a_study_writes_set_rows_pair_rows_and_pair_curves(ray_local, tmp_path):
     assert r.exit_code == 0, r.output
     verdict = json.loads(r.output)
     assert verdict["n_pairs"] == 4 and len(verdict["per_image_delta"]) == 2
+    # the baseline ran once on the same observations, and pairs with the trials
+    base = pd.read_parquet(sweep / "baselines")
+    assert len(base) == 4 and set(base["baseline"]) == {"bm3d"}
+    assert (base["psnr_gt_final"] > base["psnr_noisy_input"]).all()
+    first = pairs.drop_duplicates(["image", "replicate"]).set_index(["image", "replicate"])
+    assert (first["psnr_noisy_input"] == base.set_index(["image", "replicate"])
+            .loc[first.index, "psnr_noisy_input"]).all()  # the very same observations
+    r = CliRunner().invoke(app, ["results", "effect", str(sweep), "--a", "baseline=bm3d",
+                                 "--b", "lr=0.03", "--metric", "psnr_es", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["n_pairs"] == 4
+    out = tmp_path / "report.html"
+    r = CliRunner().invoke(app, ["results", "report", str(sweep), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "Against the baselines" in out.read_text()
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_crashed_chunked_study_restarts_from_its_checkpoint(ray_local, tmp_path):
     """Images of two sizes cannot share a fused net: the pairs run chunked, and a crash at
     iteration 17 restarts every pair from the checkpoint at 10, ending as if uninterrupted."""
@@ -107,6 +125,8 @@ def test_a_crashed_chunked_study_restarts_from_its_checkpoint(ray_local, tmp_pat
                                                             abs=1e-5)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_sigkill_driver_then_resume_a_study(ray_local, tmp_path):
     import pandas as pd
 
@@ -166,3 +186,15 @@ def test_bad_studies_are_one_line_before_ray(tmp_path, problem, fixed, metric, m
     assert r.exit_code == 2, r.output
     assert match in r.output and len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("baselines, match", [(["nlm"], "unknown baseline 'nlm'"),
+                                              ("bm3d", "list of names")])
+def test_bad_baselines_are_one_line(tmp_path, baselines, match):
+    from typer.testing import CliRunner
+
+    from dipddpm.cli import app
+
+    spec = write_spec(tmp_path, name="bad", baselines=baselines)
+    r = CliRunner().invoke(app, ["sweep", "validate", str(spec)])
+    assert r.exit_code == 2 and match in r.output, r.output

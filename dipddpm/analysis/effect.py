@@ -163,12 +163,35 @@ def _wilcoxon(d) -> float | None:
     return float(wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
 
 
+def side(sweep: Sweep, filters: Mapping[str, str], flag: str, metric: str,
+         mode: str) -> pd.DataFrame:
+    """A side's observations: `baseline=NAME` is the study's baseline on its observations
+    (sweep/baselines.py); any other filters select trials, narrowed to the best configuration."""
+    if set(filters) == {"baseline"}:
+        return baseline_side(sweep, filters["baseline"], metric, flag)
+    return best_configuration(sweep, select(sweep, filters, flag), metric, mode)
+
+
+def baseline_side(sweep: Sweep, name: str, metric: str, flag: str) -> pd.DataFrame:
+    b = sweep.baselines()
+    names = sorted(set(b["baseline"])) if len(b) else []
+    if name not in names:
+        raise DipddpmError(f"{flag} baseline={name}: sweep {sweep.name!r} has "
+                           f"{'baselines ' + ', '.join(names) if names else 'no baselines'}; "
+                           f"add `baselines: [bm3d]` to a study's spec")
+    b = b[b["baseline"] == name]
+    if metric not in b:
+        raise DipddpmError(f"--metric {metric}: not a column of the baselines table; e.g. "
+                           f"psnr_gt_final, psnr_gt_best, ssim_gt_final")
+    return b[KEYS + [metric]].rename(columns={metric: "value"}).assign(trial_id="baseline")
+
+
 def effect(a_sweep: Sweep, b_sweep: Sweep, a_filters: Mapping[str, str],
            b_filters: Mapping[str, str], metric: str = "psnr_gt_best",
            mode: str = "max") -> Effect:
     """B's best configuration against A's, paired by (image, replicate)."""
-    a = best_configuration(a_sweep, select(a_sweep, a_filters, "--a"), metric, mode)
-    b = best_configuration(b_sweep, select(b_sweep, b_filters, "--b"), metric, mode)
+    a = side(a_sweep, a_filters, "--a", metric, mode)
+    b = side(b_sweep, b_filters, "--b", metric, mode)
 
     def label(sweep: Sweep, filters: Mapping[str, str]) -> str:
         keys = " ".join(f"{k}={v}" for k, v in filters.items()) or "all trials"

@@ -17,7 +17,7 @@ from dipddpm.analysis.tables import records
 from dipddpm.errors import DipddpmError
 
 FORMATS = ("csv", "json")
-TABLES = ("trials", "metrics", "pairs")
+TABLES = ("trials", "metrics", "pairs", "baselines")
 
 
 def table_of(sweep: Sweep, table: str) -> pd.DataFrame:
@@ -29,6 +29,8 @@ def table_of(sweep: Sweep, table: str) -> pd.DataFrame:
         return m
     if table == "pairs":  # a study's row per trial x image x replicate
         return sweep.pairs()
+    if table == "baselines":  # a study's baselines on its observations
+        return sweep.baselines()
     raise DipddpmError(f"--table must be one of {', '.join(TABLES)}, got {table!r}")
 
 

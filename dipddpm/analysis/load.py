@@ -102,19 +102,11 @@ class Sweep:
 
     def pairs(self) -> pd.DataFrame:
         """A study's pairs table: one row per trial x image x replicate (empty: not a study)."""
-        if not self.pair_files:
-            return pd.DataFrame({"trial_id": pd.Series(dtype="string"),
-                                 "image": pd.Series(dtype="string"),
-                                 "replicate": pd.Series(dtype="int64")})
-        import pyarrow as pa
-        import pyarrow.dataset as ds
+        return _read_rows(self.pair_files, "trial_id")
 
-        schemas = _read_schemas(self.pair_files)
-        unified = pa.unify_schemas(schemas, promote_options="permissive")
-        table = ds.dataset([str(f) for f in self.pair_files], schema=unified,
-                           format="parquet").to_table()
-        return to_pandas(table).sort_values(["trial_id", "image", "replicate"],
-                                            ignore_index=True)
+    def baselines(self) -> pd.DataFrame:
+        """A study's baselines table: one row per baseline x image x replicate (empty: none)."""
+        return _read_rows(_part_files(self.path / "baselines"), "baseline")
 
     def metrics(self, names: list[str] | None = None,
                 trial_ids: list[str] | None = None, pairs: bool = False) -> pd.DataFrame:
@@ -180,6 +172,20 @@ def to_pandas(table) -> pd.DataFrame:
     types = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype(),
              pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=types.get)
+
+
+def _read_rows(files: list[Path], first: str) -> pd.DataFrame:
+    """The rows of per-(image, replicate) part files, sorted by (first, image, replicate)."""
+    if not files:
+        return pd.DataFrame({first: pd.Series(dtype="string"),
+                             "image": pd.Series(dtype="string"),
+                             "replicate": pd.Series(dtype="int64")})
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    unified = pa.unify_schemas(_read_schemas(files), promote_options="permissive")
+    table = ds.dataset([str(f) for f in files], schema=unified, format="parquet").to_table()
+    return to_pandas(table).sort_values([first, "image", "replicate"], ignore_index=True)
 
 
 def _part_files(folder: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dipddpm.errors import DipddpmError
 
-RESULT_FOLDERS = ("trials", "metrics", "pairs")
+RESULT_FOLDERS = ("trials", "metrics", "pairs", "baselines")
 RESULT_FILES = ("spec.resolved.yaml", "optuna.db")
 
 

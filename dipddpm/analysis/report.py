@@ -150,6 +150,27 @@ def _header(sweep: Sweep, summary: Summary) -> str:
             f"<p>{badges}</p><ul class='muted'>{items}</ul>")
 
 
+def baseline_sections(sweep: Sweep) -> list[str]:
+    """A study with baselines: the best configuration against each baseline on the same
+    observations, by the GT-free pick (psnr_es) and by the oracle best (psnr_gt_best)."""
+    b = sweep.baselines()
+    if not len(b) or not (sweep.trials["status"] == "COMPLETED").any():
+        return []
+    from dipddpm.analysis.effect_panel import effect_section
+
+    out = ["<h2>Against the baselines, on the same observations</h2>",
+           note("B = the sweep's best configuration by each metric; A = the baseline, run "
+                "once on every (image, replicate) of the study. psnr_es is what a user gets "
+                "without the ground truth; psnr_gt_best is DIP's oracle stop (BM3D has one "
+                "output: its best is its final).")]
+    for name in sorted(set(b["baseline"])):
+        for metric in ("psnr_es", "psnr_gt_best"):
+            out.append(guarded(f"{name}, {metric}", lambda name=name, metric=metric:
+                               effect_section(sweep, {"baseline": name}, {}, metric=metric),
+                               "verdict"))
+    return out
+
+
 def build_report(sweep: Sweep, top: int = 6, sides: tuple[dict, dict] | None = None) -> str:
     """The HTML text of the report; `sides` (A's and B's filters) adds the paired verdict."""
     summary = summarize(sweep, top=top)
@@ -160,6 +181,7 @@ def build_report(sweep: Sweep, top: int = 6, sides: tuple[dict, dict] | None = N
 
         # not guarded: filters that match no trial are the user's error, one line, no page
         parts.append("<h2>Paired verdict: B against A</h2>" + effect_section(sweep, *sides))
+    parts += baseline_sections(sweep)
     parts += ["<h2>Explore</h2>", interactive_sections(sweep, top),
              "<h2>Best trials</h2>",
              _table(summary.top, f"The {len(summary.top)} best trials by {summary.metric}; "

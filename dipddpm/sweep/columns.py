@@ -39,7 +39,8 @@ PAIRS: dict[str, str] = {
     **dict.fromkeys(("sweep", "trial_id", "image", "reproduce", "artifact_output"), STRING),
     **dict.fromkeys(("replicate", "seed", "noise_seed", "iter_es"), INT),
 }
-TABLES = {"trials": TRIALS, "metrics": METRICS, "pairs": PAIRS}
+BASELINES = {**PAIRS, "baseline": STRING}  # sweep/baselines.py: a row per baseline x pair
+TABLES = {"trials": TRIALS, "metrics": METRICS, "pairs": PAIRS, "baselines": BASELINES}
 # summary metrics that count iterations (int64); every other summary metric is float64
 INT_METRICS = ("iters", "n_backtracks")
 

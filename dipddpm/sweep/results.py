@@ -169,14 +169,24 @@ def write_pairs(sweep_dir: str | Location, sweep: str, trial_id: str,
                 rows: list[Mapping[str, Any]]) -> str:
     """Write pairs/part-<trial_id>.parquet: a study trial's row per (image, replicate), with
     that pair's summary metrics (final, best, best_iter, GT-free pick) and its reproduce."""
+    return _write_rows(sweep_dir, sweep, "pairs", trial_id, rows, {"trial_id": trial_id})
+
+
+def write_baseline(sweep_dir: str | Location, sweep: str, name: str,
+                   rows: list[Mapping[str, Any]]) -> str:
+    """Write baselines/part-<name>.parquet: a baseline's row per (image, replicate)."""
+    return _write_rows(sweep_dir, sweep, "baselines", name, rows)
+
+
+def _write_rows(sweep_dir, sweep: str, table: str, part: str, rows, extra=None) -> str:
     import pyarrow as pa
 
-    rows = [{"sweep": sweep, "trial_id": trial_id, **r} for r in rows]
+    rows = [{"sweep": sweep, **(extra or {}), **r} for r in rows]
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    schema = pa.schema([(k, column_type(rows[0], k, "pairs")) for k in keys])
-    table = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows], schema=schema)
-    target = _loc(sweep_dir).child("pairs", f"part-{trial_id}.parquet")
-    _write_table(target, table, sweep)
+    schema = pa.schema([(k, column_type(rows[0], k, table)) for k in keys])
+    out = pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows], schema=schema)
+    target = _loc(sweep_dir).child(table, f"part-{part}.parquet")
+    _write_table(target, out, sweep)
     return target.path
 
 

@@ -43,7 +43,7 @@ for _rule in (RungRule("total", "iter", None, "iterations done"),
     RUNG_RULES.register(_rule.name)(_rule)
 
 # the rule for a method when the spec gives none (benchmarks/results/rung_fidelity.json)
-DEFAULT_RULE = {"guided_dip": "total"}
+DEFAULT_RULE = {"guided_dip": "final"}
 
 
 def rule_for(method: str, rung_rule: str | None) -> RungRule:

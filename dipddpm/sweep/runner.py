@@ -242,6 +242,7 @@ def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) 
 
 def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
             restore: bool, dashboard: bool = False) -> SweepOutcome:
+    from dipddpm.sweep.baselines import run_baselines
     from dipddpm.sweep.lifecycle import mark_running
     from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
@@ -255,6 +256,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
         if not sweep.child(SPEC_FILE).exists():
             sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
             write_problem_images(spec, sweep)
+            run_baselines(spec, sweep, console)  # on the study's observations, once
         tuner, publish = build_tuner(spec, sweep, console, restore)
         if tuner is None:  # nothing restorable yet: the driver died before Tune saved state
             tuner, publish = build_tuner(spec, sweep, console, restore=False)

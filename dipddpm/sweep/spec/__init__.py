@@ -8,14 +8,15 @@ A spec names a method and its problem, the metric to optimise, `fixed:` config v
     name: quick
     method: guided_dip
     preset: tiny
-    problem: {image: "skimage:astronaut", size: 64}
+    problem: {image: "skimage:astronaut", size: 64}   # a study: images: [...], replicates: S
     metric: psnr_best          # must be a key the method reports; mode max|min
     fixed: {iters: 300}
     search:
       scheduler: {choice: [uniform, log10_linspace, exp_weighted]}
       exp_c: {loguniform: [50, 1000], when: {scheduler: exp_weighted}}
     searcher: {type: optuna, sampler: tpe, seed: 0, max_concurrent: 2}
-    scheduler: {type: asha, grace_period: 50, reduction_factor: 3}
+    scheduler: {type: asha, grace_period: 50, reduction_factor: 3}  # rung_rule: the method's
+                               # default (guided_dip: final, rungs in final-stage iterations)
     smoke: {num_samples: 2, fixed: {iters: 20}}
 
 The parts: `schema.py` (the sections, each checking itself; the top-level keys derived from

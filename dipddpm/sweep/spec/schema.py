@@ -151,6 +151,7 @@ class SweepSpec:
     summary_by: str | None = None  # a searched key: the final table shows the best per value
     faults: tuple[Fault, ...] = ()
     compact: bool = True  # at the end, many per-trial Parquet files become a few (compaction.py)
+    baselines: tuple[str, ...] = ()  # run once on the study's observations (sweep/baselines.py)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

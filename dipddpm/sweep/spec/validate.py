@@ -11,6 +11,7 @@ from typing import Any
 
 from dipddpm.config import build, coerce
 from dipddpm.errors import ConfigError, closest, first_line
+from dipddpm.sweep.baselines import check_baselines
 from dipddpm.sweep.spec.schema import (
     TOP_KEYS,
     TRIAL_KEYS,
@@ -174,7 +175,9 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         storage_options=parse_storage_options(data.get("storage_options")),
         seed=coerce("seed", data.get("seed", 0), int), summary_by=summary_by,
         faults=parse_faults(data.get("faults") or []), raw=dict(data),
-        compact=coerce("compact", data.get("compact", True), bool), **_counts(data))
+        compact=coerce("compact", data.get("compact", True), bool),
+        baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
+        **_counts(data))
     check_space(spec, base_cfg, load_problem)
     return spec
 

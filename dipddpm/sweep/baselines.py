@@ -1,0 +1,79 @@
+"""Baselines of a study: classical methods run once on the study's own observations.
+
+`baselines: [bm3d]` in a spec runs each named baseline on every (image, replicate) pair of the
+problem when the sweep starts (on the driver, no Ray: a baseline has nothing to search) and
+writes `baselines/part-<name>.parquet`, a row per pair with the same summary columns as the
+`pairs/` table. `results effect DIR --a baseline=bm3d --b stages=4` and the report then put
+the DIP family next to the baseline on the same observations, paired.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dipddpm.errors import ConfigError
+from dipddpm.registry import Registry
+
+
+@dataclass(frozen=True)
+class Baseline:
+    method: str  # the registered method that computes it
+    config: Mapping[str, Any] = field(default_factory=dict)  # its config values
+    help: str = ""
+
+
+BASELINES: Registry[Baseline] = Registry("baseline")
+BASELINES.register("bm3d")(Baseline(
+    "bm3d", {}, "BM3D (CBM3D for colour) with the problem's sigma, bm3d's default profile"))
+
+
+def check_baselines(names: Any, problem: Mapping[str, Any]) -> tuple[str, ...]:
+    """The spec's `baselines:` list: registered names, for an image problem."""
+    if names is None:
+        return ()
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"baselines must be a list of names, e.g. baselines: [bm3d]; got "
+                          f"{names!r}")
+    for n in names:
+        try:
+            BASELINES.get(n)
+        except ConfigError as e:
+            raise ConfigError(f"baselines: {e}") from None
+    if names and "dataset" in problem:
+        raise ConfigError("baselines: run on image problems; this spec's problem is a dataset "
+                          "(drop baselines:)")
+    return tuple(names)
+
+
+def baseline_rows(name: str, problem: Mapping[str, Any], seed: int) -> list[dict]:
+    """The baseline on every pair of the problem: a row per pair."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.study_pairs import pair_specs
+
+    entry = BASELINES.get(name)
+    method = METHODS.get(entry.method)
+    cfg = build(method.config_cls, dict(entry.config))
+    rows = []
+    for p in pair_specs(problem, seed):
+        res = method.run(cfg, method.make_problem(p.problem, cfg), device="cpu")
+        rows.append({"baseline": name, "image": p.image, "replicate": p.replicate,
+                     "seed": p.seed, "noise_seed": int(p.problem.get("seed", 0)),
+                     **res.metrics})
+    return rows
+
+
+def run_baselines(spec, sweep, console) -> None:
+    """Each of the spec's baselines on its observations, written once per sweep."""
+    from dipddpm.sweep.results import write_baseline
+
+    for name in spec.baselines:
+        t0 = time.perf_counter()
+        rows = baseline_rows(name, spec.problem, spec.seed)
+        write_baseline(sweep, spec.name, name, rows)
+        mean = sum(r["psnr_gt_final"] for r in rows) / len(rows)
+        console.line(f"baseline {name}: {len(rows)} observation(s), mean psnr_gt "
+                     f"{mean:.2f} dB ({time.perf_counter() - t0:.0f} s)")
