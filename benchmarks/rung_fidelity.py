@@ -238,7 +238,8 @@ def main() -> None:
         grid = {"images": images, "size": args.size, "iters": args.iters, "fixed": FIXED,
                 "wall_s": time.perf_counter() - t0}
         OUT.mkdir(exist_ok=True)
-        (OUT / "rung_fidelity_curves.json").write_text(json.dumps({"grid": grid, "fits": fits}))
+        (OUT / "rung_fidelity_curves.json").write_text(json.dumps({**head, "grid": grid,
+                                                                   "fits": fits}))
     result = {**head, "grid": grid, **analyse(fits, grid["iters"], args.seeds, args.trials),
               "seeds": args.seeds, "trials_per_search": args.trials}
     (OUT / "rung_fidelity.json").write_text(json.dumps(result, indent=1))
