@@ -176,8 +176,11 @@ class SampleArgs:
         if self.fid < 0:
             raise ConfigError(f"--fid must be >= 0 samples, got {self.fid}")
         sampler = self.sampler or ("ddim" if self.steps is not None else "ddpm")
-        if sampler not in ("ddpm", "ddim"):
-            raise ConfigError(f"--sampler must be ddpm or ddim, got {sampler!r}")
+        from dipddpm.diffusion.sampling import REVERSE_SAMPLERS
+
+        if sampler not in REVERSE_SAMPLERS:
+            raise ConfigError(f"--sampler must be one of {', '.join(REVERSE_SAMPLERS.names())},"
+                              f" got {sampler!r}")
         check_image_path(self.out, "--out")
         return sampler
 

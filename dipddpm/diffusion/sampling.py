@@ -31,6 +31,7 @@ import torch
 from dipddpm.config import check
 from dipddpm.diffusion.process import DiffusionProcess
 from dipddpm.errors import DipddpmError
+from dipddpm.registry import Registry
 
 Objective = Literal["eps", "x0", "v"]
 
@@ -55,22 +56,27 @@ def check_t0(t0: int, T: int) -> None:
                            f"{t0}; use t0 = {T - 1} to sample from pure noise")
 
 
-def time_pairs(t0: int, T: int, cfg: SamplerConfig) -> list[tuple[int, int]]:
-    """The (t, s) steps of the chain from t0 down to -1 (s = -1: x_0, abar = 1)."""
-    check_t0(t0, T)
-    if cfg.sampler == "ddpm":
-        if cfg.steps is not None and cfg.steps != t0 + 1:
-            raise DipddpmError(
-                f"the ddpm sampler takes every step from t0 = {t0} to 0 ({t0 + 1} steps), got "
-                f"steps={cfg.steps}; use sampler=ddim for fewer steps")
-        return [(t, t - 1) for t in range(t0, -1, -1)]
+def _ancestral_pairs(t0: int, cfg: SamplerConfig) -> list[tuple[int, int]]:
+    if cfg.steps is not None and cfg.steps != t0 + 1:
+        raise DipddpmError(
+            f"the ddpm sampler takes every step from t0 = {t0} to 0 ({t0 + 1} steps), got "
+            f"steps={cfg.steps}; use sampler=ddim for fewer steps")
+    return [(t, t - 1) for t in range(t0, -1, -1)]
+
+
+def _ddim_pairs(t0: int, cfg: SamplerConfig) -> list[tuple[int, int]]:
     S = t0 + 1 if cfg.steps is None else cfg.steps
     if S > t0 + 1:
         raise DipddpmError(f"DDIM steps must be <= t0 + 1 = {t0 + 1}, got {S}")
     grid = np.linspace(-1, t0, S + 1).astype(np.int64)  # int(): truncation toward zero
     grid = [int(v) for v in grid[::-1]]
-    pairs = [(t, s) for t, s in zip(grid[:-1], grid[1:], strict=True) if t != s]
-    return pairs
+    return [(t, s) for t, s in zip(grid[:-1], grid[1:], strict=True) if t != s]
+
+
+def time_pairs(t0: int, T: int, cfg: SamplerConfig) -> list[tuple[int, int]]:
+    """The (t, s) steps of the chain from t0 down to -1 (s = -1: x_0, abar = 1)."""
+    check_t0(t0, T)
+    return REVERSE_SAMPLERS.get(cfg.sampler).pairs(t0, cfg)
 
 
 def reverse_steps(t0: int, T: int, cfg: SamplerConfig) -> int:
@@ -128,6 +134,32 @@ def ddim_step(a_t: float, a_s: float, x0: torch.Tensor, eps: torch.Tensor, eta: 
     return x
 
 
+@dataclass(frozen=True)
+class ReverseSampler:
+    """A reverse sampler: its (t, s) grid from t0 and its step x_t -> x_s."""
+
+    pairs: Callable[[int, SamplerConfig], list[tuple[int, int]]]
+    # (process, x_t, x0_hat, eps_hat, t, s, cfg, noise) -> x_s
+    step: Callable[..., torch.Tensor]
+    help: str
+
+
+def _ancestral(process, x, x0, eps, t, s, cfg, noise):
+    return ancestral_step(process, x, x0, t, cfg.var_type, noise)
+
+
+def _ddim(process, x, x0, eps, t, s, cfg, noise):
+    abar = process.alphas_cumprod
+    return ddim_step(float(abar[t]), float(abar[s]) if s >= 0 else 1.0, x0, eps, cfg.eta, noise)
+
+
+REVERSE_SAMPLERS: Registry[ReverseSampler] = Registry("reverse sampler")
+REVERSE_SAMPLERS.register("ddpm")(ReverseSampler(
+    _ancestral_pairs, _ancestral, "ancestral DDPM: every step from t0 to 0"))
+REVERSE_SAMPLERS.register("ddim")(ReverseSampler(
+    _ddim_pairs, _ddim, "DDIM: S steps (eta 0: deterministic)"))
+
+
 @torch.no_grad()
 def reverse_chain(model: Callable, process: DiffusionProcess, x_t0: torch.Tensor, t0: int,
                   cfg: SamplerConfig = SamplerConfig(), objective: Objective = "eps",
@@ -136,7 +168,7 @@ def reverse_chain(model: Callable, process: DiffusionProcess, x_t0: torch.Tensor
     """Run the chain from x_{t0} (B,C,H,W) at timestep t0 down to x_0; returns x_0 in [-1,1]
     space (not clipped). `callback(i, n)` is called after each of the n steps."""
     pairs = time_pairs(t0, process.T, cfg)
-    abar = process.alphas_cumprod.tolist()
+    step = REVERSE_SAMPLERS.get(cfg.sampler).step
     x = x_t0.float()
 
     def noise() -> torch.Tensor:
@@ -144,10 +176,7 @@ def reverse_chain(model: Callable, process: DiffusionProcess, x_t0: torch.Tensor
 
     for i, (t, s) in enumerate(pairs):
         x0, eps = model_predictions(model, process, x, t, objective, cfg.clip_x0, amp)
-        if cfg.sampler == "ddpm":
-            x = ancestral_step(process, x, x0, t, cfg.var_type, noise)
-        else:
-            x = ddim_step(abar[t], abar[s] if s >= 0 else 1.0, x0, eps, cfg.eta, noise)
+        x = step(process, x, x0, eps, t, s, cfg, noise)
         if callback is not None:
             callback(i + 1, len(pairs))
     return x
