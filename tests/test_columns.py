@@ -15,7 +15,7 @@ from dipddpm.sweep.results import write_trial_row
 
 
 def test_every_table_declares_its_keys():
-    assert {"trials", "metrics", "pairs"} == set(TABLES)
+    assert {"trials", "metrics", "pairs", "baselines"} == set(TABLES)
     assert TRIALS["trial_id"] == "string" and TRIALS["seed"] == "int64"
     assert PAIRS["replicate"] == "int64"
 

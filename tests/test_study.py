@@ -204,3 +204,25 @@ def test_sweep_show_gives_a_study_s_members_memory_and_gpu_fraction():
     assert out["members_per_trial"] == 6 and out["memory_per_trial_mib"] > 0
     assert gpu_fraction(8 * 1024, 80) == 0.15  # 8 GiB + 10% of 80 GiB, up to a twentieth
     assert gpu_fraction(100 * 1024, 80) is None
+
+
+@pytest.mark.parametrize("name", ["quick", "study_guided_vs_dip", "dip_cset9"])
+def test_a_spec_is_the_same_as_its_resolved_file(name):
+    """Run twice into one folder: the stored spec.resolved.yaml must match the spec."""
+    from pathlib import Path
+
+    from dipddpm.sweep.runner import resolved_yaml, same_spec
+    from dipddpm.sweep.spec import load_spec
+
+    s = load_spec(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml", smoke=True)
+    assert same_spec(resolved_yaml(s), s)
+
+
+def test_set_summary_rows_are_consistent_and_one_pair_reports_state_every_time():
+    out, reports = _run(SET, mode="serial")
+    s = out.result.metrics
+    assert s["es_gap_db"] == pytest.approx(s["psnr_gt_best"] - s["psnr_es"])
+    assert s["es_gap_db_pairmean"] == pytest.approx(
+        sum(p["es_gap_db"] for p in out.pairs) / 4)
+    one, reports = _run({"images": ["skimage:astronaut"], "size": 32})
+    assert all(st()["mode"] == "single" for _, _, st in reports[:-1])

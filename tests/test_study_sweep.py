@@ -188,13 +188,15 @@ def test_bad_studies_are_one_line_before_ray(tmp_path, problem, fixed, metric, m
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("baselines, match", [(["nlm"], "unknown baseline 'nlm'"),
-                                              ("bm3d", "list of names")])
-def test_bad_baselines_are_one_line(tmp_path, baselines, match):
+@pytest.mark.parametrize("baselines, problem, match", [
+    (["nlm"], None, "unknown baseline 'nlm'"), ("bm3d", None, "list of names"),
+    (["bm3d"], {"image": "skimage:astronaut", "size": 32}, "one image and seed")])
+def test_bad_baselines_are_one_line(tmp_path, baselines, problem, match):
     from typer.testing import CliRunner
 
     from dipddpm.cli import app
 
-    spec = write_spec(tmp_path, name="bad", baselines=baselines)
+    extra = {"problem": problem} if problem else {}
+    spec = write_spec(tmp_path, name="bad", baselines=baselines, **extra)
     r = CliRunner().invoke(app, ["sweep", "validate", str(spec)])
     assert r.exit_code == 2 and match in r.output, r.output

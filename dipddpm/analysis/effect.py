@@ -28,6 +28,7 @@ from dipddpm.errors import DipddpmError
 
 TIE_DB = 1e-6  # |B - A| at or below this is a tie (identical outputs up to float noise)
 KEYS = ["image", "replicate"]
+SHAPE = ["height", "width"]  # the observation's size (a study's pairs and baselines carry it)
 
 
 @dataclass
@@ -96,7 +97,8 @@ def pairs(sweep: Sweep, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
         if metric not in p:
             raise DipddpmError(f"--metric {metric}: not a column of the pairs table; use "
                                f"one of {', '.join(c for c in p.columns if c not in KEYS)}")
-        return p[["trial_id", *KEYS, metric]].rename(columns={metric: "value"})
+        shape = [c for c in SHAPE if c in p]
+        return p[["trial_id", *KEYS, *shape, metric]].rename(columns={metric: "value"})
     if metric not in trials:
         raise DipddpmError(f"--metric {metric}: not a trials column of sweep {sweep.name!r}; "
                            f"e.g. psnr_gt_best, psnr_gt_final, ssim_gt_final")
@@ -119,6 +121,7 @@ def best_configuration(sweep: Sweep, trials: pd.DataFrame, metric: str,
 def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: str, label_b: str,
            seed: int = 0) -> Effect:
     """The verdict on d = B - A over the (image, replicate) both sides have."""
+    check_same_observations(a, b)
     joined = a.groupby(KEYS)["value"].mean().rename("a").to_frame().join(
         b.groupby(KEYS)["value"].mean().rename("b"), how="inner").dropna()
     d = joined["b"] - joined["a"]
@@ -136,6 +139,23 @@ def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: str, label_b:
     eff.ci = _bootstrap_ci(d.to_numpy(), seed)
     eff.p_wilcoxon = _wilcoxon(d.to_numpy())
     return eff
+
+
+def check_same_observations(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Where both sides record the observation's size, a pair must have one size: an image
+    cropped differently has a different noise draw, so it is not the same observation."""
+    if not all(c in a and c in b for c in SHAPE):
+        return
+    sa = a.groupby(KEYS)[SHAPE].first()
+    sb = b.groupby(KEYS)[SHAPE].first()
+    both = sa.join(sb, how="inner", lsuffix="_a", rsuffix="_b")
+    bad = both[(both["height_a"] != both["height_b"]) | (both["width_a"] != both["width_b"])]
+    if len(bad):
+        (img, rep), r = next(iter(bad.iterrows()))
+        raise DipddpmError(
+            f"A and B saw differently cropped observations at {len(bad)} pair(s) (e.g. {img} "
+            f"replicate {rep}: {r.height_a}x{r.width_a} vs {r.height_b}x{r.width_b}): not the "
+            f"same observations; give the study a size: (or nets of one size rule)")
 
 
 def _bootstrap_ci(d, seed: int) -> tuple[float, float]:
@@ -183,7 +203,9 @@ def baseline_side(sweep: Sweep, name: str, metric: str, flag: str) -> pd.DataFra
     if metric not in b:
         raise DipddpmError(f"--metric {metric}: not a column of the baselines table; e.g. "
                            f"psnr_gt_final, psnr_gt_best, ssim_gt_final")
-    return b[KEYS + [metric]].rename(columns={metric: "value"}).assign(trial_id="baseline")
+    shape = [c for c in SHAPE if c in b]
+    return b[KEYS + shape + [metric]].rename(columns={metric: "value"}).assign(
+        trial_id="baseline")
 
 
 def effect(a_sweep: Sweep, b_sweep: Sweep, a_filters: Mapping[str, str],

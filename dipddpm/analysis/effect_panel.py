@@ -43,8 +43,11 @@ def effect_figure(e: Effect):
 
 
 def effect_section(sweep: Sweep, a: Mapping[str, str], b: Mapping[str, str],
-                   metric: str = "psnr_gt_best") -> str:
+                   metric: str = "psnr_gt_best", mode: str | None = None) -> str:
+    """The verdict's table and plot; `mode` (max|min) picks each side's best configuration,
+    by default the sweep's."""
     from dipddpm.analysis.plotly_embed import figure_div
 
-    e = effect(sweep, sweep, a, b, metric=metric, mode=(sweep.spec or {}).get("mode", "max"))
+    mode = mode or (sweep.spec or {}).get("mode", "max")
+    e = effect(sweep, sweep, a, b, metric=metric, mode=mode)
     return effect_table(e) + figure_div(effect_figure(e), "paired-effect")

@@ -166,9 +166,28 @@ def baseline_sections(sweep: Sweep) -> list[str]:
     for name in sorted(set(b["baseline"])):
         for metric in ("psnr_es", "psnr_gt_best"):
             out.append(guarded(f"{name}, {metric}", lambda name=name, metric=metric:
-                               effect_section(sweep, {"baseline": name}, {}, metric=metric),
+                               effect_section(sweep, {"baseline": name}, {}, metric=metric,
+                                              mode="max"),
                                "verdict"))
     return out
+
+
+def _figures(sweep: Sweep, top: int, categorical: list[str]) -> list[str]:
+    """The report's figures: curves, group means, stages, Pareto front, importances."""
+    parts: list[str] = []
+    parts.append("<h2>Figures</h2>")
+    by = categorical[:2] or None
+    parts.append(_figure("PSNR and SSIM against iteration, best trials",
+                         lambda: plots.plot_curves(sweep, top=top)))
+    if by:
+        names = ", ".join(k.removeprefix("config.") for k in by)
+        parts.append(_figure(f"Mean ± std over the trials of each {names} group",
+                             lambda: plots.plot_curves(sweep, by=by)))
+    parts.append(_figure("Stages", lambda: plots.plot_stages(sweep, by=by)))
+    parts.append(_figure("Quality against compute", lambda: plots.plot_pareto(sweep)))
+    parts.append(_figure("Parameter importances (Optuna)", lambda: plots.plot_importance(sweep)))
+
+    return parts
 
 
 def build_report(sweep: Sweep, top: int = 6, sides: tuple[dict, dict] | None = None) -> str:
@@ -203,18 +222,7 @@ def build_report(sweep: Sweep, top: int = 6, sides: tuple[dict, dict] | None = N
     parts.append(_table(comp.final_best.drop(columns="sweep"), "Final vs best PSNR and best "
                         "iteration (gap = best - final)"))
 
-    parts.append("<h2>Figures</h2>")
-    by = categorical[:2] or None
-    parts.append(_figure("PSNR and SSIM against iteration, best trials",
-                         lambda: plots.plot_curves(sweep, top=top)))
-    if by:
-        names = ", ".join(k.removeprefix("config.") for k in by)
-        parts.append(_figure(f"Mean ± std over the trials of each {names} group",
-                             lambda: plots.plot_curves(sweep, by=by)))
-    parts.append(_figure("Stages", lambda: plots.plot_stages(sweep, by=by)))
-    parts.append(_figure("Quality against compute", lambda: plots.plot_pareto(sweep)))
-    parts.append(_figure("Parameter importances (Optuna)", lambda: plots.plot_importance(sweep)))
-
+    parts += _figures(sweep, top, categorical)
     parts.append("<h2>Images</h2>")
     parts.append(_contact_sheet(sweep, summary))
 

@@ -256,9 +256,9 @@ class Loop:
     @property
     def final_start(self) -> int:
         """Iterations before the plan's final stage (0 for plain DIP): `iter_final`, the
-        iterations done in the final stage, is ASHA's time under the final-stage rung rules."""
-        last = next((s for s in reversed(self.plan().stages) if s.iters > 0), None)
-        return self.N - (last.iters if last is not None else 0)
+        iterations done in the final stage, is ASHA's time under the final-stage rung rules
+        (a plan whose final stage has no iterations is never judged on a noisy stage)."""
+        return self.N - self.plan().stages[-1].iters  # a 0-iteration last stage: never
 
 
 def _check_members(members: list[Member]) -> None:

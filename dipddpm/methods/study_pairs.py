@@ -69,11 +69,12 @@ def pair_specs(problem: Mapping[str, Any], seed: int) -> list[PairSpec]:
     else:
         sources = [base.get("image")]
     noise_seed = int(base.get("seed", 0))
+    seeded = is_study(problem) or "seed" in base  # a plain problem keeps its own keys
     out = []
     for source in sources:
         for r in range(n_rep):
-            spec = {**base, "seed": noise_seed + r}
-            if source is not None:
+            spec = {**base, "seed": noise_seed + r} if seeded else dict(base)
+            if source is not None and "images" in problem:
                 spec["image"] = source
             out.append(PairSpec(str(source), r, spec, int(seed) + r))
     return out

@@ -5,7 +5,9 @@ The set's report at iteration i needs every pair at iteration i, so the pairs ad
 - fused: the DIP family (methods whose registry entry has a `plan`) runs the pairs as the
   members of one fused net when the fusion policy says so (methods/fusion.py: on CUDA; on CPU
   where measured faster) and the images share one shape. Every report has all pairs.
-- chunked: any other method, or where fusion loses, runs each pair up to the next sync point
+- single: a study of one pair runs the method's own loop (its state at every report);
+- chunked: any other method, or where fusion loses or would not fit in the free GPU memory,
+  runs each pair up to the next sync point
   (the first report at or past `sync_every` iterations on), pauses it there by its own
   checkpoint (`state()`, the contract every method keeps: resume equals uninterrupted), and
   moves to the next pair; when all have reached the sync point their reports are given out
@@ -101,28 +103,52 @@ def _chunked(method, cfg, pairs, emit, resume, device, sync_every, curve) -> lis
             return [r[2] for r in runs]
 
 
-def _fused_members(method, cfg, pairs: list[Pair], device, mode: str):
-    """The pairs as fusion members, or None where they run chunked (see the docstring)."""
+def _fused_members(method, cfg, pairs: list[Pair], device, mode: str, resuming: bool):
+    """The pairs as fusion members, or None where they run chunked (see the docstring; also
+    where the fused net would not fit in the free GPU memory, unless resuming a fused run)."""
     if method.plan is None or len(pairs) < 2 or mode == "serial":
         return None
     from dipddpm.methods.fitting import Member, pick_device
-    from dipddpm.methods.fusion import resolve_mode
+    from dipddpm.methods.fusion import check_memory, resolve_mode
 
     if len({tuple(p.problem.observed.shape) for p in pairs}) > 1:
         return None  # different image shapes cannot share one fused net
     members = [Member(p.problem, method.plan(cfg, p.problem), p.seed) for p in pairs]
-    return members if resolve_mode(cfg, members, pick_device(device), mode) == "fused" else None
+    dev = pick_device(device)
+    if resolve_mode(cfg, members, dev, mode) != "fused":
+        return None
+    try:
+        check_memory(cfg, *pairs[0].problem.observed.shape, len(members), dev)
+    except DipddpmError:
+        if resuming:
+            raise
+        return None  # too big to fuse: one pair after another instead
+    return members
 
 
 def _fused(cfg, members, emit, resume, device, curve) -> list[Result]:
-    from dipddpm.methods.fitting import fit_members
+    from dipddpm.methods.fitting import fit_members, pick_device
+    from dipddpm.methods.fusion import _oom_as_rule
 
     def report(it, metrics, state):
         emit(it, metrics, lambda: {"mode": "fused", "loop": state(),
                                    "curve": curve.state_dict()})
 
-    return fit_members(cfg, members, report, resume=resume["loop"] if resume else None,
-                       device=device)
+    dev = pick_device(device)
+    C, H, W = members[0].problem.observed.shape
+    return _oom_as_rule(lambda: fit_members(cfg, members, report,
+                                            resume=resume["loop"] if resume else None,
+                                            device=dev), cfg, C, H, W, len(members), dev)
+
+
+def _single(method, cfg, pair: Pair, emit, resume, device, curve) -> list[Result]:
+    """One pair: the method's own loop, its state at every report (as a plain trial's)."""
+    def report(it, metrics, state):
+        emit(it, [metrics], lambda: {"mode": "single", "loop": state(),
+                                     "curve": curve.state_dict()})
+
+    return [method.run(cfg, pair.problem, report=report, seed=pair.seed,
+                       resume=resume["loop"] if resume else None, device=device)]
 
 
 def run_study(method, cfg, pairs: list[Pair], report: Report = no_report,
@@ -135,13 +161,18 @@ def run_study(method, cfg, pairs: list[Pair], report: Report = no_report,
     emit = _emitter(pairs, curve, report)
     members = None
     if resume is None or resume.get("mode") == "fused":
-        members = _fused_members(method, cfg, pairs, device, "fused" if resume else mode)
+        members = _fused_members(method, cfg, pairs, device, "fused" if resume else mode,
+                                 resuming=resume is not None)
     if members is not None:
         results = _fused(cfg, members, emit, resume, device, curve)
+    elif len(pairs) == 1:
+        results = _single(method, cfg, pairs[0], emit, resume, device, curve)
     else:
         results = _chunked(method, cfg, pairs, emit, resume, device, sync_every, curve)
     rows = [{"image": p.spec.image, "replicate": p.spec.replicate, "seed": p.seed,
-             "noise_seed": int(p.spec.problem.get("seed", 0)), **r.metrics}
+             "noise_seed": int(p.spec.problem.get("seed", 0)),
+             "height": int(p.problem.observed.shape[-2]),
+             "width": int(p.problem.observed.shape[-1]), **r.metrics}
             for p, r in zip(pairs, results, strict=True)]
     summary = curve.summary([r.metrics for r in results])
     first = results[0]

@@ -6,7 +6,8 @@ At every report the set reports, beside each pair's metrics:
                   so it stays honest), psnr_best_iter its iteration
     psnr_best_pairmean: the mean of the pairs' own best-so-far (each its own oracle stop)
 The summary likewise: means over the pairs, except psnr_gt_best / psnr_best_iter (the mean
-curve's best, at report granularity) and psnr_gt_best_pairmean; first_reach_iter is the
+curve's best, at report granularity) and psnr_gt_best_pairmean, es_gap_db (psnr_gt_best -
+psnr_es of the row; es_gap_db_pairmean: the mean of the pairs' own gaps); first_reach_iter is the
 iteration by which every pair reached the threshold (null unless all did).
 A set of one pair is that pair, unchanged (psnr_best_pairmean = psnr_best).
 """
@@ -83,5 +84,8 @@ class SetCurve:
         if "psnr_gt_best" in m and self.best > -math.inf:
             m["psnr_gt_best_pairmean"] = m["psnr_gt_best"]
             m["psnr_gt_best"], m["psnr_best_iter"] = self.best, self.best_iter
+            if m.get("es_gap_db") is not None and m.get("psnr_es") is not None:
+                m["es_gap_db_pairmean"] = m["es_gap_db"]  # each pair against its own oracle
+                m["es_gap_db"] = m["psnr_gt_best"] - m["psnr_es"]  # the set's, as the row
         m["n_pairs"] = len(pairs)
         return m

@@ -31,7 +31,9 @@ BASELINES.register("bm3d")(Baseline(
 
 
 def check_baselines(names: Any, problem: Mapping[str, Any]) -> tuple[str, ...]:
-    """The spec's `baselines:` list: registered names, for an image problem."""
+    """The spec's `baselines:` list: registered names, for a study's image problem."""
+    from dipddpm.methods.study_pairs import is_study
+
     if names is None:
         return ()
     if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
@@ -42,37 +44,47 @@ def check_baselines(names: Any, problem: Mapping[str, Any]) -> tuple[str, ...]:
             BASELINES.get(n)
         except ConfigError as e:
             raise ConfigError(f"baselines: {e}") from None
-    if names and "dataset" in problem:
-        raise ConfigError("baselines: run on image problems; this spec's problem is a dataset "
-                          "(drop baselines:)")
+    if names and ("dataset" in problem or not is_study(problem)):
+        raise ConfigError("baselines: run on a study's observations (problem.images: [...] "
+                          "and/or problem.replicates: S); this problem is "
+                          + ("a dataset" if "dataset" in problem else "one image and seed")
+                          + ": make it a study, or drop baselines:")
     return tuple(names)
 
 
-def baseline_rows(name: str, problem: Mapping[str, Any], seed: int) -> list[dict]:
-    """The baseline on every pair of the problem: a row per pair."""
+def baseline_rows(spec, name: str) -> list[dict]:
+    """The baseline on every pair of the study: the very observations its trials fit (built
+    by the sweep's method at its base config, so cropped alike), a row per pair."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.methods.study_pairs import pair_specs
+    from dipddpm.methods.study_pairs import build_pairs
 
+    own = METHODS.get(spec.method)
+    pairs = build_pairs(own, dict(spec.problem), build(own.config_cls, spec.base_values),
+                        spec.seed)
     entry = BASELINES.get(name)
     method = METHODS.get(entry.method)
     cfg = build(method.config_cls, dict(entry.config))
     rows = []
-    for p in pair_specs(problem, seed):
-        res = method.run(cfg, method.make_problem(p.problem, cfg), device="cpu")
-        rows.append({"baseline": name, "image": p.image, "replicate": p.replicate,
-                     "seed": p.seed, "noise_seed": int(p.problem.get("seed", 0)),
-                     **res.metrics})
+    for p in pairs:
+        res = method.run(cfg, p.problem, device="cpu")
+        H, W = p.problem.observed.shape[-2:]
+        rows.append({"baseline": name, "image": p.spec.image, "replicate": p.spec.replicate,
+                     "seed": p.seed, "noise_seed": int(p.spec.problem.get("seed", 0)),
+                     "height": int(H), "width": int(W), **res.metrics})
     return rows
 
 
 def run_baselines(spec, sweep, console) -> None:
-    """Each of the spec's baselines on its observations, written once per sweep."""
+    """Each of the spec's baselines on its observations, once per sweep: a baseline whose
+    table is not there yet (a first run, or one that died before writing it) runs now."""
     from dipddpm.sweep.results import write_baseline
 
     for name in spec.baselines:
+        if sweep.child("baselines", f"part-{name}.parquet").exists():
+            continue
         t0 = time.perf_counter()
-        rows = baseline_rows(name, spec.problem, spec.seed)
+        rows = baseline_rows(spec, name)
         write_baseline(sweep, spec.name, name, rows)
         mean = sum(r["psnr_gt_final"] for r in rows) / len(rows)
         console.line(f"baseline {name}: {len(rows)} observation(s), mean psnr_gt "

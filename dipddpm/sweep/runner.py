@@ -43,7 +43,7 @@ def resolved_yaml(spec: SweepSpec) -> str:
 def same_spec(stored_text: str, spec: SweepSpec) -> bool:
     """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
     stored = yaml.safe_load(stored_text) or {}
-    new = spec.resolved_dict()
+    new = yaml.safe_load(resolved_yaml(spec))  # both as YAML reads them
     where = ("storage", "storage_options")  # where a sweep is stored is not what it runs
     return ({k: v for k, v in stored.items() if k not in where}
             == {k: v for k, v in new.items() if k not in where})
@@ -256,7 +256,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
         if not sweep.child(SPEC_FILE).exists():
             sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
             write_problem_images(spec, sweep)
-            run_baselines(spec, sweep, console)  # on the study's observations, once
+        run_baselines(spec, sweep, console)  # on the study's observations, once
         tuner, publish = build_tuner(spec, sweep, console, restore)
         if tuner is None:  # nothing restorable yet: the driver died before Tune saved state
             tuner, publish = build_tuner(spec, sweep, console, restore=False)

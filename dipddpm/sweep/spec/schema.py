@@ -187,6 +187,8 @@ class SweepSpec:
                 v = dataclasses.asdict(v)
             elif isinstance(v, Mapping):
                 v = dict(v)
+            elif isinstance(v, tuple):
+                v = list(v)  # as YAML writes it back
             out[f.name] = v
         out["fixed"] = {k: v for k, v in to_dict(build(m.config_cls, self.base_values)).items()
                         if k not in searched}

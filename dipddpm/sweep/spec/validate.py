@@ -247,8 +247,10 @@ def parse_faults(raw: Any) -> tuple:
         try:
             fault = build(Fault, {**{k: v for k, v in f.items() if k != "when"},
                                   "when": tuple(dict(when).items())})
-        except ConfigError as e:
-            raise ConfigError(f"faults[{i}]: {e}") from None
+        except ConfigError as e:  # the field's own rule keeps its name: faults[i].kind ...
+            msg = str(e)
+            sep = "." if msg.split(" ", 1)[0] in ("kind", "at_iter", "times") else ": "
+            raise ConfigError(f"faults[{i}]{sep}{msg}") from None
         out.append(fault)
     return tuple(out)
 
@@ -257,7 +259,10 @@ def check_rung_rule(scheduler: SchedulerSpec, method: Any) -> None:
     """A rung rule computed from a key the method does not report is refused."""
     from dipddpm.sweep.rung_rules import rule_for
 
-    rule = rule_for(method.name, scheduler.rung_rule)
+    try:
+        rule = rule_for(method.name, scheduler.rung_rule)
+    except ConfigError as e:  # scheduler.type none: its __post_init__ did not check it
+        raise ConfigError(f"scheduler.rung_rule: {e}") from None
     if rule.needs is not None and rule.needs not in method.metrics:
         raise ConfigError(f"scheduler.rung_rule: {rule.name!r} counts rungs in the final stage,"
                           f" which {method.name} has no notion of (it reports no "
