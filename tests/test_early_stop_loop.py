@@ -60,3 +60,21 @@ def test_psnr_es_objective_for_the_dip_family_only():
            "problem": {"dataset": "skimage-patches", "size": 16}}
     with pytest.raises(ConfigError, match="'psnr_es' is not reported by ddpm"):
         parse_spec(bad)
+
+
+def test_a_staged_fit_picks_its_early_stop_in_the_final_stage():
+    """Earlier stages fit noisy targets by design: the GT-free rule watches the final one."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+
+    m = METHODS.get("guided_dip")
+    cfg = build(m.config_cls, {**m.presets["tiny"], "width": 8, "depth": 2, "input_depth": 4,
+                               "iters": 60, "stages": 3, "scheduler": "uniform",
+                               "report_every": 5, "es_window": 4, "es_patience": 1000})
+    final_start = cfg.iters - cfg.counts()[-1]
+    problem = m.make_problem({"image": "skimage:astronaut", "size": 32}, cfg)
+    reports = []
+    res = m.run(cfg, problem, report=lambda it, mm, st: reports.append(mm), device="cpu")
+    assert 0 < final_start < cfg.iters
+    assert res.metrics["iter_es"] > final_start
+    assert all(r["iter_es"] == r["iter"] for r in reports if r["iter"] <= final_start)

@@ -19,9 +19,10 @@ the plain fit, on the same code. Metrics are device tensors, read back at report
 members in one read), so a GPU loop is not stalled every iteration (except for backtracking,
 which needs psnr_noisy at once, as in the source).
 
-GT-free early stopping (`es_rule`, early_stop.py) watches the shown outputs on the device; its
-pick is scored against the ground truth only at reports and at the end (`psnr_es`, `iter_es`;
-a fit shorter than the window picks its last output).
+GT-free early stopping (`es_rule`, early_stop.py) watches the shown outputs of the final stage
+(the observation itself; the whole fit for plain DIP: earlier stages fit noisy targets by
+design) on the device; its pick is scored against the ground truth only at reports and at the
+end (`psnr_es`, `iter_es`; a fit shorter than the window picks its last output).
 
 `FitState` holds everything the loop changes; a checkpoint (`state()`) is its fields, each
 saved by its kind, and resume loads them back the same way (`_dump`, `_load`).
@@ -356,8 +357,8 @@ def _observe(loop: Loop, st: FitState, out: torch.Tensor) -> None:
         st.o_sm = st.shown.clone()
     else:
         st.o_sm.lerp_(st.shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
-    if st.es is not None:
-        st.es.update(st.j + 1, st.shown)
+    if st.es is not None and st.j >= loop.final_start:  # the final stage only: earlier
+        st.es.update(st.j + 1, st.shown)  # stages fit noisy targets by design
     a = torch.stack([st.shown, st.shown, st.o_sm], dim=1).clamp_(0, 1)
     if cfg.psnr_uint8:
         a = _quantize(a)
