@@ -390,6 +390,11 @@ def study_section(s: protocols.Study, doc: dict | None) -> list[str]:
         out += [f"Honest number: **{num(honest['psnr_gt_sm_final'])} dB** after "
                 f"{num(honest['iters'])} iterations (trial {honest['number']}): the "
                 f"{honest['rule']}.", ""]
+    if m.get("psnr_es") is not None:
+        gap = m.get("es_gap_db", m.get("psnr_gt_best", m["psnr_es"]) - m["psnr_es"])
+        out += [f"GT-free: the best trial's early-stopping pick (chosen without the ground "
+                f"truth) scores **{num(m['psnr_es'])} dB** at iteration {num(m.get('iter_es'))},"
+                f" {gap:.2f} dB below its max psnr_gt.", ""]
     gt = doc.get("gt_selected_sm")
     if gt:
         out += [f"GT-selected, not honest: {num(gt['metrics'].get('psnr_gt_sm_final'))} dB "

@@ -328,6 +328,26 @@ def test_gt_free_headline_row_and_a_protocol_without_a_run(tmp_path):
     assert "mean over the 9 rows | – | – | – | open | – |" in text
 
 
+def test_gt_free_pick_of_a_search_best_trial(tmp_path):
+    m = {"psnr_gt_best": 24.95, "psnr_best_iter": 86, "iters": 96, "psnr_es": 24.78,
+         "iter_es": 96, "es_gap_db": 0.17}
+    doc = {"schema": "dipddpm.search/2", "study": "beat_staged_f16_mini", "date": "2026-01-01",
+           "command": "python benchmarks/search.py sweeps/beat_staged_f16_mini.yaml",
+           "n_trials": 1, "states": {"COMPLETE": 1}, "wall_s": 3.0, "metric": "psnr_best",
+           "direction": "maximize", "best": {"number": 0, "value": 24.95, "params": {},
+                                             "metrics": m}}
+    (tmp_path / "search-beat_staged_f16_mini.json").write_text(json.dumps(doc))
+    text = ledger.render(tmp_path)
+    row = next(x for x in text.splitlines() if x.startswith("| beat_staged_f16_mini (s"))
+    assert "| 24.78 @96, gap 0.17 (max 24.95) |" in row
+    assert "scores **24.78 dB** at iteration 96, 0.17 dB below its max psnr_gt" in text
+    del m["psnr_es"]  # a search run before the rule: nothing shown, nothing invented
+    (tmp_path / "search-beat_staged_f16_mini.json").write_text(json.dumps(doc))
+    text = ledger.render(tmp_path)
+    row = next(x for x in text.splitlines() if x.startswith("| beat_staged_f16_mini (s"))
+    assert "| 24.95 dB | – |" in row and "GT-free: the best trial" not in text
+
+
 # --- the ledger: incomplete files, smoke runs ------------------------------------------------
 def test_ledger_reports_incomplete_files_and_keeps_smoke_runs_apart(tmp_path):
     no_date = {"schema": "dipddpm.reproduce/2", "protocol": "dip_cset9_mini", "rows": []}
