@@ -150,10 +150,90 @@ def reach_lines(reach: dict) -> list[str]:
     return out
 
 
+ES_HEAD = "GT-free psnr_es @iter | ES gap dB (max psnr_gt)"
+
+
+def es_values(row: dict) -> dict:
+    """A row's GT-free numbers: under `ours`, else its metrics (None where absent)."""
+    ours, m = row.get("ours") or {}, row.get("metrics") or {}
+    return {k: ours.get(k, m.get(k)) for k in ("psnr_es", "iter_es", "psnr_gt_best",
+                                                "es_gap_db")}
+
+
+def es_mean_values(gt: dict) -> dict:
+    """The protocol's GT-free means (`derived.gt_free` of reproduce.py) as row numbers."""
+    return {k: gt.get(f"mean_{k}") for k in ("psnr_es", "iter_es", "psnr_gt_best",
+                                               "es_gap_db")}
+
+
+def es_cells(v: dict | None) -> tuple[str, str]:
+    """('23.90 @120', '0.82 (max 24.72)'): the early-stopping pick's psnr_es and iteration,
+    and the gap to the oracle max psnr_gt; ('open', '–') without a psnr_es."""
+    if not v or v.get("psnr_es") is None:
+        return OPEN, "–"
+    it = v.get("iter_es")
+    pick = num(v["psnr_es"]) + (f" @{it:.0f}" if it is not None else "")
+    best, gap = v.get("psnr_gt_best"), v.get("es_gap_db")
+    if gap is None and best is not None:
+        gap = best - v["psnr_es"]
+    if gap is None:
+        return pick, "–"
+    return pick, f"{gap:.2f}" + (f" (max {num(best)})" if best is not None else "")
+
+
+def row_line(p: protocols.Protocol, r: protocols.Row, got: dict | None,
+             doc: dict | None) -> tuple[str, dict | None]:
+    """One protocol row of the ledger table, and the run record behind it (None: open)."""
+    src = cell(r.source, p.shown) if p.comparable else "n/a"
+    if got is None:
+        return f"| {r.name}: {r.label} | {src} | {OPEN} | – | {OPEN} | – |" + " – |" * 5, None
+    run = row_run(got, doc)
+    hw, date, sha = provenance(run)
+    wall = num(run.get("wall_s", got.get("metrics", {}).get("wall_s")), 0)
+    if "ours" not in got or "metrics" not in got:
+        ours, d, noisy = f"failed: {got.get('error', '?')}", "–", "–"
+        es, gap = "–", "–"
+    else:
+        ours = cell(got["ours"], p.shown)
+        d = delta(got["ours"].get(p.shown[0]), r.source.get(p.shown[0]))
+        noisy = num(got["ours"].get("psnr_noisy_input"))
+        es, gap = es_cells(es_values(got))
+    return (f"| {r.name}: {r.label} | {src} | {ours} | {d} | {es} | {gap} | {noisy} | {wall} | "
+            f"{hw} | {date} | {sha} |"), run
+
+
+def gt_free_line(p: protocols.Protocol, doc: dict | None) -> str:
+    """The protocol's GT-free row: the means over all its rows of the early-stopping pick."""
+    gt = ((doc or {}).get("derived") or {}).get("gt_free")
+    n = len(p.rows)
+    if gt and gt.get("mean_psnr_es") is not None:
+        es, gap = es_cells(es_mean_values(gt))
+    else:
+        es, gap = (f"{OPEN} ({gt['n']} of {n} rows)" if gt else OPEN), "–"
+    return (f"| **gt_free**: GT-free early-stopping pick, mean over the {n} rows | – | – | – | "
+            f"{es} | {gap} |" + " |" * 5)
+
+
+def gt_free_note(p: protocols.Protocol, doc: dict) -> list[str]:
+    """What the GT-free columns mean, the rule the rows used, and the rows without them."""
+    gt = (doc.get("derived") or {}).get("gt_free") or {}
+    rows = {r["name"]: r for r in doc.get("rows", [])}
+    rules = gt.get("rules")
+    old = [r.name for r in p.rows if r.name in rows and "metrics" in rows[r.name]
+           and es_values(rows[r.name])["psnr_es"] is None]
+    out = ["", "GT-free columns: `psnr_es` is the PSNR vs the clean image of the output the "
+               "early-stopping rule picks without looking at the ground truth, at iteration "
+               "`iter_es`; the ES gap is the oracle max psnr_gt (chosen with the ground truth) "
+               f"minus psnr_es. Rule: {', '.join(rules) if rules else 'none recorded'}."]
+    if old:
+        out[-1] += (f" `open` for {', '.join(old)}: measured before the rule existed (no "
+                    "psnr_es); re-run to fill it.")
+    return out
+
+
 def protocol_section(p: protocols.Protocol, doc: dict | None) -> list[str]:
     shown_label = " / ".join(LABELS[k] for k in p.shown if k != "psnr_best_iter") + (
         " @iter" if "psnr_best_iter" in p.shown else "")
-    main = p.shown[0]
     out = [f"### {p.name}", "", p.title + ".", ""]
     if p.note:
         out += [f"Note: {p.note}", ""]
@@ -164,34 +244,31 @@ def protocol_section(p: protocols.Protocol, doc: dict | None) -> list[str]:
         out += [f"Source: {p.source_ref}.", ""]
     rows = {r["name"]: r for r in (doc or {}).get("rows", [])}
     src_head = "source" if p.comparable else "source (n/a: mini)"
-    out += [f"| row | {src_head} {shown_label} | ours {shown_label} | Δ {LABELS[main]} | "
-            f"noisy input (ours) | wall s | hardware | date | git sha |", "|---" * 9 + "|"]
+    out += [f"| row | {src_head} {shown_label} | ours {shown_label} | Δ {LABELS[p.shown[0]]} | "
+            f"{ES_HEAD} | noisy input (ours) | wall s | hardware | date | git sha |",
+            "|---" * 11 + "|"]
     runs = {}
     for r in p.rows:
-        got = rows.get(r.name)
-        src = cell(r.source, p.shown) if p.comparable else "n/a"
-        if got is None:
-            out.append(f"| {r.name}: {r.label} | {src} | {OPEN} | – | – | – | – | – | – |")
-            continue
-        runs[r.name] = run = row_run(got, doc)
-        hw, date, sha = provenance(run)
-        wall = num(run.get("wall_s", got.get("metrics", {}).get("wall_s")), 0)
-        if "ours" not in got or "metrics" not in got:
-            ours, d, noisy = f"failed: {got.get('error', '?')}", "–", "–"
-        else:
-            ours = cell(got["ours"], p.shown)
-            d = delta(got["ours"].get(main), r.source.get(main))
-            noisy = num(got["ours"].get("psnr_noisy_input"))
-        out.append(f"| {r.name}: {r.label} | {src} | {ours} | {d} | {noisy} | {wall} | {hw} | "
-                   f"{date} | {sha} |")
+        line, run = row_line(p, r, rows.get(r.name), doc)
+        out.append(line)
+        if run is not None:
+            runs[r.name] = run
     for a in p.aggregates:
         got = {x["name"]: x for x in (doc or {}).get("aggregates", [])}.get(a.name)
         ours = got.get("ours") if got else None
         out.append(f"| **{a.name}**: {a.label} | {num(a.source) if p.comparable else 'n/a'} | "
                    f"{num(ours) if ours is not None else OPEN} | {delta(ours, a.source)} | "
-                   "| | | | |")
+                   "| | | | | | |")
+    out.append(gt_free_line(p, doc))
     if doc is None:
         return out + [""]
+    out += gt_free_note(p, doc)
+    return out + run_lines(doc, runs) + [""]
+
+
+def run_lines(doc: dict, runs: dict[str, dict]) -> list[str]:
+    """The rows' wall time, the commands that ran them, and the reach table."""
+    out = []
     walls = [r.get("wall_s") for r in runs.values() if r.get("wall_s") is not None]
     if walls:
         out += ["", f"Rows' wall time: {sum(walls):.0f} s in all (the sum of each row's own "
@@ -205,7 +282,7 @@ def protocol_section(p: protocols.Protocol, doc: dict | None) -> list[str]:
     reach = doc.get("derived", {}).get("reach_baseline")
     if reach:
         out += reach_lines(reach)
-    return out + [""]
+    return out
 
 
 def headline(p: protocols.Protocol, doc: dict | None) -> tuple[str, str, str, tuple]:
@@ -228,6 +305,33 @@ def headline(p: protocols.Protocol, doc: dict | None) -> tuple[str, str, str, tu
         runs = [row_run(got, doc)] if ours is not None else []
     src_s = num(src) if p.comparable else "n/a (mini)"
     return label, src_s, num(ours) if ours is not None else OPEN, joined(runs)
+
+
+def headline_es(p: protocols.Protocol, doc: dict | None) -> str:
+    """The GT-free number beside the headline: the headline row's early-stopping pick, or for
+    an aggregate headline (a mean over the rows) the protocol's GT-free means."""
+    if doc is None:
+        return OPEN
+    name = p.headline[0]
+    if name in {a.name for a in p.aggregates}:
+        gt = (doc.get("derived") or {}).get("gt_free")
+        if not gt or gt.get("mean_psnr_es") is None:
+            return f"{OPEN} ({gt['n']} of {gt['n_rows']} rows)" if gt else OPEN
+        values, what = es_mean_values(gt), f"mean of {gt['n_rows']}: "
+    else:
+        row = {r["name"]: r for r in doc.get("rows", [])}.get(name)
+        values, what = (es_values(row) if row else None), ""
+        if row and "metrics" in row and values["psnr_es"] is None:
+            return f"{OPEN} (run before the ES rule)"
+    pick, gap = es_cells(values)
+    return pick if pick == OPEN else f"{what}{pick}, gap {gap}"
+
+
+def study_es(doc: dict | None) -> str:
+    """A search's best trial's GT-free pick, where its metrics carry one."""
+    best = ((doc or {}).get("best") or {}).get("metrics") or {}
+    pick, gap = es_cells(best)
+    return "–" if pick == OPEN else f"{pick}, gap {gap}"
 
 
 def reach_summary(doc: dict) -> str:
@@ -286,6 +390,11 @@ def study_section(s: protocols.Study, doc: dict | None) -> list[str]:
         out += [f"Honest number: **{num(honest['psnr_gt_sm_final'])} dB** after "
                 f"{num(honest['iters'])} iterations (trial {honest['number']}): the "
                 f"{honest['rule']}.", ""]
+    if m.get("psnr_es") is not None:
+        gap = m.get("es_gap_db", m.get("psnr_gt_best", m["psnr_es"]) - m["psnr_es"])
+        out += [f"GT-free: the best trial's early-stopping pick (chosen without the ground "
+                f"truth) scores **{num(m['psnr_es'])} dB** at iteration {num(m.get('iter_es'))},"
+                f" {gap:.2f} dB below its max psnr_gt.", ""]
     gt = doc.get("gt_selected_sm")
     if gt:
         out += [f"GT-selected, not honest: {num(gt['metrics'].get('psnr_gt_sm_final'))} dB "
@@ -334,22 +443,28 @@ def render(results: Path, got: Loaded | None = None) -> str:
              "only from runs. `open` = no measurement yet. `_mini` protocols shrink image, net "
              "and iterations for CI on 2 CPU cores and are **not comparable** to the papers. "
              "Reach goals are fractions (first iteration at the baseline's max psnr_gt / the "
-             "baseline's best iteration), beat goals dB.",
+             "baseline's best iteration), beat goals dB. **GT-free** = what a user gets "
+             "without the ground truth: `psnr_es` is the PSNR of the output the fit's "
+             "early-stopping rule (`es_rule`, dipddpm/early_stop.py) picks without looking at "
+             "the ground truth, at iteration `iter_es`; the gap is the oracle max psnr_gt "
+             "(which needs the ground truth) minus psnr_es. Rows measured before the rule "
+             "existed have no psnr_es and show `open`.",
              "", "## Summary", "",
-             "| protocol | headline | source / goal | ours | hardware | date | git sha | command |",
-             "|---" * 8 + "|"]
+             "| protocol | headline | source / goal | ours | GT-free (ours): psnr_es @iter, "
+             "gap dB (max psnr_gt) | hardware | date | git sha | command |", "|---" * 9 + "|"]
     for p in protocols.PROTOCOLS.values():
         doc = got.repro.get(p.name)
         label, src, ours, (hw, date, sha) = headline(p, doc)
         cmd = f"`{doc.get('command', '?')}`" if doc else "–"
-        lines.append(f"| {p.name} | {label} | {src} | {ours} | {hw} | {date} | {sha} | {cmd} |")
+        lines.append(f"| {p.name} | {label} | {src} | {ours} | {headline_es(p, doc)} | {hw} | "
+                     f"{date} | {sha} | {cmd} |")
     for s in protocols.STUDIES.values():
         doc = got.search.get(s.name)
         ours = study_ours(s, doc) if doc else OPEN
         hw, date, sha = provenance(doc) if doc else ("–", "–", "–")
         cmd = f"`{doc.get('command', '?')}`" if doc else "–"
-        lines.append(f"| {s.name} (search) | {s.goal} | {study_goal(s)} | {ours} | {hw} | "
-                     f"{date} | {sha} | {cmd} |")
+        lines.append(f"| {s.name} (search) | {s.goal} | {study_goal(s)} | {ours} | "
+                     f"{study_es(doc)} | {hw} | {date} | {sha} | {cmd} |")
     lines += ["", "## Reproductions", ""]
     for p in protocols.PROTOCOLS.values():
         lines += protocol_section(p, got.repro.get(p.name))

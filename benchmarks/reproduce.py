@@ -19,6 +19,9 @@ which each reaches it is exact (every iteration, like the baseline's max and its
 
 Fits run in parallel worker processes with --jobs N (default: 4 on CUDA, where one small net
 leaves most of an H100 idle; 1 on CPU). The ground truth is used for metrics only.
+Every row also records the GT-free early-stopping pick (`psnr_es`, `iter_es`, `es_gap_db`:
+the output the config's `es_rule` picks without the ground truth, scored against it), and
+each protocol the means of those over its rows (`derived.gt_free`).
 Set GIT_SHA=<sha> when the tree has no .git (e.g. a copied working tree on a GPU machine).
 """
 
@@ -44,6 +47,9 @@ DEFAULT_DATA = provenance.bench_data()
 RESULTS = Path(__file__).resolve().parent / "results"
 CURVE_KEYS = ("psnr_gt", "psnr_gt_sm", "psnr_noisy")
 # what a row keeps of its run (reproduced from an earlier JSON after --only)
+# the GT-free early-stopping pick (dipddpm/early_stop.py): its psnr vs GT, its iteration and
+# the gap to the oracle max psnr_gt; rows fitted before the rule existed have none
+ES_KEYS = ("psnr_es", "iter_es", "es_gap_db")
 RUN_KEYS = ("metrics", "extra", "config", "problem", "size", "curve", "error", "run")
 
 
@@ -124,17 +130,19 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
         out = done[r.name]
         m = out.get("metrics", {})
         ours = {k: m.get(k) for k in (*r.source, "psnr_gt_best", "psnr_best_iter",
-                                      "psnr_gt_final", "psnr_gt_sm_final", "psnr_noisy_input")}
+                                      "psnr_gt_final", "psnr_gt_sm_final", "psnr_noisy_input",
+                                      *ES_KEYS)}
         rows.append({"name": r.name, "label": r.label, "method": r.method, "preset": r.preset,
                      "image": r.image, "overrides": r.overrides, "source": r.source,
                      "ours": ours, **out})
     aggs = []
     for a in p.aggregates:
-        vals = [d["metrics"][a.metric] for d in done.values() if "metrics" in d]
+        vals = [d["metrics"][a.metric] for d in done.values()
+                if d.get("metrics", {}).get(a.metric) is not None]
         aggs.append({"name": a.name, "metric": a.metric, "label": a.label, "source": a.source,
                      "ours": statistics.fmean(vals) if vals and len(vals) == len(p.rows)
                      else None, "n": len(vals)})
-    derived = {}
+    derived = {"gt_free": gt_free(p, done)}
     target = reach_target(done, p.reach_baseline)
     if target is not None:
         psnr_t, base_iter = target
@@ -145,6 +153,36 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
                      if r.name != p.reach_baseline and r.name in done}}
     fit_s = sum(d["run"]["wall_s"] for d in done.values() if "wall_s" in d.get("run", {}))
     return {"rows": rows, "aggregates": aggs, "derived": derived, "rows_wall_s": fit_s}
+
+
+def es_rule_of(config: dict) -> str | None:
+    """The GT-free rule a row was fitted with, e.g. 'emv (window 100, patience 1000)'."""
+    rule = config.get("es_rule")
+    if rule is None:
+        return None  # fitted before the rule existed
+    if rule == "none":
+        return "none (the last output)"
+    return f"{rule} (window {config.get('es_window')}, patience {config.get('es_patience')})"
+
+
+def gt_free(p: protocols.Protocol, done: dict[str, dict]) -> dict:
+    """What a user gets without the ground truth, over the protocol's rows: the means of the
+    early-stopping pick's psnr_es and iteration, of the oracle max psnr_gt and of the gap
+    (max psnr_gt - psnr_es). The means need every row's psnr_es (else None); `missing` names
+    the rows without one (not run, failed, or measured before the rule existed)."""
+    ms = {r.name: done[r.name].get("metrics") or {} for r in p.rows if r.name in done}
+    have = [m for m in ms.values() if m.get("psnr_es") is not None]
+    complete = len(have) == len(p.rows)
+
+    def mean(key: str) -> float | None:
+        return statistics.fmean(m[key] for m in have) if complete else None
+
+    rules = {es_rule_of(done[n].get("config") or {}) for n in ms}
+    return {"n": len(have), "n_rows": len(p.rows),
+            "missing": [r.name for r in p.rows if ms.get(r.name, {}).get("psnr_es") is None],
+            "rules": sorted(x for x in rules if x),
+            **{f"mean_{k}": mean(k) for k in ("psnr_es", "iter_es", "psnr_gt_best",
+                                              "es_gap_db")}}
 
 
 def _same_row(r: protocols.Row, old: dict) -> bool:
@@ -200,6 +238,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="run only these row names; the other rows of <protocol>.json are kept")
     ap.add_argument("--list", action="store_true", help="list the protocols and exit")
     return ap.parse_args(argv)
+
+
+def _es_text(m: dict) -> str:
+    """The early-stopping pick for the progress line: '23.90 dB @120'."""
+    return "–" if m.get("psnr_es") is None else f"{m['psnr_es']:.2f} dB @{m['iter_es']}"
 
 
 def run_fits(tasks, pool, make_args):
@@ -288,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = out.get("metrics")
                 msg = (f"best {m['psnr_gt_best']:.2f} dB @{m['psnr_best_iter']}  final "
                        f"{m['psnr_gt_final']:.2f}  smoothed {m['psnr_gt_sm_final']:.2f}  "
+                       f"GT-free {_es_text(m)}  "
                        f"({out['run']['wall_s']:.0f} s)" if m else out["error"])
                 print(f"[{n}/{len(tasks)}] {p.name}/{r.name}: {msg}", flush=True)
     finally:

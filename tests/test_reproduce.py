@@ -266,6 +266,88 @@ def test_only_merges_rows_and_keeps_each_rows_provenance(tmp_path, monkeypatch):
     assert "| 2026-02-02 |" in text and "| 2026-01-01 |" in text
 
 
+# --- the GT-free row: the early-stopping pick per row and its protocol means ---------------
+def _es_out(best: float, es: float | None, iter_es: int = 120) -> dict:
+    """A row's run output with (or, es None: without, as before the rule) the ES pick."""
+    out = _out(best, 150)
+    if es is not None:
+        out["metrics"].update(psnr_es=es, iter_es=iter_es, es_gap_db=best - es)
+        out["config"].update(es_rule="emv", es_window=100, es_patience=1000)
+    return out
+
+
+def _write_doc(tmp_path, p, done: dict) -> dict:
+    doc = {"schema": "dipddpm.reproduce/2", "protocol": p.name, "date": "2026-01-01T00:00:00",
+           "command": f"python benchmarks/reproduce.py {p.name}", **reproduce.summarize(p, done)}
+    (tmp_path / f"{p.name}.json").write_text(json.dumps(doc))
+    return doc
+
+
+def test_gt_free_row_means_and_open_rows_in_the_ledger(tmp_path):
+    p = protocols.PROTOCOLS["dip_cset9_mini"]  # headline: a 9-image mean
+    names = [r.name for r in p.rows]
+    done = {n: _es_out(25.0 + i, 24.0 + i / 2, iter_es=100 + 10 * i)
+            for i, n in enumerate(names)}
+    gt = _write_doc(tmp_path, p, done)["derived"]["gt_free"]
+    assert gt["n"] == gt["n_rows"] == 9 and gt["missing"] == []
+    assert gt["mean_psnr_es"] == pytest.approx(24.0 + 2.0)  # mean of i/2, i = 0..8
+    assert gt["mean_psnr_gt_best"] == pytest.approx(29.0)
+    assert gt["mean_es_gap_db"] == pytest.approx(3.0) and gt["mean_iter_es"] == 140
+    assert gt["rules"] == ["emv (window 100, patience 1000)"]
+    text = ledger.render(tmp_path)
+    summary = next(x for x in text.splitlines() if x.startswith("| dip_cset9_mini |"))
+    assert "| mean of 9: 26.00 @140, gap 3.00 (max 29.00) |" in summary
+    assert "| 24.00 @100 | 1.00 (max 25.00) |" in text  # Baboon, i = 0
+    assert "mean over the 9 rows | – | – | – | 26.00 @140 | 3.00 (max 29.00) |" in text
+    assert "Rule: emv (window 100, patience 1000)." in text
+
+    done["F16"] = _es_out(26.0, None)  # measured before the rule existed: no invented number
+    gt = _write_doc(tmp_path, p, done)["derived"]["gt_free"]
+    assert gt["n"] == 8 and gt["missing"] == ["F16"] and gt["mean_psnr_es"] is None
+    text = ledger.render(tmp_path)
+    summary = next(x for x in text.splitlines() if x.startswith("| dip_cset9_mini |"))
+    assert "| open (8 of 9 rows) |" in summary
+    assert "| F16: DIP on F16 [mini: 32², 150 it] | n/a | 25.90 / 25.50 | – | open | – |" in text
+    assert "`open` for F16: measured before the rule existed" in text
+
+
+def test_gt_free_headline_row_and_a_protocol_without_a_run(tmp_path):
+    p = protocols.PROTOCOLS["staged_dip_f16_mini"]  # headline: the sharp_linear_k50 row
+    done = {r.name: _es_out(24.0, 23.5, iter_es=180) for r in p.rows}
+    done["sharp_linear_k50"] = _es_out(24.0, None)
+    _write_doc(tmp_path, p, done)
+    text = ledger.render(tmp_path)
+    rows = {x.split(" |")[0]: x for x in text.splitlines() if x.startswith("| ")}
+    assert "| open (run before the ES rule) |" in rows["| staged_dip_f16_mini"]
+    done["sharp_linear_k50"] = _es_out(24.0, 23.25, iter_es=200)
+    _write_doc(tmp_path, p, done)
+    text = ledger.render(tmp_path)
+    rows = {x.split(" |")[0]: x for x in text.splitlines() if x.startswith("| ")}
+    assert "| 23.25 @200, gap 0.75 (max 24.00) |" in rows["| staged_dip_f16_mini"]
+    assert "| open |" in rows["| dip_cset9"]  # no results file: open, nothing invented
+    assert "mean over the 9 rows | – | – | – | open | – |" in text
+
+
+def test_gt_free_pick_of_a_search_best_trial(tmp_path):
+    m = {"psnr_gt_best": 24.95, "psnr_best_iter": 86, "iters": 96, "psnr_es": 24.78,
+         "iter_es": 96, "es_gap_db": 0.17}
+    doc = {"schema": "dipddpm.search/2", "study": "beat_staged_f16_mini", "date": "2026-01-01",
+           "command": "python benchmarks/search.py sweeps/beat_staged_f16_mini.yaml",
+           "n_trials": 1, "states": {"COMPLETE": 1}, "wall_s": 3.0, "metric": "psnr_best",
+           "direction": "maximize", "best": {"number": 0, "value": 24.95, "params": {},
+                                             "metrics": m}}
+    (tmp_path / "search-beat_staged_f16_mini.json").write_text(json.dumps(doc))
+    text = ledger.render(tmp_path)
+    row = next(x for x in text.splitlines() if x.startswith("| beat_staged_f16_mini (s"))
+    assert "| 24.78 @96, gap 0.17 (max 24.95) |" in row
+    assert "scores **24.78 dB** at iteration 96, 0.17 dB below its max psnr_gt" in text
+    del m["psnr_es"]  # a search run before the rule: nothing shown, nothing invented
+    (tmp_path / "search-beat_staged_f16_mini.json").write_text(json.dumps(doc))
+    text = ledger.render(tmp_path)
+    row = next(x for x in text.splitlines() if x.startswith("| beat_staged_f16_mini (s"))
+    assert "| 24.95 dB | – |" in row and "GT-free: the best trial" not in text
+
+
 # --- the ledger: incomplete files, smoke runs ------------------------------------------------
 def test_ledger_reports_incomplete_files_and_keeps_smoke_runs_apart(tmp_path):
     no_date = {"schema": "dipddpm.reproduce/2", "protocol": "dip_cset9_mini", "rows": []}
@@ -325,6 +407,8 @@ def test_mini_protocols_write_json_with_real_numbers(mini_results):
             assert all(math.isfinite(m[k]) for k in ("psnr_gt_best", "psnr_gt_final",
                                                      "psnr_gt_sm_final", "psnr_noisy_input"))
             assert 0 < m["psnr_best_iter"] <= m["iters"]
+            assert 0 < m["iter_es"] <= m["iters"] and m["psnr_es"] <= m["psnr_gt_best"]
+            assert row["ours"]["psnr_es"] == m["psnr_es"]  # the GT-free row is filled
             assert len(row["curve"]["iter"]) == m["iters"] // 10
         assert doc["rows_wall_s"] == pytest.approx(sum(r["run"]["wall_s"] for r in doc["rows"]))
         if name != "guided_dip_butterfly_mini":  # the guided preset's small lr: not in 200 it
@@ -334,6 +418,9 @@ def test_mini_protocols_write_json_with_real_numbers(mini_results):
     mean = {a["name"]: a["ours"] for a in cset["aggregates"]}
     finals = [r["metrics"]["psnr_gt_final"] for r in cset["rows"]]
     assert mean["mean_psnr_gt_final"] == pytest.approx(sum(finals) / 9)
+    gt = cset["derived"]["gt_free"]
+    assert gt["n"] == 9 and gt["mean_psnr_es"] == pytest.approx(
+        sum(r["metrics"]["psnr_es"] for r in cset["rows"]) / 9)
     staged = json.loads((out / "staged_dip_f16_mini.json").read_text())
     reach = staged["derived"]["reach_baseline"]
     target = staged["rows"][0]["metrics"]["psnr_gt_best"]
