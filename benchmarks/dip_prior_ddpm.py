@@ -194,10 +194,11 @@ def pick_t0(trained, base: DipPriorDdpmConfig, val: list[ImageProblem], dips: to
     return max(scores, key=scores.get), scores
 
 
-def auto_arms(arms: Arms, trained, base, dips, dip_walls, dev) -> list[int]:
+def auto_arms(arms: Arms, trained, base, dips, dip_walls, dev) -> tuple[list, list]:
     """DIP-prior with t0 auto (the method's rule per pair), both init modes; pairs sharing a
-    t0 run as one batch. Returns the picked t0 per pair."""
-    picked = [auto_t0(trained.process, d)[0] for d in dips]
+    t0 run as one batch. Returns the picked t0 and sigma_hat (0-255) per pair."""
+    auto = [auto_t0(trained.process, d) for d in dips]
+    picked = [t for t, _ in auto]
     for mode in ("q_sample", "scaled"):
         for t0 in sorted(set(picked)):
             idx = [i for i, t in enumerate(picked) if t == t0]
@@ -205,11 +206,11 @@ def auto_arms(arms: Arms, trained, base, dips, dip_walls, dev) -> list[int]:
             out, wall = chain(trained, dips[idx], cfg, 31 + t0, dev)
             arms.add(dip_prior("auto", mode), out, idx, t0 + 1 if t0 else 0, wall, t0,
                      dip_walls)
-    return picked
+    return picked, [255 * sig for _, sig in auto]
 
 
 def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls, t_fix: int,
-              t_match: int, dev) -> tuple[Arms, list[int]]:
+              t_match: int, dev) -> tuple[Arms, tuple]:
     """Every DDPM-based arm of one training budget on every pair."""
     arms, idx = Arms(obs), list(range(len(obs)))
     ys = torch.stack([p.observed for p in obs])
@@ -222,7 +223,7 @@ def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls, t_fix: in
     cfg = dataclasses.replace(base, t0=t_fix, init_mode="scaled")
     out, wall = chain(trained, dips, cfg, 3000 + t_fix, dev)
     arms.add(dip_prior(t_fix, "scaled"), out, idx, t_fix + 1, wall, t_fix, dip_walls)
-    picked = auto_arms(arms, trained, base, dips, dip_walls, dev)
+    auto = auto_arms(arms, trained, base, dips, dip_walls, dev)
     cfg = dataclasses.replace(base, t0=t_match, init_mode="scaled")
     out, wall = chain(trained, ys, cfg, 4000, dev)
     arms.add(from_y(t_match, "scaled (matched t)"), out, idx, t_match + 1, wall, t_match)
@@ -230,7 +231,7 @@ def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls, t_fix: in
     t = time.perf_counter()
     out = from_noise(trained, tuple(ys.shape), 50, base, g)
     arms.add(FLOOR, out, idx, 50, time.perf_counter() - t)
-    return arms, picked
+    return arms, auto
 
 
 def matched_t(process, sigma: float) -> int:
@@ -349,14 +350,15 @@ def bm3d_rows(obs) -> list[dict]:
 def budget(trained, base, obs, dips, dip_walls, bm3d, val, val_dips, t_match, dev) -> dict:
     """Every arm and verdict at one training budget."""
     t_fix, t0_scores = pick_t0(trained, base, val, val_dips, dev)
-    arms, picked = ddpm_arms(trained, base, obs, dips, dip_walls, t_fix, t_match, dev)
+    arms, (picked, sigma_hat) = ddpm_arms(trained, base, obs, dips, dip_walls, t_fix,
+                                          t_match, dev)
     shared_arms(arms, obs, dips, dip_walls, bm3d)
     m = trained.result.metrics
     print(f"budget {trained.step} steps: fixed t0 {t_fix} (val), auto t0 {picked}", flush=True)
     sweep = [(a, dip_prior(t0, "q_sample")) for t0 in T0S for a in (DIP_ALONE, from_y(t0))]
     return {"steps": trained.step, "val_loss": m["val_loss_final"],
             "train_wall_s": m["wall_s"], "t0_fixed": t_fix, "t0_val_psnr": t0_scores,
-            "t0_auto": picked, "table": summary(arms),
+            "t0_auto": picked, "t0_auto_sigma_hat": sigma_hat, "table": summary(arms),
             "verdicts": verdicts(arms, comparisons(t_fix, t_match)),
             "sweep_verdicts": verdicts(arms, sweep), "pairs": arms.rows}
 
@@ -387,7 +389,7 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--replicates", type=int, default=2, help="noise seeds per patch (>= 2)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--dip-max-iters", type=int, default=400,
+    ap.add_argument("--dip-max-iters", type=int, default=200,
                     help="length of the validation DIP runs that pick the iteration count")
     ap.add_argument("--timing-max-steps", type=int, default=1000,
                     help="longest chain of the timing table (1000 adds the full ancestral)")
@@ -513,7 +515,9 @@ def md_setup(r: dict) -> list[str]:
             f"{half['t0_fixed']} (N/2) and {full['t0_fixed']} (N), the best of "
             f"{list(T0S)}. Matched t = {r['t_matched']} (forward noise = sigma). t0 auto "
             f"(the method's estimate_sigma rule on the DIP estimate) picked t0 in {autos} "
-            f"(per pair: {full['t0_auto']}).", "",
+            f"(per pair: {full['t0_auto']}): the DIP estimates' remaining noise sigma_hat "
+            f"(estimate_sigma, 0-255) is {statistics.mean(full['t0_auto_sigma_hat']):.2f} on "
+            f"average against y's {r['sigma']:g}.", "",
             f"Method check: run_dip_prior_ddpm end to end (t0 auto) on the first pair picks "
             f"t0 {r['method_check']['t0_method']} (the study: "
             f"{r['method_check']['t0_study']}), DIP estimate "
