@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import platform
 import statistics
@@ -209,20 +210,18 @@ def auto_arms(arms: Arms, trained, base, dips, dip_walls, dev) -> tuple[list, li
     return picked, [255 * sig for _, sig in auto]
 
 
-def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls, t_fix: int,
+def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls,
               t_match: int, dev) -> tuple[Arms, tuple]:
     """Every DDPM-based arm of one training budget on every pair."""
     arms, idx = Arms(obs), list(range(len(obs)))
     ys = torch.stack([p.observed for p in obs])
-    for t0 in T0S:  # the t0 sweep, q_sample: DIP-prior and SDEdit from y
-        cfg = dataclasses.replace(base, t0=t0)
-        out, wall = chain(trained, dips, cfg, 1000 + t0, dev)
-        arms.add(dip_prior(t0, "q_sample"), out, idx, t0 + 1, wall, t0, dip_walls)
-        out, wall = chain(trained, ys, cfg, 2000 + t0, dev)
+    for t0 in T0S:  # the t0 sweep: DIP-prior (both hand-offs) and SDEdit from y
+        for k, mode in enumerate(("q_sample", "scaled")):
+            cfg = dataclasses.replace(base, t0=t0, init_mode=mode)
+            out, wall = chain(trained, dips, cfg, 1000 * (k + 1) + t0, dev)
+            arms.add(dip_prior(t0, mode), out, idx, t0 + 1, wall, t0, dip_walls)
+        out, wall = chain(trained, ys, dataclasses.replace(base, t0=t0), 3000 + t0, dev)
         arms.add(from_y(t0), out, idx, t0 + 1, wall, t0)
-    cfg = dataclasses.replace(base, t0=t_fix, init_mode="scaled")
-    out, wall = chain(trained, dips, cfg, 3000 + t_fix, dev)
-    arms.add(dip_prior(t_fix, "scaled"), out, idx, t_fix + 1, wall, t_fix, dip_walls)
     auto = auto_arms(arms, trained, base, dips, dip_walls, dev)
     cfg = dataclasses.replace(base, t0=t_match, init_mode="scaled")
     out, wall = chain(trained, ys, cfg, 4000, dev)
@@ -350,12 +349,13 @@ def bm3d_rows(obs) -> list[dict]:
 def budget(trained, base, obs, dips, dip_walls, bm3d, val, val_dips, t_match, dev) -> dict:
     """Every arm and verdict at one training budget."""
     t_fix, t0_scores = pick_t0(trained, base, val, val_dips, dev)
-    arms, (picked, sigma_hat) = ddpm_arms(trained, base, obs, dips, dip_walls, t_fix,
-                                          t_match, dev)
+    arms, (picked, sigma_hat) = ddpm_arms(trained, base, obs, dips, dip_walls, t_match, dev)
     shared_arms(arms, obs, dips, dip_walls, bm3d)
     m = trained.result.metrics
     print(f"budget {trained.step} steps: fixed t0 {t_fix} (val), auto t0 {picked}", flush=True)
-    sweep = [(a, dip_prior(t0, "q_sample")) for t0 in T0S for a in (DIP_ALONE, from_y(t0))]
+    sweep = [ab for t0 in T0S for ab in ((DIP_ALONE, dip_prior(t0, "q_sample")),
+                                         (from_y(t0), dip_prior(t0, "q_sample")),
+                                         (DIP_ALONE, dip_prior(t0, "scaled")))]
     return {"steps": trained.step, "val_loss": m["val_loss_final"],
             "train_wall_s": m["wall_s"], "t0_fixed": t_fix, "t0_val_psnr": t0_scores,
             "t0_auto": picked, "t0_auto_sigma_hat": sigma_hat, "table": summary(arms),
@@ -391,6 +391,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--dip-max-iters", type=int, default=200,
                     help="length of the validation DIP runs that pick the iteration count")
+    ap.add_argument("--md-from", default=None, metavar="JSON",
+                    help="only rewrite the .md beside an existing result JSON (no run)")
     ap.add_argument("--timing-max-steps", type=int, default=1000,
                     help="longest chain of the timing table (1000 adds the full ancestral)")
     args = ap.parse_args()
@@ -427,6 +429,10 @@ def assemble(args, dev, data, ddpm: tuple, base, dip_curve, budgets, t_match) ->
 
 def main() -> None:
     args = parse()
+    if args.md_from:
+        result = json.loads(Path(args.md_from).read_text())
+        Path(args.md_from).with_suffix(".md").write_text("\n".join(report_md(result)) + "\n")
+        return
     torch.set_num_threads(1)
     dev = pick_device(args.device)
     head = stamp("benchmarks/dip_prior_ddpm.py", device=dev)  # the code as it starts
@@ -555,15 +561,16 @@ def md_verdicts(r: dict) -> list[str]:
     for v, h in zip(full["verdicts"], half["verdicts"], strict=True):
         md.append(f"| {v['b']} | {v['a']} | {_ci(v)} | {v['wins']}/{v['ties']}/"
                   f"{v['losses']} | {_p(v)} | {_ci(h)} |")
-    md += ["", "t0 sweep at N (q_sample hand-off; DDPM from y is SDEdit at the same t0 and "
-               "budget):", "",
-           "| t0 | DIP-prior PSNR | Δ vs DIP alone [CI] | DDPM from y PSNR | "
-           "DIP-prior − DDPM from y [CI] |", "|---:|---:|---:|---:|---:|"]
+    md += ["", "t0 sweep at N (DDPM from y is SDEdit, q_sample, at the same t0 and budget):",
+           "", "| t0 | DIP-prior q_sample | Δ vs DIP alone [CI] | DIP-prior − DDPM from y "
+           "[CI] | DIP-prior scaled | Δ vs DIP alone [CI] | DDPM from y |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
     by = {x["method"]: x["psnr"] for x in full["table"]}
     sv = full["sweep_verdicts"]
     for k, t0 in enumerate(T0S):
-        md.append(f"| {t0} | {by[dip_prior(t0, 'q_sample')]:.2f} | {_ci(sv[2 * k])} | "
-                  f"{by[from_y(t0)]:.2f} | {_ci(sv[2 * k + 1])} |")
+        md.append(f"| {t0} | {by[dip_prior(t0, 'q_sample')]:.2f} | {_ci(sv[3 * k])} | "
+                  f"{_ci(sv[3 * k + 1])} | {by[dip_prior(t0, 'scaled')]:.2f} | "
+                  f"{_ci(sv[3 * k + 2])} | {by[from_y(t0)]:.2f} |")
     return md + [""]
 
 
