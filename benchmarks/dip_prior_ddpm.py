@@ -391,6 +391,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--dip-max-iters", type=int, default=200,
                     help="length of the validation DIP runs that pick the iteration count")
+    ap.add_argument("--t0s", default=",".join(map(str, T0S)),
+                    help="the fixed t0s swept (comma-separated; the fixed t0 is the best on val)")
     ap.add_argument("--md-from", default=None, metavar="JSON",
                     help="only rewrite the .md beside an existing result JSON (no run)")
     ap.add_argument("--timing-max-steps", type=int, default=1000,
@@ -419,7 +421,7 @@ def assemble(args, dev, data, ddpm: tuple, base, dip_curve, budgets, t_match) ->
                  "val_loss_half": half.result.metrics["val_loss_final"],
                  "curve": curve, "train_patches": int(data.train.shape[0])},
         "dip": {**DIP, "iters": base.dip_iters, "val_curve": dip_curve},
-        "sigma": SIGMA, "t_matched": t_match,
+        "sigma": SIGMA, "t_matched": t_match, "t0s": list(T0S),
         "test_images": args.images, "replicates": args.replicates,
         "n_pairs": args.images * args.replicates,
         "table": budgets["full"]["table"], "verdicts": budgets["full"]["verdicts"],
@@ -428,9 +430,12 @@ def assemble(args, dev, data, ddpm: tuple, base, dip_curve, budgets, t_match) ->
 
 
 def main() -> None:
+    global T0S
     args = parse()
+    T0S = tuple(int(t) for t in args.t0s.split(","))
     if args.md_from:
         result = json.loads(Path(args.md_from).read_text())
+        T0S = tuple(result.get("t0s", T0S))
         Path(args.md_from).with_suffix(".md").write_text("\n".join(report_md(result)) + "\n")
         return
     torch.set_num_threads(1)
