@@ -6,15 +6,14 @@ driver resumes a study with nothing lost or doubled; bad sets are one line befor
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.test_sweep_run import quiet  # the one quiet console of the sweep tests
 
 TINY = {"width": 8, "depth": 2, "input_depth": 4, "report_every": 5, "es_window": 4,
         "es_patience": 10}
@@ -30,12 +29,6 @@ def write_spec(tmp_path: Path, **spec) -> Path:
     p = tmp_path / f"{spec['name']}.yaml"
     p.write_text(yaml.safe_dump({**base, **spec}, sort_keys=False))
     return p
-
-
-def quiet():
-    from dipddpm.sweep.console import SweepConsole
-
-    return SweepConsole("psnr_best", "max", quiet=True)
 
 
 @pytest.mark.ray
@@ -54,6 +47,10 @@ def test_a_study_writes_set_rows_pair_rows_and_pair_curves(ray_local, tmp_path):
     pairs = pd.read_parquet(sweep / "pairs")
     assert len(trials) == 2 and (trials["status"] == "COMPLETED").all()
     assert len(pairs) == 8 and not pairs.duplicated(["trial_id", "image", "replicate"]).any()
+    for _, p in pairs.iterrows():  # each pair's own command: its image, noise seed and seed
+        assert f"--image {p['image']}" in p["reproduce"]
+        assert f"--noise-seed {p['noise_seed']} " in p["reproduce"]
+        assert f"--seed {p['seed']} " in p["reproduce"]
     for _, t in trials.iterrows():
         own = pairs[pairs["trial_id"] == t["trial_id"]]
         assert t["n_pairs"] == 4
@@ -130,7 +127,7 @@ def test_a_crashed_chunked_study_restarts_from_its_checkpoint(ray_local, tmp_pat
 def test_sigkill_driver_then_resume_a_study(ray_local, tmp_path):
     import pandas as pd
 
-    from tests.test_sweep_resume import checkpointed_trial, files_settle
+    from tests.test_sweep_resume import files_settle, kill_driver_at_a_checkpoint
 
     spec = write_spec(tmp_path, name="killstudy", method="guided_dip",
                       fixed={**TINY, "iters": 120, "stages": 2},
@@ -140,17 +137,7 @@ def test_sigkill_driver_then_resume_a_study(ray_local, tmp_path):
     sweep = tmp_path / "results" / "killstudy"
     address = ray_local.get_runtime_context().gcs_address
     cli = [sys.executable, "-c", "from dipddpm.cli import main; main()"]
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen([*cli, "sweep", "run", str(spec), "--address", address],
-                              stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None:
-        if list((sweep / "trials").glob("part-*.parquet")) and checkpointed_trial(sweep):
-            break
-        time.sleep(0.2)
-    assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver_at_a_checkpoint(spec, sweep, address, tmp_path / "driver.log")
     files_settle(sweep / "tune")
     r = subprocess.run([*cli, "sweep", "resume", str(sweep), "--address", address, "--json"],
                        capture_output=True, text=True, timeout=300)

@@ -66,6 +66,24 @@ def files_settle(folder: Path, quiet_s: float = 2.0, limit_s: float = 60.0) -> N
             last, since = now, time.time()
 
 
+def kill_driver_at_a_checkpoint(spec_path: Path, sweep: Path, address: str,
+                                log_path: Path) -> None:
+    """Start `sweep run` on the cluster at `address`; SIGKILL the driver once a trial has
+    finished and Tune's saved state names another one's checkpoint."""
+    log = open(log_path, "w")
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "from dipddpm.cli import main; main()", "sweep", "run",
+         str(spec_path), "--address", address], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while time.time() < deadline and driver.poll() is None:
+        if list((sweep / "trials").glob("part-*.parquet")) and checkpointed_trial(sweep):
+            break
+        time.sleep(0.2)
+    assert driver.poll() is None, log_path.read_text()[-2000:]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+
 def test_sigkill_driver_then_resume(ray_local, tmp_path):
     import optuna
     import pandas as pd
@@ -75,19 +93,7 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path):
                                         sort_keys=False))
     sweep = tmp_path / "results" / "killme"
     address = ray_local.get_runtime_context().gcs_address
-    log = open(tmp_path / "driver.log", "w")
-    driver = subprocess.Popen(
-        [sys.executable, "-c", "from dipddpm.cli import main; main()", "sweep", "run",
-         str(spec_path), "--address", address], stdout=log, stderr=subprocess.STDOUT)
-    # kill once a trial has finished and Tune's saved state names another one's checkpoint
-    deadline = time.time() + 300
-    while time.time() < deadline and driver.poll() is None:
-        if list((sweep / "trials").glob("part-*.parquet")) and checkpointed_trial(sweep):
-            break
-        time.sleep(0.2)
-    assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
-    os.kill(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kill_driver_at_a_checkpoint(spec_path, sweep, address, tmp_path / "driver.log")
     before = {p.name for p in (sweep / "trials").glob("part-*.parquet")}
     assert 1 <= len(before) < 4
     files_settle(sweep / "tune")  # the dead driver's trial actors are reaped, not writing

@@ -69,17 +69,19 @@ def _trial_footprint(s) -> dict:
     from dipddpm.methods.study_pairs import pair_specs
 
     try:
-        members = len(pair_specs(s.problem, s.seed))
+        specs = pair_specs(s.problem, s.seed)
     except DipddpmError:  # show works without the images; validate reports them
-        members = 1
+        specs = []
+    members = max(1, len(specs))
     out = {"members_per_trial": members, "memory_per_trial_mib": None}
     method = METHODS.get(s.method)
     if method.plan is None:  # the fused-fit estimate covers the fitting loop's methods
         return out
     cfg = build(method.config_cls, s.base_values)
+    if not specs:
+        return out
     try:
-        first = pair_specs(s.problem, s.seed)[0].problem
-        C, H, W = method.make_problem(first, cfg).observed.shape
+        C, H, W = method.make_problem(specs[0].problem, cfg).observed.shape
     except (DipddpmError, OSError):
         return out
     mib = estimate_bytes(cfg, C, H, W, members) / 2**20

@@ -132,9 +132,10 @@ class Recorder(Callback):
 
     def pair_rows(self, params: dict, pairs: list[dict]) -> list[dict]:
         """The pairs rows, each with the `dipddpm fit` command re-running that one pair."""
-        from dipddpm.sweep.reproduce import pair_command
+        from dipddpm.sweep.reproduce import pair_commands
 
-        return [{**p, "reproduce": pair_command(self.spec, params, p)} for p in pairs]
+        cmds = pair_commands(self.spec, params, pairs)
+        return [{**p, "reproduce": c} for p, c in zip(pairs, cmds, strict=True)]
 
     def stopped_by(self, status: str) -> str | None:
         """Why a trial ended before its budget: ASHA (`scheduler`) or the sweep's

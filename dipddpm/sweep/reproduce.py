@@ -60,14 +60,20 @@ def trial_command(method: str, preset: str | None, config: Mapping[str, Any],
     return None if None in cmds else " && ".join(cmds)
 
 
-def pair_command(spec, params: Mapping[str, Any], pair: Mapping[str, Any]) -> str | None:
-    """The command re-running one pair of a study trial (its image, noise seed and seed)."""
+def pair_commands(spec, params: Mapping[str, Any],
+                  pairs: list[Mapping[str, Any]]) -> list[str | None]:
+    """The command re-running each pair of a study trial (its image, noise seed and seed);
+    the trial's config and its pairs are worked out once for all of them."""
     from dipddpm.config import to_dict
     from dipddpm.methods.study_pairs import pair_specs
     from dipddpm.sweep.trainable import trial_config
 
     cfg = to_dict(trial_config(spec, dict(params)))
-    for p in pair_specs(spec.problem, spec.trial_seed(params)):
-        if p.image == pair["image"] and p.replicate == int(pair["replicate"]):
-            return command(spec.method, spec.preset, cfg, p.problem, p.seed)
-    return None
+    by_key = {(p.image, p.replicate): p for p in pair_specs(spec.problem,
+                                                             spec.trial_seed(params))}
+    out = []
+    for pair in pairs:
+        p = by_key.get((pair["image"], int(pair["replicate"])))
+        out.append(None if p is None else command(spec.method, spec.preset, cfg, p.problem,
+                                                  p.seed))
+    return out
