@@ -56,6 +56,39 @@ def test_rung_rule_is_validated():
     assert _spec(rung_rule="final")().scheduler.rung_rule == "final"
 
 
+def test_validate_warns_when_asha_could_judge_no_trial_under_the_final_rule(tmp_path):
+    """tiny: 4 stages, `uniform` (k(i) = round(1 + 3i/(N-1)), SPEC §4.5), whose end stages
+    get half the iterations: 400 -> 67, 133, 133, 67. With iters searched in {200, 400} the
+    longest final stage is 67 iterations, and a grace_period above it leaves ASHA idle."""
+    from typer.testing import CliRunner
+
+    from dipddpm.cli import app
+    from dipddpm.sweep.spec import parse_spec
+
+    def spec(grace: int, rule: str | None = None):
+        return parse_spec(
+            {"name": "r", "method": "guided_dip", "preset": "tiny", "metric": "psnr_best",
+             "problem": {"image": "skimage:astronaut", "size": 32},
+             "search": {"iters": {"choice": [200, 400]}},
+             "scheduler": {"type": "asha", "grace_period": grace, "rung_rule": rule}},
+            load_problem=False)
+
+    (w,) = spec(68).warnings
+    assert "longest final stage in the search space is 67 iterations" in w
+    assert "grace_period (68)" in w and "<= 67" in w
+    assert spec(67).warnings == ()
+    assert spec(68, "gated").warnings == () and spec(68, "total").warnings == ()
+    path = tmp_path / "idle.yaml"
+    path.write_text("name: idle\nmethod: guided_dip\npreset: tiny\nmetric: psnr_best\n"
+                    "problem: {image: 'skimage:astronaut', size: 32}\n"
+                    f"storage: {tmp_path / 'results'}\n"
+                    "scheduler: {type: asha, grace_period: 60}\n")
+    r = CliRunner().invoke(app, ["sweep", "validate", str(path)])
+    assert r.exit_code == 0, r.output
+    assert "warning: scheduler: under rung_rule final" in r.stderr
+    assert "ok: idle" in r.stdout
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_final_rule_judges_staged_trials_only_in_their_final_stage(ray_local, tmp_path):

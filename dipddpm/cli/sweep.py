@@ -22,6 +22,12 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+def echo_warnings(spec) -> None:
+    """A spec's warnings (sound, but likely not what was meant), one line each on stderr."""
+    for w in spec.warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
 def _summary(spec) -> dict:
     from dipddpm.sweep.space import grid_size
 
@@ -51,8 +57,9 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
     s = load_spec(spec, smoke=smoke, sets=sets, storage=storage)
     prepare(s)
     if as_json:
-        print_json({"ok": True, **_summary(s)})
+        print_json({"ok": True, **_summary(s), "warnings": list(s.warnings)})
         return
+    echo_warnings(s)
     typer.echo(f"ok: {s.name}: {s.method}, {s.num_samples} trials, {s.searcher.type} "
                f"searcher, {s.scheduler.type} scheduler, metric {s.metric} ({s.mode}), "
                f"search over {', '.join(d.key for d in s.search) or 'nothing'}")
@@ -175,6 +182,7 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
     from dipddpm.sweep.spec import load_spec
 
     s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
+    echo_warnings(s)
     out = run_spec(s, address=cluster_address(address), resume=resume, dashboard=dashboard,
                    console=SweepConsole(s.metric, s.mode, quiet=as_json))
     if as_json:

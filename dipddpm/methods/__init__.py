@@ -24,7 +24,8 @@ METHODS.register("guided_dip")(Method(
     make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
     check_trial=check_net_size, plan=guided_dip.make_plan,
     example_config={**guided_dip.PRESETS["tiny"], "iters": 12, "stages": 3, "report_every": 4},
-    example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS))
+    example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS,
+    final_stage_iters=lambda cfg: cfg.counts()[-1]))
 METHODS.register("ddpm")(Method(
     name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
     metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS,

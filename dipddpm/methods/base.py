@@ -66,6 +66,9 @@ class Method:
     # preset name -> problem spec keys that preset implies (guided_dip: its 128x128 forward
     # noise); a spec's or command line's own problem keys win
     problem_presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # config -> iterations of its final stage (the observation itself), for a staged method:
+    # what the `final` rung rule counts (sweep validate warns when ASHA could judge no trial)
+    final_stage_iters: Callable[[Any], int] | None = None
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists

@@ -153,6 +153,7 @@ class SweepSpec:
     compact: bool = True  # at the end, many per-trial Parquet files become a few (compaction.py)
     baselines: tuple[str, ...] = ()  # run once on the study's observations (sweep/baselines.py)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # sound, but likely unmeant
 
     @property
     def base_values(self) -> dict[str, Any]:
@@ -180,8 +181,8 @@ class SweepSpec:
         searched = {d.key for d in self.search}
         out = {k: v for k, v in self.raw.items() if k != "smoke"}
         for f in dataclasses.fields(self):
-            if f.name in ("raw", "search", "faults"):
-                continue  # the mapping itself; domains and faults as the spec wrote them
+            if f.name in ("raw", "search", "faults", "warnings"):
+                continue  # the mapping itself; domains and faults as written; derived
             v = getattr(self, f.name)
             if dataclasses.is_dataclass(v):
                 v = dataclasses.asdict(v)
@@ -195,5 +196,7 @@ class SweepSpec:
         return out
 
 
-# every field is a top-level key (raw is the mapping itself), plus the smoke override block
-TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec) if f.name != "raw") + ("smoke",)
+# every field is a top-level key (raw is the mapping itself, warnings are derived), plus the
+# smoke override block
+TOP_KEYS = tuple(f.name for f in dataclasses.fields(SweepSpec)
+                 if f.name not in ("raw", "warnings")) + ("smoke",)

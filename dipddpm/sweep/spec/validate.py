@@ -178,22 +178,24 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         compact=coerce("compact", data.get("compact", True), bool),
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
         **_counts(data))
-    check_space(spec, base_cfg, load_problem)
-    return spec
+    warnings = check_space(spec, base_cfg, load_problem)
+    return dataclasses.replace(spec, warnings=warnings) if warnings else spec
 
 
-def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> None:
+def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str, ...]:
     """Every corner of the search space builds a valid config (`corners.py`); with the problem
     loaded (a missing image fails here, before Ray starts) it also meets the method's rules
-    joining config and problem."""
+    joining config and problem. Returns the warnings the corners raise (`idle_asha`)."""
     from dipddpm.methods import METHODS
     from dipddpm.sweep.corners import check_corners
 
     method = METHODS.get(spec.method)
+    built: list[Any] = []
 
     def build_trial(params: Mapping[str, Any]) -> Any:
         values = {k: v for k, v in params.items() if k not in TRIAL_KEYS}
-        return build(method.config_cls, {**spec.base_values, **values})
+        built.append(build(method.config_cls, {**spec.base_values, **values}))
+        return built[-1]
 
     check = None
     if load_problem:
@@ -203,6 +205,27 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> None:
                 for problem in problems:
                     _check_image(method, cfg, problem)
     check_corners(spec.search, build_trial, check)
+    return idle_asha(spec, method, built)
+
+
+def idle_asha(spec: SweepSpec, method: Any, configs: list[Any]) -> tuple[str, ...]:
+    """Under the `final` rung rule ASHA counts final-stage iterations only: when no corner's
+    final stage reaches grace_period, ASHA reaches no rung and stops nothing (a warning, not an
+    error: the corners sample the space, and the sweep itself is sound)."""
+    from dipddpm.sweep.rung_rules import rule_for
+
+    sch = spec.scheduler
+    if sch.type != "asha" or method.final_stage_iters is None or not configs:
+        return ()
+    if rule_for(method.name, sch.rung_rule).name != "final":
+        return ()
+    longest = max(method.final_stage_iters(cfg) for cfg in configs)
+    if longest >= sch.grace_period:
+        return ()
+    return (f"scheduler: under rung_rule final ASHA counts final-stage iterations only, and "
+            f"the longest final stage in the search space is {longest} iterations, under "
+            f"grace_period ({sch.grace_period}): ASHA will stop no trial; lower grace_period "
+            f"to <= {longest}, or use rung_rule: gated",)
 
 
 def _check_image(method: Any, cfg: Any, problem: Any) -> None:
