@@ -132,8 +132,10 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
         space[d.key] = entry
     footprint = _trial_footprint(s)
     if as_json:
-        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict(), **footprint})
+        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict(), **footprint,
+                    "warnings": list(s.warnings)})
         return
+    echo_warnings(s)
     typer.echo(yaml.safe_dump(s.resolved_dict(), sort_keys=False).rstrip())
     typer.echo("# search space (Optuna distributions):")
     dists = distributions(s.search) if s.searcher.type == "optuna" else {}
