@@ -65,3 +65,32 @@ def test_ssim_of_a_structured_image_against_skimage():
     assert ssim(pred, target) == pytest.approx(want, abs=1e-9)
     assert 0.3 < want < 0.99
     assert ssim(target, target) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_each_of_a_colour_batch_clips_and_matches_skimage_per_image():
+    """ssim_each: (B, C, H, W) -> (B,), each image's SSIM over its own channels, the
+    prediction clipped to [0, 1] first (here it leaves both ends)."""
+    from dipddpm.metrics import ssim_each
+
+    pairs = [pair(3, seed=s) for s in (0, 1)]
+    pred, target = torch.stack([p for p, _ in pairs]), torch.stack([t for _, t in pairs])
+    got = ssim_each(pred, target)
+    assert got.shape == (2,) and got.dtype == torch.float64
+    for i, (p, t) in enumerate(pairs):
+        want = structural_similarity(t.permute(1, 2, 0).numpy(),
+                                     np.clip(p.permute(1, 2, 0).numpy(), 0, 1), data_range=1.0,
+                                     channel_axis=-1)
+        assert got[i].item() == pytest.approx(want, abs=1e-9)
+        assert got[i].item() == pytest.approx(ssim(p, t), abs=1e-12)
+
+
+def test_best_tracker_state_round_trips_every_field():
+    from dipddpm.metrics import BestTracker
+
+    t = BestTracker(threshold=20.0)
+    for it, v in ((10, 18.0), (20, 21.0), (30, 20.5), (40, 22.0)):
+        t.update(it, v)
+    assert (t.best, t.best_iter, t.first_reach_iter) == (22.0, 40, 20)
+    back = BestTracker(threshold=20.0)
+    back.load_state_dict(t.state_dict())
+    assert (back.best, back.best_iter, back.first_reach_iter) == (22.0, 40, 20)

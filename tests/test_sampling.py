@@ -8,7 +8,11 @@ from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.sampling import SamplerConfig, reverse_chain, reverse_steps, time_pairs
 from dipddpm.errors import ConfigError, DipddpmError
 
-PROC = DiffusionProcess.from_schedule("linear", 1000)
+
+def proc() -> DiffusionProcess:
+    """Built inside each test, not at import: a module-level process is built once, before
+    mutation testing switches a mutant on, and would hide every mutant of its buffers."""
+    return DiffusionProcess.from_schedule("linear", 1000)
 
 
 @pytest.mark.parametrize("t", [0, 1, 10, 500, 999])
@@ -18,9 +22,9 @@ def test_posterior_matches_the_gaussian_product(t):
     g = torch.Generator().manual_seed(t)
     x0, x_t = torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64).unbind(0)
     x0, x_t = x0[None], x_t[None]
-    abar_prev = PROC.alphas_cumprod[t - 1].item() if t > 0 else 1.0
-    beta, alpha = PROC.betas[t].item(), 1 - PROC.betas[t].item()
-    mean, var, log_var = PROC.q_posterior(x0, x_t, t)
+    abar_prev = proc().alphas_cumprod[t - 1].item() if t > 0 else 1.0
+    beta, alpha = proc().betas[t].item(), 1 - proc().betas[t].item()
+    mean, var, log_var = proc().q_posterior(x0, x_t, t)
     if t == 0:
         assert var.item() == pytest.approx(0.0, abs=1e-12)
         assert torch.allclose(mean, x0)
@@ -38,8 +42,8 @@ def oracle(x0: torch.Tensor, objective: str):
 
     def model(x_t, t):
         ti = int(t[0])
-        eps = PROC.predict_eps(x_t, ti, x0)
-        return {"eps": eps, "x0": x0.expand_as(x_t), "v": PROC.velocity(x0, ti, eps)}[objective]
+        eps = proc().predict_eps(x_t, ti, x0)
+        return {"eps": eps, "x0": x0.expand_as(x_t), "v": proc().velocity(x0, ti, eps)}[objective]
 
     return model
 
@@ -53,10 +57,10 @@ def oracle(x0: torch.Tensor, objective: str):
 def test_oracle_model_recovers_x0_from_any_t0(objective, cfg, t0):
     g = torch.Generator().manual_seed(t0)
     x0 = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
-    x_t0 = PROC.q_sample(x0, t0, torch.randn(x0.shape, generator=g))
+    x_t0 = proc().q_sample(x0, t0, torch.randn(x0.shape, generator=g))
     if cfg.sampler == "ddim" and cfg.steps > t0 + 1:
         cfg = SamplerConfig("ddim", steps=t0 + 1, eta=cfg.eta)
-    out = reverse_chain(oracle(x0, objective), PROC, x_t0, t0, cfg, objective, generator=g)
+    out = reverse_chain(oracle(x0, objective), proc(), x_t0, t0, cfg, objective, generator=g)
     assert torch.allclose(out, x0, atol=1e-4)
 
 
@@ -69,7 +73,7 @@ def test_ddpm_chain_is_stochastic_but_seeded():
 
     def run(seed):
         g = torch.Generator().manual_seed(seed)
-        return reverse_chain(model, PROC, x0 + 0.5, 50, SamplerConfig("ddpm"), generator=g)
+        return reverse_chain(model, proc(), x0 + 0.5, 50, SamplerConfig("ddpm"), generator=g)
 
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
 
@@ -95,3 +99,26 @@ def test_bad_t0_and_steps_are_errors():
         time_pairs(5, 1000, SamplerConfig("ddim", steps=10))
     with pytest.raises(DipddpmError, match="use sampler=ddim"):
         time_pairs(50, 1000, SamplerConfig("ddpm", steps=10))
+
+
+def test_the_error_messages_name_the_limits():
+    with pytest.raises(DipddpmError, match=r"^t0 must be in 0\.\.999 \(the model has T = 1000 "
+                       r"timesteps\), got 1000; use t0 = 999 to sample from pure noise$"):
+        time_pairs(1000, 1000, SamplerConfig())
+    with pytest.raises(DipddpmError, match=r"^DDIM steps must be <= t0 \+ 1 = 6, got 7$"):
+        time_pairs(5, 1000, SamplerConfig("ddim", steps=7))
+    with pytest.raises(DipddpmError, match=r"^the ddpm sampler takes every step from t0 = 50 to "
+                       r"0 \(51 steps\), got steps=50; use sampler=ddim for fewer steps$"):
+        time_pairs(50, 1000, SamplerConfig("ddpm", steps=50))
+    with pytest.raises(ConfigError, match=r"^eta must be >= 0, got -0\.1$"):
+        SamplerConfig("ddim", eta=-0.1)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_every_step_from_t0_by_default_or_with_steps_t0_plus_1(sampler):
+    """steps null and steps = t0 + 1 are the same chain: (t, t - 1) for every t from t0, the
+    last step to s = -1 (x_0)."""
+    want = [(3, 2), (2, 1), (1, 0), (0, -1)]
+    got = time_pairs(3, 1000, SamplerConfig(sampler))
+    assert got == want and time_pairs(3, 1000, SamplerConfig(sampler, steps=4)) == want
+    assert all(type(t) is int and type(s) is int for t, s in got)  # plain ints index tables

@@ -17,10 +17,15 @@ from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.sampling import SamplerConfig, reverse_chain
 
 T = 100
-PROC = DiffusionProcess.from_schedule("linear", T)
 BETAS = np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T)  # SPEC §1, scale_with_T
 ABAR = np.cumprod(1.0 - BETAS)
 SHAPE = (2, 1, 8, 8)
+
+
+def proc() -> DiffusionProcess:
+    """Built inside each test, not at import: a module-level process is built once, before
+    mutation testing switches a mutant on, and would hide every mutant of its buffers."""
+    return DiffusionProcess.from_schedule("linear", T)
 
 
 def abar(t: int) -> float:
@@ -55,7 +60,7 @@ def first_noise(seed: int) -> torch.Tensor:
 def run(cfg: SamplerConfig, t0: int, x=None, seed: int = 7) -> EpsModel:
     model = EpsModel()
     x = start() if x is None else x
-    reverse_chain(model, PROC, x.float(), t0, cfg, "eps", torch.Generator().manual_seed(seed))
+    reverse_chain(model, proc(), x.float(), t0, cfg, "eps", torch.Generator().manual_seed(seed))
     return model
 
 
@@ -151,7 +156,7 @@ def test_no_noise_at_the_last_step(sampler):
     cfg = SamplerConfig(sampler, steps=None if sampler == "ddpm" else 4, eta=1.0,
                         var_type="beta")  # beta_tilde's variance at t = 0 is 1e-20 anyway
     x = start().float()
-    outs = [reverse_chain(EpsModel(), PROC, x, 1 if sampler == "ddpm" else 9, cfg, "eps",
+    outs = [reverse_chain(EpsModel(), proc(), x, 1 if sampler == "ddpm" else 9, cfg, "eps",
                           torch.Generator().manual_seed(s)) for s in (1, 2)]
     if sampler == "ddpm":  # t0 = 1: the one noise draw is at t = 1, so the outputs differ
         model = run(cfg, 1, seed=1)
@@ -186,25 +191,25 @@ def test_truncated_ancestral_chain_visits_every_t_from_t0():
 def test_process_buffers_match_the_test_formulas():
     """The tables every step reads (and their float64 precision)."""
     t = torch.arange(T)
-    assert np.allclose(PROC.alphas_cumprod.numpy(), ABAR, rtol=1e-12)
+    assert np.allclose(proc().alphas_cumprod.numpy(), ABAR, rtol=1e-12)
     prev = np.concatenate([[1.0], ABAR[:-1]])
-    assert np.allclose(PROC.posterior_variance.numpy(), BETAS * (1 - prev) / (1 - ABAR),
+    assert np.allclose(proc().posterior_variance.numpy(), BETAS * (1 - prev) / (1 - ABAR),
                        rtol=1e-12)
-    _, var, log_var = PROC.q_posterior(start(1), start(2), t[:2])  # batch at t = 0 and 1
+    _, var, log_var = proc().q_posterior(start(1), start(2), t[:2])  # batch at t = 0 and 1
     assert var.flatten()[0].item() == 0 and log_var[0].item() == pytest.approx(math.log(1e-20))
     assert log_var[1].item() == pytest.approx(math.log(BETAS[1] * (1 - ABAR[0]) / (1 - ABAR[1])))
     x = start(3)
     for tt in (0, 50, 99):
         eps = eps_of(x.float(), tt).double()
         v = math.sqrt(abar(tt)) * eps - math.sqrt(1 - abar(tt)) * x
-        assert close(PROC.velocity(x, tt, eps), v, atol=1e-12)
-        assert close(PROC.x0_from_v(x, tt, v),
+        assert close(proc().velocity(x, tt, eps), v, atol=1e-12)
+        assert close(proc().x0_from_v(x, tt, v),
                      math.sqrt(abar(tt)) * x - math.sqrt(1 - abar(tt)) * v, atol=1e-12)
-        x0_hat = PROC.predict_x0(x, tt, eps)
+        x0_hat = proc().predict_x0(x, tt, eps)
         assert close(x0_hat, (x - math.sqrt(1 - abar(tt)) * eps) / math.sqrt(abar(tt)),
                      atol=1e-9)
-        assert close(PROC.predict_eps(x, tt, x0_hat), eps, atol=1e-9)
-    assert np.allclose(PROC.snr.numpy(), ABAR / (1 - ABAR), rtol=1e-12)
+        assert close(proc().predict_eps(x, tt, x0_hat), eps, atol=1e-9)
+    assert np.allclose(proc().snr.numpy(), ABAR / (1 - ABAR), rtol=1e-12)
 
 
 @pytest.mark.parametrize("objective", ["x0", "v"])
@@ -220,7 +225,7 @@ def test_one_ddim_step_for_x0_and_v_models(objective):
         return model(x_t, t)
 
     x = start()
-    reverse_chain(recording, PROC, x.float(), 60, SamplerConfig("ddim", steps=3, clip_x0=False),
+    reverse_chain(recording, proc(), x.float(), 60, SamplerConfig("ddim", steps=3, clip_x0=False),
                   objective, torch.Generator().manual_seed(0))
     a_t, a_s = abar(60), abar(39)
     out = model(seen[0].float(), torch.tensor([60])).double()
@@ -235,20 +240,62 @@ def test_sample_starts_from_noise_at_t_minus_1_and_maps_to_unit_range():
 
     cfg = SamplerConfig("ddim", steps=4, eta=0.5)
     m = EpsModel()
-    out = sample(m, PROC, SHAPE, cfg=cfg, generator=torch.Generator().manual_seed(9))
+    out = sample(m, proc(), SHAPE, cfg=cfg, generator=torch.Generator().manual_seed(9))
     g = torch.Generator().manual_seed(9)
     x = torch.randn(SHAPE, generator=g)
-    want = reverse_chain(EpsModel(), PROC, x, T - 1, cfg, "eps", g)
+    want = reverse_chain(EpsModel(), proc(), x, T - 1, cfg, "eps", g)
     assert m.ts[0] == T - 1 and torch.equal(m.inputs[0], x.double())
     assert torch.equal(out, ((want + 1) / 2).clamp(0, 1))
     assert out.min() >= 0 and out.max() <= 1
     short, steps = EpsModel(), []
-    sample(short, PROC, SHAPE, t0=12, cfg=SamplerConfig("ddpm"),
+    sample(short, proc(), SHAPE, t0=12, cfg=SamplerConfig("ddpm"),
            generator=torch.Generator().manual_seed(9), callback=lambda i, n: steps.append((i, n)))
     assert short.ts == list(range(12, -1, -1)) and steps == [(i, 13) for i in range(1, 14)]
     raw = SamplerConfig("ddim", steps=2, clip_x0=False)  # x_0 leaves [-1, 1]: the clip acts
-    out = sample(EpsModel(), PROC, SHAPE, cfg=raw, generator=torch.Generator().manual_seed(9))
+    out = sample(EpsModel(), proc(), SHAPE, cfg=raw, generator=torch.Generator().manual_seed(9))
     g = torch.Generator().manual_seed(9)
-    want = (reverse_chain(EpsModel(), PROC, torch.randn(SHAPE, generator=g), T - 1, raw, "eps",
+    want = (reverse_chain(EpsModel(), proc(), torch.randn(SHAPE, generator=g), T - 1, raw, "eps",
                           g) + 1) / 2
     assert want.min() < 0 and want.max() > 1 and torch.equal(out, want.clamp(0, 1))
+
+
+def test_the_ddim_step_to_s_0_uses_abar_0_not_1():
+    """t0 = 2 at stride 1: the grid 2, 1, 0, -1. The step 1 -> 0 lands on alpha_bar_0 (< 1);
+    only the step to s = -1 (x_0 itself) takes alpha_bar = 1."""
+    m = run(SamplerConfig("ddim", steps=3, eta=0.0, clip_x0=False), 2)
+    assert m.ts == [2, 1, 0]
+    assert abar(0) < 1 - 1e-4  # the two choices are far apart here
+    assert close(m.inputs[2], ddim_step(m.inputs[1], 1, 0, 0.0, 0.0), atol=1e-6)
+
+
+def test_deterministic_ddim_draws_no_noise():
+    """eta = 0: sigma = 0, so a step never asks for noise (the generator is left as it was)."""
+    from dipddpm.diffusion.sampling import ddim_step as step
+
+    def no_noise():
+        raise AssertionError("eta = 0 drew noise")
+
+    x0, eps = start(1), start(2)
+    want = math.sqrt(abar(10)) * x0 + math.sqrt(1 - abar(10)) * eps
+    assert close(step(abar(30), abar(10), x0, eps, 0.0, no_noise), want, atol=1e-12)
+
+
+def test_an_eps_model_output_is_used_as_is_and_gets_the_batch_timesteps():
+    """Without the clip, eps_hat IS the model's output (not re-derived from x0_hat), and the
+    model sees t as a (B,) long tensor on the input's device."""
+    from dipddpm.diffusion.sampling import model_predictions
+
+    seen = []
+
+    def model(x_t, t):
+        seen.append(t)
+        return 0.3 * x_t + 0.1
+
+    x = torch.randn(2, 3, 4, 4)  # batch 2, channels 3
+    x0, eps = model_predictions(model, proc(), x, 17, "eps", clip_x0=False)
+    assert torch.equal(eps, 0.3 * x + 0.1)
+    (t,) = seen
+    assert t.dtype == torch.long and t.shape == (2,) and t.tolist() == [17, 17]
+    assert t.device == x.device
+    assert close(x0, (x.double() - math.sqrt(1 - abar(17)) * eps.double())
+                 / math.sqrt(abar(17)), atol=1e-5)

@@ -59,6 +59,16 @@ def test_bad_params_and_T_are_config_errors():
     assert make_betas("linear", 10, scale_with_T=False)[-1].item() == pytest.approx(0.02)
 
 
+def test_betas_must_lie_strictly_inside_0_1():
+    """make_betas refuses a schedule with a beta of 0 (no noise added) or of 1 or more (the
+    signal gone); one timestep is a valid process."""
+    assert make_betas("linear", 1).shape == (1,)
+    for start, end in ((0.0, 0.02), (1e-4, 1.0), (1e-4, 1.5)):
+        with pytest.raises(ConfigError, match=f"beta schedule 'linear' at T=10 gives betas "
+                                              f"outside \\(0, 1\\) \\(max {end:.4g}\\)"):
+            make_betas("linear", 10, beta_start=start, beta_end=end, scale_with_T=False)
+
+
 def test_q_sample_matches_closed_form():
     proc = DiffusionProcess.from_schedule("linear", 1000)
     x0 = torch.rand(2, 3, 4, 4) * 2 - 1

@@ -56,11 +56,19 @@ def test_exp_weighted_default_c_and_missing_betas():
     betas = [0.02, 0.011, 0.004, 0.0001]
     e = [math.exp(-250.0 * b) for b in betas]
     want = [math.floor(1000 * v / sum(e)) for v in e[:-1]]
-    assert stage_counts("exp_weighted", 1000, 4, stage_betas=betas) == want + [1000 - sum(want)]
+    got = stage_counts("exp_weighted", 1000, 4, stage_betas=betas)
+    assert got == want + [1000 - sum(want)]
+    assert all(type(n) is int for n in got)  # iteration counts, not floats that compare equal
     for bad in (None, betas[:3]):
-        with pytest.raises(ConfigError, match="exp_weighted needs beta_\\{t_k\\} for each of "
-                                              "the K stages"):
+        with pytest.raises(ConfigError, match="^exp_weighted needs beta_\\{t_k\\} for each of "
+                                              "the K stages$"):
             stage_counts("exp_weighted", 1000, 4, stage_betas=bad)
+
+
+def test_a_parameter_a_scheduler_does_not_take_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="^stage scheduler 'sharp_linear': .*unexpected "
+                                          "keyword argument 'c'"):
+        stage_counts("sharp_linear", 100, 3, c=2.0)
 
 
 @pytest.mark.parametrize("K, t_max, t_min, spacing, drop", [
@@ -115,6 +123,9 @@ def test_stage_target_formula(space, affine):
         want = (math.sqrt(abar) * (2 * source - 1) + math.sqrt(1 - abar) * (a * eps + b) + 1) / 2
     got = stage_target(source, abar, eps, affine, space)
     assert torch.allclose(got, want, atol=1e-12)
+    with pytest.raises(ConfigError, match="stage space must be 'unit' or 'symmetric', got "
+                                          "'Unit'"):
+        stage_target(source, abar, eps, affine, "Unit")
     if affine == (1.0, 0.0):  # the default arguments are unit space and (1, 0)
         assert torch.equal(stage_target(source, abar, eps), stage_target(source, abar, eps,
                                                                          affine, "unit"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from dipddpm.diffusion.schedules import make_betas
+from dipddpm.errors import ConfigError
 
 
 def _gather(buf: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
@@ -21,8 +22,14 @@ def _gather(buf: torch.Tensor, t: torch.Tensor | int, like: torch.Tensor) -> tor
 
 class DiffusionProcess:
     def __init__(self, betas: torch.Tensor) -> None:
-        betas = betas.to(torch.float64)
-        assert betas.dim() == 1 and (betas > 0).all() and (betas <= 1).all(), "betas in (0, 1]"
+        betas = torch.as_tensor(betas).to(torch.float64)
+        if not (betas.dim() == 1 and betas.numel() > 0 and (betas > 0).all()
+                and (betas <= 1).all()):
+            span = (f", range [{betas.min().item():.4g}, {betas.max().item():.4g}]"
+                    if betas.numel() else "")
+            raise ConfigError(f"betas must be one value per timestep (at least one), each in "
+                              f"(0, 1]; got shape {tuple(betas.shape)}{span}; build them with "
+                              f"make_betas(name, T)")
         self.betas = betas  # (T,)
         self.T = betas.shape[0]
         self.alphas = 1.0 - betas

@@ -20,6 +20,7 @@ the batch is at the same t.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,9 +69,8 @@ def _ddim_pairs(t0: int, cfg: SamplerConfig) -> list[tuple[int, int]]:
     S = t0 + 1 if cfg.steps is None else cfg.steps
     if S > t0 + 1:
         raise DipddpmError(f"DDIM steps must be <= t0 + 1 = {t0 + 1}, got {S}")
-    grid = np.linspace(-1, t0, S + 1).astype(np.int64)  # int(): truncation toward zero
-    grid = [int(v) for v in grid[::-1]]
-    return [(t, s) for t, s in zip(grid[:-1], grid[1:], strict=True) if t != s]
+    grid = [int(v) for v in np.linspace(-1, t0, S + 1)[::-1]]  # int(): truncation toward 0
+    return [(t, s) for t, s in itertools.pairwise(grid) if t != s]
 
 
 def time_pairs(t0: int, T: int, cfg: SamplerConfig) -> list[tuple[int, int]]:

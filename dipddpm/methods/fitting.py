@@ -201,8 +201,8 @@ def _dump(v):
 def _load(current, saved, dev):
     """The live value for `saved`: loaded into `current` where it holds state (net, Adam,
     generators, trackers), else rebuilt (tensors copied to `dev`)."""
-    if hasattr(current, "load_state_dict"):
-        current.load_state_dict(saved)
+    if hasattr(current, "load_state_dict"):  # a copy: torch's Adam keeps the tensors it is
+        current.load_state_dict(copy.deepcopy(saved))  # given and would step the checkpoint
         return current
     if isinstance(current, torch.Generator):
         current.set_state(saved.to(current.get_state().device))
@@ -292,8 +292,8 @@ def _setup(cfg, members: list[Member], report: MembersReport, dev) -> tuple[Loop
     if cfg.psnr_uint8:
         refs = _quantize(refs)
     plan = members[0].plan
-    stage_idx = torch.repeat_interleave(torch.arange(len(plan.stages)),
-                                        torch.tensor([s.iters for s in plan.stages])).tolist()
+    # stage k repeated for its iterations: [0] * n_0 + [1] * n_1 + ...
+    stage_idx = torch.repeat_interleave(torch.tensor([s.iters for s in plan.stages])).tolist()
     loop = Loop(cfg, members, dev, y, x, refs, stage_idx, params, report)
     st = FitState(net=net, opt=MemberAdam(params, cfg.lr, K), gens=gens, z=z,
                   psnr_noisy_last=[-math.inf] * K, n_backtracks=[0] * K,
@@ -446,11 +446,10 @@ def _track(loop: Loop, st: FitState) -> None:
     it, cfg = st.j, loop.cfg
     if not (cfg.oracle or it % cfg.report_every == 0 or it == loop.N):
         return
-    prev = [b.best for b in st.best_gt]
     _flush(loop, st)
-    if cfg.oracle:
+    if cfg.oracle:  # flushed every iteration: best_iter == it is a new best at this one
         for i, b in enumerate(st.best_gt):
-            if b.best > prev[i] and b.best_iter == it:
+            if b.best_iter == it:
                 st.best_out[i] = st.shown[i].clone()
 
 
@@ -525,7 +524,7 @@ def _result(loop: Loop, st: FitState, i: int) -> Result:
         **es_summary(loop, st, i, bg.best),
     }
     images = {"output": final, "output_sm": final_sm}
-    if loop.cfg.oracle and st.best_out[i] is not None:
+    if st.best_out[i] is not None:  # kept under `oracle` only
         images["output_best"] = st.best_out[i].clamp(0, 1).cpu()
     return Result(metrics=summary, images=images, extra=dict(loop.members[i].plan.info))
 
@@ -554,8 +553,7 @@ def fit_members(cfg, members: list[Member], report: MembersReport | None = None,
     while st.j < loop.N:
         _iteration(loop, st, state)
     st.wall_s = loop.wall_before + time.perf_counter() - loop.t0
-    _flush(loop, st)
-    return [_result(loop, st, i) for i in range(loop.K)]
+    return [_result(loop, st, i) for i in range(loop.K)]  # the last iteration flushed all
 
 
 def fit(cfg, problem, plan: StagePlan, report: Report = no_report, seed: int = 0,

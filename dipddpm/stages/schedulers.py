@@ -70,7 +70,7 @@ def exp_weighted(N: int, K: int, *, stage_betas=None, c: float = 250.0) -> list[
     logits = -float(c) * np.asarray(stage_betas, dtype=np.float64)
     w = np.exp(logits - logits.max())
     w /= w.sum()
-    counts = np.floor(N * w[:-1]).astype(np.int64).tolist()
+    counts = [int(v) for v in np.floor(N * w[:-1])]
     return counts + [N - sum(counts)]
 
 

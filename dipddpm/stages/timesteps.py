@@ -33,6 +33,8 @@ def stage_timesteps(K: int, t_max: int, t_min: int, spacing: str = "linear",
 def stage_target(source: torch.Tensor, abar_t: float, eps: torch.Tensor,
                  noise_affine: tuple[float, float] = (1.0, 0.0), space: str = "unit"):
     """y_k = sqrt(abar) s + sqrt(1 - abar) (a eps + b), in [0,1] ('unit') or [-1,1] space."""
+    if space not in ("unit", "symmetric"):
+        raise ConfigError(f"stage space must be 'unit' or 'symmetric', got {space!r}")
     a, b = noise_affine
     if space == "symmetric":  # noise in [-1, 1], map the target back to [0, 1]
         s = 2 * source - 1
