@@ -94,3 +94,13 @@ def test_best_tracker_state_round_trips_every_field():
     back = BestTracker(threshold=20.0)
     back.load_state_dict(t.state_dict())
     assert (back.best, back.best_iter, back.first_reach_iter) == (22.0, 40, 20)
+
+
+def test_best_tracker_keeps_the_first_best_and_reaches_at_equality():
+    from dipddpm.metrics import BestTracker
+
+    t = BestTracker(threshold=20.0)
+    for it, v in ((1, 19.0), (2, 20.0), (3, 20.0), (4, 19.5)):
+        t.update(it, v)
+    assert (t.best, t.best_iter) == (20.0, 2)  # a tie later does not move the best
+    assert t.first_reach_iter == 2  # reaching is >= the threshold

@@ -16,7 +16,7 @@ from dipddpm.errors import ConfigError
     ([0.1, 0.0, 0.2], r"shape \(3,\), range \[0, 0.2\]"),  # a zero beta: alpha_bar never moves
     ([0.1, 1.5], r"shape \(2,\), range \[0.1, 1.5\]"),
     ([[0.1, 0.2]], r"shape \(1, 2\)"),
-    ([], r"shape \(0,\)"),
+    ([], r"shape \(0,\); build them"),
 ])
 def test_betas_outside_0_1_or_not_one_per_step_are_refused(betas, why):
     with pytest.raises(ConfigError, match=r"betas must be one value per timestep \(at least "
@@ -27,6 +27,7 @@ def test_betas_outside_0_1_or_not_one_per_step_are_refused(betas, why):
 def test_a_beta_of_one_is_allowed_and_ends_the_signal():
     p = DiffusionProcess(torch.tensor([0.5, 1.0]))
     assert p.T == 2 and p.alphas_cumprod[-1].item() == 0.0
+    assert DiffusionProcess(torch.tensor([0.3])).T == 1  # one step is a process too
 
 
 def test_tables_are_float64_whatever_the_input():
