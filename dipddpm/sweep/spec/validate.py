@@ -223,9 +223,9 @@ def idle_asha(spec: SweepSpec, method: Any, configs: list[Any]) -> tuple[str, ..
     if longest >= sch.grace_period:
         return ()
     return (f"scheduler: under rung_rule final ASHA counts final-stage iterations only, and "
-            f"the longest final stage in the search space is {longest} iterations, under "
-            f"grace_period ({sch.grace_period}): ASHA will stop no trial; lower grace_period "
-            f"to <= {longest}, or use rung_rule: gated",)
+            f"the longest final stage in the search space is {longest} iterations (at its "
+            f"corners), under grace_period ({sch.grace_period}): ASHA is likely to stop no "
+            f"trial; lower grace_period to <= {longest}, or use rung_rule: gated",)
 
 
 def _check_image(method: Any, cfg: Any, problem: Any) -> None:
