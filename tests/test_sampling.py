@@ -22,9 +22,10 @@ def test_posterior_matches_the_gaussian_product(t):
     g = torch.Generator().manual_seed(t)
     x0, x_t = torch.randn(2, 1, 4, 4, generator=g, dtype=torch.float64).unbind(0)
     x0, x_t = x0[None], x_t[None]
-    abar_prev = proc().alphas_cumprod[t - 1].item() if t > 0 else 1.0
-    beta, alpha = proc().betas[t].item(), 1 - proc().betas[t].item()
-    mean, var, log_var = proc().q_posterior(x0, x_t, t)
+    p = proc()
+    abar_prev = p.alphas_cumprod[t - 1].item() if t > 0 else 1.0
+    beta, alpha = p.betas[t].item(), 1 - p.betas[t].item()
+    mean, var, log_var = p.q_posterior(x0, x_t, t)
     if t == 0:
         assert var.item() == pytest.approx(0.0, abs=1e-12)
         assert torch.allclose(mean, x0)
@@ -37,13 +38,13 @@ def test_posterior_matches_the_gaussian_product(t):
     assert torch.allclose(mean, want_mean, atol=1e-10)
 
 
-def oracle(x0: torch.Tensor, objective: str):
+def oracle(p: DiffusionProcess, x0: torch.Tensor, objective: str):
     """A model that knows x0: returns the true eps / x0 / v of its input."""
 
     def model(x_t, t):
         ti = int(t[0])
-        eps = proc().predict_eps(x_t, ti, x0)
-        return {"eps": eps, "x0": x0.expand_as(x_t), "v": proc().velocity(x0, ti, eps)}[objective]
+        eps = p.predict_eps(x_t, ti, x0)
+        return {"eps": eps, "x0": x0.expand_as(x_t), "v": p.velocity(x0, ti, eps)}[objective]
 
     return model
 
@@ -57,10 +58,11 @@ def oracle(x0: torch.Tensor, objective: str):
 def test_oracle_model_recovers_x0_from_any_t0(objective, cfg, t0):
     g = torch.Generator().manual_seed(t0)
     x0 = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
-    x_t0 = proc().q_sample(x0, t0, torch.randn(x0.shape, generator=g))
+    p = proc()
+    x_t0 = p.q_sample(x0, t0, torch.randn(x0.shape, generator=g))
     if cfg.sampler == "ddim" and cfg.steps > t0 + 1:
         cfg = SamplerConfig("ddim", steps=t0 + 1, eta=cfg.eta)
-    out = reverse_chain(oracle(x0, objective), proc(), x_t0, t0, cfg, objective, generator=g)
+    out = reverse_chain(oracle(p, x0, objective), p, x_t0, t0, cfg, objective, generator=g)
     assert torch.allclose(out, x0, atol=1e-4)
 
 

@@ -190,26 +190,26 @@ def test_truncated_ancestral_chain_visits_every_t_from_t0():
 
 def test_process_buffers_match_the_test_formulas():
     """The tables every step reads (and their float64 precision)."""
-    t = torch.arange(T)
-    assert np.allclose(proc().alphas_cumprod.numpy(), ABAR, rtol=1e-12)
+    t, p = torch.arange(T), proc()
+    assert np.allclose(p.alphas_cumprod.numpy(), ABAR, rtol=1e-12)
     prev = np.concatenate([[1.0], ABAR[:-1]])
-    assert np.allclose(proc().posterior_variance.numpy(), BETAS * (1 - prev) / (1 - ABAR),
+    assert np.allclose(p.posterior_variance.numpy(), BETAS * (1 - prev) / (1 - ABAR),
                        rtol=1e-12)
-    _, var, log_var = proc().q_posterior(start(1), start(2), t[:2])  # batch at t = 0 and 1
+    _, var, log_var = p.q_posterior(start(1), start(2), t[:2])  # batch at t = 0 and 1
     assert var.flatten()[0].item() == 0 and log_var[0].item() == pytest.approx(math.log(1e-20))
     assert log_var[1].item() == pytest.approx(math.log(BETAS[1] * (1 - ABAR[0]) / (1 - ABAR[1])))
     x = start(3)
     for tt in (0, 50, 99):
         eps = eps_of(x.float(), tt).double()
         v = math.sqrt(abar(tt)) * eps - math.sqrt(1 - abar(tt)) * x
-        assert close(proc().velocity(x, tt, eps), v, atol=1e-12)
-        assert close(proc().x0_from_v(x, tt, v),
+        assert close(p.velocity(x, tt, eps), v, atol=1e-12)
+        assert close(p.x0_from_v(x, tt, v),
                      math.sqrt(abar(tt)) * x - math.sqrt(1 - abar(tt)) * v, atol=1e-12)
-        x0_hat = proc().predict_x0(x, tt, eps)
+        x0_hat = p.predict_x0(x, tt, eps)
         assert close(x0_hat, (x - math.sqrt(1 - abar(tt)) * eps) / math.sqrt(abar(tt)),
                      atol=1e-9)
-        assert close(proc().predict_eps(x, tt, x0_hat), eps, atol=1e-9)
-    assert np.allclose(proc().snr.numpy(), ABAR / (1 - ABAR), rtol=1e-12)
+        assert close(p.predict_eps(x, tt, x0_hat), eps, atol=1e-9)
+    assert np.allclose(p.snr.numpy(), ABAR / (1 - ABAR), rtol=1e-12)
 
 
 @pytest.mark.parametrize("objective", ["x0", "v"])
