@@ -6,7 +6,10 @@ computed here from those records and the formulas, and compared with what `fit` 
 returns. Nothing reads the loop's local variables or its checkpoint layout.
 """
 
+import copy
+import dataclasses
 import math
+import time
 
 import pytest
 import torch
@@ -14,10 +17,23 @@ import torch.nn.functional as F
 
 from dipddpm.config import build
 from dipddpm.data.images import make_image_problem
+from dipddpm.early_stop import ES_RULES, EsParams
+from dipddpm.errors import DipddpmError
 from dipddpm.methods import fitting
-from dipddpm.methods.dip import DipConfig, run_dip
-from dipddpm.methods.fitting import Stage, StagePlan, fit
+from dipddpm.methods.dip import DipConfig, dip_plan, run_dip
+from dipddpm.methods.fitting import (
+    Member,
+    Stage,
+    StagePlan,
+    _copy_members,
+    build_for_problem,
+    fit,
+    fit_members,
+    pick_device,
+)
 from dipddpm.methods.guided_dip import GuidedDipConfig, run_guided_dip
+from dipddpm.metrics import psnr, ssim
+from dipddpm.nn import build_net, min_size, size_multiple
 
 SMALL = {"net": "skip", "width": 8, "depth": 2, "input_depth": 8, "report_every": 1}
 
@@ -244,8 +260,6 @@ def test_a_t0_stage_fits_y(spy, problem):
 
 def test_metrics_clip_out_of_range_outputs(spy, problem):
     """Without a sigmoid the outputs leave [0, 1]; the loop's PSNRs and SSIM clip them."""
-    from dipddpm.metrics import ssim
-
     rec = Reports()
     run_dip(build(DipConfig, {**SMALL, "iters": 3, "net_sigmoid": False}), problem, report=rec)
     o = spy.outputs[-1][0]
@@ -320,10 +334,9 @@ def test_stage_starts_draw_once_and_renew_adam_and_z_only_when_asked(spy, proble
         want = F.mse_loss(spy.outputs[j][0], target).item()
         assert rec[j]["loss"] == pytest.approx(want, rel=1e-5), j
     state = [(torch.zeros_like(w), torch.zeros_like(w), 0) for w in spy.weights[0]]
-    carried = [adam_step(w, gr, st, cfg.lr) for w, gr, st in
-               zip(spy.weights[0], [spy.grads[0][i] for i in range(len(state))], state,
-                   strict=True)]
-    prior = [s for _, s in carried] if not fresh else state  # Adam's moments at stage 2
+    carried = [adam_step(w, spy.grads[0][i], state[i], cfg.lr)[1]
+               for i, w in enumerate(spy.weights[0])]  # Adam's moments after stage 1's step
+    prior = state if fresh else carried  # Adam's moments at stage 2's first step
     for i, w in enumerate(spy.weights[1]):
         want, _ = adam_step(w, spy.grads[1][i], prior[i], cfg.lr)
         assert torch.allclose(spy.weights[2][i], want, atol=1e-6, rtol=1e-5), (fresh, i)
@@ -332,10 +345,6 @@ def test_stage_starts_draw_once_and_renew_adam_and_z_only_when_asked(spy, proble
 def test_fused_members_report_each_members_own_loss(problem):
     """Two members of one fused net: each reported loss is that member's MSE to its own
     observation, as its own fit reports it (not a mix of both)."""
-    from dipddpm.data.images import make_image_problem
-    from dipddpm.methods.dip import dip_plan
-    from dipddpm.methods.fitting import Member, fit_members
-
     other = make_image_problem("skimage:camera", size=16, sigma=50, seed=3, grey=True)
     cfg = build(DipConfig, {**SMALL, "iters": 2})
     fused = []
@@ -350,8 +359,6 @@ def test_fused_members_report_each_members_own_loss(problem):
 
 
 def test_copy_members_copies_only_the_listed_members():
-    from dipddpm.methods.fitting import _copy_members
-
     K = 3
     src = [torch.arange(K * 4.0).view(K, 4), torch.arange(K * 6.0).view(K, 2, 3) + 100]
     for idx in ([1], [0, 2], [0, 1, 2], []):
@@ -363,11 +370,6 @@ def test_copy_members_copies_only_the_listed_members():
 
 
 def test_a_non_finite_loss_names_the_iteration_and_the_member(problem):
-    import dataclasses
-
-    from dipddpm.methods.dip import dip_plan
-    from dipddpm.methods.fitting import Member, fit_members
-
     observed = problem.observed.clone()
     observed[0, 0, 0] = float("nan")
     bad = dataclasses.replace(problem, observed=observed)
@@ -377,6 +379,12 @@ def test_a_non_finite_loss_names_the_iteration_and_the_member(problem):
     with pytest.raises(FloatingPointError, match=r"^loss is nan at iteration 1 \(member 1\)$"):
         fit_members(cfg, [Member(problem, dip_plan(cfg, problem), 0),
                           Member(bad, dip_plan(cfg, bad), 1)])
+
+
+def stretched(problem):
+    """The observation stretched to [-0.4, 1.4]: a net without a sigmoid fitting it leaves
+    [0, 1] at both ends within a few iterations, so every clip of the outputs matters."""
+    return dataclasses.replace(problem, observed=problem.observed * 1.8 - 0.4)
 
 
 def smoothed(outputs: list[torch.Tensor], s: float = 0.99) -> list[torch.Tensor]:
@@ -389,16 +397,12 @@ def smoothed(outputs: list[torch.Tensor], s: float = 0.99) -> list[torch.Tensor]
 def test_the_summary_from_the_outputs(spy, problem):
     """Every summary value of a fit recomputed from the recorded outputs o_j (no sigmoid, so
     they leave [0, 1] and every clip matters); the last report is of the last iteration."""
-    import dataclasses
-
-    from dipddpm.metrics import psnr, ssim
 
     rec = Reports()
     cfg = build(DipConfig, {**SMALL, "iters": 12, "report_every": 5, "net_sigmoid": False,
                             "lr": 0.02, "backtracking": False, "smoothing": 0.5})
-    stretched = dataclasses.replace(problem, observed=problem.observed * 1.8 - 0.4)
-    res = run_dip(cfg, stretched, report=rec)
-    problem = stretched
+    problem = stretched(problem)
+    res = run_dip(cfg, problem, report=rec)
     o = [out[0] for out in spy.outputs]
     sm = smoothed(o, 0.5)
     gt = [psnr_of(v, problem.clean) for v in o]
@@ -431,9 +435,7 @@ def test_the_summary_from_the_outputs(spy, problem):
 def test_first_reach_and_the_oracle_image(spy, problem):
     """first_reach_iter from the reported PSNRs; the oracle image is the output at the best
     iteration, clipped (the stretched observation drives it past both ends of [0, 1])."""
-    import dataclasses
-
-    problem = dataclasses.replace(problem, observed=problem.observed * 1.8 - 0.4)
+    problem = stretched(problem)
     rec = Reports()
     base = {**SMALL, "iters": 10, "net_sigmoid": False, "lr": 0.02, "backtracking": False}
     run_dip(build(DipConfig, base), problem, report=rec)
@@ -455,9 +457,6 @@ def test_first_reach_and_the_oracle_image(spy, problem):
 def test_resuming_leaves_the_checkpoint_it_resumed_from_untouched(problem):
     """Resumed state is copied out of the checkpoint: the loop then changes its tensors in
     place (the smoothed output, the weights) without writing through to the checkpoint."""
-    import copy
-
-    from dipddpm.methods.dip import dip_plan
 
     cfg = build(DipConfig, {**SMALL, "iters": 8, "report_every": 4})
     saved = {}
@@ -480,9 +479,6 @@ def test_resuming_leaves_the_checkpoint_it_resumed_from_untouched(problem):
 
 
 def test_pick_device():
-    from dipddpm.errors import DipddpmError
-    from dipddpm.methods.fitting import pick_device
-
     assert pick_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
         assert pick_device() == pick_device("auto") == torch.device("cpu")
@@ -498,8 +494,6 @@ def test_pick_device():
 def test_the_loop_runs_the_rule_with_its_window_and_patience(spy, problem, rule):
     """The loop's iter_es is the rule (tested by hand in test_early_stop.py) fed the loop's
     outputs, with the configured window and patience: here both change the pick."""
-    from dipddpm.early_stop import ES_RULES, EsParams
-
     def pick(window: int, patience: int) -> int:
         es = ES_RULES.get(rule)(EsParams(window, patience), torch.zeros_like(spy.outputs[0]))
         for j, o in enumerate(spy.outputs):
@@ -514,11 +508,6 @@ def test_the_loop_runs_the_rule_with_its_window_and_patience(spy, problem, rule)
 
 
 def test_fused_members_must_share_shape_and_schedule(problem):
-    from dipddpm.data.images import make_image_problem
-    from dipddpm.errors import DipddpmError
-    from dipddpm.methods.dip import dip_plan
-    from dipddpm.methods.fitting import Member, fit_members
-
     cfg = build(DipConfig, {**SMALL, "iters": 2})
     plan = dip_plan(cfg, problem)
     with pytest.raises(DipddpmError, match=r"^a fit needs at least one member \(problem, "
@@ -540,10 +529,6 @@ def test_fused_members_must_share_shape_and_schedule(problem):
     (4, 8, "of at least 8 .*got 4x8"), (8, 4, "of at least 8 .*got 8x4")])
 def test_an_image_the_net_cannot_take_is_one_error_naming_the_net(H, W, why):
     """depth 2: sizes divisible by 2^2 = 4, at least 8 (the coarsest scale keeps 2x2)."""
-    from dipddpm.errors import DipddpmError
-    from dipddpm.methods.fitting import build_for_problem
-    from dipddpm.nn import build_net, min_size, size_multiple
-
     cfg = build(DipConfig, SMALL)
     net = build_net("skip", 8, 1, 8, 2)
     assert (size_multiple(net), min_size(net)) == (4, 8)
@@ -555,10 +540,6 @@ def test_an_image_the_net_cannot_take_is_one_error_naming_the_net(H, W, why):
 
 
 def test_wall_time_is_the_fits_own_and_adds_up_over_a_resume(problem):
-    import time
-
-    from dipddpm.methods.dip import dip_plan
-
     cfg = build(DipConfig, {**SMALL, "iters": 6, "report_every": 3})
     saved = {}
     t = time.perf_counter()
@@ -574,8 +555,6 @@ def test_wall_time_is_the_fits_own_and_adds_up_over_a_resume(problem):
 
 
 def test_fit_defaults_to_seed_0(problem):
-    from dipddpm.methods.dip import dip_plan
-
     cfg = build(DipConfig, {**SMALL, "iters": 1})
     a = fit(cfg, problem, dip_plan(cfg, problem)).metrics["psnr_gt_final"]
     assert a == fit(cfg, problem, dip_plan(cfg, problem), seed=0).metrics["psnr_gt_final"]
