@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from dipddpm.metrics import psnr, ssim
+from dipddpm.metrics import BestTracker, psnr, ssim, ssim_each
 
 
 def pair(channels=3, size=24, spread=0.6, seed=0):
@@ -70,8 +70,6 @@ def test_ssim_of_a_structured_image_against_skimage():
 def test_ssim_each_of_a_colour_batch_clips_and_matches_skimage_per_image():
     """ssim_each: (B, C, H, W) -> (B,), each image's SSIM over its own channels, the
     prediction clipped to [0, 1] first (here it leaves both ends)."""
-    from dipddpm.metrics import ssim_each
-
     pairs = [pair(3, seed=s) for s in (0, 1)]
     pred, target = torch.stack([p for p, _ in pairs]), torch.stack([t for _, t in pairs])
     got = ssim_each(pred, target)
@@ -85,8 +83,6 @@ def test_ssim_each_of_a_colour_batch_clips_and_matches_skimage_per_image():
 
 
 def test_best_tracker_state_round_trips_every_field():
-    from dipddpm.metrics import BestTracker
-
     t = BestTracker(threshold=20.0)
     for it, v in ((10, 18.0), (20, 21.0), (30, 20.5), (40, 22.0)):
         t.update(it, v)
@@ -97,8 +93,6 @@ def test_best_tracker_state_round_trips_every_field():
 
 
 def test_best_tracker_keeps_the_first_best_and_reaches_at_equality():
-    from dipddpm.metrics import BestTracker
-
     t = BestTracker(threshold=20.0)
     for it, v in ((1, 19.0), (2, 20.0), (3, 20.0), (4, 19.5)):
         t.update(it, v)

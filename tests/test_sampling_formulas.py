@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dipddpm.diffusion import DiffusionProcess
-from dipddpm.diffusion.sampling import SamplerConfig, reverse_chain
+from dipddpm.diffusion.sampling import SamplerConfig, model_predictions, reverse_chain
 
 T = 100
 BETAS = np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T)  # SPEC §1, scale_with_T
@@ -283,8 +283,6 @@ def test_deterministic_ddim_draws_no_noise():
 def test_an_eps_model_output_is_used_as_is_and_gets_the_batch_timesteps():
     """Without the clip, eps_hat IS the model's output (not re-derived from x0_hat), and the
     model sees t as a (B,) long tensor on the input's device."""
-    from dipddpm.diffusion.sampling import model_predictions
-
     seen = []
 
     def model(x_t, t):
