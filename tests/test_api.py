@@ -147,7 +147,7 @@ def test_run_takes_a_spec_mapping_and_overrides(ray_local, tmp_path):
     spec = {"name": "mapped", "method": "noop", "problem": {}, "metric": "score",
             "fixed": {"iters": 6, "report_every": 2}, "search": {"x": {"uniform": [0, 1]}},
             "scheduler": {"type": "none"}, "num_samples": 5}
-    r = dipddpm.run(spec, storage=str(tmp_path), quiet=True, num_samples=2,
+    r = dipddpm.run(spec, storage=str(tmp_path), quiet=True, num_samples=1,  # per grid point
                     fixed={"iters": 4}, search={"x": {"grid": [0.1, 0.2]}},
                     searcher={"type": "grid"})
     assert r.name == "mapped" and len(r.trials) == 2
