@@ -8,6 +8,7 @@ the cluster at `address`), and its Parquet results are loaded back.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,8 +59,9 @@ def run(spec_or_path: str | Path | Mapping[str, Any], smoke: bool = False,
     `spec_or_path`: a YAML spec's path, or the spec as a mapping. `smoke`: apply its
     `smoke:` block. `storage`: the results root (default: the spec's). `overrides`: spec keys,
     as `--set` sets them (`num_samples=4`, `fixed={"iters": 30}`). `address`: a Ray cluster
-    (default: an embedded local Ray). `quiet`: no console lines. A bad spec raises a
-    `DipddpmError` naming the key, before Ray starts.
+    (default: `$RAY_ADDRESS`, set inside a `ray job submit`, else an embedded local Ray).
+    `resume`: continue the sweep if its folder holds one. `quiet`: no console lines. A bad
+    spec raises a `DipddpmError` naming the key, before Ray starts.
 
     >>> import dipddpm
     >>> results = dipddpm.run("sweeps/quick.yaml", smoke=True, storage="results", quiet=True)
@@ -76,6 +78,7 @@ def run(spec_or_path: str | Path | Mapping[str, Any], smoke: bool = False,
     console = SweepConsole(spec.metric, spec.mode, quiet=quiet)
     for w in spec.warnings:
         console.line(f"[yellow]warning[/]: {w}")
+    address = address or os.environ.get("RAY_ADDRESS") or None  # as the CLI does
     outcome = run_spec(spec, address=address, resume=resume, console=console)
     from dipddpm.analysis import load_sweep
 
