@@ -142,3 +142,15 @@ def test_wandb_is_offline_without_an_api_key(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert run_mode(WandbOptions()) == "offline"
     assert run_mode(WandbOptions(mode="online")) == "online"
+
+
+def test_tracking_is_not_part_of_what_a_sweep_runs():
+    """A sweep folder written before (or with other) tracking holds the same sweep: adding a
+    backend to a spec does not make `sweep run` refuse its folder."""
+    from dipddpm.sweep.runner import resolved_yaml, same_spec
+
+    plain, tracked = load([]), load(["mlflow"])
+    stored = yaml.safe_load(resolved_yaml(plain))
+    stored.pop("tracking")  # as a folder written before the key existed
+    assert same_spec(yaml.safe_dump(stored), tracked)
+    assert not same_spec(yaml.safe_dump({**stored, "num_samples": 99}), tracked)

@@ -313,3 +313,41 @@ def test_a_resumed_sweep_reattaches_to_its_mlflow_runs(ray_local, tmp_path, monk
         assert history(client, run.info.run_id, "psnr_best") == \
             table_history(metrics, tid, "psnr_best")  # each report once
         assert run.data.tags["dipddpm.status"] == "COMPLETED"
+
+
+def test_a_study_trial_child_holds_its_pairs_table(ray_local, tmp_path, monkeypatch):
+    import io
+
+    import mlflow
+    import pandas as pd
+
+    from dipddpm.sweep.runner import run_sweep
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = write_spec(
+        tmp_path, name="study", fixed={**TINY, "iters": 10, "stages": 2},
+        problem={"images": ["skimage:astronaut", "skimage:camera"], "replicates": 2,
+                 "size": 32, "sigma": 25, "seed": 0},
+        search={"lr": {"grid": [0.01, 0.02]}}, searcher={"type": "grid"},
+        faults=[{"when": {"lr": 0.02}, "at_iter": 5, "kind": "nan"}],
+        scheduler={"type": "none"}, num_samples=1, tracking=["mlflow"])
+    out = run_sweep(spec, console=quiet())
+    sweep = Path(out.path)
+    pairs = pd.read_parquet(sweep / "pairs")
+    trials = pd.read_parquet(sweep / "trials").set_index("config.lr")
+    client, _, children = mlflow_runs(f"sqlite:///{sweep / 'mlflow.db'}", "study")
+    assert set(children) == set(trials["trial_id"])
+    failed = children[trials.loc[0.02, "trial_id"]]  # FAILED, with the error, as in Parquet
+    assert failed.info.status == "FAILED" and failed.data.tags["dipddpm.status"] == "FAILED"
+    assert failed.data.tags["dipddpm.error"] == trials.loc[0.02, "error"]
+    tid = trials.loc[0.01, "trial_id"]
+    run = children[tid]
+    text = Path(mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="pairs.csv", dst_path=str(tmp_path),
+        tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")).read_text()
+    logged = pd.read_csv(io.StringIO(text))
+    assert len(logged) == len(pairs) == 4  # 2 images x 2 replicates
+    mine = pairs[pairs.trial_id == tid].sort_values(["image", "replicate"])
+    logged = logged.sort_values(["image", "replicate"])
+    assert list(logged["image"]) == list(mine["image"])
+    assert logged["psnr_gt_best"].to_numpy() == pytest.approx(mine["psnr_gt_best"].to_numpy())

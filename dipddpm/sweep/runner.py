@@ -44,7 +44,8 @@ def same_spec(stored_text: str, spec: SweepSpec) -> bool:
     """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
     stored = yaml.safe_load(stored_text) or {}
     new = yaml.safe_load(resolved_yaml(spec))  # both as YAML reads them
-    where = ("storage", "storage_options")  # where a sweep is stored is not what it runs
+    # where a sweep is stored, and where else it is recorded, is not what it runs
+    where = ("storage", "storage_options", "tracking")
     return ({k: v for k, v in stored.items() if k not in where}
             == {k: v for k, v in new.items() if k not in where})
 
