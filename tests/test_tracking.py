@@ -86,6 +86,7 @@ def run_cli(tmp_path: Path, env: dict, *prelude: str) -> subprocess.CompletedPro
                           env={**os.environ, "PYTHONPATH": str(REPO), **env})
 
 
+@pytest.mark.slow  # a fresh interpreter importing the CLI: about 6 s
 def test_mlflow_missing_is_one_line_naming_the_extra(tmp_path):
     # `import mlflow` fails as it does where the package is not installed
     r = run_cli(tmp_path, {}, "import sys", "sys.modules['mlflow'] = None")
@@ -96,6 +97,7 @@ def test_mlflow_missing_is_one_line_naming_the_extra(tmp_path):
     assert not (tmp_path / "res" / "t").exists()  # nothing half-written
 
 
+@pytest.mark.slow  # a fresh interpreter importing the CLI and mlflow: about 7 s
 def test_unreachable_tracking_server_is_one_line_before_ray(tmp_path):
     import socket
     import time
