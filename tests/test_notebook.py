@@ -37,7 +37,7 @@ def test_quickstart_notebook_runs_under_nbclient(ray_local, tmp_path, monkeypatc
     client.execute()  # raises CellExecutionError on the first failing cell
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.outputs)
-    assert "psnr_gt_best: B (stages=" in text  # the paired verdict was printed
+    assert "psnr_gt_best: B (trial_id=" in text  # the paired verdict was printed
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "image/png" in o.get("data", {})]
     assert images, "the curves figure was not drawn"

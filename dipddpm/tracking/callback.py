@@ -58,6 +58,7 @@ class TrackingCallback(Callback):
     def _reset(self) -> None:
         self.sinks: dict[str, Any] | None = None  # name -> sink, opened by this driver
         self.recorded: dict[str, int] = {}  # trial id -> last iteration the sinks hold
+        self.location = None  # the sweep directory, resolved once (a filesystem client)
 
     def __getstate__(self) -> dict:  # in Tune's experiment state: no clients, no files
         return {"spec": self.spec, "sweep_uri": self.sweep_uri}
@@ -100,8 +101,9 @@ class TrackingCallback(Callback):
         """The PNG bytes of output images (paths relative to the sweep directory)."""
         if not arts:
             return {}
-        loc = SweepContext(spec=self.spec, sweep_uri=self.sweep_uri).location()
-        out = {}
+        if self.location is None:
+            self.location = SweepContext(spec=self.spec, sweep_uri=self.sweep_uri).location()
+        loc, out = self.location, {}
         for name, rel in arts.items():
             with loc.fs.open_input_stream(loc.child(rel).path) as f:
                 out[name] = f.read()
