@@ -44,7 +44,8 @@ def same_spec(stored_text: str, spec: SweepSpec) -> bool:
     """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
     stored = yaml.safe_load(stored_text) or {}
     new = yaml.safe_load(resolved_yaml(spec))  # both as YAML reads them
-    where = ("storage", "storage_options")  # where a sweep is stored is not what it runs
+    # where a sweep is stored, and where else it is recorded, is not what it runs
+    where = ("storage", "storage_options", "tracking")
     return ({k: v for k, v in stored.items() if k not in where}
             == {k: v for k, v in new.items() if k not in where})
 
@@ -183,7 +184,9 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from dipddpm.sweep.search import TruthfulOptunaSearch
     from dipddpm.sweep.space import tune_space
     from dipddpm.sweep.trainable import make_trainable
+    from dipddpm.sweep.tune_results import TuneResultFiles
     from dipddpm.sweep.tune_schedulers import make_scheduler
+    from dipddpm.tracking import tracking_callbacks
 
     trainable = make_trainable(spec, sweep.uri)
     tune_path = sweep.child(TUNE_DIR)
@@ -215,7 +218,8 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
             num_samples=spec.num_samples, max_concurrent_trials=spec.searcher.max_concurrent,
             time_budget_s=spec.time_budget_s, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=TUNE_DIR, **tune_storage(sweep), verbose=0, callbacks=[recorder],
+            name=TUNE_DIR, **tune_storage(sweep), verbose=0,
+            callbacks=[recorder, TuneResultFiles(), *tracking_callbacks(spec, sweep.uri)],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1), log_to_file=True))
     return tuner, publish
@@ -246,7 +250,9 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
     from dipddpm.sweep.lifecycle import mark_running
     from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
+    from dipddpm.tracking import preflight
 
+    preflight(spec, sweep.uri)  # tracking backends: installed, reachable (before Ray)
     set_state_period(remote=not sweep.local)
     with ray_session(address, dashboard) as on_cluster:
         if on_cluster:  # every node must reach the storage before trials start

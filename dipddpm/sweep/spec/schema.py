@@ -152,6 +152,8 @@ class SweepSpec:
     faults: tuple[Fault, ...] = ()
     compact: bool = True  # at the end, many per-trial Parquet files become a few (compaction.py)
     baselines: tuple[str, ...] = ()  # run once on the study's observations (sweep/baselines.py)
+    # where the sweep is also recorded: backend name -> its options (dipddpm/tracking/)
+    tracking: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)  # sound, but likely unmeant
 

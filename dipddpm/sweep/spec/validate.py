@@ -23,6 +23,7 @@ from dipddpm.sweep.spec.schema import (
     SweepSpec,
 )
 from dipddpm.sweep.spec.search_space import parse_search
+from dipddpm.tracking.spec import parse_tracking
 
 
 def _mapping(data: Mapping, key: str) -> dict:
@@ -177,6 +178,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         faults=parse_faults(data.get("faults") or []), raw=dict(data),
         compact=coerce("compact", data.get("compact", True), bool),
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
+        tracking=parse_tracking(data.get("tracking")),
         **_counts(data))
     warnings = check_space(spec, base_cfg, load_problem)
     return dataclasses.replace(spec, warnings=warnings) if warnings else spec

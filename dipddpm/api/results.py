@@ -1,0 +1,190 @@
+"""`dipddpm.load`: a sweep's results as pandas DataFrames and paired verdicts, in a notebook.
+
+Everything here is the analysis the `dipddpm results` commands print (dipddpm/analysis),
+returned as objects instead: `load(...).best()` is `results summarize`'s best-trials table,
+`.effect(a=..., b=...)` is `results effect`'s verdict, `.report(path)` is `results report`.
+Only the Parquet files are read (no Ray), so a results folder copied from a cluster, or an
+s3:// URI, works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dipddpm.analysis.effect import Effect
+from dipddpm.analysis.load import Sweep
+
+
+def _filters(side: Mapping[str, Any] | None) -> dict[str, str]:
+    """{key: value} as `results effect` reads `--a key=value` (values compared as text)."""
+    return {str(k): "null" if v is None else str(v) for k, v in (side or {}).items()}
+
+
+@dataclass
+class Verdict(Effect):
+    """A paired verdict of B against A (`results effect`'s numbers): `mean` of the paired
+    differences B - A, its 95% bootstrap `ci`, `wins` / `ties` / `losses` of B, the Wilcoxon
+    signed-rank `p`, the mean difference `per_image`, over `n` pairs (image, replicate)."""
+
+    @property
+    def p(self) -> float | None:
+        """The Wilcoxon signed-rank p-value (two-sided); None below 2 pairs."""
+        return self.p_wilcoxon
+
+    def plot(self):
+        """A plotly figure: the mean difference per image, the CI band of the overall mean."""
+        from dipddpm.analysis.effect_panel import effect_figure
+
+        return effect_figure(self)
+
+    def __str__(self) -> str:
+        head = f"{self.metric}: B ({self.b}) - A ({self.a}), {self.n} pair(s)"
+        if self.mean is None or self.ci is None:
+            more = f"; mean delta {self.mean:+.3f}" if self.mean is not None else ""
+            return f"{head}: {self.note}{more}"
+        p = "n/a" if self.p is None else f"{self.p:.3g}"
+        return (f"{head}: mean delta {self.mean:+.3f}, 95% CI [{self.ci[0]:+.3f}, "
+                f"{self.ci[1]:+.3f}]; B wins {self.wins}, ties {self.ties}, loses "
+                f"{self.losses}; Wilcoxon p = {p}")
+
+
+class Results:
+    """One sweep's results: its tables as DataFrames, its best trials, paired verdicts and
+    its HTML report. Made by `dipddpm.load` (or returned by `dipddpm.run`).
+
+    >>> import dipddpm
+    >>> results = dipddpm.load("results/quick")
+    >>> results.trials.groupby("status").size().to_dict()
+    {'COMPLETED': 10, 'FAILED': 1, 'PRUNED': 1}
+    >>> list(results.metrics.columns)
+    ['trial_id', 'iter', 'metric', 'value']
+    """
+
+    def __init__(self, sweep: Sweep, source: str | Path | None = None) -> None:
+        self._sweep = sweep
+        self.source = str(source if source is not None else sweep.uri)
+
+    def __repr__(self) -> str:
+        c = self._sweep.counts()
+        return (f"<Results {self.name!r}: {len(self.trials)} trials ({c['COMPLETED']} "
+                f"completed, {c['PRUNED']} pruned, {c['FAILED']} failed) at {self.source}>")
+
+    @property
+    def name(self) -> str:
+        """The sweep's name."""
+        return self._sweep.name
+
+    @property
+    def spec(self) -> dict | None:
+        """The spec as run (spec.resolved.yaml), None when the folder has none."""
+        return self._sweep.spec
+
+    @property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial: ids, status, `config.<key>`, final and best metrics, ..."""
+        return self._sweep.trials
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every report, long: trial_id, iter, metric, value (a study's per-pair rows are in
+        `pair_metrics`)."""
+        return self._sweep.metrics()
+
+    @property
+    def pair_metrics(self) -> pd.DataFrame:
+        """A study's per-pair reports: trial_id, iter, metric, value, image, replicate."""
+        return self._sweep.metrics(pairs=True)
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        """A study's pairs table: a row per trial x image x replicate (empty: not a study)."""
+        return self._sweep.pairs()
+
+    @property
+    def baselines(self) -> pd.DataFrame:
+        """A study's baselines: a row per baseline x image x replicate (empty: none)."""
+        return self._sweep.baselines()
+
+    def curves(self, metrics: list[str] | None = None) -> pd.DataFrame:
+        """Wide learning curves: a row per (trial_id, iter), a column per metric."""
+        return self._sweep.curves(metrics or ["psnr_gt", "psnr_best"])
+
+    def summary(self, by: list[str] | str | None = None, metric: str | None = None,
+                top: int = 10, threshold: float | None = None):
+        """`results summarize`: `.top` (the best trials) and `.groups` (statistics per
+        group of `by`, e.g. by="stages")."""
+        from dipddpm.analysis.summarize import summarize
+
+        keys = [by] if isinstance(by, str) else by
+        return summarize(self._sweep, by=keys, metric=metric, top=top, threshold=threshold)
+
+    def best(self, n: int = 5, by: str | None = None) -> pd.DataFrame:
+        """The `n` best trials ranked by the trials column `by` (default psnr_gt_best, else
+        objective), best first: `results summarize`'s table.
+
+        >>> import dipddpm
+        >>> best = dipddpm.load("results/quick").best(n=3)
+        >>> len(best), list(best.columns[:3])
+        (3, ['trial_id', 'status', 'method'])
+        """
+        return self.summary(metric=by, top=n).top
+
+    def effect(self, a: Mapping[str, Any] | None = None, b: Mapping[str, Any] | None = None,
+               metric: str = "psnr_gt_best", mode: str = "max",
+               other: Results | None = None) -> Verdict:
+        """Is B better than A? Each side is the COMPLETED trials matching its filters,
+        narrowed to its best configuration (`mode`); paired by (image, replicate). `other`:
+        take B from another sweep. The numbers of `dipddpm results effect`.
+
+        >>> import dipddpm
+        >>> v = dipddpm.load("results/quick").effect(a={"stages": 1}, b={"stages": 4})
+        >>> v.n, v.wins + v.ties + v.losses
+        (2, 2)
+        """
+        from dipddpm.analysis.effect import effect
+
+        if mode not in ("max", "min"):
+            from dipddpm.errors import DipddpmError
+
+            raise DipddpmError(f"mode must be max or min, got {mode!r}")
+        sb = other._sweep if other is not None else self._sweep
+        e = effect(self._sweep, sb, _filters(a), _filters(b), metric=metric, mode=mode)
+        return Verdict(**vars(e))
+
+    def plot(self, kind: str = "curves", **options: Any):
+        """A matplotlib figure of `results plot --kind KIND` (curves, stages, pareto,
+        importance, ...; options: by, metric, top, x)."""
+        from dipddpm.analysis.plots import plot
+
+        by = options.pop("by", None)
+        return plot(self._sweep, kind, by=[by] if isinstance(by, str) else by, **options)
+
+    def report(self, path: str | Path, top: int = 6, a: Mapping[str, Any] | None = None,
+               b: Mapping[str, Any] | None = None) -> Path:
+        """Write `results report`'s self-contained HTML page to `path` (with `a` and `b`:
+        the paired verdict too); returns its path."""
+        from dipddpm.analysis import load_sweep
+        from dipddpm.analysis.report import write_report
+
+        sweep = load_sweep(self.source, artifacts=True) if self._sweep.uri != str(
+            self._sweep.path) else self._sweep
+        sides = (_filters(a), _filters(b)) if a or b else None
+        return Path(write_report(sweep, Path(path), top=top, sides=sides))
+
+
+def load(path_or_uri: str | Path) -> Results:
+    """Read a sweep's results folder (`<storage>/<sweep>`, local or an s3:// URI).
+
+    >>> import dipddpm
+    >>> results = dipddpm.load("results/quick")
+    >>> len(results.trials), sorted(results.trials["status"].unique())
+    (12, ['COMPLETED', 'FAILED', 'PRUNED'])
+    """
+    from dipddpm.analysis import load_sweep
+
+    return Results(load_sweep(path_or_uri), path_or_uri)
