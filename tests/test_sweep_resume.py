@@ -155,3 +155,155 @@ def test_resume_of_a_directory_that_is_not_a_sweep(tmp_path):
     r = CliRunner().invoke(app, ["sweep", "resume", str(tmp_path)])
     assert r.exit_code == 2 and "not a sweep directory" in r.output
     assert not list(Path(tmp_path).iterdir())
+
+
+# --- a finished sweep whose tune/ is gone: nothing doubled, nothing deleted -------------------
+NOOP = {"method": "noop", "problem": {}, "metric": "score", "mode": "max",
+        "fixed": {"iters": 6, "report_every": 1},
+        "search": {"x": {"uniform": [0.0, 1.0]}},
+        "searcher": {"type": "optuna", "sampler": "random", "seed": 0, "max_concurrent": 2},
+        "scheduler": {"type": "none"}, "resources": {"cpu": 0.5, "gpu": 0},
+        "num_samples": 3, "checkpoint_every": 3}
+
+
+@pytest.fixture(scope="module", params=["compacted", "parts"])
+def finished_sweep(request, ray_local, tmp_path_factory):
+    """A finished 3-trial noop sweep: its trials in compact-*.parquet files (the default) or
+    left in part-*.parquet files (`compact: false`)."""
+    from dipddpm.sweep.console import SweepConsole
+    from dipddpm.sweep.runner import run_sweep
+
+    root = tmp_path_factory.mktemp(request.param)
+    spec = {"name": "done", **NOOP, "compact": request.param == "compacted",
+            "storage": str(root / "results")}
+    (root / "done.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = run_sweep(root / "done.yaml", console=SweepConsole("score", "max", quiet=True))
+    assert len(out.rows) == 3
+    layout = "compact-" if request.param == "compacted" else "part-"
+    assert all(p.name.startswith(layout) for p in Path(out.path, "trials").iterdir())
+    return Path(out.path), root / "done.yaml"
+
+
+def copy_of(finished_sweep, tmp_path: Path) -> Path:
+    d = tmp_path / "results" / "done"  # the same name under another storage
+    shutil.copytree(finished_sweep[0], d)
+    return d
+
+
+def snapshot(sweep: Path) -> dict[str, bytes]:
+    """Every file of the sweep but Tune's own, by relative path, with its bytes."""
+    return {str(p.relative_to(sweep)): p.read_bytes() for p in sweep.rglob("*")
+            if p.is_file() and "tune" not in p.relative_to(sweep).parts}
+
+
+def cli_in_process(*args: str):
+    from typer.testing import CliRunner
+
+    from dipddpm.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("driver_json", ["kept", "removed"])
+def test_resume_of_a_finished_sweep_without_tune_changes_nothing(finished_sweep, tmp_path,
+                                                                   driver_json):
+    """Issue 20: `sweep resume` on a finished sweep whose tune/ was deleted ran the sweep again
+    (12 trials became 24; with part files, the 12 were deleted and 12 new ones ran). Now it is
+    a no-op that says so: exit 0, every file byte for byte as it was. Without driver.json too
+    (a sweep synced without it): every trial it asks for has a row."""
+    import pandas as pd
+
+    sweep = copy_of(finished_sweep, tmp_path)
+    shutil.rmtree(sweep / "tune")
+    if driver_json == "removed":
+        (sweep / "driver.json").unlink()
+    before, rows = snapshot(sweep), pd.read_parquet(sweep / "trials")
+    for args in (["sweep", "resume", str(sweep)], ["sweep", "resume", str(sweep), "--json"]):
+        r = cli_in_process(*args)
+        assert r.exit_code == 0, r.output
+        assert snapshot(sweep) == before
+    assert json.loads(r.stdout)["already_finished"] is True
+    r = cli_in_process("sweep", "resume", str(sweep))
+    assert f"sweep {sweep} is finished" in r.stdout and "nothing changed" in r.stdout
+    assert pd.read_parquet(sweep / "trials").equals(rows) and len(rows) == 3
+    assert not (sweep / "tune").exists()
+
+
+def test_run_again_of_a_finished_sweep_without_tune_changes_nothing(finished_sweep, tmp_path):
+    """`sweep run` of the same spec over it (the other way into a fresh Tuner): a no-op too."""
+    sweep = copy_of(finished_sweep, tmp_path)
+    shutil.rmtree(sweep / "tune")
+    spec = yaml.safe_load(finished_sweep[1].read_text())
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump({**spec, "storage": str(sweep.parent)}))
+    before = snapshot(sweep)
+    for resume in ([], ["--resume"]):
+        r = cli_in_process("sweep", "run", str(path), *resume)
+        assert r.exit_code == 0 and "is finished" in r.stdout, r.output
+        assert snapshot(sweep) == before
+
+
+def test_resume_without_tune_and_trials_left_is_refused(finished_sweep, tmp_path):
+    """tune/ gone and one of the 3 trials never ended (its row absent): a fresh Tuner would
+    run the 2 again. Refused in one line naming what is missing and what to do; nothing
+    written."""
+    from dipddpm.sweep.results import written_trials
+
+    sweep = copy_of(finished_sweep, tmp_path)
+    shutil.rmtree(sweep / "tune")
+    (sweep / "driver.json").unlink()
+    parts = sorted((sweep / "trials").glob("part-*.parquet"))
+    if parts:
+        parts[0].unlink()
+    else:  # compacted: the file holds 2 of the 3 rows
+        import pyarrow.parquet as pq
+
+        f = sweep / "trials" / "compact-00000.parquet"
+        pq.write_table(pq.read_table(f).slice(0, 2), f)
+    assert len(written_trials(str(sweep))) == 2
+    before = snapshot(sweep)
+    for args in (["sweep", "resume", str(sweep)], ["sweep", "resume", str(sweep),
+                                                   "--drop-orphans"]):
+        r = cli_in_process(*args)
+        assert r.exit_code == 2, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in r.output
+        assert f"{sweep}/tune is missing" in lines[0]
+        assert "2 of the sweep's 3 trials have ended" in lines[0]
+        assert "Put the tune/ folder back" in lines[0] and "results summarize" in lines[0]
+        assert snapshot(sweep) == before
+
+
+@pytest.mark.parametrize("finished_sweep", ["parts"], indirect=True)  # compaction folds only
+def test_orphans_are_dropped_only_when_asked_and_each_is_listed(finished_sweep, tmp_path):
+    """A trial with a row that Tune's saved state does not know (it ended after the last
+    save, before the driver was killed): a resume is refused naming it; --drop-orphans
+    deletes its files, says each, and the sweep ends with its 3 trials, the others' files
+    unchanged."""
+    sweep = copy_of(finished_sweep, tmp_path)  # (trials Tune knows: never an orphan)
+    driver = json.loads((sweep / "driver.json").read_text())
+    (sweep / "driver.json").write_text(json.dumps({**driver, "state": "stopped"}))
+    kept = snapshot(sweep)
+    src = sorted((sweep / "trials").glob("part-*.parquet"))[0]
+    tid = src.name[len("part-"):-len(".parquet")]
+    orphan = "0rphan00"
+    for sub in ("trials", "metrics"):
+        (sweep / sub / f"part-{orphan}.parquet").write_bytes(
+            (sweep / sub / f"part-{tid}.parquet").read_bytes())
+    (sweep / "artifacts" / orphan).mkdir(parents=True)
+    (sweep / "artifacts" / orphan / "output.png").write_bytes(b"png")
+    before = snapshot(sweep)
+    r = cli_in_process("sweep", "resume", str(sweep))
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert orphan in r.stderr and "--drop-orphans" in r.stderr
+    assert snapshot(sweep) == before
+    r = cli_in_process("sweep", "resume", str(sweep), "--drop-orphans", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert sorted(out["dropped"]) == sorted([
+        f"{sweep}/trials/part-{orphan}.parquet", f"{sweep}/metrics/part-{orphan}.parquet",
+        f"{sweep}/artifacts/{orphan}/"])
+    assert out["trials"] == 3 and out["completed"] == 3
+    after = snapshot(sweep)
+    assert {k: v for k, v in after.items() if k.startswith(("trials", "metrics"))} == {
+        k: v for k, v in kept.items() if k.startswith(("trials", "metrics"))}

@@ -74,6 +74,7 @@ class SpaceWatch:
     too low, or None."""
 
     def __init__(self, sweep: Location) -> None:
+        self.sweep = sweep
         self.path = sweep.path if sweep.local else None
         self.floor = min_free_bytes()
         self.last_free: int | None = None
@@ -96,8 +97,9 @@ class SpaceWatch:
         self.last_free = free
         if free >= self.reserve():
             return None
-        return (f"no space left for the sweep in {self.path}: {free / MIB:.1f} MiB free, "
-                f"below its reserve of {self.reserve() / MIB:.1f} MiB")
+        return stopped_line(self.sweep, f"no space left for the sweep in {self.path}: "
+                            f"{free / MIB:.2f} MiB free, below its reserve of "
+                            f"{self.reserve() / MIB:.2f} MiB")
 
 
 def no_space(e: BaseException) -> bool:

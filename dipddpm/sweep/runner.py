@@ -229,14 +229,6 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     return tuner, publish
 
 
-def tune_trial_ids(grid) -> set[str] | None:
-    """Ids of every trial in Tune's experiment (None if this Ray version hides them)."""
-    try:
-        return {t.trial_id for t in grid._experiment_analysis.trials}
-    except AttributeError:
-        return None
-
-
 def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) -> None:
     """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
     try:
@@ -304,10 +296,10 @@ def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: Sw
     elif spec.searcher.type == "optuna":
         console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
                      f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
-    grid = tuner.fit()
+    tuner.fit()
     harmonize(sweep)  # a driver killed while adding a new column to the files left some
     publish()
-    end_of_sweep(spec, sweep, grid, console)
+    end_of_sweep(spec, sweep, console)
 
 
 def run_baselines_once(spec: SweepSpec, sweep: Location, console: SweepConsole) -> None:
@@ -353,24 +345,33 @@ def outcome(spec: SweepSpec, sweep: Location, console: SweepConsole, finished: b
                         dropped=list(dropped or []))
 
 
-def finished_ids(grid) -> set[str] | None:
-    """Ids of the trials Tune finished (TERMINATED or ERROR); None if this Ray hides them."""
+def saved_ids(sweep: Location) -> tuple[set[str], set[str]] | None:
+    """(finished, all) trial ids in Tune's saved state as a resume would read it; None when it
+    cannot be read. Not the Tuner's own trial objects: a Tuner interrupted (Ctrl-C, a full
+    disk) marks the trials it stopped TERMINATED in memory, but saved them unfinished."""
+    from dipddpm.sweep.checkpoints import saved_trials
+
+    where = tune_storage(sweep.child(TUNE_DIR))
     try:
-        trials = grid._experiment_analysis.trials
-    except AttributeError:
+        trials = saved_trials(where["storage_path"], where.get("storage_filesystem"))
+    except Exception:
         return None
-    return {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+    return ({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")},
+            {t.trial_id for t in trials})
 
 
-def end_of_sweep(spec: SweepSpec, sweep: Location, grid, console: SweepConsole) -> None:
-    """When every trial is finished (not a Tuner stopped by Ctrl-C): compact the Parquet files
-    (spec `compact:`, local storage) and mark the sweep ended (`lifecycle.driver_state`)."""
+def end_of_sweep(spec: SweepSpec, sweep: Location, console: SweepConsole) -> None:
+    """When every trial is finished (not a Tuner stopped by Ctrl-C or a full disk): compact
+    the Parquet files (spec `compact:`, local storage) and mark the sweep ended
+    (`lifecycle.driver_state`)."""
     from dipddpm.sweep.compaction import compact
+    from dipddpm.sweep.driver import current
     from dipddpm.sweep.lifecycle import mark_ended
 
-    done, known = finished_ids(grid), tune_trial_ids(grid)
-    if done is None or known is None or done != known:
+    ids = saved_ids(sweep)
+    if ids is None or ids[0] != ids[1] or (current() and current().stop_reason):
         return  # trials left to run: `sweep resume` continues, and ends the sweep
+    done = ids[0]
     if spec.compact and sweep.local:
         c = compact(sweep.path, finished=done, known=True, force=True)
         if c.changed:
