@@ -269,7 +269,7 @@ def test_resume_without_tune_and_trials_left_is_refused(finished_sweep, tmp_path
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in r.output
         assert f"{sweep}/tune is missing" in lines[0]
-        assert "2 of the sweep's 3 trials have ended" in lines[0]
+        assert "2 of the sweep's 3 trials ended" in lines[0]
         assert "Put the tune/ folder back" in lines[0] and "results summarize" in lines[0]
         assert snapshot(sweep) == before
 
@@ -307,3 +307,53 @@ def test_orphans_are_dropped_only_when_asked_and_each_is_listed(finished_sweep, 
     after = snapshot(sweep)
     assert {k: v for k, v in after.items() if k.startswith(("trials", "metrics"))} == {
         k: v for k, v in kept.items() if k.startswith(("trials", "metrics"))}
+
+
+def test_a_copied_sweep_keeps_its_name_for_status_and_resume(ray_local, tmp_path):
+    """Issue 20: a sweep directory copied under another name made `sweep status` fail with
+    KeyError 'Record does not exist.' (the Optuna study was looked up by the directory's name),
+    and a resume would have started a second study named after the directory. The sweep's name
+    is the one it ran under (spec.resolved.yaml): its study, every row's `sweep`. The copy's
+    resume writes into the copy only; the original is left as it was."""
+    import optuna
+    import pandas as pd
+
+    spec = {"name": "orig", **NOOP, "fixed": {"iters": 12, "report_every": 1, "sleep_s": 0.25},
+            "storage": str(tmp_path / "results")}
+    path = tmp_path / "orig.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    orig, copy = tmp_path / "results" / "orig", tmp_path / "elsewhere" / "renamed"
+    address = ray_local.get_runtime_context().gcs_address
+    log = open(tmp_path / "driver.log", "w")
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "from dipddpm.cli import main; main()", "sweep", "run",
+         str(path), "--address", address], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:
+        if list((orig / "trials").glob("part-*.parquet")):
+            break
+        time.sleep(0.1)
+    assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-2000:]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    files_settle(orig)
+    shutil.copytree(orig, copy)
+    before = snapshot(orig)
+
+    st = cli_in_process("sweep", "status", str(copy), "--json")
+    assert st.exit_code == 0, st.output
+    status = json.loads(st.stdout)
+    assert status["name"] == "orig" and status["study"] and status["trials"] >= 1
+    r = cli_in_process("sweep", "resume", str(copy), "--json")
+    assert r.exit_code == 0, r.output
+    trials = pd.read_parquet(copy / "trials")
+    assert len(trials) == 3 and trials["trial_id"].is_unique
+    assert (trials["status"] == "COMPLETED").all() and set(trials["sweep"]) == {"orig"}
+    storage = f"sqlite:///{copy}/optuna.db"
+    assert optuna.get_all_study_names(storage) == ["orig"]
+    done = [t for t in optuna.load_study(study_name="orig", storage=storage).trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+    assert {t.user_attrs["ray_trial_id"] for t in done} == set(trials["trial_id"])
+    assert snapshot(orig) == before  # the original, untouched
+    st = json.loads(cli_in_process("sweep", "status", str(copy), "--json").stdout)
+    assert st["state"] == "ended" and st["study"]["COMPLETE"] == 3

@@ -100,11 +100,10 @@ def plan(spec: SweepSpec, sweep: Location, drop_orphans: bool = False) -> Plan:
         return finished(sweep, len(written), f"all {expected} of its trials ended")
     raise DipddpmError(
         f"{sweep.uri}: Tune's saved state {sweep.child(TUNE_DIR).uri} is {problem}, and "
-        f"{len(written)} of the sweep's {expected} trials have ended; starting Tune afresh "
-        f"would run them again. Put the tune/ folder back (from where the sweep was copied "
-        f"or synced) and resume; or read the {len(written)} trials as they are (`dipddpm "
-        f"results summarize {sweep.uri}`); or run the spec anew under another name "
-        f"(--set name=NEW)")
+        f"{len(written)} of the sweep's {expected} trials ended; a fresh Tune would run them "
+        f"again. Put the tune/ folder back (from where the sweep was copied or synced) and "
+        f"resume; or read what was written (`dipddpm results summarize {sweep.uri}`); or run "
+        f"the spec anew under another name (--set name=NEW)")
 
 
 def finished(sweep: Location, n: int, why: str) -> Plan:

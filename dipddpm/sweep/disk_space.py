@@ -41,9 +41,11 @@ def min_free_bytes() -> float:
     try:
         mib = float(raw) if raw.strip() else MIN_FREE_MIB
     except ValueError:
-        raise DipddpmError(f"DIPDDPM_MIN_FREE_MIB must be a number of MiB, got {raw!r}; "
-                           f"unset it for the default {MIN_FREE_MIB:.0f}") from None
-    return max(0.0, mib) * MIB
+        mib = -1.0
+    if not 0 <= mib < float("inf"):
+        raise DipddpmError(f"DIPDDPM_MIN_FREE_MIB must be a number of MiB >= 0 (0: no check), "
+                           f"got {raw!r}; unset it for the default {MIN_FREE_MIB:.0f}")
+    return mib * MIB
 
 
 def free_bytes(path: str) -> int | None:
