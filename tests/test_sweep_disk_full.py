@@ -109,6 +109,14 @@ def test_a_full_disk_stops_the_sweep_in_one_line_and_resume_finishes_it(ray_loca
         st = json.loads(cli("sweep", "status", str(sweep), "--json").stdout)
         assert st["state"] == "stopped" and "no space" in st["stopped_because"]
         assert st["trials"] == written
+        # an `ended` that Tune's saved state contradicts (an older dipddpm wrote it for a
+        # sweep stopped by Ctrl-C) is not taken for finished: Tune's unfinished trials run
+        from dipddpm.sweep.continuation import Start, plan
+        from dipddpm.sweep.runner import load_sweep_spec
+
+        info = json.loads((sweep / "driver.json").read_text())
+        (sweep / "driver.json").write_text(json.dumps({**info, "state": "ended"}))
+        assert plan(*load_sweep_spec(str(sweep), load_problem=False)).start is Start.RESTORE
         ballast.unlink()  # space freed
         r = cli("sweep", "resume", str(sweep), "--address", address, "--json", env=env)
         assert r.returncode == 0, r.stderr[-3000:]

@@ -6,8 +6,11 @@ lost or doubled:
   none of the trials already written and would run the whole sweep again, every configuration
   twice. So a fresh start is allowed only where no trial has ended yet (no trials row): the
   driver died before Tune saved anything, or the sweep is new.
-- A sweep whose driver ended it (driver.json), or whose trials rows number at least the trials
-  it asks for, is finished: nothing to do, said in one line, nothing written.
+- A sweep whose driver ended it (driver.json) is finished where Tune's saved state agrees
+  (every trial in it finished, or no state to ask: a sweep copied without tune/); so is one
+  without Tune's state whose trials rows number at least the trials it asks for. Nothing to
+  do, said in one line, nothing written. (An `ended` that Tune contradicts, e.g. written by an
+  older dipddpm for a sweep stopped with Ctrl-C, is restored.)
 - Without a readable saved state, with some trials written but not all, continuing would
   double them: refused, saying what is missing and what the user can do.
 - With a saved state, a trial with a row that the state does not know (it started after Tune's
@@ -28,6 +31,7 @@ from dipddpm.sweep.spec import SweepSpec
 from dipddpm.sweep.storage import Location
 
 TUNE_DIR = "tune"
+FINISHED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
 
 
 class Start(enum.Enum):
@@ -76,22 +80,28 @@ def tune_state(tune: Location) -> tuple[list | None, str]:
 def plan(spec: SweepSpec, sweep: Location, drop_orphans: bool = False) -> Plan:
     """The start of a driver on `sweep` (see the module docstring); refusals raise."""
     from dipddpm.sweep.lifecycle import read_driver
-    from dipddpm.sweep.results import part_files, written_trials
+    from dipddpm.sweep.results import part_files, part_trial_id, written_trials
 
     if not sweep.exists():
         return Plan(Start.FRESH)
     written = written_trials(sweep)
-    info = read_driver(sweep) or {}
+    ended = (read_driver(sweep) or {}).get("state") == "ended"
     expected = expected_trials(spec)
-    if info.get("state") == "ended":
-        return finished(sweep, len(written), f"its driver ended it at {info.get('ended_at')}")
     trials, problem = tune_state(sweep.child(TUNE_DIR))
+    if ended and (trials is None or all(t.status in FINISHED for t in trials)):
+        return finished(sweep, len(written), "its driver ended it")  # and Tune agrees
     partial = set(part_files(sweep)) - set(written)
     if trials is not None:
         known = {t.trial_id for t in trials}
         orphans = sorted(set(written) - known)
         if orphans and not drop_orphans:
             raise DipddpmError(orphan_refusal(sweep, orphans))
+        folded = [t for t in orphans if part_trial_id(written[t].rsplit("/", 1)[-1]) is None]
+        if folded:  # compaction folds only trials Tune knows: another sweep's files
+            raise DipddpmError(f"{sweep.uri}: trial {folded[0]} is in the compacted file "
+                               f"{written[folded[0]]} but not in Tune's saved state; that "
+                               f"file holds other trials' rows too, so it cannot be dropped "
+                               f"alone; move the file out of the sweep and resume")
         return Plan(Start.RESTORE, orphans=orphans, dead=sorted(partial - known),
                     written=len(written))
     if not written:

@@ -24,7 +24,7 @@ import yaml
 
 from dipddpm.errors import DipddpmError
 from dipddpm.sweep.console import SweepConsole
-from dipddpm.sweep.continuation import TUNE_DIR, Plan, Start
+from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
 from dipddpm.sweep.storage import Location, check_writable, resolve
 from dipddpm.sweep.study import STUDY_FILE, storage_url
@@ -356,7 +356,7 @@ def saved_ids(sweep: Location) -> tuple[set[str], set[str]] | None:
         trials = saved_trials(where["storage_path"], where.get("storage_filesystem"))
     except Exception:
         return None
-    return ({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")},
+    return ({t.trial_id for t in trials if t.status in FINISHED},
             {t.trial_id for t in trials})
 
 
