@@ -22,6 +22,7 @@ Object stores have no such limit: nothing is checked there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -117,6 +118,30 @@ def no_space(e: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
+
+
+def remove_cut_off(sweep: Location) -> list[str]:
+    """Delete the temporary files of writes a full disk cut off (`Location.write_bytes`
+    writes `.<name>.<hex>.tmp` and renames it; readers skip them, but they are litter);
+    Tune's own folder is Tune's. Returns what it removed."""
+    import re
+
+    if not sweep.local:
+        return []
+    temp = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+    root = os.path.join(sweep.path, "tune")
+    removed = []
+    for folder, dirs, files in os.walk(sweep.path):
+        if folder == root:
+            dirs.clear()
+            continue
+        for name in files:
+            if temp.match(name):
+                path = os.path.join(folder, name)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    removed.append(path)
+    return removed
 
 
 def stopped_line(sweep: Location, why: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
@@ -244,12 +244,13 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
             plan: Plan, lock, dashboard: bool = False) -> SweepOutcome:
     """Run the Tuner `plan` says (fresh or restored) under `lock`; a full disk, or a stop the
     driver was asked for, ends it with one line (DipddpmError) and the sweep `stopped`."""
-    from dipddpm.sweep.disk_space import no_space, stopped_line
-    from dipddpm.sweep.driver import current
+    from dipddpm.sweep.disk_space import no_space, remove_cut_off, stopped_line
+    from dipddpm.sweep.driver import current, set_current
     from dipddpm.sweep.lifecycle import mark_running, mark_stopped
     from dipddpm.sweep.local_ray import ray_session, set_state_period
 
     set_state_period(remote=not sweep.local)
+    set_current(None)  # this driver's context is made with its Tuner (build_tuner)
     running, dropped = False, []
     try:
         with ray_session(address, dashboard) as on_cluster:
@@ -265,12 +266,14 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
             fit_tuner(spec, sweep, address, console, plan)
     except Exception as e:
         stop = current().stop_reason if current() is not None else None
-        if running and (stop or no_space(e)):
+        if stop or no_space(e):
             reason = stop or stopped_line(sweep, f"no space left on the device of {sweep.uri}")
-            mark_stopped(sweep, reason)
+            remove_cut_off(sweep)
+            if running:
+                mark_stopped(sweep, reason)
             raise DipddpmError(reason) from None
         if running:
-            mark_stopped(sweep, f"{type(e).__name__}: {e}")
+            mark_stopped(sweep, f"{type(e).__name__}: {first_line(e)}")
         raise
     if current() is not None and current().stop_reason:  # Tune interrupted as asked
         mark_stopped(sweep, current().stop_reason)
