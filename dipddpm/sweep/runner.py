@@ -268,15 +268,17 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
         stop = current().stop_reason if current() is not None else None
         if stop or no_space(e):
             reason = stop or stopped_line(sweep, f"no space left on the device of {sweep.uri}")
-            remove_cut_off(sweep)
+            remove_cut_off(sweep)  # which frees room for driver.json's last word, if any
             if running:
                 mark_stopped(sweep, reason)
+                remove_cut_off(sweep)  # (a full disk may have cut that one off too)
             raise DipddpmError(reason) from None
         if running:
             mark_stopped(sweep, f"{type(e).__name__}: {first_line(e)}")
         raise
     if current() is not None and current().stop_reason:  # Tune interrupted as asked
         mark_stopped(sweep, current().stop_reason)
+        remove_cut_off(sweep)
         raise DipddpmError(current().stop_reason)
     return outcome(spec, sweep, console, dropped=dropped)
 
