@@ -229,6 +229,21 @@ def test_resume_of_a_finished_sweep_without_tune_changes_nothing(finished_sweep,
     assert not (sweep / "tune").exists()
 
 
+def test_resume_of_a_finished_sweep_whose_driver_never_said_so_changes_nothing(
+        finished_sweep, tmp_path):
+    """Killed after its last trial, before driver.json said `ended`: Tune's saved state holds
+    every trial, all ended. A no-op too, without starting Ray."""
+    sweep = copy_of(finished_sweep, tmp_path)
+    driver = json.loads((sweep / "driver.json").read_text())
+    (sweep / "driver.json").write_text(json.dumps({**driver, "state": "running",
+                                                   "pid": 2**22 + 1}))  # no such process
+    before = snapshot(sweep)
+    r = cli_in_process("sweep", "resume", str(sweep))
+    assert r.exit_code == 0, r.output
+    assert "all 3 trials of Tune's saved state ended" in " ".join(r.stdout.split())
+    assert snapshot(sweep) == before
+
+
 def test_run_again_of_a_finished_sweep_without_tune_changes_nothing(finished_sweep, tmp_path):
     """`sweep run` of the same spec over it (the other way into a fresh Tuner): a no-op too."""
     sweep = copy_of(finished_sweep, tmp_path)

@@ -8,9 +8,11 @@ lost or doubled:
   driver died before Tune saved anything, or the sweep is new.
 - A sweep whose driver ended it (driver.json) is finished where Tune's saved state agrees
   (every trial in it finished, or no state to ask: a sweep copied without tune/); so is one
-  without Tune's state whose trials rows number at least the trials it asks for. Nothing to
-  do, said in one line, nothing written. (An `ended` that Tune contradicts, e.g. written by an
-  older dipddpm for a sweep stopped with Ctrl-C, is restored.)
+  whose saved state holds every trial it asks for, all ended (a driver killed just before
+  it wrote `ended`), and one without Tune's state whose trials rows number at least the
+  trials it asks for. Nothing to do, said in one line, nothing written. (An `ended` that
+  Tune contradicts, e.g. written by an older dipddpm for a sweep stopped with Ctrl-C, is
+  restored.)
 - Without a readable saved state, with some trials written but not all, continuing would
   double them: refused, saying what is missing and what the user can do.
 - With a saved state, a trial with a row that the state does not know (it started after Tune's
@@ -88,12 +90,16 @@ def plan(spec: SweepSpec, sweep: Location, drop_orphans: bool = False) -> Plan:
     ended = (read_driver(sweep) or {}).get("state") == "ended"
     expected = expected_trials(spec)
     trials, problem = tune_state(sweep.child(TUNE_DIR))
-    if ended and (trials is None or all(t.status in FINISHED for t in trials)):
+    tune_done = trials is not None and all(t.status in FINISHED for t in trials)
+    if ended and (trials is None or tune_done):
         return finished(sweep, len(written), "its driver ended it")  # and Tune agrees
     partial = set(part_files(sweep)) - set(written)
     if trials is not None:
         known = {t.trial_id for t in trials}
         orphans = sorted(set(written) - known)
+        if tune_done and len(trials) >= expected and not orphans:
+            return finished(sweep, len(written), f"all {len(trials)} trials of Tune's saved "
+                                                 f"state ended")
         if orphans and not drop_orphans:
             raise DipddpmError(orphan_refusal(sweep, orphans))
         folded = [t for t in orphans if part_trial_id(written[t].rsplit("/", 1)[-1]) is None]
