@@ -130,6 +130,13 @@ def test_driver_state_reads_the_lock(tmp_path):
     assert driver_state(sweep) == "stopped"  # driver.json says running; its lock is stale
 
 
+def test_a_lock_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DipddpmError, match="cannot write its driver lock driver.lock "
+                                           r"\(Not a directory\)"):
+        SweepLock(resolve(tmp_path / "file")).acquire()
+
+
 def test_a_read_only_sweep_directory_is_one_line(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")

@@ -270,13 +270,21 @@ class S3Store:
         return self.replace(rec, version)
 
     def delete(self, version: str | None) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ParamValidationError
 
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=version)
+            return
+        except ParamValidationError:  # a boto3 without conditional deletes
+            pass
         except ClientError as e:
-            if self._code(e) not in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+            if self._code(e) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                return
+            if self._code(e) not in ("NotImplemented", "InvalidArgument", "501"):
                 raise
+        found = self.read()  # an S3 API without conditional deletes: ours, then delete
+        if found is not None and found[1] == version:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
 
 # how a sweep directory is locked, by the scheme of its storage ("file": a POSIX path)
@@ -390,6 +398,8 @@ class SweepLock:
             self._beat.join(timeout=HEARTBEAT_S)
         try:
             self.store.delete(self.version)
+        except Exception:  # storage gone meanwhile: the record goes stale with this process
+            pass
         finally:
             self.held = self.version = None
 
