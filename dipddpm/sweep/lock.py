@@ -328,7 +328,9 @@ class SweepLock:
             return self
         try:
             return self._acquire(Holder.me(self.sweep.uri))
-        except OSError as e:
+        except DipddpmError:
+            raise
+        except Exception as e:  # OSError (POSIX), botocore's errors (S3)
             raise DipddpmError(f"{self.sweep.uri}: cannot write its driver lock {LOCK_FILE} "
                                f"({lock_failure(e)})") from None
 
@@ -410,13 +412,16 @@ class SweepLock:
         self.release()
 
 
-def lock_failure(e: OSError) -> str:
-    """What an OSError says, with the words a user searches for (no space, read-only)."""
+def lock_failure(e: Exception) -> str:
+    """What the storage said, with the words a user searches for (no space)."""
     import errno
 
-    if e.errno == errno.ENOSPC:
-        return "no space left on the device"
-    return e.strerror or str(e)
+    from dipddpm.errors import first_line
+
+    if isinstance(e, OSError):
+        return "no space left on the device" if e.errno == errno.ENOSPC else (
+            e.strerror or first_line(e))
+    return f"{type(e).__name__}: {first_line(e)}"
 
 
 def read_lock(sweep: Location, options: Mapping[str, str] | None = None
