@@ -195,31 +195,42 @@ def _outcome(out) -> dict:
     from dipddpm.sweep.rows import best_trial, status_counts
 
     return {"path": out.path, "trials": len(out.rows), **status_counts(out.rows),
-            "metric": out.spec.metric, "best": best_trial(out.rows, out.spec)}
+            "metric": out.spec.metric, "best": best_trial(out.rows, out.spec),
+            "already_finished": out.finished, "dropped": out.dropped}
 
 
 @sweep_app.command("resume", help="Continue a sweep whose driver stopped (killed, crashed, "
-                   "node lost): no trial is lost or run twice; the Optuna study continues.")
+                   "node lost, disk full): no trial is lost or run twice; the Optuna study "
+                   "continues. A finished sweep is left as it is. Refused while another driver "
+                   "holds the sweep, and where Tune's saved state (tune/) is missing but "
+                   "trials are left to run.")
 @user_errors
 def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
                                            "<storage>/<name>."),
            address: str | None = typer.Option(None, "--address", help="Existing Ray cluster "
                                               "(auto, host:port or ray://...); default "
                                               "$RAY_ADDRESS when set, else embedded."),
+           drop_orphans: bool = typer.Option(False, "--drop-orphans", help="Delete the files "
+                                             "of trials that ended after Tune's last saved "
+                                             "state (a driver killed in between), each one "
+                                             "listed, so Tune runs their places again. "
+                                             "Without it such a resume is refused."),
            as_json: bool = JSON) -> None:
     from dipddpm.sweep.console import SweepConsole
     from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
 
     spec, _ = load_sweep_spec(sweep_dir, load_problem=False)  # for the console; resume checks it
     out = resume_sweep(sweep_dir, address=cluster_address(address),
-                       console=SweepConsole(spec.metric, spec.mode, quiet=as_json))
+                       console=SweepConsole(spec.metric, spec.mode, quiet=as_json),
+                       drop_orphans=drop_orphans)
     if as_json:
         print_json(_outcome(out))
 
 
 @sweep_app.command("status", help="Trials so far of a sweep directory (also while it runs): "
-                   "counts by status, the best trial, the Optuna study, whether it can resume, "
-                   "and whether its driver is running, has ended or stopped (driver.json).")
+                   "counts by status, the best trial, the Optuna study, the Tune scheduler, "
+                   "whether it can resume, and whether its driver is running (and who holds "
+                   "it), has ended or stopped (driver.json, driver.lock).")
 @user_errors
 def status(sweep_dir: str = typer.Argument(..., help="The sweep directory."),
            as_json: bool = JSON) -> None:
@@ -231,11 +242,19 @@ def status(sweep_dir: str = typer.Argument(..., help="The sweep directory."),
         return
     typer.echo(f"{st['path']}: {st['trials']} trials written (completed {st['completed']}, "
                f"pruned {st['pruned']}, failed {st['failed']}); "
-               f"{'resumable' if st['resumable'] else 'not resumable'}; driver {st['state']}")
+               f"{'resumable' if st['resumable'] else 'not resumable'}; driver {st['state']}"
+               + (f" ({st['holder']})" if st["holder"] else "")
+               + (f": {st['stopped_because']}" if st["stopped_because"] else ""))
+    sched = dict(st["scheduler"])
+    typer.echo(f"scheduler {sched.pop('type')}"
+               + (" (" + ", ".join(f"{k} {v}" for k, v in sched.items()) + ")" if sched else ""))
     if st["best"]:
         b = st["best"]
+        shown = {k: v for k, v in b["params"].items() if v is not None}  # inactive: null
         typer.echo(f"best {b['trial_id']}: {st['metric']} {b['value']:.3f} ({b['status']}) "
-                   + " ".join(f"{k}={v}" for k, v in b["params"].items()))
+                   + " ".join(f"{k}={v}" for k, v in shown.items()))
     if st["study"]:
         typer.echo("optuna study: " + ", ".join(f"{k.lower()} {v}"
                                                  for k, v in st["study"].items()))
+    elif st["study_error"]:
+        typer.echo(f"optuna study: unreadable ({st['study_error']})")

@@ -5,8 +5,10 @@ The runner writes `<sweep dir>/driver.json` when its driver starts a Tuner ({"st
 ended_at}). `driver_state` reads it:
 
 - ended:   the last driver finished its Tuner (every trial ran, or the time budget ran out);
-- running: a driver is working on it (on this host: its pid is alive);
-- stopped: the file says running, but on this host no such process is alive (killed);
+- running: a driver is working on it: it holds the sweep's lock (sweep/lock.py), or, for a
+           sweep without a lock record, driver.json says so (on this host: its pid is alive);
+- stopped: the file says running, but its driver is gone (killed, or its lock is stale), or
+           the driver stopped on an error it names (`reason`, e.g. no space left);
            `dipddpm sweep resume` continues it;
 - unknown: no driver.json (a sweep from an older dipddpm, or a folder of Parquet files only).
 
@@ -42,6 +44,17 @@ def mark_ended(sweep: Location) -> None:
     f.write_text(json.dumps({**info, "state": "ended", "ended_at": _now()}))
 
 
+def mark_stopped(sweep: Location, reason: str) -> None:
+    """The driver stops without ending the sweep, for `reason` (best effort: on a full disk
+    even this small write may fail, and the lock then says the driver is gone)."""
+    info = read_driver(sweep) or {}
+    try:
+        sweep.child(DRIVER_FILE).write_text(json.dumps(
+            {**info, "state": "stopped", "reason": reason, "stopped_at": _now()}))
+    except OSError:
+        pass
+
+
 def read_driver(sweep: Location | str) -> dict | None:
     loc = sweep if isinstance(sweep, Location) else resolve(sweep)
     f = loc.child(DRIVER_FILE)
@@ -54,23 +67,21 @@ def read_driver(sweep: Location | str) -> dict | None:
     return info if isinstance(info, dict) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
-
-
 def driver_state(sweep: Location | str) -> str:
     """running, ended, stopped or unknown (see the module docstring)."""
-    info = read_driver(sweep)
+    from dipddpm.sweep.lock import pid_alive, read_lock
+
+    loc = sweep if isinstance(sweep, Location) else resolve(sweep)
+    info = read_driver(loc)
     if info is None:
         return "unknown"
     if info.get("state") == "ended":
         return "ended"
-    if info.get("host") == socket.gethostname() and not _alive(int(info.get("pid", -1))):
+    lock = read_lock(loc)
+    if lock is not None:  # the lock knows best: a live holder, or a stale record
+        return "running" if lock[1] is None else "stopped"
+    if info.get("state") == "stopped":
+        return "stopped"
+    if info.get("host") == socket.gethostname() and not pid_alive(int(info.get("pid", -1))):
         return "stopped"
     return "running"

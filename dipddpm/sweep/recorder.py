@@ -54,6 +54,7 @@ class Recorder(Callback):
         if ctx is not None:
             self.console, self.provenance = ctx.console, ctx.provenance
             self.on_trial_end = ctx.publish
+            self.sweep_uri = ctx.sweep_uri or self.sweep_uri  # a moved sweep: its new place
         self._reset()
 
     @property
@@ -70,6 +71,13 @@ class Recorder(Callback):
     # --- Tune callback hooks -----------------------------------------------------------------
     def setup(self, **info) -> None:
         self.fit_started = time.monotonic()
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        from dipddpm.sweep.driver import current
+
+        ctx = current()
+        if ctx is not None:  # free space, and a stop the driver was asked for
+            ctx.step()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         tid = trial.trial_id

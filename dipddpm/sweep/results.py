@@ -266,24 +266,70 @@ def harmonize(sweep_dir: str | Location) -> int:
     return fixed
 
 
-def drop_unknown_trials(sweep_dir: str | Location, keep: set[str]) -> list[str]:
-    """Delete the files of trials Tune does not know (started in the last seconds before a
-    driver was killed, after Tune's last saved state; the resumed sweep ran them anew)."""
+PART_FOLDERS = ("trials", "metrics", "pairs")  # a trial's own part-<id>.parquet in each
+
+
+def part_trial_id(name: str) -> str | None:
+    """The trial id of a part file's name, None for any other file (compacted, hidden)."""
+    if name.startswith("part-") and name.endswith(".parquet"):
+        return name[len("part-"):-len(".parquet")]
+    return None
+
+
+def written_trials(sweep_dir: str | Location) -> dict[str, str]:
+    """Trial id -> the trials file holding its row, for every trial with a row (a trial
+    that ended): its part file, or the compacted file (read) it is in."""
+    import pyarrow.parquet as pq
+
+    loc = _loc(sweep_dir).child("trials")
+    out: dict[str, str] = {}
+    for path in _trials_files(loc):
+        name = path.rsplit("/", 1)[-1]
+        tid = part_trial_id(name)
+        if tid is not None:
+            out.setdefault(tid, path)
+            continue
+        with loc.fs.open_input_file(path) as f:
+            ids = pq.read_table(f, columns=["trial_id"]).column("trial_id").to_pylist()
+        out.update({i: path for i in ids if i not in out})  # a part file wins (rewritten)
+    return out
+
+
+def part_files(sweep_dir: str | Location) -> dict[str, list[str]]:
+    """Trial id -> its part files in trials/, metrics/ and pairs/."""
     loc = _loc(sweep_dir)
-    dropped = []
-    for sub in ("trials", "metrics", "pairs"):
+    out: dict[str, list[str]] = {}
+    for sub in PART_FOLDERS:
         d = loc.child(sub)
         if not d.exists():
             continue
         for f in loc.fs.get_file_info(_selector(d)):
-            name = f.base_name
-            if name.startswith("part-") and name.endswith(".parquet"):
-                tid = name[len("part-"):-len(".parquet")]
-                if tid not in keep:
-                    loc.fs.delete_file(f.path)
-                    dropped.append(tid)
-    for tid in set(dropped):
+            tid = part_trial_id(f.base_name)
+            if tid is not None:
+                out.setdefault(tid, []).append(f.path)
+    return out
+
+
+def drop_trials(sweep_dir: str | Location, ids: Iterable[str]) -> list[str]:
+    """Delete the part files and artifacts/<id>/ of trials `ids`; returns what it removed,
+    one path each. Never called implicitly on a trial that ended (runner: `--drop-orphans`).
+    A row in a compacted file cannot be dropped alone: refused, nothing deleted."""
+    loc = _loc(sweep_dir)
+    ids = sorted(set(ids))
+    compacted = {t: p for t, p in written_trials(loc).items()
+                 if t in ids and part_trial_id(p.rsplit("/", 1)[-1]) is None}
+    if compacted:
+        t, p = next(iter(compacted.items()))
+        raise DipddpmError(f"trial {t} is in the compacted file {p}, with other trials' rows; "
+                           f"it cannot be dropped alone")
+    files = part_files(loc)
+    removed = []
+    for tid in ids:
+        for path in files.get(tid, []):
+            loc.fs.delete_file(path)
+            removed.append(path)
         art = loc.child("artifacts", tid)
         if art.exists():
             loc.fs.delete_dir(art.path)
-    return sorted(set(dropped))
+            removed.append(art.path + "/")
+    return removed

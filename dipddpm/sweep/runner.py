@@ -4,8 +4,11 @@
     resume_sweep("results/quick")            continue a sweep whose driver died
 
 Order of a run: validate the spec, resolve and check the storage, refuse an existing sweep
-directory holding a different spec; only then start Ray, (on a cluster) check that every node
-reaches the storage, write spec.resolved.yaml and the problem images, and run the Tuner.
+directory holding a different spec; take the sweep's driver lock (sweep/lock.py) and decide,
+from what the directory holds, whether Tune starts afresh, restores its saved state or has
+nothing to do (sweep/continuation.py: nothing lost or doubled); check the free space
+(sweep/disk_space.py); only then start Ray, (on a cluster) check that every node reaches the
+storage, write spec.resolved.yaml and the problem images, and run the Tuner.
 Ray Tune's own files live in `<sweep dir>/tune/` (experiment state, trial checkpoints).
 """
 
@@ -14,19 +17,19 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.console import SweepConsole
+from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
 from dipddpm.sweep.storage import Location, check_writable, resolve
 from dipddpm.sweep.study import STUDY_FILE, storage_url
 
 SPEC_FILE = "spec.resolved.yaml"
-TUNE_DIR = "tune"
 
 
 @dataclass
@@ -34,6 +37,8 @@ class SweepOutcome:
     path: str  # the sweep directory (local path or URI)
     rows: list[dict]  # the trials table
     spec: SweepSpec
+    finished: bool = False  # it was finished already: nothing ran, nothing changed
+    dropped: list[str] = field(default_factory=list)  # paths deleted (--drop-orphans)
 
 
 def resolved_yaml(spec: SweepSpec) -> str:
@@ -163,8 +168,9 @@ def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
 
     where = tune_storage(tune_path)
     path, fs = where["storage_path"], where.get("storage_filesystem")
-    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
-        return None
+    if not tune.Tuner.can_restore(path, storage_filesystem=fs):  # the plan read it: gone since
+        raise DipddpmError(f"{tune_path.uri}: Tune's saved state vanished while the driver "
+                           f"started (another program removed it); see `dipddpm sweep status`")
     trials = saved_trials(path, fs)
     ctx.restored = {t.trial_id: t.status for t in trials}
     if spec.searcher.type == "optuna":
@@ -179,6 +185,7 @@ def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
 def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore: bool):
     from ray import tune
 
+    from dipddpm.sweep.disk_space import SpaceWatch
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
@@ -203,7 +210,8 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
         space = tune_space(spec.search)
     prov = provenance()
     # a restored Tuner unpickles the first driver's recorder and searcher: they take these
-    ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish)
+    ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish,
+                        sweep_uri=sweep.uri, watch=SpaceWatch(sweep))
     set_current(ctx)
     if restore:
         return restore_tuner(spec, tune_path, trainable, ctx), publish
@@ -225,14 +233,6 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     return tuner, publish
 
 
-def tune_trial_ids(grid) -> set[str] | None:
-    """Ids of every trial in Tune's experiment (None if this Ray version hides them)."""
-    try:
-        return {t.trial_id for t in grid._experiment_analysis.trials}
-    except AttributeError:
-        return None
-
-
 def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) -> None:
     """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
     try:
@@ -245,72 +245,144 @@ def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) 
 
 
 def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
-            restore: bool, dashboard: bool = False) -> SweepOutcome:
-    from dipddpm.sweep.baselines import run_baselines
-    from dipddpm.sweep.lifecycle import mark_running
+            plan: Plan, lock, dashboard: bool = False) -> SweepOutcome:
+    """Run the Tuner `plan` says (fresh or restored) under `lock`; a full disk, or a stop the
+    driver was asked for, ends it with one line (DipddpmError) and the sweep `stopped`."""
+    from dipddpm.sweep.disk_space import no_space, remove_cut_off, stopped_line
+    from dipddpm.sweep.driver import current, set_current
+    from dipddpm.sweep.lifecycle import mark_running, mark_stopped
     from dipddpm.sweep.local_ray import ray_session, set_state_period
-    from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
     from dipddpm.tracking import preflight
 
     preflight(spec, sweep.uri)  # tracking backends: installed, reachable (before Ray)
     set_state_period(remote=not sweep.local)
-    with ray_session(address, dashboard) as on_cluster:
-        if on_cluster:  # every node must reach the storage before trials start
-            check_cluster_storage(sweep, console, spec.storage_options)
-        sweep.makedirs()
-        mark_running(sweep)
-        if not sweep.child(SPEC_FILE).exists():
-            sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
-            write_problem_images(spec, sweep)
-        run_baselines(spec, sweep, console)  # on the study's observations, once
-        tuner, publish = build_tuner(spec, sweep, console, restore)
-        if tuner is None:  # nothing restorable yet: the driver died before Tune saved state
-            tuner, publish = build_tuner(spec, sweep, console, restore=False)
-        where = "cluster " + address if address else "embedded local Ray (127.0.0.1 only)"
-        console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.num_samples} trials, "
-                     f"searcher {spec.searcher.type}"
-                     + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
-                     + f", scheduler {spec.scheduler.type} on {where}")
-        if spec.searcher.type == "optuna" and sweep.local:
-            db = storage_url(f"{sweep.path}/{STUDY_FILE}")
-            console.line(f"study: optuna-dashboard {db}")
-        elif spec.searcher.type == "optuna":
-            console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
-                         f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
-        grid = tuner.fit()
-        known = tune_trial_ids(grid)
-        if known is not None:
-            dropped = drop_unknown_trials(sweep, known)
-            if dropped:
-                console.line(f"removed {len(dropped)} trial(s) started after Tune's last "
-                             f"saved state before the driver stopped: {', '.join(dropped)}")
-        harmonize(sweep)  # a driver killed while adding a new column to the files left some
+    set_current(None)  # this driver's context is made with its Tuner (build_tuner)
+    running, dropped = False, []
+    try:
+        with ray_session(address, dashboard) as on_cluster:
+            if on_cluster:  # every node must reach the storage before trials start
+                check_cluster_storage(sweep, console, spec.storage_options)
+            sweep.makedirs()
+            lock.acquire()  # a new sweep directory: locked once it exists
+            for note in lock.notes:
+                console.line(note)
+            mark_running(sweep)
+            running = True
+            dropped = drop_planned(spec, sweep, plan, console)
+            fit_tuner(spec, sweep, address, console, plan)
+    except Exception as e:
+        stop = current().stop_reason if current() is not None else None
+        if stop or no_space(e):
+            reason = stop or stopped_line(sweep, f"no space left on the device of {sweep.uri}")
+            remove_cut_off(sweep)  # which frees room for driver.json's last word, if any
+            if running:
+                mark_stopped(sweep, reason)
+                remove_cut_off(sweep)  # (a full disk may have cut that one off too)
+            raise DipddpmError(reason) from None
+        if running:
+            mark_stopped(sweep, f"{type(e).__name__}: {first_line(e)}")
+        raise
+    if current() is not None and current().stop_reason:  # Tune interrupted as asked
+        mark_stopped(sweep, current().stop_reason)
+        remove_cut_off(sweep)
+        raise DipddpmError(current().stop_reason)
+    return outcome(spec, sweep, console, dropped=dropped)
+
+
+def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
+              plan: Plan) -> None:
+    """Build (or restore) the Tuner, run it, and end the sweep when every trial is done."""
+    from dipddpm.sweep.results import harmonize
+
+    run_baselines_once(spec, sweep, console)
+    tuner, publish = build_tuner(spec, sweep, console, plan.start is Start.RESTORE)
+    where = "cluster " + address if address else "embedded local Ray (127.0.0.1 only)"
+    console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.num_samples} trials, "
+                 f"searcher {spec.searcher.type}"
+                 + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
+                 + f", scheduler {spec.scheduler.type} on {where}")
+    if spec.searcher.type == "optuna" and sweep.local:
+        db = storage_url(f"{sweep.path}/{STUDY_FILE}")
+        console.line(f"study: optuna-dashboard {db}")
+    elif spec.searcher.type == "optuna":
+        console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
+                     f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
+    tuner.fit()
+    harmonize(sweep)  # a driver killed while adding a new column to the files left some
+    publish()
+    end_of_sweep(spec, sweep, console)
+
+
+def run_baselines_once(spec: SweepSpec, sweep: Location, console: SweepConsole) -> None:
+    """spec.resolved.yaml and the problem images (a new sweep), then the baselines (once)."""
+    from dipddpm.sweep.baselines import run_baselines
+
+    if not sweep.child(SPEC_FILE).exists():
+        sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
+        write_problem_images(spec, sweep)
+    run_baselines(spec, sweep, console)  # on the study's observations, once
+
+
+def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
+                 console: SweepConsole) -> list[str]:
+    """Delete what the plan drops, each path said: the files of trials that ended after Tune's
+    last saved state (asked for: --drop-orphans; their Optuna trials are marked `dropped`), and
+    the reports of trials that never ended and that nothing continues."""
+    from dipddpm.sweep.results import drop_trials
+    from dipddpm.sweep.study import mark_dropped
+
+    dropped = drop_trials(sweep, plan.orphans)
+    for path in dropped:
+        console.line(f"dropped {path} (--drop-orphans: its trial ended after Tune's last "
+                     f"saved state; Tune runs its place again)")
+    if plan.orphans and spec.searcher.type == "optuna":
+        db, publish = optuna_db(sweep)
+        mark_dropped(db, spec.name, plan.orphans)
         publish()
-        end_of_sweep(spec, sweep, grid, console)
+    for path in drop_trials(sweep, plan.dead):
+        console.line(f"removed {path}: reports of a trial that never ended and that no "
+                     f"restore continues")
+    return dropped
+
+
+def outcome(spec: SweepSpec, sweep: Location, console: SweepConsole, finished: bool = False,
+            dropped: list[str] | None = None) -> SweepOutcome:
+    from dipddpm.sweep.results import read_trials
+
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
     console.final(rows, params, sweep.uri, spec.summary_by, active=row_active(spec))
-    return SweepOutcome(path=sweep.uri, rows=rows, spec=spec)
+    return SweepOutcome(path=sweep.uri, rows=rows, spec=spec, finished=finished,
+                        dropped=list(dropped or []))
 
 
-def finished_ids(grid) -> set[str] | None:
-    """Ids of the trials Tune finished (TERMINATED or ERROR); None if this Ray hides them."""
+def saved_ids(sweep: Location) -> tuple[set[str], set[str]] | None:
+    """(finished, all) trial ids in Tune's saved state as a resume would read it; None when it
+    cannot be read. Not the Tuner's own trial objects: a Tuner interrupted (Ctrl-C, a full
+    disk) marks the trials it stopped TERMINATED in memory, but saved them unfinished."""
+    from dipddpm.sweep.checkpoints import saved_trials
+
+    where = tune_storage(sweep.child(TUNE_DIR))
     try:
-        trials = grid._experiment_analysis.trials
-    except AttributeError:
+        trials = saved_trials(where["storage_path"], where.get("storage_filesystem"))
+    except Exception:
         return None
-    return {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+    return ({t.trial_id for t in trials if t.status in FINISHED},
+            {t.trial_id for t in trials})
 
 
-def end_of_sweep(spec: SweepSpec, sweep: Location, grid, console: SweepConsole) -> None:
-    """When every trial is finished (not a Tuner stopped by Ctrl-C): compact the Parquet files
-    (spec `compact:`, local storage) and mark the sweep ended (`lifecycle.driver_state`)."""
+def end_of_sweep(spec: SweepSpec, sweep: Location, console: SweepConsole) -> None:
+    """When every trial is finished (not a Tuner stopped by Ctrl-C or a full disk): compact
+    the Parquet files (spec `compact:`, local storage) and mark the sweep ended
+    (`lifecycle.driver_state`)."""
     from dipddpm.sweep.compaction import compact
+    from dipddpm.sweep.driver import current
     from dipddpm.sweep.lifecycle import mark_ended
 
-    done, known = finished_ids(grid), tune_trial_ids(grid)
-    if done is None or known is None or done != known:
+    ids = saved_ids(sweep)
+    if ids is None or ids[0] != ids[1] or (current() and current().stop_reason):
         return  # trials left to run: `sweep resume` continues, and ends the sweep
+    done = ids[0]
     if spec.compact and sweep.local:
         c = compact(sweep.path, finished=done, known=True, force=True)
         if c.changed:
@@ -345,33 +417,102 @@ def run_spec(spec: SweepSpec, address: str | None = None, resume: bool = False,
     if resume and sweep.child(SPEC_FILE).exists():
         return resume_sweep(sweep.uri, address=address, console=console)
     console = console or SweepConsole(spec.metric, spec.mode)
-    return execute(spec, sweep, address, console, restore=sweep.child(TUNE_DIR).exists(),
-                   dashboard=dashboard)
+    return drive(spec, sweep, address, console, dashboard=dashboard)
+
+
+def drive(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
+          dashboard: bool = False, drop_orphans: bool = False) -> SweepOutcome:
+    """The one way a driver works on a sweep directory (`sweep run` and `sweep resume`): take
+    its lock, decide what to do (sweep/continuation.py), check the space, run."""
+    from dipddpm.sweep.continuation import plan as plan_for
+    from dipddpm.sweep.disk_space import check_space
+    from dipddpm.sweep.lock import SweepLock
+
+    lock = SweepLock(sweep, spec.storage_options, on_lost=stop_driver)
+    try:
+        if sweep.exists():  # before reading it: no other driver changes it meanwhile
+            lock.acquire()
+        plan = plan_for(spec, sweep, drop_orphans)
+        if plan.start is Start.FINISHED:
+            console.line(plan.line)
+            return outcome(spec, sweep, console, finished=True)
+        check_space(sweep)
+        return execute(spec, sweep, address, console, plan, lock, dashboard)
+    finally:
+        lock.release()
+
+
+def stop_driver(reason: str) -> None:
+    """Ask the running driver to stop its Tuner (another driver took over its lock)."""
+    from dipddpm.sweep.driver import current
+
+    ctx = current()
+    if ctx is not None:
+        ctx.stop(reason)
 
 
 def load_sweep_spec(sweep_dir: str, load_problem: bool = True) -> tuple[SweepSpec, Location]:
-    """The spec a sweep ran with, read from its directory (storage = the directory's parent);
-    `load_problem` false: without loading the problem (see `parse_spec`)."""
+    """The spec a sweep ran with, read from its directory. Its name stays the one it ran
+    under (the Optuna study's name and every row's `sweep`), wherever the directory is now;
+    its storage is the directory's parent. `load_problem` false: without loading the problem
+    (see `parse_spec`)."""
     sweep = resolve(sweep_dir)
     spec_file = sweep.child(SPEC_FILE)
-    if not spec_file.exists():
-        raise DipddpmError(f"{sweep.uri} is not a sweep directory (no {SPEC_FILE}); give "
-                           f"<storage>/<sweep name> as written by `dipddpm sweep run`")
-    raw = yaml.safe_load(spec_file.read_text())
+    raw = read_resolved(sweep, spec_file)
     parent = sweep.uri.rstrip("/").rsplit("/", 1)[0] if "/" in sweep.uri else "."
-    raw = {**raw, "storage": parent, "name": sweep.uri.rstrip("/").rsplit("/", 1)[-1]}
-    spec = parse_spec(raw, load_problem=load_problem)
+    raw = {**raw, "storage": parent}
+    raw.setdefault("name", sweep.uri.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        spec = parse_spec(raw, load_problem=load_problem)
+    except DipddpmError as e:
+        raise DipddpmError(f"{spec_file.uri}: {e}") from None
     if spec.storage_options:  # the sweep's own endpoint and region from now on
         sweep = resolve(sweep.uri, spec.storage_options)
     return spec, sweep
 
 
+def read_resolved(sweep: Location, spec_file: Location) -> dict:
+    """spec.resolved.yaml of a sweep directory as a mapping; a one-line error for anything
+    that is not a sweep directory or not a readable spec."""
+    from dipddpm.sweep.storage import is_remote
+
+    what = sweep.fs.get_file_info(sweep.path).type.name if not is_remote(sweep.uri) else ""
+    if what == "NotFound":
+        raise DipddpmError(f"{sweep.uri}: no such directory; give <storage>/<sweep name> as "
+                           f"written by `dipddpm sweep run`")
+    if what == "File":
+        raise DipddpmError(f"{sweep.uri} is a file, not a sweep directory; give "
+                           f"<storage>/<sweep name> as written by `dipddpm sweep run`")
+    if spec_file.fs.get_file_info(spec_file.path).type.name != "File":
+        raise DipddpmError(f"{sweep.uri} is not a sweep directory (no {SPEC_FILE} file); give "
+                           f"<storage>/<sweep name> as written by `dipddpm sweep run`")
+    try:
+        raw = yaml.safe_load(spec_file.read_text())
+    except UnicodeDecodeError as e:
+        raise DipddpmError(f"{spec_file.uri} is not UTF-8 text (byte {e.start}); it is not "
+                           f"the spec `dipddpm sweep run` wrote") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise DipddpmError(f"{spec_file.uri} is not valid YAML{where} "
+                           f"({getattr(e, 'problem', None) or type(e).__name__}); it is not "
+                           f"the spec `dipddpm sweep run` wrote") from None
+    if not isinstance(raw, dict):
+        raise DipddpmError(f"{spec_file.uri} holds a {type(raw).__name__}, not a spec mapping; "
+                           f"it is not the spec `dipddpm sweep run` wrote")
+    return raw
+
+
 def resume_sweep(sweep_dir: str, address: str | None = None,
-                 console: SweepConsole | None = None) -> SweepOutcome:
+                 console: SweepConsole | None = None,
+                 drop_orphans: bool = False) -> SweepOutcome:
     """Continue a sweep whose driver stopped: Tune restores its trials (running ones from their
     last checkpoints), the searcher reloads the same Optuna study; no trial is lost or run
-    twice, and rows already written are rewritten in place, never duplicated."""
+    twice, and rows already written are rewritten in place, never duplicated. A finished sweep
+    is left as it is; what cannot continue without loss or doubling is refused
+    (sweep/continuation.py). `drop_orphans`: delete the trials that ended after Tune's last
+    saved state, so Tune runs their places again."""
     spec, sweep = load_sweep_spec(sweep_dir)
     console = console or SweepConsole(spec.metric, spec.mode)
     console.line(f"resuming {sweep.uri}")
-    return execute(spec, sweep, address, console, restore=True)
+    return drive(spec, sweep, address, console, drop_orphans=drop_orphans)

@@ -1,11 +1,17 @@
-"""`dipddpm sweep status DIR`: what a sweep directory holds so far (works while it runs)."""
+"""`dipddpm sweep status DIR`: what a sweep directory holds so far (works while it runs).
+
+The sweep is the one its spec.resolved.yaml records: its name (the Optuna study's) stays the
+same wherever the directory was copied or moved.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
+from dipddpm.errors import DipddpmError
 from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec, tune_storage
+from dipddpm.sweep.spec import SweepSpec
 from dipddpm.sweep.storage import Location
 from dipddpm.sweep.study import STUDY_FILE, state_counts
 
@@ -18,7 +24,8 @@ def study_counts(db_path: str, name: str) -> dict[str, int]:
 def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
-    from dipddpm.sweep.lifecycle import driver_state
+    from dipddpm.sweep.lifecycle import driver_state, read_driver
+    from dipddpm.sweep.local_ray import quiet_ray_logs
     from dipddpm.sweep.results import read_trials
     from dipddpm.sweep.rows import best_trial, status_counts
 
@@ -26,11 +33,44 @@ def sweep_status(sweep_dir: str) -> dict:
     rows = read_trials(sweep)
     best = best_trial(rows, spec)
     where = tune_storage(sweep.child(TUNE_DIR))
+    quiet_ray_logs()
+    try:
+        study, study_error = published_study(sweep, spec.name), None
+    except DipddpmError as e:  # the trials still answer
+        study, study_error = None, str(e)
     return {"path": sweep.uri, "name": spec.name, "metric": spec.metric, "trials": len(rows),
-            **status_counts(rows), "best": best, "study": published_study(sweep, spec.name),
+            **status_counts(rows), "best": best, "study": study, "study_error": study_error,
             "state": driver_state(sweep),  # running, ended, stopped (killed) or unknown
+            "stopped_because": (read_driver(sweep) or {}).get("reason"),
+            "holder": lock_holder(sweep, spec),
+            "scheduler": scheduler_summary(spec),
             "resumable": bool(tune.Tuner.can_restore(
                 where["storage_path"], storage_filesystem=where.get("storage_filesystem")))}
+
+
+def scheduler_summary(spec: SweepSpec) -> dict:
+    """The sweep's Tune scheduler: its type, the fields its registry entry reads, and the rung
+    rule it counts on, resolved (null in a spec means the method's default)."""
+    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
+
+    section = spec.scheduler
+    out = {"type": section.type}
+    for key in TUNE_SCHEDULERS.get(section.type).params:
+        out[key] = getattr(section, key)
+    if "rung_rule" in out:
+        out["rung_rule"] = rule_for(spec.method, section.rung_rule).name
+    return out
+
+
+def lock_holder(sweep: Location, spec: SweepSpec) -> str | None:
+    """Who holds the sweep's driver lock (None: no live holder)."""
+    from dipddpm.sweep.lock import read_lock
+
+    lock = read_lock(sweep, spec.storage_options)
+    if lock is None or lock[0] is None or lock[1] is not None:
+        return None
+    return lock[0].describe()
 
 
 def published_study(sweep: Location, name: str) -> dict[str, int] | None:

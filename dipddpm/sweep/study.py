@@ -4,7 +4,13 @@ for the searcher (sweep/search.py), `sweep status` (sweep/status.py) and the imp
 
 A study of an earlier version may hold `duplicate_of` trials: a suggestion equal to an
 earlier trial's, holding a copy of its outcome. Every reader counts them once (they ran
-once), through `counted`.
+once), through `counted`. A trial whose results the user dropped (`sweep resume
+--drop-orphans`: it ended after Tune's last saved state, and Tune runs its place again) is
+marked `dropped` and not counted either.
+
+A study is looked up by the sweep's recorded name (spec.resolved.yaml's `name`), not by its
+directory's: a sweep copied or moved under another name keeps its study. A file holding one
+study only is read whatever its name.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dipddpm.errors import DipddpmError, first_line
 
 STUDY_FILE = "optuna.db"
 DUPLICATE = "duplicate_of"  # user attribute of a trial copying an earlier trial's outcome
+DROPPED = "dropped"  # user attribute of a trial whose results were dropped (--drop-orphans)
 
 
 def storage_url(db_path: str | Path) -> str:
@@ -40,14 +47,29 @@ def open_study(db_path: str | Path, name: str, direction: str, sampler: Any):
 
 
 def counted(trials: list) -> list:
-    """The trials that ran: copies of an earlier outcome (`duplicate_of`) left out."""
-    return [t for t in trials if DUPLICATE not in t.user_attrs]
+    """The trials that ran: copies of an earlier outcome (`duplicate_of`) and trials whose
+    results were dropped (`dropped`) left out."""
+    return [t for t in trials if DUPLICATE not in t.user_attrs and DROPPED not in t.user_attrs]
+
+
+def mark_dropped(db_path: str | Path, name: str, ray_trial_ids: list[str]) -> int:
+    """Mark the study's trials of these Tune trials `dropped` (their results were deleted and
+    Tune runs their places again); returns how many were marked."""
+    study = _load_named(storage_url(db_path), Path(db_path), name)
+    ids = set(ray_trial_ids)
+    n = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("ray_trial_id") in ids:
+            study._storage.set_trial_user_attr(
+                t._trial_id, DROPPED, "ended after Tune's last saved state; results dropped "
+                "by `sweep resume --drop-orphans`; Tune ran its place again")
+            n += 1
+    return n
 
 
 def state_counts(db_path: str | Path, name: str) -> dict[str, int]:
     """Trials by state (COMPLETE, PRUNED, FAIL, RUNNING), each trial that ran once."""
-    optuna = _quiet()
-    study = optuna.load_study(study_name=name, storage=storage_url(db_path))
+    study = _load_named(storage_url(db_path), Path(db_path), name)
     counts: dict[str, int] = {}
     for t in counted(study.get_trials(deepcopy=False)):
         counts[t.state.name] = counts.get(t.state.name, 0) + 1
