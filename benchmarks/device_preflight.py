@@ -4,7 +4,8 @@
 
 Checks, in order, and stops at the first that fails with one line (`error: preflight: ...`,
 exit 2): every module the parts import (the benchmark scripts, the `dipddpm` command, pytest),
-the benchmark images the call's reproductions read ($DIPDDPM_BENCH_DATA), the time plan, and
+the benchmark images the call's reproductions read ($DIPDDPM_BENCH_DATA; a dry run without
+them only notes it: its reproductions are skipped), the time plan, and
 (not in a dry run) CUDA: the device, the CUDA and cuDNN versions, total and free GPU memory and
 the CUDA context's own memory (measured: used minus what the allocator holds, after one
 convolution), which methods/fusion.py's memory rule subtracts for a fractional GPU.
@@ -55,6 +56,10 @@ def check_data(call: str, dry: bool) -> dict:
     wanted = () if call == "A" else protocols.MINI if dry else protocols.FULL
     images = sorted({r.image for n in wanted for r in protocols.PROTOCOLS[n].rows})
     missing = [i for i in images if not (data / i).is_file()]
+    if missing and dry:
+        return {"data": str(data), "images": len(images) - len(missing),
+                "note": f"{len(missing)} benchmark images missing: the dry run's reproductions "
+                        f"are skipped"}
     if missing:
         raise Failed(f"benchmark image {data / missing[0]} not found ({len(missing)} of "
                      f"{len(images)} missing): run benchmarks/device_prepare.sh, which copies "

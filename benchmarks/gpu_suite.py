@@ -22,22 +22,34 @@ the parts write their own rows as they are measured, so a part stopped midway ke
 The dry run runs every part on CPU with the GPU run's arguments, shrunk (its argv is the GPU
 argv with overrides appended; the reproductions use the `_mini` protocols).
 
-Lines that still run only on CUDA (the dry run cannot reach them; each `path:line` holds the
-named call, which tests/test_gpu_suite.py checks):
+Lines that still run only on CUDA (the dry run and the CPU tests cannot reach them; each
+`path:line` holds the call it names, which tests/test_gpu_suite.py checks):
 
-    benchmarks/dip_modes.py:113     torch.cuda.Stream      graph capture: side-stream warm-up
-    benchmarks/dip_modes.py:120     torch.cuda.CUDAGraph   graph capture and replay
-    benchmarks/dip_modes.py:130     capturable=            capturable Adam (CUDA only)
-    benchmarks/dip_modes.py:201     get_device_name        the GPU's peak for the roofline
-    benchmarks/fusion.py:80         reset_peak_memory_stats  the CUDA memory probe
-    benchmarks/fusion.py:95         max_memory_allocated   the CUDA memory probe
-    benchmarks/fusion.py:130        ray.remote             Ray packing (clusters; not run here)
-    benchmarks/packing.py:68        set_per_process_memory_fraction  each packed process's cap
-    benchmarks/device_preflight.py:58  mem_get_info        free GPU memory, the CUDA context
-    dipddpm/methods/fusion.py:121   mem_get_info           a fused run's memory numbers
-    dipddpm/methods/fusion.py:124   memory_allocated       (its decision runs on CPU in tests)
-    dipddpm/methods/fusion.py:232   empty_cache            a fused run's CUDA OOM, as a rule
-    dipddpm/sweep/devices.py:57     set_per_process_memory_fraction  a fractional trial's cap
+  graph capture (dip_modes' cuda_graphs mode; tests/test_gpu.py checks the step has no host
+  sync on CPU, and replays one capture on CUDA):
+    benchmarks/dip_modes.py:128   torch.cuda.Stream       side-stream warm-up before capture
+    benchmarks/dip_modes.py:136   torch.cuda.CUDAGraph    the graph
+    benchmarks/dip_modes.py:137   torch.cuda.graph(       capture
+  capturable Adam (its CPU form reads the step count on the host):
+    benchmarks/dip_modes.py:145   capturable=             Adam(capturable=True) for graphs
+  the memory probes and caps:
+    benchmarks/fusion.py:72       reset_peak_memory_stats  peak allocated per fused run
+    benchmarks/fusion.py:85       max_memory_allocated     (CPU: the resident set instead)
+    benchmarks/packing.py:69      set_per_process_memory_fraction  a packed process's 1/K cap
+    benchmarks/device_preflight.py:81  mem_get_info      free memory, the CUDA context
+    dipddpm/methods/fusion.py:133  mem_get_info          a fused run's memory numbers (the
+    dipddpm/methods/fusion.py:137  memory_allocated      decision itself is tested on CPU)
+    dipddpm/sweep/devices.py:54   set_per_process_memory_fraction  a fractional trial's cap
+  out-of-memory handling (tests/test_gpu_suite.py raises the error on CPU to test the rows):
+    benchmarks/dip_modes.py:235   empty_cache             an OOM row becomes a note
+    benchmarks/fusion.py:164      empty_cache             an OOM row; larger K skipped
+    dipddpm/methods/fusion.py:250  empty_cache            a fused run's OOM, as a rule error
+  device facts and synchronisation before a clock is read:
+    benchmarks/dip_modes.py:199   get_device_name         the roofline's peak
+    benchmarks/provenance.py:48   get_device_name         every result's hardware
+    benchmarks/dip_modes.py:98    synchronize             dip_modes' clocks
+    benchmarks/fusion.py:96       synchronize             fusion's clocks
+    benchmarks/packing.py:45      synchronize             the packed processes' clocks
 
 Without CUDA and without --dry-run it stops at once with one line (exit 2).
 """
@@ -112,7 +124,8 @@ def dry_argv(r: Path) -> dict[str, list[str]]:
     """The dry run: each GPU command with overrides appended (later options win), or the
     reproduction's `_mini` protocol with the same flags."""
     g = gpu_argv(r)
-    shrink_ddpm = ["--size", "16", "--set", "iters=10", "--set", "batch_size=8", "--set",
+    shrink_ddpm = ["--size", "16", "--data", "count=256", "--data", "eval_count=64",
+                   "--set", "iters=10", "--set", "batch_size=8", "--set",
                    "val_max=32", "--set", "sample_count=4", "--set", "sample_steps=5", "--set",
                    "amp_cpu=true", "--device", "cpu"]
     return {
@@ -137,13 +150,14 @@ def dry_argv(r: Path) -> dict[str, list[str]]:
     }
 
 
-# precision per part, and the dry run's estimates (seconds on 2 busy CPU cores)
+# precision per part, and the dry run's estimates (seconds on 2 CPU cores shared with other
+# work: a loaded CI machine takes 2-3 x a quiet one's time; the limit is twice these)
 PRECISION = {"cuda_tests": "PyTorch's defaults (cuDNN TF32 on)", "dip_modes": "per row",
              "fusion": "fp32", "ddpm_amp": "bf16 autocast, TF32 off", "ddpm_fp32": "fp32",
              "ddpm_sample": "bf16 autocast, TF32 off", "repro_staged_f16": "tf32",
              "repro_cset9": "tf32", "repro_guided_butterfly": "tf32"}
-DRY_ESTIMATE_S = {"cuda_tests": 60, "dip_modes": 30, "fusion": 60, "ddpm_amp": 30,
-                  "ddpm_fp32": 30, "ddpm_sample": 20, "repro_staged_f16": 90,
+DRY_ESTIMATE_S = {"cuda_tests": 60, "dip_modes": 30, "fusion": 60, "ddpm_amp": 60,
+                  "ddpm_fp32": 60, "ddpm_sample": 20, "repro_staged_f16": 60,
                   "repro_cset9": 40, "repro_guided_butterfly": 60}
 
 
