@@ -89,20 +89,36 @@ def check_cuda() -> dict:
             if hasattr(torch.cuda, "get_per_process_memory_fraction") else None}
 
 
+def run_checks(args, argv) -> dict:
+    """The checks in order; raises Failed at the first that fails (doc so far in e.doc)."""
+    doc = {"benchmark": "device_preflight", "call": args.call, "dry_run": args.dry_run}
+    try:
+        imports = check_imports()
+        import torch
+
+        dev = torch.device("cuda" if torch.cuda.is_available() and not args.dry_run
+                           else "cpu")
+        doc.update(pv.stamp("benchmarks/device_preflight.py", sys.argv[1:] if argv is None
+                            else argv, dev))
+        doc["imports"] = imports
+        doc["data"] = check_data(args.call, args.dry_run)
+        doc["cuda"] = None if args.dry_run else check_cuda()
+    except Failed as e:
+        e.doc = {**pv.git_sha(), **doc, "error": str(e)}
+        raise
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--call", choices=("A", "B", "all"), default="all")
     ap.add_argument("--dry-run", action="store_true", help="CPU: no CUDA checks")
     ap.add_argument("--out", required=True, help="preflight.json")
     args = ap.parse_args(argv)
-    doc = {"call": args.call, "dry_run": args.dry_run, "git_sha": pv.git_sha()["git_sha"]}
     try:
-        doc["imports"] = check_imports()
-        doc["data"] = check_data(args.call, args.dry_run)
-        doc["cuda"] = None if args.dry_run else check_cuda()
+        doc = run_checks(args, argv)
     except Failed as e:
-        doc["error"] = str(e)
-        pv.write_json(Path(args.out), doc)
+        pv.write_json(Path(args.out), e.doc)
         print(f"error: preflight: {e}", file=sys.stderr)
         return 2
     pv.write_json(Path(args.out), doc)

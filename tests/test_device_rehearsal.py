@@ -93,3 +93,7 @@ def test_the_device_run_rehearsed_in_its_environment(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert unpack.returncode == 0, unpack.stderr
     assert (res / "RESULTS.md").is_file() and (res / "gpu_suite-all.json").is_file()
+    from test_benchmark_provenance import missing  # what the committed results must carry
+
+    for path in res.glob("*.json"):
+        assert missing(json.loads(path.read_text())) == [], path.name
