@@ -42,6 +42,7 @@ import time_plan  # noqa: E402
 pv.ensure_repo_on_path()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from dipddpm.config import build  # noqa: E402
 from dipddpm.data.images import make_image_problem  # noqa: E402
@@ -73,24 +74,17 @@ MODES = {"fp32": Mode("fp32", ours=True), "tf32": Mode("tf32", ours=True),
          "cuda_graphs": Mode("tf32", graphs=True, cuda_only=True)}
 
 
-class NoHostSync:
+class NoHostSync(TorchDispatchMode):
     """A dispatch mode that raises on what a captured CUDA graph cannot hold: a read of a
     device value on the host (`aten._local_scalar_dense`: .item(), .tolist(), bool(t)) and
     operators whose output shape depends on the data (nonzero, masked_select, unique...)."""
 
-    def __new__(cls):
-        from torch.utils._python_dispatch import TorchDispatchMode
+    BAD_TAGS = frozenset({torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output})
 
-        bad_tags = {torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output}
-
-        class _Guard(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if func is torch.ops.aten._local_scalar_dense.default or bad_tags & set(
-                        func.tags):
-                    raise RuntimeError(f"host sync in the step: {func}")
-                return func(*args, **(kwargs or {}))
-
-        return _Guard()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default or self.BAD_TAGS & set(func.tags):
+            raise RuntimeError(f"host sync in the step: {func}")
+        return func(*args, **(kwargs or {}))
 
 
 def _sync(dev):

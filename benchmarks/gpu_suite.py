@@ -27,29 +27,29 @@ Lines that still run only on CUDA (the dry run and the CPU tests cannot reach th
 
   graph capture (dip_modes' cuda_graphs mode; tests/test_gpu.py checks the step has no host
   sync on CPU, and replays one capture on CUDA):
-    benchmarks/dip_modes.py:128   torch.cuda.Stream       side-stream warm-up before capture
-    benchmarks/dip_modes.py:136   torch.cuda.CUDAGraph    the graph
-    benchmarks/dip_modes.py:137   torch.cuda.graph(       capture
+    benchmarks/dip_modes.py:122   torch.cuda.Stream       side-stream warm-up before capture
+    benchmarks/dip_modes.py:130   torch.cuda.CUDAGraph    the graph
+    benchmarks/dip_modes.py:131   torch.cuda.graph(       capture
   capturable Adam (its CPU form reads the step count on the host):
-    benchmarks/dip_modes.py:145   capturable=             Adam(capturable=True) for graphs
+    benchmarks/dip_modes.py:139   capturable=             Adam(capturable=True) for graphs
   the memory probes and caps:
     benchmarks/fusion.py:72       reset_peak_memory_stats  peak allocated per fused run
     benchmarks/fusion.py:85       max_memory_allocated     (CPU: the resident set instead)
-    benchmarks/packing.py:69      set_per_process_memory_fraction  a packed process's 1/K cap
+    benchmarks/packing.py:70      set_per_process_memory_fraction  a packed process's 1/K cap
     benchmarks/device_preflight.py:81  mem_get_info      free memory, the CUDA context
     dipddpm/methods/fusion.py:133  mem_get_info          a fused run's memory numbers (the
     dipddpm/methods/fusion.py:137  memory_allocated      decision itself is tested on CPU)
     dipddpm/sweep/devices.py:54   set_per_process_memory_fraction  a fractional trial's cap
   out-of-memory handling (tests/test_gpu_suite.py raises the error on CPU to test the rows):
-    benchmarks/dip_modes.py:235   empty_cache             an OOM row becomes a note
+    benchmarks/dip_modes.py:229   empty_cache             an OOM row becomes a note
     benchmarks/fusion.py:164      empty_cache             an OOM row; larger K skipped
     dipddpm/methods/fusion.py:250  empty_cache            a fused run's OOM, as a rule error
   device facts and synchronisation before a clock is read:
-    benchmarks/dip_modes.py:199   get_device_name         the roofline's peak
+    benchmarks/dip_modes.py:193   get_device_name         the roofline's peak
     benchmarks/provenance.py:48   get_device_name         every result's hardware
-    benchmarks/dip_modes.py:98    synchronize             dip_modes' clocks
+    benchmarks/dip_modes.py:92    synchronize             dip_modes' clocks
     benchmarks/fusion.py:96       synchronize             fusion's clocks
-    benchmarks/packing.py:45      synchronize             the packed processes' clocks
+    benchmarks/packing.py:46      synchronize             the packed processes' clocks
 
 Without CUDA and without --dry-run it stops at once with one line (exit 2).
 """

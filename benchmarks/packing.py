@@ -18,6 +18,7 @@ import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
+from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -100,7 +101,7 @@ def _collect(queue, K: int, timeout_s: float) -> list[dict]:
     while len(got) < K and time.monotonic() < deadline:
         try:
             got.append(queue.get(timeout=1))
-        except Exception:  # queue.Empty: keep waiting until the deadline
+        except Empty:  # keep waiting until the deadline
             continue
     return got
 

@@ -39,6 +39,11 @@ sys.path.insert(0, str(HERE))
 import provenance as pv  # noqa: E402
 
 pv.ensure_repo_on_path()
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils._pytree import tree_leaves  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 PLAN_JSON = HERE / "time_plan.json"
 # H100 SXM5 (the device's "H100 80GB HBM3"), dense tensor-core rates; fp32 = no tensor cores
@@ -89,10 +94,6 @@ class Cost:
 @functools.cache
 def step_cost(net: Net, size: int, batch: int = 1, backward: bool = True) -> Cost:
     """One step of `net` on a batch of size x size images, counted on the meta device."""
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.flop_counter import FlopCounterMode
-
     model, args = _meta_model(net, size, batch)
     with FlopCounterMode(display=False) as fc, OpCounter() as oc:
         out = model(*args)
@@ -102,8 +103,6 @@ def step_cost(net: Net, size: int, batch: int = 1, backward: bool = True) -> Cos
 
 
 def _meta_model(net: Net, size: int, batch: int):
-    import torch
-
     if net.ddpm:
         from dipddpm.config import build
         from dipddpm.methods.ddpm import DdpmConfig
@@ -119,24 +118,19 @@ def _meta_model(net: Net, size: int, batch: int):
     return model, (torch.zeros(batch, net.in_ch, size, size, device="meta"),)
 
 
-class OpCounter:
+class OpCounter(TorchDispatchMode):
     """A dispatch mode counting the operators called and the bytes of their outputs."""
 
-    def __new__(cls):
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_leaves
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops, self.bytes_out = 0, 0
 
-        class _Counter(TorchDispatchMode):
-            ops, bytes_out = 0, 0
-
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                self.ops += 1
-                self.bytes_out += sum(t.numel() * t.element_size() for t in tree_leaves(out)
-                                      if hasattr(t, "element_size"))
-                return out
-
-        return _Counter()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops += 1
+        self.bytes_out += sum(t.numel() * t.element_size() for t in tree_leaves(out)
+                              if isinstance(t, torch.Tensor))
+        return out
 
 
 @dataclass(frozen=True)
