@@ -164,10 +164,13 @@ DRY_ESTIMATE_S = {"cuda_tests": 60, "dip_modes": 30, "fusion": 60, "ddpm_amp": 6
 def parts(out: Path, dry: bool) -> list[Part]:
     plan = {r["part"]: r for r in time_plan.load()["parts"]}
     argv = (dry_argv if dry else gpu_argv)(out)
+    # the dry run: one torch thread per process (2 shared cores: more threads than free cores
+    # spin, and a DDPM step took 5 x longer with 2), the GPU tests' bodies on CPU
     env = {"cuda_tests": {"DIPDDPM_TEST_DEVICE": "cpu"}} if dry else {}
+    threads = {"OMP_NUM_THREADS": "1"} if dry else {}
     return [Part(name, plan[name]["call"],
                  DRY_ESTIMATE_S[name] if dry else plan[name]["estimate_s"], cmd,
-                 PRECISION[name], env.get(name, {}), name.startswith("repro_"))
+                 PRECISION[name], {**threads, **env.get(name, {})}, name.startswith("repro_"))
             for name, cmd in argv.items()]
 
 
