@@ -3,18 +3,28 @@
 reference skip net (2.2 M parameters) at 128², 256², 512² and a small net (width 16, depth 3).
 
     python benchmarks/fusion.py [--device auto] [--ks 1 2 4 8 16] [--iters 4]
-        [--budget-s 1500] [--packing] [--threads 1] [--out PATH]
+        [--precision fp32] [--budget-s 1500] [--packing [procs|ray]]
+        [--packing-at small:128] [--packing-ks 2 4 8] [--threads 1] [--out PATH]
 
 trial-it/s = K x iterations / seconds, timed from the first report to the last (the first
 iteration, allocation and warm-up, is not timed). K = 1 is one trial on the device at a time,
 so `speedup` = fused trial-it/s over K = 1's. Peak memory: CUDA `max_memory_allocated`; CPU
 the resident set's high-water mark (VmHWM after `malloc_trim`, Linux), beside the estimate
-`dipddpm.methods.fusion.estimate_bytes`. `--packing` (CUDA): the same K fits as K Ray tasks at
-1/K GPU each, on this device. A run whose predicted time (at the last run's rate) would overrun
-the budget is skipped with a note. On CPU the defaults shrink: 512² only up to K = 2.
+`dipddpm.methods.fusion.estimate_bytes`. Every row records its precision flags
+(benchmarks/precision.py; fp32 = TF32 off; cuDNN benchmark off, so no autotuning is timed).
+
+Packing, the same K fits as K separate fits sharing the device, beside the fused row:
+`--packing procs` (default): K processes, each capped at 1/K of the GPU's memory
+(benchmarks/packing.py; no Ray, as a fractional-GPU trial is capped); `--packing ray`: K Ray
+tasks at 1/K GPU each (needs Ray; for clusters). Each row's `packed_path` says which measured
+it. `--packing-at NET:SIZE` chooses where (a label prefix and a size).
+
+A CUDA out-of-memory error ends its row with a note and skips the larger K at that size; a run
+whose predicted time (at the last run's rate) would overrun the budget is skipped with a note.
+On CPU the defaults shrink: 512² only up to K = 2. The JSON is rewritten after every row.
 
 Writes benchmarks/results/fusion-<cpu|cuda>.json (per row: net, size, K, trial_it_s, speedup,
-peak and estimated MiB per member).
+peak and estimated MiB per member, flags, packed_*).
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import packing  # noqa: E402
+import precision as prec  # noqa: E402
 import provenance as pv  # noqa: E402
 
 pv.ensure_repo_on_path()
@@ -94,8 +106,8 @@ def fused_run(cfg, problem, K: int, dev) -> dict:
             else mem.peak / K / 2**20, "estimate_mib_per_member": est / 2**20}
 
 
-def packed_run(cfg, problem, K: int) -> float:
-    """K one-member fits as Ray tasks at 1/K GPU each on this device: trial-it/s."""
+def ray_packed_run(cfg, problem, K: int) -> dict:
+    """K one-member fits as Ray tasks at 1/K GPU each on this device (clusters' path)."""
     import ray
 
     @ray.remote(num_gpus=1 / K, num_cpus=0)
@@ -105,33 +117,76 @@ def packed_run(cfg, problem, K: int) -> float:
 
     t0 = time.perf_counter()
     ray.get([one.remote(seed) for seed in range(K)])
-    return K * cfg.iters / (time.perf_counter() - t0)
+    return {"packed_path": "ray: K tasks at num_gpus 1/K on this device (whole fits, their "
+                           "start-up included)",
+            "packed_trial_it_s": K * cfg.iters / (time.perf_counter() - t0)}
 
 
-def bench_net(label: str, spec: dict, args, dev, deadline: float, rows: list, notes: list):
+def packing_wanted(args, label: str, size: int, K: int) -> bool:
+    return bool(args.packing) and K > 1 and K in args.packing_ks and any(
+        label.startswith(net) and size == int(sz)
+        for net, sz in (at.split(":") for at in args.packing_at))
+
+
+def packed(args, spec: dict, cfg, problem, size: int, K: int, dev) -> dict:
+    if args.packing == "ray":
+        if dev.type != "cuda":
+            return {"packed_notes": ["Ray packing needs a CUDA device"]}
+        return ray_packed_run(cfg, problem, K)
+    net = {k: v for k, v in spec.items() if k != "sizes"}
+    return packing.packed_run(net, size, K, args.packing_iters, args.packing_warmup,
+                              str(dev), args.precision)
+
+
+def one_row(args, label, spec, cfg, problem, size, K, dev) -> dict:
+    """The fused row for K members (and its packed counterpart where asked)."""
+    row = {"net": label, "size": size, "K": K,
+           "flags": prec.flags(dev, args.precision), **fused_run(cfg, problem, K, dev)}
+    if packing_wanted(args, label, size, K):
+        row.update(packed(args, spec, cfg, problem, size, K, dev))
+    return row
+
+
+def bench_net(label: str, spec: dict, args, dev, deadline: float, doc: dict, save) -> None:
     overrides = {k: v for k, v in spec.items() if k != "sizes"}
     cfg = build(dip.DipConfig, {**overrides, "iters": args.iters, "report_every": 1})
     for size in args.sizes or spec["sizes"]:
         problem = make_image_problem("skimage:astronaut", size=size, sigma=25, multiple=32)
-        base = last = None  # K = 1's rate; the last run's rate (per trial-iteration)
+        base = last = oom_at = None  # K = 1's rate; the last run's rate; the K that ran out
         for K in args.ks:
-            if dev.type == "cpu" and K > CPU_MAX_K.get(size, 16):
-                notes.append(f"{label} {size}^2 K={K}: not run on CPU (time)")
+            why = skip_reason(dev, size, K, last, args.iters, deadline, oom_at)
+            if why:
+                doc["notes"].append(f"{label} {size}^2 K={K}: {why}")
                 continue
-            predicted = (K * args.iters / last) if last else 0.0
-            if time.perf_counter() + predicted > deadline:
-                notes.append(f"{label} {size}^2 K={K}: skipped, would overrun the budget "
-                             f"(predicted {predicted:.0f} s)")
+            try:
+                row = one_row(args, label, spec, cfg, problem, size, K, dev)
+            except torch.cuda.OutOfMemoryError as e:
+                torch.cuda.empty_cache()
+                oom_at = K
+                doc["notes"].append(f"{label} {size}^2 K={K}: out of memory ({str(e)[:120]})")
+                save()
                 continue
-            row = {"net": label, "size": size, "K": K, **fused_run(cfg, problem, K, dev)}
             base, last = base or row["trial_it_s"], row["trial_it_s"]
             row["speedup"] = row["trial_it_s"] / base
-            if args.packing and dev.type == "cuda" and K > 1:
-                row["packed_trial_it_s"] = packed_run(cfg, problem, K)
-            rows.append(row)
+            doc["rows"].append(row)
+            save()
             print(f"{label:26s} {size:4d}^2 K={K:2d}  {row['trial_it_s']:8.2f} trial-it/s  "
                   f"x{row['speedup']:.2f}  peak/member {row['peak_mib_per_member'] or 0:.0f} "
-                  f"MiB (est {row['estimate_mib_per_member']:.0f})", flush=True)
+                  f"MiB (est {row['estimate_mib_per_member']:.0f})"
+                  + (f"  packed {row['packed_trial_it_s']:.2f}"
+                     if row.get("packed_trial_it_s") else ""), flush=True)
+
+
+def skip_reason(dev, size: int, K: int, last, iters: int, deadline: float, oom_at):
+    """Why the K-member run at this size is not run (None: run it)."""
+    if oom_at is not None:
+        return f"skipped: K={oom_at} already ran out of memory at this size"
+    if dev.type == "cpu" and K > CPU_MAX_K.get(size, 16):
+        return "not run on CPU (time)"
+    predicted = (K * iters / last) if last else 0.0
+    if time.perf_counter() + predicted > deadline:
+        return f"skipped, would overrun the budget (predicted {predicted:.0f} s)"
+    return None
 
 
 def warm_up(dev) -> None:
@@ -148,43 +203,57 @@ def cpu_policy(rows: list) -> dict:
     return {f"{k}@{s}": v for (k, s), v in fusion.cpu_verdicts(rows).items()}
 
 
-def main() -> None:
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="override every net's")
     ap.add_argument("--nets", nargs="+", default=None, help="labels prefixes, e.g. small")
     ap.add_argument("--iters", type=int, default=4, help="iterations per run (>= 2)")
+    ap.add_argument("--precision", choices=prec.MODES[:2], default="fp32")
     ap.add_argument("--budget-s", type=float, default=1500)
-    ap.add_argument("--packing", action="store_true", help="CUDA: Ray fractional-GPU rows")
+    ap.add_argument("--packing", nargs="?", const="procs", choices=("procs", "ray"),
+                    default=None, help="also pack the K fits as separate fits on the device")
+    ap.add_argument("--packing-at", nargs="+", default=["small:128"],
+                    help="NET:SIZE where packing runs (NET: a label prefix)")
+    ap.add_argument("--packing-ks", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--packing-iters", type=int, default=25)
+    ap.add_argument("--packing-warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="CPU: torch threads (on a shared "
                     "machine more threads than free cores spin and slow every run)")
     ap.add_argument("--out", default=None)
-    args = ap.parse_args()
-    code = pv.git_sha()  # the commit that runs, taken before the run (the tree may change)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     dev = pick_device(args.device)
     if dev.type == "cpu":
         torch.set_num_threads(args.threads)
+    prec.set_precision(args.precision, benchmark=False)
+    name = "cuda" if dev.type == "cuda" else "cpu"
+    out = Path(args.out) if args.out else pv.REPO / "benchmarks/results" / f"fusion-{name}.json"
+    doc = {"benchmark": "fusion", **pv.stamp("benchmarks/fusion.py", sys.argv[1:]
+                                              if argv is None else argv, dev),
+           "threads": torch.get_num_threads(), "iters": args.iters, "rows": [], "notes": [],
+           "paths": {"trial_it_s": "fused: one net of K members in one process",
+                     "packed_trial_it_s": "see each row's packed_path"},
+           "goal": "CUDA: K=8 at 256^2 >= 4x K=1's trial-it/s; fused > packed at every K>=2"}
+
+    def save():
+        doc["cpu_policy"] = cpu_policy(doc["rows"]) if dev.type == "cpu" else None
+        pv.write_json(out, doc)
+
     deadline = time.perf_counter() + args.budget_s
-    rows, notes = [], []
     warm_up(dev)
-    if args.packing and dev.type == "cuda":
+    if args.packing == "ray" and dev.type == "cuda":
         from dipddpm.sweep.local_ray import start_local
 
         start_local(num_gpus=1)
-    elif args.packing:
-        notes.append("fractional-GPU packing not run: it needs a CUDA device")
     for label, spec in NETS.items():
         if args.nets is None or any(label.startswith(n) for n in args.nets):
-            bench_net(label, spec, args, dev, deadline, rows, notes)
-    name = "cuda" if dev.type == "cuda" else "cpu"
-    out = Path(args.out) if args.out else pv.REPO / "benchmarks/results" / f"fusion-{name}.json"
-    doc = {"benchmark": "fusion", "hardware": pv.hardware(dev), "date": pv.now(),
-           **code, "command": pv.command("benchmarks/fusion.py", sys.argv[1:]),
-           "threads": torch.get_num_threads(), "iters": args.iters, "rows": rows,
-           "cpu_policy": cpu_policy(rows) if dev.type == "cpu" else None, "notes": notes,
-           "goal": "CUDA: K=8 at 256^2 >= 4x K=1's trial-it/s; fused > packed at every K>=2"}
-    pv.write_json(out, doc)
+            bench_net(label, spec, args, dev, deadline, doc, save)
+    save()
     print(f"wrote {out}")
 
 

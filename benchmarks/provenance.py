@@ -55,9 +55,12 @@ def hardware(device) -> dict:
 
 
 def git_sha() -> dict:
-    """The commit (env GIT_SHA wins: set it where the tree is a copy without .git)."""
+    """The commit (env GIT_SHA wins: set it where the tree is a copy without .git, with
+    GIT_DIRTY=1 or 0 where known, as benchmarks/device_run.sh does)."""
     if os.environ.get("GIT_SHA"):
-        return {"git_sha": os.environ["GIT_SHA"], "git_dirty": None}
+        dirty = os.environ.get("GIT_DIRTY")
+        return {"git_sha": os.environ["GIT_SHA"],
+                "git_dirty": None if dirty not in ("0", "1") else dirty == "1"}
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

@@ -18,7 +18,13 @@ first; the others then run with psnr_threshold = its max psnr_gt, so the first i
 which each reaches it is exact (every iteration, like the baseline's max and its iteration).
 
 Fits run in parallel worker processes with --jobs N (default: 4 on CUDA, where one small net
-leaves most of an H100 idle; 1 on CPU). The ground truth is used for metrics only.
+leaves most of an H100 idle; 1 on CPU). With --fuse, rows that differ only in their image
+(dip_cset9's nine) run as the members of one fused net, one trial of an image set
+(methods/fusion.py; one after the other where the fused net would not fit in the GPU's
+memory; `run.fusion` says which). --precision fp32 (default) turns TF32 off, tf32 on; every
+row records the flags (benchmarks/precision.py). `<protocol>.json` is rewritten as each row
+ends, so a run stopped midway keeps what it measured. The ground truth is used for metrics
+only.
 Every row also records the GT-free early-stopping pick (`psnr_es`, `iter_es`, `es_gap_db`:
 the output the config's `es_rule` picks without the ground truth, scored against it), and
 each protocol the means of those over its rows (`derived.gt_free`).
@@ -43,7 +49,6 @@ import provenance  # noqa: E402
 
 provenance.ensure_repo_on_path()
 
-DEFAULT_DATA = provenance.bench_data()
 RESULTS = Path(__file__).resolve().parent / "results"
 CURVE_KEYS = ("psnr_gt", "psnr_gt_sm", "psnr_noisy")
 # what a row keeps of its run (reproduced from an earlier JSON after --only)
@@ -54,29 +59,20 @@ RUN_KEYS = ("metrics", "extra", "config", "problem", "size", "curve", "error", "
 
 
 def run_row(row: protocols.Row, data_dir: str, device: str, threads: int,
-            psnr_threshold: float | None = None) -> dict:
+            psnr_threshold: float | None = None, precision: str = "fp32") -> dict:
     """One fit (runs in a worker process or in-process); returns metrics and the psnr curve.
 
     psnr_threshold: the fit records the first iteration (exact, every iteration) whose psnr_gt
-    is at or above it, as metrics['first_reach_iter'].
+    is at or above it, as metrics['first_reach_iter']. precision: benchmarks/precision.py's
+    mode (fp32: TF32 off), recorded in the row's run.
     """
     t0 = time.perf_counter()
     import torch
 
-    from dipddpm.config import build, to_dict
-    from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
-    from dipddpm.methods.problems import image_problem
+    from dipddpm.config import to_dict
 
-    torch.set_num_threads(threads)
-    dev = pick_device(device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its kernels
-    method = METHODS.get(row.method)
-    extra = {} if psnr_threshold is None else {"psnr_threshold": psnr_threshold}
-    cfg = build(method.config_cls, {**method.presets[row.preset], **row.overrides, **extra})
-    spec = {"image": str(Path(data_dir) / row.image), **row.problem}
-    problem = image_problem(spec, cfg)
+    method, cfg, dev = _fit_setup(row, device, threads, psnr_threshold, precision)
+    problem = _problem(row, data_dir, cfg)
     curve: dict[str, list] = {"iter": [], **{k: [] for k in CURVE_KEYS}}
 
     def report(it, metrics, state):
@@ -89,7 +85,8 @@ def run_row(row: protocols.Row, data_dir: str, device: str, threads: int,
     return {"metrics": result.metrics, "extra": result.extra, "config": to_dict(cfg),
             "problem": {**row.problem, "image": row.image},
             "size": list(problem.clean.shape[-2:]), "curve": curve,
-            "run": {"wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads()}}
+            "run": {"wall_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads(),
+                    **_flags(dev, precision)}}
 
 
 def reach_target(done: dict[str, dict], baseline: str | None) -> tuple[float, int] | None:
@@ -236,6 +233,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="torch CPU threads per fit (0 = cores / jobs)")
     ap.add_argument("--only", nargs="*", default=None,
                     help="run only these row names; the other rows of <protocol>.json are kept")
+    ap.add_argument("--precision", choices=("fp32", "tf32"), default="fp32",
+                    help="fp32: TF32 off (true float32); tf32: TF32 convolutions and matrix "
+                         "products (CUDA; recorded in every row)")
+    ap.add_argument("--fuse", action="store_true",
+                    help="fit rows that differ only in their image as one fused net")
     ap.add_argument("--list", action="store_true", help="list the protocols and exit")
     return ap.parse_args(argv)
 
@@ -245,20 +247,118 @@ def _es_text(m: dict) -> str:
     return "–" if m.get("psnr_es") is None else f"{m['psnr_es']:.2f} dB @{m['iter_es']}"
 
 
-def run_fits(tasks, pool, make_args):
-    """Run (protocol, row) tasks in the pool (or in-process); yields (p, r, output) in order.
-    A failed fit is yielded as {'error': text}; the others go on."""
-    futs = [(p, r, pool.submit(run_row, *make_args(p, r)) if pool else None) for p, r in tasks]
-    for p, r, fut in futs:
-        try:
-            out = fut.result() if fut is not None else run_row(*make_args(p, r))
-        except Exception as e:
-            out = {"error": f"{type(e).__name__}: {e}"}
+def run_group(rows: list[protocols.Row], data_dir: str, device: str, threads: int,
+              psnr_threshold: float | None = None, precision: str = "fp32") -> list[dict]:
+    """Rows of one configuration on different images, fitted together as the members of one
+    fused net (`run_members`, auto: one after the other where the fused net would not fit in
+    the GPU's memory); one output per row, as `run_row` gives."""
+    t0 = time.perf_counter()
+    import torch
+
+    from dipddpm.config import to_dict
+    from dipddpm.methods.fitting import Member
+    from dipddpm.methods.fusion import run_members
+
+    method, cfg, dev = _fit_setup(rows[0], device, threads, psnr_threshold, precision)
+    problems = [_problem(r, data_dir, cfg) for r in rows]
+    members = [Member(pr, method.plan(cfg, pr), int(r.problem.get("seed", 0)))
+               for r, pr in zip(rows, problems, strict=True)]
+    curves = [{"iter": [], **{k: [] for k in CURVE_KEYS}} for _ in rows]
+    all_members = []
+
+    def report(it, metrics, state):
+        all_members.append(all(metrics))
+        for curve, m in zip(curves, metrics, strict=True):
+            if m:
+                curve["iter"].append(it)
+                for k in CURVE_KEYS:
+                    curve[k].append(round(float(m[k]), 4))
+
+    results = run_members(cfg, members, report, device=dev)
+    mode = "fused" if all(all_members) else "serial"
+    wall = time.perf_counter() - t0  # a row's wall_s: its share, so the rows' sum is the run's
+    run = {"wall_s": wall / len(rows), "group_wall_s": wall,
+           "torch_threads": torch.get_num_threads(), "fused_with": [r.name for r in rows],
+           "fusion": mode, **_flags(dev, precision)}
+    return [{"metrics": res.metrics, "extra": res.extra, "config": to_dict(cfg),
+             "problem": {**r.problem, "image": r.image}, "size": list(pr.clean.shape[-2:]),
+             "curve": curve, "run": run}
+            for r, pr, res, curve in zip(rows, problems, results, curves, strict=True)]
+
+
+def _flags(dev, precision: str) -> dict:
+    import precision as prec
+
+    return {"precision_flags": prec.flags(dev, precision)}
+
+
+def _fit_setup(row: protocols.Row, device: str, threads: int, psnr_threshold, precision):
+    """(method, config, device) of a row, with the torch threads and precision set."""
+    import precision as prec
+    import torch
+
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.fitting import pick_device
+
+    torch.set_num_threads(threads)
+    dev = pick_device(device)
+    prec.set_precision(precision, benchmark=dev.type == "cuda")  # fixed size: cuDNN picks
+    method = METHODS.get(row.method)
+    extra = {} if psnr_threshold is None else {"psnr_threshold": psnr_threshold}
+    cfg = build(method.config_cls, {**method.presets[row.preset], **row.overrides, **extra})
+    return method, cfg, dev
+
+
+def _problem(row: protocols.Row, data_dir: str, cfg):
+    from dipddpm.methods.problems import image_problem
+
+    return image_problem({"image": str(Path(data_dir) / row.image), **row.problem}, cfg)
+
+
+def fusion_groups(tasks: list, fuse: bool) -> list[tuple[protocols.Protocol, list]]:
+    """The tasks as (protocol, rows) units: with `fuse`, rows of one protocol that differ only
+    in their image (same method, preset, overrides and problem keys) form one unit."""
+    units: dict = {}
+    for p, r in tasks:
+        key = (p.name, r.method, r.preset, json.dumps(provenance.clean(r.overrides),
+                                                      sort_keys=True),
+               json.dumps(provenance.clean(r.problem), sort_keys=True)) if fuse else id(r)
+        units.setdefault(key, (p, []))[1].append(r)
+    return list(units.values())
+
+
+def run_fits(units, pool, make_args):
+    """Run (protocol, rows) units in the pool (or in-process, one after the other); yields
+    (p, row, output) as each unit ends. A failed fit is yielded as {'error': text}; the others
+    go on."""
+    calls = []
+    for p, rows in units:
+        args = make_args(p, rows[0])
+        calls.append((p, rows, run_row, args) if len(rows) == 1 else
+                     (p, rows, run_group, (rows, *args[1:])))
+    if pool is None:
+        for p, rows, fn, args in calls:
+            yield from _outputs(p, rows, lambda fn=fn, args=args: fn(*args))
+        return
+    waiting = {pool.submit(fn, *args): (p, rows) for p, rows, fn, args in calls}
+    for fut in cf.as_completed(waiting):
+        p, rows = waiting[fut]
+        yield from _outputs(p, rows, fut.result)
+
+
+def _outputs(p, rows, get):
+    try:
+        out = get()
+        outs = out if isinstance(out, list) else [out]
+    except Exception as e:
+        outs = [{"error": f"{type(e).__name__}: {e}"} for _ in rows]
+    for r, out in zip(rows, outs, strict=True):
         yield p, r, out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def check_args(args) -> int | None:
+    """1-line errors for unknown protocols and missing images (exit 2); 0 after --list."""
     if args.list or not args.protocols:
         for name, p in protocols.PROTOCOLS.items():
             print(f"{name:28s} {len(p.rows):2d} fits  {p.title}")
@@ -268,15 +368,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown protocol {unknown[0]!r}; valid: "
               f"{', '.join(protocols.PROTOCOLS)}", file=sys.stderr)
         return 2
-    chosen = [protocols.PROTOCOLS[n] for n in args.protocols]
-    data_arg = args.data or "../shared/data"  # as recorded in the command (repo-root relative)
-    args.data = args.data or str(DEFAULT_DATA)
-    missing = sorted({r.image for p in chosen for r in p.rows
+    missing = sorted({r.image for n in args.protocols for r in protocols.PROTOCOLS[n].rows
                       if not (Path(args.data) / r.image).is_file()})
     if missing:
         print(f"error: benchmark image {Path(args.data) / missing[0]} not found; pass "
-              f"--data DIR with the folder holding cset9/ and butterfly/", file=sys.stderr)
+              f"--data DIR with the folder holding cset9/ and butterfly/ (or set "
+              f"DIPDDPM_BENCH_DATA)", file=sys.stderr)
         return 2
+    return None
+
+
+def write_protocol(p: protocols.Protocol, done: dict, out_dir: Path, command: str,
+                   torch_version: str) -> Path:
+    doc = {"schema": "dipddpm.reproduce/2", "protocol": p.name, "title": p.title,
+           "comparable": p.comparable, "source_ref": p.source_ref, "note": p.note,
+           "headline": list(p.headline), "date": provenance.now(), "command": command,
+           "torch": torch_version, **summarize(p, done)}
+    path = out_dir / f"{p.name}.json"
+    provenance.write_json(path, doc)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_given = args.data
+    args.data = args.data or str(provenance.bench_data())
+    rc = check_args(args)
+    if rc is not None:
+        return rc
+    chosen = [protocols.PROTOCOLS[n] for n in args.protocols]
 
     import torch
 
@@ -300,12 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     first = [(p, r) for p, r in tasks if p.reach_baseline in (None, r.name)]
     second = [(p, r) for p, r in tasks if p.reach_baseline not in (None, r.name)]
     hw = provenance.hardware(dev)
-    print(f"{len(tasks)} fits on {hw['name']} with {jobs} job(s) x {threads} thread(s)",
-          flush=True)
+    print(f"{len(tasks)} fits on {hw['name']} with {jobs} job(s) x {threads} thread(s)"
+          f"{', images of one configuration fused' if args.fuse else ''}, precision "
+          f"{args.precision}", flush=True)
 
     def command(p: protocols.Protocol, only: list[str] | None) -> str:
-        cmd = [p.name, "--device", args.device, "--data", data_arg, "--jobs", str(jobs),
-               "--threads", str(threads)]
+        cmd = [p.name, "--device", args.device, *(["--data", data_given] if data_given else []),
+               "--jobs", str(jobs), "--threads", str(threads), "--precision", args.precision,
+               *(["--fuse"] if args.fuse else [])]
         if only is not None:
             cmd += ["--only", *[r.name for r in p.rows if r.name in only]]
         return provenance.command("benchmarks/reproduce.py", cmd)
@@ -315,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     def make_args(p, r):
         target = reach_target(done[p.name], p.reach_baseline)
         threshold = target[0] if target and r.name != p.reach_baseline else None
-        return r, args.data, str(dev), threads, threshold
+        return r, args.data, str(dev), threads, threshold, args.precision
 
     t0 = time.perf_counter()
     pool = (cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) if jobs > 1
@@ -323,33 +445,32 @@ def main(argv: list[str] | None = None) -> int:
     n = 0
     try:
         for wave in (first, second):
-            for p, r, out in run_fits(wave, pool, make_args):
+            for p, r, out in run_fits(fusion_groups(wave, args.fuse), pool, make_args):
                 out["run"] = {"date": provenance.now(), **run_info,
                               "command": command(p, args.only), **out.get("run", {})}
                 done[p.name][r.name] = out
                 n += 1
-                m = out.get("metrics")
-                msg = (f"best {m['psnr_gt_best']:.2f} dB @{m['psnr_best_iter']}  final "
-                       f"{m['psnr_gt_final']:.2f}  smoothed {m['psnr_gt_sm_final']:.2f}  "
-                       f"GT-free {_es_text(m)}  "
-                       f"({out['run']['wall_s']:.0f} s)" if m else out["error"])
-                print(f"[{n}/{len(tasks)}] {p.name}/{r.name}: {msg}", flush=True)
+                print(f"[{n}/{len(tasks)}] {p.name}/{r.name}: {_progress(out)}", flush=True)
+                write_protocol(p, done[p.name], out_dir, command(p, None), torch.__version__)
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
 
     failed = sum("error" in done[p.name].get(r.name, {}) for p, r in tasks)
     for p in {p.name: p for p, _ in tasks}.values():  # the protocols that ran a row
-        doc = {"schema": "dipddpm.reproduce/2", "protocol": p.name, "title": p.title,
-               "comparable": p.comparable, "source_ref": p.source_ref, "note": p.note,
-               "headline": list(p.headline), "date": provenance.now(),
-               "command": command(p, None),  # the whole protocol
-               "torch": torch.__version__, **summarize(p, done[p.name])}
-        path = out_dir / f"{p.name}.json"
-        provenance.write_json(path, doc)
+        path = write_protocol(p, done[p.name], out_dir, command(p, None), torch.__version__)
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 1 if failed else 0
+
+
+def _progress(out: dict) -> str:
+    m = out.get("metrics")
+    if not m:
+        return out["error"]
+    return (f"best {m['psnr_gt_best']:.2f} dB @{m['psnr_best_iter']}  final "
+            f"{m['psnr_gt_final']:.2f}  smoothed {m['psnr_gt_sm_final']:.2f}  "
+            f"GT-free {_es_text(m)}  ({out['run']['wall_s']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -235,20 +235,3 @@ def test_member_adam_with_diverged_steps_is_each_members_adam(float64):
     assert opt.steps == [6, 5]
     for k in range(2):
         assert torch.allclose(p.detach()[k], own[k].detach(), atol=1e-12)
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_fused_on_cuda_is_the_default_and_equals_separate_fits():
-    from dipddpm.methods.fusion import resolve_mode, run_members
-
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    cfg = build(dip.DipConfig, {**TINY, "iters": 10, "report_every": 5})
-    probs, seeds = [problem(0, torch.float32)] * 3, [3, 4, 5]
-    members = [Member(p, plan_of(cfg, p), s) for p, s in zip(probs, seeds, strict=True)]
-    assert resolve_mode(cfg, members, torch.device("cuda")) == "fused"
-    res = run_members(cfg, members, device="cuda")
-    for (p, s), r in zip(zip(probs, seeds, strict=True), res, strict=True):
-        own = fit(cfg, p, plan_of(cfg, p), seed=s, device="cuda")
-        assert r.metrics["psnr_gt_final"] == pytest.approx(own.metrics["psnr_gt_final"],
-                                                           abs=1e-2)

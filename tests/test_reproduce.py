@@ -229,7 +229,7 @@ def test_only_merges_rows_and_keeps_each_rows_provenance(tmp_path, monkeypatch):
     calls = []
     best = {"dip": 25.0}
 
-    def fake_run_row(row, data_dir, device, threads, psnr_threshold=None):
+    def fake_run_row(row, data_dir, device, threads, psnr_threshold=None, precision="fp32"):
         calls.append((row.name, psnr_threshold))
         out = _out(best.get(row.name, 24.0), 200, threshold=psnr_threshold)
         out["run"]["torch_threads"] = threads

@@ -202,7 +202,7 @@ def run_sample(a: SampleArgs) -> dict:
 
     from dipddpm.data.images import save_image
     from dipddpm.diffusion.sampling import SamplerConfig, reverse_steps, sample
-    from dipddpm.methods.ddpm import load_ddpm, make_grid
+    from dipddpm.methods.ddpm import autocast_on, load_ddpm, make_grid
     from dipddpm.methods.fitting import pick_device
 
     sampler = a.check()
@@ -217,7 +217,7 @@ def run_sample(a: SampleArgs) -> dict:
 
     def draw(k: int, callback=None):
         return sample(ddpm.model, ddpm.process, (k, *shape), t0, scfg, ddpm.cfg.objective, g,
-                      dev, amp=ddpm.cfg.amp, callback=callback)
+                      dev, amp=autocast_on(ddpm.cfg, dev), callback=callback)
 
     with ProgressReport(n_steps, (), enabled=a.show_progress, description="sampling") as bar:
         t_start = time.perf_counter()

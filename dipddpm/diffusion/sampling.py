@@ -19,7 +19,6 @@ the batch is at the same t.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections.abc import Callable
@@ -86,10 +85,11 @@ def reverse_steps(t0: int, T: int, cfg: SamplerConfig) -> int:
 
 def model_predictions(model: Callable, process: DiffusionProcess, x_t: torch.Tensor, t: int,
                       objective: Objective, clip_x0: bool, amp: bool = False):
-    """(x0_hat, eps_hat) from the model's output at timestep t (the same for the whole batch)."""
+    """(x0_hat, eps_hat) from the model's output at timestep t (the same for the whole batch).
+    amp: the model runs under bf16 autocast on x_t's device (the caller decides where:
+    methods/ddpm.py `autocast_on`)."""
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and x_t.is_cuda
-                else contextlib.nullcontext())
+    autocast = torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=amp)
     with autocast:
         out = model(x_t, tt)
     out = out.float()

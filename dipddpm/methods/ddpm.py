@@ -5,7 +5,8 @@ example, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the net predicts the obje
 (eps, x0 or v = sqrt(abar) eps - sqrt(1 - abar) x0) and the loss is the per-example MSE times
 the lucidrains weight (eps: 1, x0: SNR, v: SNR / (SNR + 1); with min_snr_gamma, SNR is clipped
 at gamma in the numerator), so the three objectives weight timesteps alike. Adam, optional
-gradient clipping and EMA; bf16 autocast on CUDA only.
+gradient clipping and EMA; bf16 autocast on CUDA (on CPU too with `amp_cpu`, which runs the
+same AMP code without a GPU: `autocast_on`).
 
 Determinism and resume: the batch order of epoch e is a permutation seeded by (seed, e), and t
 and eps come from one generator whose state is checkpointed, so a run resumed from `state()`
@@ -61,7 +62,9 @@ class DdpmConfig:
     net_time_dim: int | None = None  # sinusoidal embedding size; null = the preset's
     net_norm: Literal["layer", "group"] | None = None  # block norm; null = the preset's
     net_groups: int | None = None  # GroupNorm groups; null = the preset's
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU unless amp_cpu)
+    amp_cpu: bool = False  # with amp, bf16 autocast on CPU too (slow on most CPUs; runs the
+    # AMP path without a GPU, as the GPU suite's dry run does)
     report_every: int = 50  # report every this many steps (and at the last)
     val_max: int = 512  # val images for val_loss (fixed t and noise); 0 = no val_loss
     sample_count: int = 16  # samples drawn at the end (Result.images["samples"]); 0 = none
@@ -128,12 +131,19 @@ def loss_weight(process: DiffusionProcess, t: torch.Tensor, objective: str,
     return clipped / (snr + 1)
 
 
+def autocast_on(cfg, dev: torch.device) -> bool:
+    """bf16 autocast for a DDPM of config `cfg` on `dev`: with amp, on CUDA, and on CPU only
+    where amp_cpu asks for it too."""
+    return bool(cfg.amp) and (dev.type == "cuda" or bool(cfg.amp_cpu))
+
+
 def diffusion_loss(net: nn.Module, process: DiffusionProcess, x0: torch.Tensor,
                    t: torch.Tensor, noise: torch.Tensor, objective: str,
                    min_snr_gamma: float | None = None, amp: bool = False) -> torch.Tensor:
-    """Weighted MSE of the net's prediction at x_t = q_sample(x0, t, noise); x0 in [-1, 1]."""
+    """Weighted MSE of the net's prediction at x_t = q_sample(x0, t, noise); x0 in [-1, 1].
+    amp: bf16 autocast on x0's device (the caller decides: `autocast_on`)."""
     x_t = process.q_sample(x0, t, noise)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and x0.is_cuda):
+    with torch.autocast(x0.device.type, dtype=torch.bfloat16, enabled=amp):
         out = net(x_t, t)
     if objective == "eps":
         target = noise
@@ -278,7 +288,7 @@ class _Training:
 
     def __init__(self, cfg: DdpmConfig, data: ImageDataset, seed: int, dev: torch.device):
         self.cfg, self.seed, self.dev = cfg, seed, dev
-        self.amp = cfg.amp and dev.type == "cuda"
+        self.amp = autocast_on(cfg, dev)
         self.n_train = data.train.shape[0]
         self.B, self.spe, self.total = _steps(cfg, self.n_train)
         spec = cfg.net_spec(data.channels, data.image_size)

@@ -45,7 +45,7 @@ from dipddpm.diffusion.sampling import (
 )
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.methods.ddpm import Trained, load_ddpm
+from dipddpm.methods.ddpm import Trained, autocast_on, load_ddpm
 from dipddpm.methods.dip import DipConfig, run_dip
 from dipddpm.methods.fitting import build_for_problem, pick_device
 from dipddpm.methods.problems import check_image_spec
@@ -295,7 +295,7 @@ def refine(ddpm: Trained, x_prior: torch.Tensor, cfg: DipPriorDdpmConfig,
     else:
         x_t0 = x_start
     out = reverse_chain(ddpm.model, ddpm.process, x_t0, cfg.t0, cfg.sampler_config(),
-                        ddpm.cfg.objective, generator, amp=ddpm.cfg.amp)
+                        ddpm.cfg.objective, generator, amp=autocast_on(ddpm.cfg, dev))
     return ((out + 1) / 2).clamp(0, 1).cpu()
 
 
@@ -306,7 +306,7 @@ def from_noise(ddpm: Trained, shape: tuple[int, ...], steps: int, cfg: DipPriorD
     x = torch.randn(shape, generator=generator, device=dev)
     scfg = SamplerConfig(sampler="ddim", steps=steps, eta=cfg.eta, clip_x0=cfg.clip_x0)
     out = reverse_chain(ddpm.model, ddpm.process, x, ddpm.process.T - 1, scfg,
-                        ddpm.cfg.objective, generator, amp=ddpm.cfg.amp)
+                        ddpm.cfg.objective, generator, amp=autocast_on(ddpm.cfg, dev))
     return ((out + 1) / 2).clamp(0, 1).cpu()
 
 

@@ -14,11 +14,17 @@ Memory of a fused run: K times one member's, each member holding
     the loop's own images (y, x, targets, outputs, smoothed output, metric buffers, z).
 Measured CPU peaks are 0.9-1.4 x the estimate for the skip nets and up to 2.3 x for a small
 U-Net (transient buffers are not modelled); tests/test_fusion_memory.py checks a factor 2.5.
+
+Memory a fused run may use (`GpuMemory`): the device's free memory, except under a per-process
+cap (a fractional GPU, sweep/devices.py), where it is the process's own share, the cap less its
+CUDA context. Where the estimate does not fit, auto mode runs the members one after the other
+(a study: chunked, methods/study_run.py); an explicit fused mode is refused in one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -35,10 +41,10 @@ CPU_FUSED_FASTER: dict[tuple[str, int], bool] = {
     ("reference", 128): False, ("reference", 256): False}
 CPU_MARGIN = 1.1  # fused must be this much faster: a few timed iterations are noisy
 SMALL_NET_PARAMS = 200_000  # a "small" net for the policy: fewer parameters than this
-GPU_MEMORY_MARGIN = 0.9
+GPU_MEMORY_MARGIN = 0.9  # a fused run may plan on this share of its memory budget
 # the saved activations plus the gradients flowing back through them while backward runs
 # (measured peaks on CPU: 1.4-1.7 x the saved activations alone for the skip nets)
-BACKWARD_FACTOR = 1.6  # a fused run may plan on this share of the free GPU memory
+BACKWARD_FACTOR = 1.6
 
 
 def _activation_bytes_per_pixel(cfg, channels: int) -> float:
@@ -78,30 +84,95 @@ def estimate_bytes(cfg, channels: int, H: int, W: int, members: int) -> int:
     return members * member_bytes(cfg, channels, H, W)
 
 
-def largest_fitting(cfg, channels: int, H: int, W: int, free: int) -> int:
-    """The most members whose fused fit is estimated to fit in `free` bytes."""
-    return int(free * GPU_MEMORY_MARGIN) // member_bytes(cfg, channels, H, W)
+# the memory a CUDA context (with cuDNN and cuBLAS loaded) holds outside the caching
+# allocator: about 0.3-0.6 GiB on current drivers; benchmarks/device_preflight.py measures it
+CUDA_CONTEXT_BYTES = 512 * 2**20
 
 
-def too_big(cfg, channels: int, H: int, W: int, members: int, free: int) -> DipddpmError:
+@dataclass(frozen=True)
+class GpuMemory:
+    """What a fused run may plan on, as plain numbers (bytes; fraction in (0, 1]).
+
+    free: the device's free memory now (every process on the device sees the same number);
+    total: the device's memory; fraction: this process's cap, fraction x total, set by
+    `torch.cuda.set_per_process_memory_fraction` for a fractional GPU (sweep/devices.py:
+    a trial asking `resources.gpu: 0.25` shares the device with three others);
+    context: the CUDA context, which lives outside the cap but takes the device's memory;
+    allocated: what this process's allocator already holds.
+    """
+
+    total: int
+    free: int
+    fraction: float = 1.0
+    context: int = CUDA_CONTEXT_BYTES
+    allocated: int = 0
+
+    @property
+    def budget(self) -> int:
+        """Bytes this process may plan on: the free memory, and under a cap (fraction < 1)
+        at most its own share, fraction x total less its context and what it holds. Trials
+        that start together all see the same free memory, so only the cap tells one of them
+        what is its own."""
+        if self.fraction >= 1:
+            return max(0, self.free)
+        own = int(self.fraction * self.total) - self.context - self.allocated
+        return max(0, min(self.free, own))
+
+    def describe(self) -> str:
+        if self.fraction >= 1:
+            return f"{self.free / 2**30:.2f} GiB of GPU memory is free"
+        return (f"this process may use {self.budget / 2**30:.2f} GiB of GPU memory (its cap "
+                f"{self.fraction:g} x {self.total / 2**30:.1f} GiB less its CUDA context and "
+                f"what it holds; {self.free / 2**30:.2f} GiB free on the device)")
+
+
+def gpu_memory(dev: torch.device) -> GpuMemory | None:
+    """The numbers of `GpuMemory` for CUDA device `dev`, read from torch (None on CPU)."""
+    if dev.type != "cuda":
+        return None
+    free, total = torch.cuda.mem_get_info(dev)
+    get_fraction = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch>=2.7
+    fraction = float(get_fraction(dev)) if get_fraction is not None else 1.0
+    return GpuMemory(total=total, free=free, fraction=fraction,
+                     allocated=torch.cuda.memory_allocated(dev))
+
+
+def largest_fitting(cfg, channels: int, H: int, W: int, free: int | GpuMemory) -> int:
+    """The most members whose fused fit is estimated to fit in `free` (bytes, or the
+    budget of a `GpuMemory`)."""
+    budget = free.budget if isinstance(free, GpuMemory) else free
+    return int(budget * GPU_MEMORY_MARGIN) // member_bytes(cfg, channels, H, W)
+
+
+def fused_fits(estimate: int, mem: GpuMemory) -> bool:
+    """The decision, on numbers only: a fused run estimated at `estimate` bytes fits."""
+    return estimate <= mem.budget * GPU_MEMORY_MARGIN
+
+
+def too_big(cfg, channels: int, H: int, W: int, members: int,
+            free: int | GpuMemory) -> DipddpmError:
     fits = min(largest_fitting(cfg, channels, H, W, free), members - 1)
     need = estimate_bytes(cfg, channels, H, W, members)
+    have = free.describe() if isinstance(free, GpuMemory) else (
+        f"{free / 2**30:.2f} GiB of GPU memory is free")
     return DipddpmError(
         f"{members} fused members of net {cfg.net!r} at {H}x{W} need about "
-        f"{need / 2**30:.2f} GiB but {free / 2**30:.2f} GiB of GPU memory is free: the "
-        f"largest K that fits is {fits}; use at most {fits} members (replicates)")
+        f"{need / 2**30:.2f} GiB but {have}: the largest K that fits is {fits}; use at most "
+        f"{fits} members (replicates)")
 
 
 def check_memory(cfg, channels: int, H: int, W: int, members: int, dev: torch.device,
-                 free: int | None = None) -> None:
+                 free: int | GpuMemory | None = None) -> None:
     """On CUDA (or with `free` given): refuse, in one line naming the largest K that fits, a
-    fused run that would not fit in the free GPU memory (a rule error, not a crash)."""
+    fused run that would not fit in the memory this process may use (`GpuMemory.budget`:
+    under a fractional GPU's cap, its own share, not the device's free memory)."""
     if free is None:
-        if dev.type != "cuda":
+        free = gpu_memory(dev)
+        if free is None:
             return
-        free = torch.cuda.mem_get_info(dev)[0]
-    if members > largest_fitting(cfg, channels, H, W, free):
-        raise too_big(cfg, channels, H, W, members, free)
+    mem = free if isinstance(free, GpuMemory) else GpuMemory(total=free, free=free)
+    if not fused_fits(estimate_bytes(cfg, channels, H, W, members), mem):
+        raise too_big(cfg, channels, H, W, members, mem)
 
 
 def net_kind(cfg, channels: int) -> str:
@@ -145,12 +216,20 @@ def resolve_mode(cfg, members: list[Member], dev: torch.device, mode: str = "aut
 def run_members(cfg, members: list[Member], report: MembersReport | None = None,
                 device=None, mode: str = "auto") -> list[Result]:
     """Run the members fused or one after the other (mode auto, fused or serial). A serial
-    run reports member i's metrics at index i of the list (the others empty)."""
+    run reports member i's metrics at index i of the list (the others empty). Auto runs
+    one after the other where a fused run would not fit in this process's GPU memory
+    (`check_memory`); an explicit fused mode refuses it in one line."""
     dev = pick_device(device)
-    mode = resolve_mode(cfg, members, dev, mode)
+    chosen = resolve_mode(cfg, members, dev, mode)
     C, H, W = members[0].problem.observed.shape
-    if mode == "fused":
-        check_memory(cfg, C, H, W, len(members), dev)
+    if chosen == "fused":
+        try:
+            check_memory(cfg, C, H, W, len(members), dev)
+        except DipddpmError:
+            if mode == "fused":
+                raise
+            chosen = "serial"
+    if chosen == "fused":
         return _oom_as_rule(lambda: fit_members(cfg, members, report, device=dev),
                             cfg, C, H, W, len(members), dev)
     out = []
@@ -169,4 +248,4 @@ def _oom_as_rule(run: Callable[[], list[Result]], cfg, C, H, W, K, dev) -> list[
         return run()
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
-        raise too_big(cfg, C, H, W, K, torch.cuda.mem_get_info(dev)[0]) from None
+        raise too_big(cfg, C, H, W, K, gpu_memory(dev)) from None

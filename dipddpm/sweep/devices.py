@@ -9,7 +9,10 @@ CUDA_VISIBLE_DEVICES (or the id itself when every GPU is visible).
 
 `trial_device(g)` makes that device torch's current device, so the methods' `pick_device()`
 (the current CUDA device) lands on it, and with a fraction caps the trial's share of the GPU's
-memory at g, so one greedy trial fails alone instead of starving its neighbours.
+memory at g, so one greedy trial fails alone instead of starving its neighbours. A fused
+trial plans its memory on that cap, not on the device's free memory, which every trial started
+at the same time sees whole (methods/fusion.py, `GpuMemory`): one that would not fit under its
+cap runs its members one after the other instead of failing out of memory.
 """
 
 from __future__ import annotations
