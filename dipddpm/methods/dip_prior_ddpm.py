@@ -147,7 +147,26 @@ PRESETS = {
              "dip_input_depth": 4, "dip_report_every": 10, "t0": 5},
 }
 METRICS = ("iter", "psnr_gt", "psnr_dip")
-PROBLEM_KEYS = ("image", "size", "sigma", "seed", "grey", "resize")
+
+
+@dataclass(frozen=True)
+class DipPriorProblemSpec:
+    """The problem keys of dip_prior_ddpm: one image at the DDPM's size and channels."""
+
+    image: str  # a PNG/JPEG path or skimage:NAME
+    size: int | None = None  # must be the DDPM's size when given (or use resize)
+    sigma: float = 25.0  # Gaussian noise std in 0-255 units
+    seed: int = 0  # the noise seed
+    grey: bool | None = None  # must match the DDPM's channels when given
+    resize: bool = False  # centre-crop and resize the image to the DDPM's size
+
+    def __post_init__(self) -> None:
+        check(self.sigma >= 0, f"sigma must be >= 0 (0-255 units), got {self.sigma}")
+        check(self.size is None or self.size >= 1, f"size must be >= 1 (or null), got "
+              f"{self.size}")
+
+
+PROBLEM_KEYS = tuple(f.name for f in dataclasses.fields(DipPriorProblemSpec))
 
 
 def model_shape(checkpoint: str) -> tuple[int, int, int]:
@@ -176,7 +195,7 @@ def _model_shape(checkpoint: str, version: tuple | None) -> tuple[int, int, int]
 def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProblem:
     """The denoising problem at the DDPM's size and channels. The image is resized only when
     the spec says resize: true (or names the model's size); any other size is an error."""
-    check_image_spec(spec, PROBLEM_KEYS)
+    spec = check_image_spec(spec, DipPriorProblemSpec)
     C, S, T = model_shape(cfg.checkpoint)
     if cfg.t0 != "auto":
         check_t0(cfg.t0, T)
