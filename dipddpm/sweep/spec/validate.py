@@ -77,7 +77,8 @@ def _objective(data: Mapping[str, Any], method) -> tuple[str, str]:
                           f"{', '.join(method.metrics)}")
     mode = data.get("mode", "max")
     if mode not in ("max", "min"):
-        raise ConfigError(f"mode must be max or min, got {mode!r}")
+        raise ConfigError(f"mode must be max or min, got {mode!r}"
+                          f"{closest(str(mode), ['max', 'min'])}")
     return metric, mode
 
 
@@ -155,6 +156,8 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
     checkpoint): for readers of a finished sweep, e.g. `sweep status` from another folder."""
     data = dict(data)
     method, name, preset_values = _top(data)
+    check_problem_keys(method, {**method.problem_preset(data.get("preset")),
+                                **_mapping(data, "problem")})
     metric, mode = _objective(data, method)
     fixed, base_cfg, search = _config_and_space(data, method, preset_values)
     check_es_metric(metric, base_cfg, search)
@@ -178,8 +181,40 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         compact=coerce("compact", data.get("compact", True), bool),
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
         **_counts(data))
+    check_identical_trials(spec)
     warnings = check_space(spec, base_cfg, load_problem)
     return dataclasses.replace(spec, warnings=warnings) if warnings else spec
+
+
+def check_problem_keys(method: Any, problem: Mapping[str, Any]) -> None:
+    """The problem's keys, their types and ranges, without reading its image, dataset or
+    checkpoint (`sweep show` works without the data; a study's images are read later)."""
+    from dipddpm.methods.study_pairs import STUDY_KEYS, replicates
+
+    replicates(problem)
+    if method.check_problem_spec is None:
+        return
+    one = {k: v for k, v in problem.items() if k not in STUDY_KEYS}
+    if "images" in problem and "image" not in one:
+        one["image"] = "images"  # each image of the set stands here; read when loaded
+    method.check_problem_spec(one)
+
+
+def check_identical_trials(spec: SweepSpec) -> None:
+    """num_samples > 1 over a space with nothing random in it runs identical trials (same
+    config, same seed): an empty search, or a grid searcher's grid repeated."""
+    if spec.num_samples == 1 or any(d.kind != "grid" for d in spec.search):
+        return
+    n = spec.num_samples
+    if not spec.search:
+        raise ConfigError(f"num_samples: {n} trials over an empty search: would be {n} "
+                          f"identical trials (same config, same seed); set num_samples: 1, "
+                          f"or repeat over seeds with searcher: {{type: grid}} and search: "
+                          f"{{seed: {{grid: [0, 1, 2]}}}}")
+    raise ConfigError(f"num_samples: {n} repeats each of the grid's {spec.trials // n} points "
+                      f"{n} times, identically (same config, same seed); set num_samples: 1, "
+                      f"and add seeds to the grid for repeats (search: {{seed: {{grid: "
+                      f"[0, 1]}}}})")
 
 
 def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str, ...]:
