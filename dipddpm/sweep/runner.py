@@ -243,12 +243,14 @@ def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) 
 def execute(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
             restore: bool, dashboard: bool = False) -> SweepOutcome:
     from dipddpm.sweep.baselines import run_baselines
+    from dipddpm.sweep.feasibility import check_cluster
     from dipddpm.sweep.lifecycle import mark_running
     from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.sweep.results import drop_unknown_trials, harmonize, read_trials
 
     set_state_period(remote=not sweep.local)
     with ray_session(address, dashboard) as on_cluster:
+        check_cluster(spec, console)  # a trial no node can hold: one error, before any trial
         if on_cluster:  # every node must reach the storage before trials start
             check_cluster_storage(sweep, console, spec.storage_options)
         sweep.makedirs()
