@@ -68,14 +68,17 @@ def merge_sources(values: Mapping[str, Any], options: Mapping[str, tuple[str, An
         if value is None:
             continue
         if key in values:
-            raise ConfigError(f"{flag} {value} and {option} {key}={values[key]} both set the "
-                              f"{what}'s {key}; give one of them")
+            given = flag if isinstance(value, bool) else f"{flag} {value}"
+            raise ConfigError(f"{given} and {option} {key}={values[key]} both set the {what} "
+                              f"key {key}; give one of them")
         out[key] = value
     return out
 
 
 def _leaves(tp: Any) -> list[Any]:
-    """The member types of a union (itself otherwise)."""
+    """The member types of a union (itself otherwise), Annotated's metadata dropped."""
+    if get_origin(tp) is Annotated:
+        return _leaves(get_args(tp)[0])
     if get_origin(tp) in (Union, types.UnionType):
         return [leaf for a in get_args(tp) for leaf in _leaves(a)]
     return [tp]
@@ -114,7 +117,7 @@ def _parameters(target: Any, skip: int = 0) -> dict[str, tuple[Any, Any]]:
     parameters (its first `skip` ones left out, e.g. a beta schedule's T)."""
     import inspect
 
-    hints = typing.get_type_hints(target)
+    hints = typing.get_type_hints(target, include_extras=True)  # keeps AllowInf
     if dataclasses.is_dataclass(target):
         return {f.name: (hints[f.name], f.default) for f in dataclasses.fields(target)}
     params = list(inspect.signature(target).parameters.values())[skip:]
@@ -204,7 +207,8 @@ def build(cls: type[C], values: Mapping[str, Any] | None = None, *, base: C | No
     unknown = [k for k in values if k not in names]
     if unknown:
         key = unknown[0]
-        raise ConfigError(f"unknown config key {prefix}{key!r} for {cls.__name__}"
+        where = f"{prefix.rstrip('.')}: " if prefix else ""
+        raise ConfigError(f"{where}unknown config key {key!r} for {cls.__name__}"
                           f"{closest(str(key), names)}; valid keys: {', '.join(names)}")
     coerced = checked(cls, values, prefix)
     if base is not None:

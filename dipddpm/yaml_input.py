@@ -64,6 +64,9 @@ def load_text(text: str, source: str = "<text>") -> Any:
         mark = e.problem_mark or e.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         what = " ".join(str(e.problem or e.context or "syntax error").split())
+        if e.context and e.context_mark and e.problem_mark:  # e.g. an unclosed { or [
+            ctx = e.context_mark
+            what += f" ({e.context} opened at {ctx.line + 1}:{ctx.column + 1})"
         raise ConfigError(f"{where}: not valid YAML: {what}; check the quoting and "
                           f"indentation there") from None
     except yaml.YAMLError as e:

@@ -80,7 +80,7 @@ def check_fit_args(method_name: str, a: FitArgs) -> None:
     from dipddpm.methods.fusion import MODES
 
     if a.fusion not in MODES:
-        raise DipddpmError(f"--fusion must be one of {', '.join(MODES)}, got "
+        raise DipddpmError(f"--fusion: fusion mode must be auto, fused or serial, got "
                            f"{a.fusion!r}{closest(a.fusion, list(MODES))}")
 
 
@@ -93,8 +93,10 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     from dipddpm.config import build, merge_sources, parse_set, to_dict
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
+    from dipddpm.methods.fitting import pick_device
 
     check_fit_args(method_name, a)
+    pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(method_name)
     overrides = merge_sources(parse_set(a.sets), {"iters": ("--iters", a.iters)}, "--set",
                               "config")
@@ -217,7 +219,8 @@ def _fit_command(method_name: str):
     if drop:  # the form lists only what the method takes (FitArgs' defaults fill the rest)
         sig = inspect.signature(command)
         params = [p for n, p in sig.parameters.items() if n not in drop]
-        command_taken = functools.wraps(command)(lambda **kw: command(**kw))
+        fill = {n: f.default for n, f in FitArgs.__dataclass_fields__.items() if n in drop}
+        command_taken = functools.wraps(command)(lambda **kw: command(**kw, **fill))
         command_taken.__signature__ = sig.replace(parameters=params)
         return command_taken
     return command

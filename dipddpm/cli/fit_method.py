@@ -54,7 +54,9 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     the method with a progress bar and return its summary."""
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
+    from dipddpm.methods.fitting import pick_device
 
+    pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(name)
     sets = parse_set(a.sets)
     own = {k: load_value(v, f"--{command_name(k)}") for k, v in a.fields.items()}

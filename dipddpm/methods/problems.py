@@ -39,7 +39,10 @@ class ImageProblemSpec:
         check(0 <= self.observation_t < OBSERVATION_T, f"observation_t must be in [0, "
               f"{OBSERVATION_T}), got {self.observation_t}")
         if self.observation_schedule not in SCHEDULES:
-            SCHEDULES.get(self.observation_schedule)  # the error lists the names
+            try:
+                SCHEDULES.get(self.observation_schedule)
+            except ConfigError as e:  # it lists the names
+                raise ConfigError(f"observation_schedule: {e}") from None
 
 
 IMAGE_PROBLEM_KEYS = tuple(field_names(ImageProblemSpec))
@@ -66,7 +69,8 @@ def check_image_spec(spec: Mapping[str, Any], cls: type = ImageProblemSpec) -> d
         built = build(cls, spec, prefix="problem.")
     except ConfigError as e:
         msg = str(e)
-        raise ConfigError(msg if msg.startswith("problem.") else f"problem.{msg}") from None
+        raise ConfigError(msg if msg.startswith(("problem.", "problem:")) else f"problem.{msg}") \
+            from None
     return {f.name: getattr(built, f.name) for f in dataclasses.fields(built) if f.name in spec}
 
 

@@ -152,7 +152,7 @@ def stage_counts(name: str, N: int, K: int, *, stage_betas=None, **params) -> li
 def check_every_stage(name: str, counts: list[int]) -> None:
     """A config's split must give each stage iterations: K stages in N < K iterations leave
     some with none under every scheduler, and a scheduler that does not leave stages empty
-    by design must not leave one empty (sharp_linear with x = 0, uniform with N near K)."""
+    by design must not leave one empty (sharp_linear with x = 0)."""
     N, K = sum(counts), len(counts)
     if N < K:
         raise ConfigError(f"stages: {K} stages in {N} iterations leave at least one stage with "

@@ -124,6 +124,9 @@ def time_estimate(spec) -> dict:
     device = "cuda" if spec.resources.gpu > 0 and _cuda() else "cpu"
     try:
         problem = first_problem(spec, cfg)
+        too_big = _too_big_here(method, cfg, problem, device)
+        if too_big:
+            return {"why": f"not measured: {too_big}"}
         setup, per_it = seconds_per_iteration(method, cfg, problem, device)
     except (DipddpmError, OSError) as e:
         return {"why": f"not measured: {' '.join(str(e).split())[:120]}"}
@@ -136,6 +139,26 @@ def time_estimate(spec) -> dict:
     return {"device": device, "setup_s": round(setup, 3), "s_per_iter": round(per_it, 5),
             "iters_per_trial": budget, "trial_s": round(trial, 1), "sweep_s": round(sweep, 1),
             "at_once": at_once}
+
+
+def _too_big_here(method, cfg, problem, device: str) -> str | None:
+    """Why one member would not fit half of this machine's memory (never run it then)."""
+    from dipddpm.methods.fusion import estimate_bytes
+    from dipddpm.sweep.feasibility import ram_bytes
+
+    if method.plan is None:
+        return None
+    need = estimate_bytes(cfg, *problem.observed.shape, 1)
+    if device == "cuda":
+        import torch
+
+        have, where = torch.cuda.get_device_properties(0).total_memory, "GPU memory"
+    else:
+        have, where = ram_bytes(), "RAM"
+    if need <= have / 2:
+        return None
+    return (f"one fit needs about {need / 2**30:.1f} GiB, more than half of this machine's "
+            f"{have / 2**30:.1f} GiB of {where}")
 
 
 def _cuda() -> bool:

@@ -70,8 +70,6 @@ def load_spec(path: str | Path, smoke: bool = False, sets: list[str] | None = No
     `smoke:` block is validated too, merged as a smoke run merges it, with or without
     --smoke. `load_problem` false: the problem's keys are checked but its image, dataset or
     checkpoint is not read (`sweep show` previews a spec without its data)."""
-    from dipddpm.sweep.spec.validate import parse_spec
-
     data = load_yaml(path)
     block = data.get("smoke")
     if block is not None and not isinstance(block, Mapping):
@@ -82,15 +80,23 @@ def load_spec(path: str | Path, smoke: bool = False, sets: list[str] | None = No
                           f"spec (e.g. smoke: {{num_samples: 2, fixed: {{iters: 20}}}})")
     overrides(data, sets, num_samples, storage)
     if not smoke:
-        spec = parse_spec(data, load_problem=load_problem)
+        spec = runnable(data, load_problem)
         if block is not None:
             check_smoke(data, block, sets, num_samples, storage)
         return spec
     # a smoke run tests the spec that goes to the cluster: the whole spec must be valid too
     # (its problem is loaded by the real run; the smoke run loads the smoke problem)
-    parse_spec(data, load_problem=False)
-    return parse_spec(smoke_data(data, block, sets, num_samples, storage),
-                      load_problem=load_problem)
+    runnable(data, load_problem=False)
+    return runnable(smoke_data(data, block, sets, num_samples, storage), load_problem)
+
+
+def runnable(data: dict, load_problem: bool) -> SweepSpec:
+    """A spec to run: valid (`parse_spec`), and its trials not identical copies."""
+    from dipddpm.sweep.spec.validate import check_identical_trials, parse_spec
+
+    spec = parse_spec(data, load_problem=load_problem)
+    check_identical_trials(spec)
+    return spec
 
 
 def smoke_data(data: dict, block: Mapping, sets: list[str] | None, num_samples: int | None,
@@ -106,10 +112,8 @@ def check_smoke(data: dict, block: Mapping, sets: list[str] | None, num_samples:
                 storage: str | None) -> None:
     """The smoke block, validated as `--smoke` would run it (without loading its problem):
     a typo inside `smoke:` fails every `sweep validate`, not only a smoke run."""
-    from dipddpm.sweep.spec.validate import parse_spec
-
     try:
-        parse_spec(smoke_data(data, block, sets, num_samples, storage), load_problem=False)
+        runnable(smoke_data(data, block, sets, num_samples, storage), load_problem=False)
     except ConfigError as e:
         raise ConfigError(f"smoke: {e}") from None
 

@@ -37,10 +37,11 @@ def _sub(cls, data: Mapping, key: str):
     errors that do not name it already."""
     values = _mapping(data, key)
     try:
-        return build(cls, values)
+        return build(cls, values, prefix=f"{key}.")
     except ConfigError as e:
         msg = str(e)
-        raise ConfigError(msg if msg.startswith(f"{key}.") else f"{key}: {msg}") from None
+        raise ConfigError(msg if msg.startswith((f"{key}.", f"{key}:")) else f"{key}: {msg}") \
+            from None
 
 
 def _top(data: Mapping[str, Any]):
@@ -87,9 +88,11 @@ def _config_and_space(data: Mapping[str, Any], method, preset_values: dict):
     fixed = _mapping(data, "fixed")
     base_values = {**preset_values, **fixed}
     try:
-        base_cfg = build(method.config_cls, base_values)
+        base_cfg = build(method.config_cls, base_values, prefix="fixed.")
     except ConfigError as e:
-        raise ConfigError(f"fixed: {e}") from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(("fixed.", "fixed:")) else f"fixed: {msg}") \
+            from None
     if getattr(base_cfg, "epochs", None) is not None or "epochs" in _mapping(data, "search"):
         raise ConfigError(f"fixed.epochs: sweeps count iterations ({method.iters_key}: ASHA's "
                           f"time axis); set epochs: null and {method.iters_key}: N instead")
@@ -156,8 +159,6 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
     checkpoint): for readers of a finished sweep, e.g. `sweep status` from another folder."""
     data = dict(data)
     method, name, preset_values = _top(data)
-    check_problem_keys(method, {**method.problem_preset(data.get("preset")),
-                                **_mapping(data, "problem")})
     metric, mode = _objective(data, method)
     fixed, base_cfg, search = _config_and_space(data, method, preset_values)
     check_es_metric(metric, base_cfg, search)
@@ -181,7 +182,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         compact=coerce("compact", data.get("compact", True), bool),
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
         **_counts(data))
-    check_identical_trials(spec)
+    check_problem_keys(method, spec.problem)
     warnings = check_space(spec, base_cfg, load_problem)
     return dataclasses.replace(spec, warnings=warnings) if warnings else spec
 
@@ -202,7 +203,9 @@ def check_problem_keys(method: Any, problem: Mapping[str, Any]) -> None:
 
 def check_identical_trials(spec: SweepSpec) -> None:
     """num_samples > 1 over a space with nothing random in it runs identical trials (same
-    config, same seed): an empty search, or a grid searcher's grid repeated."""
+    config, same seed): an empty search, or a grid searcher's grid repeated. Checked on a
+    spec a person runs (`load_spec`), not on every parse (a spec built in code for a reader
+    may leave num_samples at its default)."""
     if spec.num_samples == 1 or any(d.kind != "grid" for d in spec.search):
         return
     n = spec.num_samples
