@@ -243,3 +243,13 @@ def check(cond: bool, message: str) -> None:
     """Raise ConfigError(message) unless cond; for range checks in __post_init__."""
     if not cond:
         raise ConfigError(message)
+
+
+def check_name(key: str, value: str, registry: Any) -> None:
+    """A field naming a registered plug-in (a net, a beta schedule) names one; the error
+    lists the names, with "did you mean"."""
+    if value not in registry:
+        try:
+            registry.get(value)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from None

@@ -287,6 +287,11 @@ MEANING: list[Case] = [
          files={"s.yaml": spec(compact="maybe")}),
     Case("fit-device-unknown", (*FIT, "--device", "gpu"), ("device", "'gpu'")),
     Case("fit-method-device-absent", ("fit", "noop", "--device", "cuda:7"), ("cuda:7",)),
+    Case("show-fixed-net-typo", ("sweep", "show", "{tmp}/s.yaml"), ("net", "skp", "'skip'"),
+         files={"s.yaml": spec(fixed__net="skp")}),
+    Case("fit-ddpm-beta-schedule-typo", ("fit", "ddpm", "--dataset", "skimage-patches", "--out",
+                                         "{tmp}/o", "--set", "beta_schedule=cosin"),
+         ("beta_schedule", "cosin", "'cosine'")),
     Case("fit-bm3d-refuses-iters", ("fit", "bm3d", "--image", "skimage:astronaut", "--set",
                                     "iters=3"), ("iters", "3")),
 ]

@@ -29,10 +29,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dipddpm.checkpoint import load_model, load_weights, save_checkpoint
-from dipddpm.config import build, check, to_dict
+from dipddpm.config import build, check, check_name, to_dict
 from dipddpm.data.datasets import ImageDataset
 from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.sampling import SamplerConfig, sample
+from dipddpm.diffusion.schedules import SCHEDULES
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.fitting import pick_device
@@ -84,6 +85,7 @@ class DdpmConfig:
         check(self.min_snr_gamma is None or self.min_snr_gamma > 0,
               f"min_snr_gamma must be > 0 or null, got {self.min_snr_gamma}")
         check(self.timesteps >= 2, f"timesteps must be >= 2, got {self.timesteps}")
+        check_name("beta_schedule", self.beta_schedule, SCHEDULES)
         check(self.net in UNET_PRESETS, f"net must be one of {', '.join(UNET_PRESETS.names())}"
               f", got {self.net!r}")
         check(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")

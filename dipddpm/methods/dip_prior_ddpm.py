@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 
 from dipddpm.checkpoint import read_checkpoint
-from dipddpm.config import check
+from dipddpm.config import check, check_name
 from dipddpm.data.images import ImageProblem, load_image, make_image_problem
 from dipddpm.diffusion.sampling import (
     SamplerConfig,
@@ -50,7 +50,7 @@ from dipddpm.methods.dip import DipConfig, run_dip
 from dipddpm.methods.fitting import build_for_problem, pick_device
 from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
-from dipddpm.nn import build_net, min_size, size_multiple
+from dipddpm.nn import NETS, build_net, min_size, size_multiple
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class DipPriorDdpmConfig:
               "dip_iters must be >= 1 with dip_prior_mode=fit_observation (0 = an untrained "
               "net is only meaningful with noise_passes)")
         check(self.dip_passes >= 1, f"dip_passes must be >= 1, got {self.dip_passes}")
+        check_name("dip_net", self.dip_net, NETS)
         check(self.dip_report_every >= 1,
               f"dip_report_every must be >= 1, got {self.dip_report_every}")
         if self.t0 == "auto":
