@@ -72,11 +72,101 @@ FILESYSTEM: list[Case] = [
 
 # --- numbers that are not numbers ---------------------------------------------------------------
 NUMBERS: list[Case] = [
+    Case("spec-sigma-not-a-number", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("problem.sigma", "25dB"), files={"s.yaml": spec(problem__sigma="25dB")}),
+    Case("set-sigma-not-a-number", ("sweep", "validate", "{tmp}/s.yaml", "--set",
+                                    "problem.sigma=abc"), ("problem.sigma", "abc"),
+         files={"s.yaml": spec()}),
+    Case("spec-sigma-nan", ("sweep", "validate", "{tmp}/s.yaml"), ("problem.sigma", "nan"),
+         files={"s.yaml": spec(problem__sigma=float("nan"))}),
+    Case("spec-sigma-inf", ("sweep", "show", "{tmp}/s.yaml"), ("problem.sigma", "inf"),
+         files={"s.yaml": spec(problem__sigma=float("inf"))}),
+    Case("search-bound-inf", ("sweep", "validate", "{tmp}/s.yaml"), ("search.lr", "inf"),
+         files={"s.yaml": spec(search={"lr": {"loguniform": [0.001, float("inf")]}})}),
+    Case("fixed-input-scale-inf", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("fixed.input_scale", "inf"), files={"s.yaml": spec(fixed__input_scale=float("inf"))}),
+    Case("resources-cpu-nan", ("sweep", "validate", "{tmp}/s.yaml"), ("cpu", "nan"),
+         files={"s.yaml": spec(resources__cpu=float("nan"))}),
+    Case("num-samples-fraction", ("sweep", "validate", "{tmp}/s.yaml"), ("num_samples", "2.5"),
+         files={"s.yaml": spec(num_samples=2.5)}),
+    Case("time-budget-inf", ("sweep", "validate", "{tmp}/s.yaml"), ("time_budget_s", "inf"),
+         files={"s.yaml": spec(time_budget_s=float("inf"))}),
+    Case("search-int-bound-fraction", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("search.iters", "20.5"), files={"s.yaml": spec(
+             "fixed__iters", search={"iters": {"int": [10, 20.5]}})}),
+    Case("fault-at-iter-word", ("sweep", "validate", "{tmp}/s.yaml"), ("at_iter", "x"),
+         files={"s.yaml": spec(faults=[{"at_iter": "x"}])}),
+    Case("scheduler-reduction-nan", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("reduction_factor", "nan"),
+         files={"s.yaml": spec(scheduler__reduction_factor=float("nan"))}),
+    Case("searcher-seed-word", ("sweep", "show", "{tmp}/s.yaml", "--set", "searcher.seed=abc"),
+         ("seed", "abc"), files={"s.yaml": spec()}),
+    Case("set-unclosed-bracket", ("sweep", "validate", "{tmp}/s.yaml", "--set",
+                                  "fixed.lr=[0.1"), ("fixed.lr", "[0.1"),
+         files={"s.yaml": spec()}),
+    Case("fit-sigma-inf", ("fit", "dip", "--image", "skimage:astronaut", "--sigma", "inf"),
+         ("--sigma", "inf")),
+    Case("fit-sigma-nan", ("fit", "dip", "--image", "skimage:astronaut", "--sigma", "nan"),
+         ("--sigma", "nan")),
+    Case("fit-set-lr-inf", ("fit", "guided-dip", "--image", "skimage:astronaut", "--set",
+                            "lr=.inf"), ("lr", "inf")),
+    Case("fit-min-beta-above-one", ("fit", "guided-dip", "--image", "skimage:astronaut",
+                                    "--set", "min_beta=2"), ("min_beta", "2")),
+    Case("fit-problem-size-zero", ("fit", "dip", "--image", "skimage:astronaut", "--problem",
+                                   "size=0"), ("problem.size", "0")),
+    Case("fit-noop-field-nan", ("fit", "noop", "--x", "nan"), ("x", "nan")),
+    Case("fit-ddpm-data-word", ("fit", "ddpm", "--dataset", "skimage-patches", "--out",
+                                "{tmp}/o", "--data", "count=many"), ("count", "many")),
+    Case("fit-dip-prior-sigma-inf", ("fit", "dip-prior-ddpm", "--checkpoint", "{tmp}/d.pt",
+                                     "--image", "skimage:camera", "--sigma", "inf"),
+         ("--sigma", "inf")),
+    Case("sample-eta-nan", ("sample", "--checkpoint", "{tmp}/d.pt", "--out", "{tmp}/g.png",
+                            "--eta", "nan"), ("--eta", "nan")),
+    Case("inspect-scale-with-t-maybe", ("inspect", "betas", "--schedule", "linear",
+                                        "--timesteps", "100", "--set", "scale_with_T=maybe"),
+         ("scale_with_T", "maybe")),
+    Case("inspect-min-beta-above-one", ("inspect", "betas", "--schedule", "cosine",
+                                        "--timesteps", "100", "--set", "min_beta=2"),
+         ("min_beta", "2")),
+    Case("spec-seed-fraction", ("sweep", "validate", "{tmp}/s.yaml"), ("seed", "1.5"),
+         files={"s.yaml": spec(seed=1.5)}),
+    Case("show-set-size-word", ("sweep", "show", "{tmp}/s.yaml", "--set", "problem.size=big"),
+         ("problem.size", "big"), files={"s.yaml": spec()}),
+    Case("run-set-gpu-nan", ("sweep", "run", "{tmp}/s.yaml", "--set", "resources.gpu=.nan"),
+         ("resources.gpu", "nan"), files={"s.yaml": spec()}),
+    Case("summarize-threshold-nan", ("results", "summarize", "{tmp}/nope", "--threshold", "nan"),
+         ("--threshold", "nan")),
 ]
 
 # --- YAML that is not quite YAML ----------------------------------------------------------------
+SPEC_TEXT = spec()
+
 YAML: list[Case] = [
     Case("spec-missing", ("sweep", "validate", "{tmp}/nope.yaml"), ("nope.yaml",)),
+    Case("spec-is-a-directory", ("sweep", "validate", "{tmp}/sweeps"),
+         ("sweeps", "is a directory"), files={"sweeps/a.yaml": SPEC_TEXT}),
+    Case("show-spec-is-a-directory", ("sweep", "show", "{tmp}"), ("is a directory",)),
+    Case("top-key-twice", ("sweep", "validate", "{tmp}/s.yaml"), ("'method'", "twice"),
+         files={"s.yaml": SPEC_TEXT + "method: guided_dip\n"}),
+    Case("nested-key-twice", ("sweep", "validate", "{tmp}/s.yaml"), ("'sigma'", "twice"),
+         files={"s.yaml": SPEC_TEXT.replace("  sigma: 25\n", "  sigma: 25\n  sigma: 50\n")}),
+    Case("syntax-error-line", ("sweep", "validate", "{tmp}/s.yaml"), ("s.yaml:3:7", "2:10"),
+         files={"s.yaml": "name: x\nproblem: {image: a\nmetric: psnr_best\n"}),
+    Case("latin1-byte", ("sweep", "validate", "{tmp}/s.yaml"), ("0xe9", "line 1"),
+         files={"s.yaml": b"description: caf\xe9\n" + SPEC_TEXT.encode()}),
+    Case("empty-spec", ("sweep", "validate", "{tmp}/s.yaml"), ("s.yaml", "mapping"),
+         files={"s.yaml": ""}),
+    Case("smoke-typo", ("sweep", "validate", "{tmp}/s.yaml"), ("smoke", "num_samplez"),
+         files={"s.yaml": spec(smoke={"num_samplez": 1})}),
+    Case("smoke-not-a-mapping", ("sweep", "show", "{tmp}/s.yaml"), ("smoke",),
+         files={"s.yaml": spec(smoke=3)}),
+    Case("smoke-bad-fixed", ("sweep", "validate", "{tmp}/s.yaml"), ("smoke", "report_every"),
+         files={"s.yaml": spec(smoke={"fixed": {"report_every": 0}})}),
+    Case("fit-set-unclosed-bracket", ("fit", "dip", "--image", "skimage:astronaut", "--set",
+                                      "lr=[0.1"), ("--set lr", "[0.1")),
+    Case("show-set-unclosed-brace", ("sweep", "show", "{tmp}/s.yaml", "--set",
+                                     "search={lr"), ("--set search", "{lr"),
+         files={"s.yaml": SPEC_TEXT}),
 ]
 
 # --- storage URIs -------------------------------------------------------------------------------
@@ -84,15 +174,128 @@ STORAGE: list[Case] = [
 ]
 
 # --- requests the machine cannot meet -----------------------------------------------------------
+# `sweep run` cases share the test session's one Ray (as conftest's `ray_local` starts it: 2
+# CPUs, no GPU, 127.0.0.2; pytest.param cannot request a fixture, so the case's set-up starts
+# it the same way when no test has yet, and `ray_local` then reuses it and shuts it down at the
+# end of the session). The runner reuses an initialised Ray and never shuts it down, and the
+# check refuses before any trial or file exists: each case costs a spec's validation, not a
+# Ray start.
+def shared_ray(_tmp: Path) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, _node_ip_address="127.0.0.2", include_dashboard=False,
+                 log_to_driver=False)
+
+
+ON_RAY = (pytest.mark.ray,)
+
 FEASIBILITY: list[Case] = [
+    Case("run-cpu-beyond-every-node", ("sweep", "run", "{tmp}/s.yaml", "--storage",
+                                       "{tmp}/results"), ("resources.cpu", "1e+06"),
+         files={"s.yaml": spec(resources__cpu=1e6)}, setup=shared_ray, marks=ON_RAY),
+    Case("run-gpu-without-gpus", ("sweep", "run", "{tmp}/s.yaml", "--storage", "{tmp}/results"),
+         ("resources.gpu",), files={"s.yaml": spec(resources__gpu=1)}, setup=shared_ray,
+         marks=ON_RAY),
+    Case("run-memory-beyond-every-node", ("sweep", "run", "{tmp}/s.yaml", "--storage",
+                                          "{tmp}/results"), ("memory", "GiB"),
+         files={"s.yaml": spec("preset", problem__size=4096)}, setup=shared_ray,
+         marks=(*ON_RAY, pytest.mark.slow)),
+    Case("validate-memory-beyond-this-machine", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("memory", "GiB", "RAM"), files={"s.yaml": spec("preset", problem__size=4096)},
+         marks=(pytest.mark.slow,)),
 ]
 
 # --- two options that disagree ------------------------------------------------------------------
+FIT = ("fit", "dip", "--image", "skimage:astronaut")
+
 CONFLICTS: list[Case] = [
+    Case("fit-iters-and-set-iters", (*FIT, "--iters", "5", "--set", "iters=10"),
+         ("--iters 5", "iters=10")),
+    Case("fit-sigma-and-problem-sigma", (*FIT, "--sigma", "10", "--problem", "sigma=50"),
+         ("--sigma 10", "sigma=50")),
+    Case("fit-size-and-problem-size", (*FIT, "--size", "32", "--problem", "size=64"),
+         ("--size 32", "size=64")),
+    Case("fit-noise-seed-and-problem-seed", (*FIT, "--noise-seed", "1", "--problem", "seed=2"),
+         ("--noise-seed 1", "seed=2")),
+    Case("fit-grey-and-problem-grey", (*FIT, "--grey", "--problem", "grey=false"),
+         ("--grey", "grey=False")),
+    Case("fit-image-and-problem-image", (*FIT, "--problem", "image=skimage:camera"),
+         ("--image skimage:astronaut", "image=skimage:camera")),
+    Case("fit-set-twice", ("fit", "guided-dip", "--image", "skimage:astronaut", "--set",
+                           "lr=0.1", "--set", "lr=0.2"), ("lr=0.1", "lr=0.2")),
+    Case("fit-noop-problem-twice", ("fit", "noop", "--problem", "a=1", "--problem", "a=2"),
+         ("a=1", "a=2")),
+    Case("fit-ddpm-size-and-data-size", ("fit", "ddpm", "--dataset", "skimage-patches", "--out",
+                                         "{tmp}/o", "--size", "16", "--data", "size=32"),
+         ("--size 16", "size=32")),
+    Case("fit-ddpm-dataset-and-data-dataset", ("fit", "ddpm", "--dataset", "skimage-patches",
+                                               "--out", "{tmp}/o", "--data", "dataset=lfw"),
+         ("--dataset skimage-patches", "dataset=lfw")),
+    Case("fit-dip-prior-t0-and-set-t0", ("fit", "dip-prior-ddpm", "--checkpoint", "{tmp}/d.pt",
+                                         "--image", "skimage:camera", "--t0", "5", "--set",
+                                         "t0=10"), ("--t0 5", "t0=10")),
+    Case("run-num-samples-and-set", ("sweep", "run", "{tmp}/s.yaml", "--num-samples", "3",
+                                     "--set", "num_samples=4"),
+         ("--num-samples 3", "num_samples=4"), files={"s.yaml": SPEC_TEXT}),
+    Case("run-storage-and-set", ("sweep", "run", "{tmp}/s.yaml", "--storage", "{tmp}/a",
+                                 "--set", "storage={tmp}/b"), ("--storage", "storage="),
+         files={"s.yaml": SPEC_TEXT}),
+    Case("validate-set-twice", ("sweep", "validate", "{tmp}/s.yaml", "--set", "fixed.iters=5",
+                                "--set", "fixed.iters=6"), ("fixed.iters=5", "fixed.iters=6"),
+         files={"s.yaml": SPEC_TEXT}),
 ]
 
 # --- quantities with no meaning -----------------------------------------------------------------
+GUIDED = {"method": "guided_dip", "fixed": {"iters": 10, "report_every": 5}}
+
 MEANING: list[Case] = [
+    Case("fit-more-stages-than-iterations", ("fit", "guided-dip", "--image",
+                                             "skimage:astronaut", "--iters", "10", "--set",
+                                             "stages=11"), ("stages", "11", "10")),
+    Case("fit-sharp-linear-empty-stages", ("fit", "guided-dip", "--image", "skimage:astronaut",
+                                           "--iters", "20", "--set", "stages=4", "--set",
+                                           "scheduler=sharp_linear", "--set",
+                                           "sharp_linear_x=0"), ("sharp_linear", "stage 1")),
+    Case("inspect-more-stages-than-iterations", ("inspect", "stages", "--scheduler", "uniform",
+                                                 "--iters", "10", "--stages", "11"),
+         ("11", "10")),
+    Case("search-corner-more-stages-than-iterations", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("stages=12",), files={"s.yaml": spec(
+             **GUIDED, search={"stages": {"int": [2, 12]}})}),
+    Case("empty-search-several-samples", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("num_samples", "identical"), files={"s.yaml": spec("search")}),
+    Case("grid-repeated-identically", ("sweep", "show", "{tmp}/s.yaml"),
+         ("num_samples", "identical"), files={"s.yaml": spec(
+             searcher={"type": "grid"}, search={"lr": {"grid": [0.001, 0.01]}})}),
+    Case("mode-typo", ("sweep", "validate", "{tmp}/s.yaml"), ("maxx", "'max'"),
+         files={"s.yaml": spec(mode="maxx")}),
+    Case("sampler-typo", ("sweep", "validate", "{tmp}/s.yaml"), ("tpee", "'tpe'"),
+         files={"s.yaml": spec(searcher__sampler="tpee")}),
+    Case("observation-typo", ("sweep", "show", "{tmp}/s.yaml"), ("gausian", "'gaussian'"),
+         files={"s.yaml": spec(problem__observation="gausian")}),
+    Case("observation-schedule-typo", (*FIT, "--problem", "observation=forward", "--problem",
+                                       "observation_schedule=cosin"), ("cosin", "'cosine'")),
+    Case("fixed-bool-maybe", ("sweep", "validate", "{tmp}/s.yaml"), ("backtracking", "maybe"),
+         files={"s.yaml": spec(fixed__backtracking="maybe")}),
+    Case("fixed-literal-typo", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("input_noise", "unifrom", "'uniform'"),
+         files={"s.yaml": spec(fixed__input_noise="unifrom")}),
+    Case("problem-replicates-zero", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("problem.replicates", "0"), files={"s.yaml": spec(problem__replicates=0)}),
+    Case("fit-fusion-typo", (*FIT, "--fusion", "fusde"), ("--fusion", "fusde", "'fused'")),
+    Case("fit-iters-bool", (*FIT, "--set", "iters=true"), ("iters", "True")),
+    Case("spec-compact-maybe", ("sweep", "validate", "{tmp}/s.yaml"), ("compact", "maybe"),
+         files={"s.yaml": spec(compact="maybe")}),
+    Case("fit-device-unknown", (*FIT, "--device", "gpu"), ("device", "'gpu'")),
+    Case("fit-method-device-absent", ("fit", "noop", "--device", "cuda:7"), ("cuda:7",)),
+    Case("show-fixed-net-typo", ("sweep", "show", "{tmp}/s.yaml"), ("net", "skp", "'skip'"),
+         files={"s.yaml": spec(fixed__net="skp")}),
+    Case("fit-ddpm-beta-schedule-typo", ("fit", "ddpm", "--dataset", "skimage-patches", "--out",
+                                         "{tmp}/o", "--set", "beta_schedule=cosin"),
+         ("beta_schedule", "cosin", "'cosine'")),
+    Case("fit-bm3d-refuses-iters", ("fit", "bm3d", "--image", "skimage:astronaut", "--set",
+                                    "iters=3"), ("iters", "3")),
 ]
 
 # --- messages that name what happened -----------------------------------------------------------

@@ -28,7 +28,7 @@ def test_fit_dip_json_has_the_contract_keys(tmp_path):
 
 def test_fit_guided_dip_prints_final_and_best():
     r = invoke("fit", "guided-dip", "--preset", "tiny", "--image", "skimage:camera", "--size",
-               "32", "--iters", "20", "--set", "scheduler=sharp_linear", "--set", "stages=3")
+               "32", "--iters", "24", "--set", "scheduler=sharp_linear", "--set", "stages=3")
     assert r.exit_code == 0, r.output
     assert "final output" in r.output and "best" in r.output
 
@@ -66,7 +66,7 @@ def test_inspect_betas_json(tmp_path):
     # the coarsest scale would be 1x1: BatchNorm cannot train on one value per channel
     (["fit", "dip", "--image", "skimage:camera", "--size", "32", "--iters", "2"], "at least 64"),
     (["fit", "guided-dip", "--preset", "guided_dip", "--image", "skimage:camera", "--size",
-      "64", "--iters", "2"], "at least 128"),
+      "64", "--iters", "20"], "at least 128"),
     (["fit", "dip", "--image", "skimage:camera", "--size", "64", "--set", "net=segnet", "--set",
       "depth=6"], "at most 5 blocks"),
     (["fit", "dip", "--image", "skimage:camera", "--size", "64", "--device", "foo"],

@@ -82,7 +82,7 @@ def test_validate_warns_when_asha_could_judge_no_trial_under_the_final_rule(tmp_
     path.write_text("name: idle\nmethod: guided_dip\npreset: tiny\nmetric: psnr_best\n"
                     "problem: {image: 'skimage:astronaut', size: 32}\n"
                     f"storage: {tmp_path / 'results'}\n"
-                    "scheduler: {type: asha, grace_period: 60}\n")
+                    "scheduler: {type: asha, grace_period: 60}\nnum_samples: 1\n")
     r = CliRunner().invoke(app, ["sweep", "validate", str(path)])
     assert r.exit_code == 0, r.output
     assert "warning: scheduler: under rung_rule final" in r.stderr

@@ -17,7 +17,7 @@ import typer
 
 from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
-from dipddpm.config import build, parse_set, to_dict
+from dipddpm.config import build, coerce, merge_sources, parse_set, to_dict
 from dipddpm.errors import ConfigError
 
 
@@ -37,7 +37,7 @@ class DdpmFitArgs:
     data: list[str] | None = None  # dataset key=value options
     size: int | None = None
     grey: bool | None = None
-    data_root: str = "data"
+    data_root: str | None = None  # None: not given ("data" for mnist and cifar10)
     download: bool = False
     seed: int = 0
     device: str = "auto"
@@ -46,15 +46,21 @@ class DdpmFitArgs:
     show_progress: bool = True
 
     def dataset_spec(self) -> dict:
-        spec: dict = {"dataset": self.dataset, **parse_set(self.data)}
-        if self.size is not None:
-            spec["size"] = self.size
-        if self.grey is not None:
-            spec["grey"] = self.grey
-        if self.dataset in ("mnist", "cifar10"):
-            spec.setdefault("data_root", self.data_root)
-            spec.setdefault("download", self.download)
-        return spec
+        """--dataset, --data key=value and --size/--grey/--data-root/--download: an option and
+        a --data pair setting one key is an error naming both. Checked against the dataset's
+        options (types included) before anything is loaded."""
+        from dipddpm.data.datasets import dataset_params
+        from dipddpm.methods.ddpm import check_dataset_spec
+
+        spec = merge_sources(parse_set(self.data, "--data"), {
+            "dataset": ("--dataset", self.dataset), "size": ("--size", self.size),
+            "grey": ("--grey" if self.grey else "--rgb", self.grey),
+            "data_root": ("--data-root", self.data_root),
+            "download": ("--download", True if self.download else None)}, "--data", "dataset")
+        if "data_root" in dataset_params(self.dataset):  # torchvision's (mnist, cifar10)
+            spec.setdefault("data_root", "data")
+            spec.setdefault("download", False)
+        return check_dataset_spec(spec)
 
 
 def _fit_ddpm_summary(a: DdpmFitArgs, cfg, problem, trained) -> dict:
@@ -118,8 +124,8 @@ def fit_ddpm_command(
                                           "path=./imgs (folder)."),
     size: int | None = typer.Option(None, "--size", help="Image size (patch size, or resize)."),
     grey: bool | None = typer.Option(None, "--grey/--rgb", help="Grey or RGB images."),
-    data_root: str = typer.Option("data", "--data-root", help="Where torchvision datasets "
-                                  "live (mnist, cifar10)."),
+    data_root: str | None = typer.Option(None, "--data-root", help="Where torchvision "
+                                         "datasets live (mnist, cifar10; default data)."),
     download: bool = typer.Option(False, "--download", help="Let torchvision download mnist "
                                   "or cifar10 into --data-root (needs internet)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the net, batch order, t and noise."),
@@ -169,6 +175,7 @@ class SampleArgs:
 
     def check(self) -> str:
         """Validates the options; returns the sampler (ddim with --steps, else ddpm)."""
+        coerce("--eta", self.eta, float)  # finite
         if self.steps is not None and self.steps <= 0:
             raise ConfigError(f"--steps must be >= 1, got {self.steps}")
         if self.n < 1:
@@ -292,14 +299,14 @@ def run_fit_dip_prior(a: DipPriorArgs) -> dict:
     from dipddpm.methods import METHODS
 
     method = METHODS.get("dip_prior_ddpm")
-    overrides = _preset_overrides(method, a.preset, a.sets)
-    overrides["checkpoint"] = str(a.checkpoint)
-    if a.t0 is not None:
-        overrides["t0"] = a.t0
-    cfg = build(method.config_cls, overrides)
+    coerce("--sigma", a.sigma, float)  # finite
+    given = merge_sources(parse_set(a.sets), {"checkpoint": ("--checkpoint", str(a.checkpoint)),
+                                              "t0": ("--t0", a.t0)}, "--set", "config")
+    cfg = build(method.config_cls, {**method.preset_values(a.preset), **given})
+    spec = {"image": a.image, "sigma": a.sigma, "seed": a.seed, "resize": a.resize}
+    method.check_problem_spec(spec)
     if a.save is not None:
         check_image_path(a.save, "--save")
-    spec = {"image": a.image, "sigma": a.sigma, "seed": a.seed, "resize": a.resize}
     problem = method.make_problem(spec, cfg)
     with ProgressReport(max(cfg.dip_iters, 1), ("psnr_gt",), enabled=a.show_progress,
                         description="DIP, then DDPM") as bar:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import typer
 
 from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
-from dipddpm.errors import DipddpmError
+from dipddpm.errors import DipddpmError, closest
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class FitArgs:
     image: str
     preset: str | None = None
     size: int | None = None
-    sigma: float = 25.0
+    sigma: float | None = None  # None: not given (25, or --problem sigma=)
     iters: int | None = None
     sets: list[str] | None = None
     seed: int = 0
@@ -33,27 +35,53 @@ class FitArgs:
     fusion: str = "auto"
 
 
-def build_problem(method, method_name: str, cfg, a: FitArgs):
-    """The problem of the fit (with the guided preset's problem keys), and a crop note."""
-    from dipddpm.config import parse_set
+def problem_spec(method, a: FitArgs) -> dict:
+    """The problem spec: the preset's problem keys, then the defaults (sigma 25, the noise
+    seed --seed), then --image/--sigma/--size/--grey/--noise-seed and --problem key=value:
+    an option and a --problem pair setting one key is an error naming both. Checked for type
+    and range before any image is read."""
+    from dipddpm.config import coerce, merge_sources, parse_set
+
+    if a.sigma is not None:
+        coerce("--sigma", a.sigma, float)  # finite: inf and nan mean nothing here
+    given = merge_sources(parse_set(a.problem_sets, "--problem"), {
+        "image": ("--image", a.image), "sigma": ("--sigma", a.sigma), "size": ("--size", a.size),
+        "grey": ("--grey", True if a.grey else None), "seed": ("--noise-seed", a.noise_seed)},
+        "--problem", "problem")
+    spec = {**method.problem_preset(a.preset), "sigma": 25.0, "grey": False, "seed": a.seed,
+            **given}
+    if method.check_problem_spec is not None:
+        method.check_problem_spec(spec)
+    return spec
+
+
+def build_problem(method, method_name: str, cfg, a: FitArgs, spec: dict):
+    """The problem of the fit, and a note when the net's size rule crops the image."""
     from dipddpm.data.images import load_image, resize_square
     from dipddpm.methods.problems import net_multiple
 
-    problem_spec = method.problem_preset(a.preset)
-    problem_spec.update(image=a.image, sigma=a.sigma, grey=a.grey,
-                        seed=a.seed if a.noise_seed is None else a.noise_seed)
-    problem_spec.update(parse_set(a.problem_sets))
-    if a.size is not None:
-        problem_spec["size"] = a.size
-    original = load_image(a.image, grey=a.grey)
-    if problem_spec.get("size"):
-        original = resize_square(original, int(problem_spec["size"]))
-    problem = method.make_problem(problem_spec, cfg)
+    original = load_image(spec["image"], grey=bool(spec.get("grey")))
+    if spec.get("size"):
+        original = resize_square(original, int(spec["size"]))
+    problem = method.make_problem(spec, cfg)
     if problem.clean.shape != original.shape and not a.as_json and hasattr(cfg, "net"):
         typer.echo(f"note: cropped {original.shape[-2]}x{original.shape[-1]} to "
                    f"{problem.clean.shape[-2]}x{problem.clean.shape[-1]} (net {cfg.net!r} "
                    f"needs multiples of {net_multiple(cfg)})", err=True)
     return problem
+
+
+def check_fit_args(method_name: str, a: FitArgs) -> None:
+    if a.replicates < 1:
+        raise DipddpmError(f"--replicates must be >= 1, got {a.replicates}; e.g. --replicates 4")
+    if a.replicates > 1 and method_name not in ("dip", "guided_dip"):
+        raise DipddpmError(f"--replicates runs K seeds of a DIP fit (dip, guided-dip); "
+                           f"{method_name} has no seed to vary: drop --replicates")
+    from dipddpm.methods.fusion import MODES
+
+    if a.fusion not in MODES:
+        raise DipddpmError(f"--fusion: fusion mode must be auto, fused or serial, got "
+                           f"{a.fusion!r}{closest(a.fusion, list(MODES))}")
 
 
 def run_fit(method_name: str, a: FitArgs) -> dict:
@@ -62,23 +90,21 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     after the other, see methods/fusion.py); the summary is member 0's plus every member's
     metrics and their mean."""
     # torch-heavy imports stay inside the command so `dipddpm --help` and others start fast
-    from dipddpm.config import build, parse_set, to_dict
+    from dipddpm.config import build, merge_sources, parse_set, to_dict
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
+    from dipddpm.methods.fitting import pick_device
 
-    if a.replicates < 1:
-        raise DipddpmError(f"--replicates must be >= 1, got {a.replicates}; e.g. --replicates 4")
-    if a.replicates > 1 and method_name not in ("dip", "guided_dip"):
-        raise DipddpmError(f"--replicates runs K seeds of a DIP fit (dip, guided-dip); "
-                           f"{method_name} has no seed to vary: drop --replicates")
+    check_fit_args(method_name, a)
+    pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(method_name)
-    overrides = {**method.preset_values(a.preset), **parse_set(a.sets)}
-    if a.iters is not None:
-        overrides["iters"] = a.iters
-    cfg = build(method.config_cls, overrides)
+    overrides = merge_sources(parse_set(a.sets), {"iters": ("--iters", a.iters)}, "--set",
+                              "config")
+    cfg = build(method.config_cls, {**method.preset_values(a.preset), **overrides})
+    spec = problem_spec(method, a)
     if a.save is not None:
         check_image_path(a.save, "--save")
-    problem = build_problem(method, method_name, cfg, a)
+    problem = build_problem(method, method_name, cfg, a, spec)
     if a.replicates == 1:
         with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
                             enabled=not a.as_json) as report:
@@ -88,7 +114,7 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
         results, extra = run_replicates(method_name, cfg, problem, a.seed, a.replicates,
                                         a.fusion, a.device, a.as_json)
         result = results[0]
-    summary = {"method": method_name, "preset": a.preset, "image": a.image,
+    summary = {"method": method_name, "preset": a.preset, "image": spec["image"],
                "size": list(problem.clean.shape[-2:]), **result.metrics,
                "config": to_dict(cfg), **extra}
     if result.extra:
@@ -143,6 +169,11 @@ def _print_summary(s: dict) -> None:
                        f"dB  SSIM {m['ssim_gt_final']:.4f}")
 
 
+# options a form does not take: BM3D is one deterministic pass (no iterations to set, no
+# seeds to replicate, nothing to fuse)
+NOT_TAKEN = {"bm3d": ("iters", "replicates", "fusion")}
+
+
 def _fit_command(method_name: str):
     def command(
         image: str = typer.Option(..., "--image", help="PNG/JPEG path or skimage:NAME "
@@ -150,7 +181,8 @@ def _fit_command(method_name: str):
         preset: str | None = typer.Option(None, "--preset", help="Named preset of the method."),
         size: int | None = typer.Option(None, "--size", help="Resize to SIZE x SIZE "
                                         "(center square crop first)."),
-        sigma: float = typer.Option(25.0, "--sigma", help="Noise std in 0-255 units."),
+        sigma: float | None = typer.Option(None, "--sigma", help="Noise std in 0-255 units "
+                                           "(default 25)."),
         iters: int | None = typer.Option(None, "--iters", help="Fitting iterations."),
         sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value "
                                               "(repeatable), e.g. --set lr=0.001."),
@@ -164,7 +196,8 @@ def _fit_command(method_name: str):
                                               "seed."),
         problem_sets: list[str] | None = typer.Option(None, "--problem", help="Problem key="
                                                       "value (repeatable), e.g. --problem "
-                                                      "observation=forward."),
+                                                      "observation=forward; a key an option "
+                                                      "above also sets is an error."),
         replicates: int = typer.Option(1, "--replicates", help="K fits of the same image with "
                                        "seeds SEED..SEED+K-1, run as one fused net (the default "
                                        "on CUDA); --json adds every member's metrics and "
@@ -182,6 +215,14 @@ def _fit_command(method_name: str):
         else:
             _print_summary(summary)
 
+    drop = NOT_TAKEN.get(method_name, ())
+    if drop:  # the form lists only what the method takes (FitArgs' defaults fill the rest)
+        sig = inspect.signature(command)
+        params = [p for n, p in sig.parameters.items() if n not in drop]
+        fill = {n: f.default for n, f in FitArgs.__dataclass_fields__.items() if n in drop}
+        command_taken = functools.wraps(command)(lambda **kw: command(**kw, **fill))
+        command_taken.__signature__ = sig.replace(parameters=params)
+        return command_taken
     return command
 
 

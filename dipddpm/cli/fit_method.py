@@ -7,16 +7,21 @@ built when it is first asked for (so `dipddpm --help` loads no torch):
     dipddpm fit noop --iters 20 --x 0.1 --json
     dipddpm fit METHOD --preset tiny --problem image=skimage:camera --set lr=0.01
 
-Each config field is an option (`--report-every 5`, the value read as `--set` reads it);
-`--set key=value` works too, and `--problem key=value` (repeatable) is the problem spec.
+Each config field is an option (`--report-every 5`, the value read as `--set` reads it, its
+help showing the field's type); `--set key=value` works too, and a field's own option
+overrides a `--set` of that key (one line says so). `--problem key=value` (repeatable) is the
+problem spec, checked for type and range before anything is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
 
 import typer
 
@@ -24,6 +29,7 @@ from dipddpm.cli.app import check_image_path, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
 from dipddpm.errors import DipddpmError
+from dipddpm.yaml_input import load_value
 
 # the generic command's own options; a config field of the same name is set with --set
 COMMON = ("preset", "set", "problem", "seed", "device", "save", "json", "help")
@@ -48,15 +54,22 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     the method with a progress bar and return its summary."""
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
+    from dipddpm.methods.fitting import pick_device
 
+    pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(name)
-    values = {**method.preset_values(a.preset), **parse_set(a.sets),
-              **parse_set([f"{k}={v}" for k, v in a.fields.items()])}
-    cfg = build(method.config_cls, values)
+    sets = parse_set(a.sets)
+    own = {k: load_value(v, f"--{command_name(k)}") for k, v in a.fields.items()}
+    for k in sorted(set(own) & set(sets)):  # documented: the field's own option wins
+        typer.echo(f"note: --{command_name(k)} {a.fields[k]} overrides --set {k}={sets[k]}",
+                   err=True)
+    cfg = build(method.config_cls, {**method.preset_values(a.preset), **sets, **own})
+    problem_spec = {**method.problem_preset(a.preset), **parse_set(a.problem_sets, "--problem")}
+    if method.check_problem_spec is not None:
+        method.check_problem_spec(problem_spec)
     if a.save is not None:
         check_image_path(a.save, "--save")
-    problem = method.make_problem({**method.problem_preset(a.preset),
-                                   **parse_set(a.problem_sets)}, cfg)
+    problem = method.make_problem(problem_spec, cfg)
     live = tuple(m for m in method.metrics if m != "iter")[:2]
     total = max(int(getattr(cfg, method.iters_key, 1) or 1), 1)
     with ProgressReport(total, live, enabled=a.show_progress) as bar:
@@ -75,9 +88,27 @@ def command_name(method: str) -> str:
     return method.replace("_", "-")
 
 
+def type_label(tp: Any) -> str:
+    """A field's type as its option shows it: <int>, <float|null>, <uniform|normal>,
+    <[float, float]>."""
+    if get_origin(tp) in (Union, types.UnionType):
+        return "|".join(type_label(a) for a in get_args(tp))
+    if get_origin(tp) is Literal:
+        return "|".join(str(a) for a in get_args(tp))
+    if get_origin(tp) is tuple:
+        args = get_args(tp)
+        inner = f"{type_label(args[0])}, ..." if args[-1] is Ellipsis else ", ".join(
+            type_label(a) for a in args)
+        return f"[{inner}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
 def _field_params(cfg_cls: type) -> list[inspect.Parameter]:
-    """One --option per config field (its value a string read as YAML, as --set reads it)."""
+    """One --option per config field: its value read as YAML, as --set reads it, then checked
+    against the field's type (so a bad value is one line naming the field, not a usage
+    error); the help shows that type."""
     out = []
+    hints = typing.get_type_hints(cfg_cls)
     for f in dataclasses.fields(cfg_cls):
         flag = command_name(f.name)
         if flag in COMMON:
@@ -85,7 +116,8 @@ def _field_params(cfg_cls: type) -> list[inspect.Parameter]:
         default = "" if f.default is dataclasses.MISSING else f" (default {f.default!r})"
         out.append(inspect.Parameter(
             f"field_{f.name}", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
-            default=typer.Option(None, f"--{flag}", help=f"{f.name}: {f.type}{default}.",
+            default=typer.Option(None, f"--{flag}", help=f"{f.name}{default}.",
+                                 metavar=f"<{type_label(hints[f.name])}>",
                                  show_default=False)))
     return out
 

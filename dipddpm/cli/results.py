@@ -72,8 +72,10 @@ def summarize_command(
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.summarize import summarize
     from dipddpm.analysis.tables import GROUP_NOTE, records, to_csv
+    from dipddpm.config import coerce
 
     _one_format(as_json, as_csv)
+    coerce("--threshold", threshold, float | None)  # a finite PSNR or none
     s = summarize(load_sweep(directory), by=by, metric=metric, top=top, threshold=threshold)
     if as_json:
         print_json({"sweep": s.sweep.name, "path": s.sweep.uri, "metric": s.metric,

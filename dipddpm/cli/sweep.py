@@ -29,95 +29,63 @@ def echo_warnings(spec) -> None:
 
 
 def _summary(spec) -> dict:
+    from dipddpm.sweep.rung_rules import rule_for
     from dipddpm.sweep.space import grid_size
 
     return {"name": spec.name, "method": spec.method, "preset": spec.preset,
             "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
+            "trials": spec.trials,
             "searcher": spec.searcher.type, "sampler": spec.searcher.sampler,
             "scheduler": spec.scheduler.type, "max_t": spec.scheduler.max_t,
             "grace_period": spec.scheduler.grace_period,
+            "rung_rule": rule_for(spec.method, spec.scheduler.rung_rule).name,
             "search": [d.key for d in spec.search], "grid_points": grid_size(spec.search),
             "storage": spec.storage, "resources": {"cpu": spec.resources.cpu,
                                                    "gpu": spec.resources.gpu}}
 
 
 @sweep_app.command("validate", help="Check a sweep spec completely without starting Ray: keys, "
-                   "domains, metric, scheduler, resources, problem (the image loads), sampler "
-                   "packages, that the storage is writable and that an existing sweep directory "
-                   "holds the same spec. Writes nothing. Exit 2 on a problem.")
+                   "domains, metric, scheduler, resources, problem (the image loads), the "
+                   "smoke: block, sampler packages, that the storage is writable, that an "
+                   "existing sweep directory holds the same spec and (no RAY_ADDRESS: the "
+                   "sweep would run here) that a CPU trial's memory estimate fits this "
+                   "machine's RAM. Writes nothing. Exit 2 on a problem.")
 @user_errors
 def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quick.yaml."),
              smoke: bool = SMOKE, sets: list[str] | None = SETS,
              storage: str | None = typer.Option(None, "--storage", help="Results root to "
                                                 "check (default: the spec's storage:)."),
              as_json: bool = JSON) -> None:
+    from dipddpm.sweep.feasibility import check_this_machine
     from dipddpm.sweep.runner import prepare
     from dipddpm.sweep.spec import load_spec
 
     s = load_spec(spec, smoke=smoke, sets=sets, storage=storage)
     prepare(s)
+    check_this_machine(s)
     if as_json:
         print_json({"ok": True, **_summary(s), "warnings": list(s.warnings)})
         return
     echo_warnings(s)
-    typer.echo(f"ok: {s.name}: {s.method}, {s.num_samples} trials, {s.searcher.type} "
+    typer.echo(f"ok: {s.name}: {s.method}, {_trials(s)}, {s.searcher.type} "
                f"searcher, {s.scheduler.type} scheduler, metric {s.metric} ({s.mode}), "
                f"search over {', '.join(d.key for d in s.search) or 'nothing'}")
 
 
-def _trial_footprint(s) -> dict:
-    """Fits per trial (a study: its image x replicate pairs) and the estimated memory of one
-    trial (DIP methods, at the base config: searched keys such as width change it). Time and
-    memory grow linearly with the pairs (fused: one net of that many members)."""
-    from dipddpm.config import build
-    from dipddpm.errors import DipddpmError
-    from dipddpm.methods import METHODS
-    from dipddpm.methods.fusion import estimate_bytes
-    from dipddpm.methods.study_pairs import pair_specs
-
-    try:
-        specs = pair_specs(s.problem, s.seed)
-    except DipddpmError:  # show works without the images; validate reports them
-        specs = []
-    members = max(1, len(specs))
-    out = {"members_per_trial": members, "memory_per_trial_mib": None}
-    method = METHODS.get(s.method)
-    if method.plan is None:  # the fused-fit estimate covers the fitting loop's methods
-        return out
-    cfg = build(method.config_cls, s.base_values)
-    if not specs:
-        return out
-    try:
-        C, H, W = method.make_problem(specs[0].problem, cfg).observed.shape
-    except (DipddpmError, OSError):
-        return out
-    mib = estimate_bytes(cfg, C, H, W, members) / 2**20
-    return {**out, "memory_per_trial_mib": round(mib, 1),
-            "gpu_fraction_per_trial": {f"{g} GiB": gpu_fraction(mib, g) for g in GPU_GIB}}
+def _trials(s) -> str:
+    """'20 trials', or for a grid '8 trials (4 grid points x num_samples 2)'."""
+    n = f"{s.trials} trial{'s' if s.trials != 1 else ''}"
+    points = s.trials // s.num_samples
+    return n if points == 1 else f"{n} ({points} grid points x num_samples {s.num_samples})"
 
 
-GPU_GIB = (24, 80, 141)  # common GPU memory sizes the fraction a trial needs is shown for
+def gpu_fraction(mib: float, gib: int) -> float | None:  # kept here for its importers
+    from dipddpm.sweep.estimate import gpu_fraction as fraction
+
+    return fraction(mib, gib)
 
 
-def gpu_fraction(mib: float, gib: int) -> float | None:
-    """The resources.gpu a trial of this memory needs on a GPU of `gib` GiB (rounded up to a
-    twentieth, with 10% headroom); None when one GPU is too small."""
-    import math
-
-    need = mib * 1.1 / (gib * 1024)
-    return None if need > 1 else max(0.05, math.ceil(need * 20) / 20)
-
-
-@sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set), its "
-                   "search space as Optuna distributions, the members per trial and the "
-                   "expected memory per trial.")
-@user_errors
-def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
-         sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
-    from dipddpm.sweep.space import distributions
-    from dipddpm.sweep.spec import load_spec
-
-    s = load_spec(spec, smoke=smoke, sets=sets)
+def _space(s) -> dict:
     space = {}
     for d in s.search:
         entry = {"kind": d.kind}
@@ -130,24 +98,63 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
         if d.when:
             entry["when"] = {k: list(v) for k, v in d.when}
         space[d.key] = entry
-    footprint = _trial_footprint(s)
+    return space
+
+
+def _resolved(s) -> dict:
+    """The spec as it runs, with the rung rule the method's default resolves to."""
+    from dipddpm.sweep.rung_rules import rule_for
+
+    out = s.resolved_dict()
+    out["scheduler"] = {**out["scheduler"],
+                        "rung_rule": rule_for(s.method, s.scheduler.rung_rule).name}
+    return out
+
+
+@sweep_app.command("show", help="Print the spec as it would run (after --smoke/--set), its "
+                   "search space as Optuna distributions, the number of trials, the members "
+                   "per trial, the expected memory per trial and the time per trial and for "
+                   "the sweep (measured here: a few iterations of the base config). Works "
+                   "without the spec's data (then memory and time are not estimated).")
+@user_errors
+def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
+         sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
+    from dipddpm.sweep.estimate import time_estimate, trial_footprint
+    from dipddpm.sweep.spec import load_spec
+
+    s = load_spec(spec, smoke=smoke, sets=sets, load_problem=False)
+    space = _space(s)
+    footprint = trial_footprint(s)
+    timing = time_estimate(s)
     if as_json:
-        print_json({**_summary(s), "space": space, "resolved": s.resolved_dict(), **footprint,
-                    "warnings": list(s.warnings)})
+        print_json({**_summary(s), "space": space, "resolved": _resolved(s), **footprint,
+                    "time": timing, "warnings": list(s.warnings)})
         return
     echo_warnings(s)
-    typer.echo(yaml.safe_dump(s.resolved_dict(), sort_keys=False).rstrip())
+    typer.echo(yaml.safe_dump(_resolved(s), sort_keys=False).rstrip())
+    _echo_space(s, space)
+    _echo_footprint(s, footprint)
+    _echo_time(s, timing)
+
+
+def _echo_space(s, space: dict) -> None:
+    from dipddpm.sweep.space import distributions
+
     typer.echo("# search space (Optuna distributions):")
     dists = distributions(s.search) if s.searcher.type == "optuna" else {}
     for key, entry in space.items():
         cond = f"   when {entry['when']}" if "when" in entry else ""
         typer.echo(f"#   {key}: {dists.get(key, entry)}{cond}")
-    typer.echo(f"# ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
-               if s.scheduler.type == "asha" else "# no early stopping")
+    typer.echo(f"# {_trials(s)}; " + (
+        f"ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
+        if s.scheduler.type == "asha" else "no early stopping"))
+
+
+def _echo_footprint(s, footprint: dict) -> None:
     mib = footprint["memory_per_trial_mib"]
     typer.echo(f"# members per trial: {footprint['members_per_trial']}; expected memory per "
                f"trial: " + (f"{mib:.0f} MiB (estimate at the base config)" if mib is not None
-                             else "not estimated (method without it, or image not found)"))
+                             else "not estimated (method without it, or its data not here)"))
     if footprint.get("gpu_fraction_per_trial"):
         fracs = ", ".join(f"{k}: {'too small' if v is None else v}"
                           for k, v in footprint["gpu_fraction_per_trial"].items())
@@ -156,6 +163,19 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
     if footprint["members_per_trial"] > 1:
         typer.echo(f"# a study: each trial fits {footprint['members_per_trial']} (image, "
                    f"replicate) pairs; its time and memory grow linearly with them")
+
+
+def _echo_time(s, t: dict) -> None:
+    from dipddpm.sweep.estimate import fmt_seconds
+
+    if "why" in t:
+        typer.echo(f"# time: {t['why']}")
+        return
+    typer.echo(f"# time per trial: at most {fmt_seconds(t['trial_s'])} on this machine's "
+               f"{t['device']} ({t['s_per_iter']:.3g} s/iteration measured with a report "
+               f"each, x {t['iters_per_trial']} iterations, + {t['setup_s']:.1f} s set-up); "
+               f"the sweep: at most {fmt_seconds(t['sweep_s'])} with {t['at_once']} trial(s) "
+               f"at once (ASHA's early stops make it less)")
 
 
 @sweep_app.command("run", help="Run a sweep: embedded local Ray (127.0.0.1 only) by default, an "

@@ -18,6 +18,9 @@ SCHEDULES: Registry = Registry("beta schedule")
 
 def _betas_from_alphas_cumprod(abar: torch.Tensor, min_beta: float, max_beta: float):
     """abar holds T+1 values at tau = k/T; beta_k = 1 - abar_{k+1}/abar_k, clipped."""
+    if not 0 <= min_beta < max_beta < 1:
+        raise ConfigError(f"need 0 <= min_beta < max_beta < 1 (the clip of beta_t), got "
+                          f"min_beta={min_beta}, max_beta={max_beta}; e.g. min_beta=1e-4")
     abar = abar / abar[0]
     betas = 1.0 - abar[1:] / abar[:-1]
     return betas.clamp(min_beta, max_beta)
@@ -56,10 +59,12 @@ def make_betas(name: str, T: int, **params) -> torch.Tensor:
     """Look up `name` and build its (T,) float64 betas; bad params give a ConfigError."""
     if not isinstance(T, int) or T < 1:
         raise ConfigError(f"timesteps must be a positive integer, got {T!r}; e.g. 1000")
+    from dipddpm.config import checked
+
     fn = SCHEDULES.get(name)
     try:
-        betas = fn(T, **params)
-    except TypeError as e:
+        betas = fn(T, **checked(fn, params, skip=1))  # types: scale_with_T=maybe, min_beta=abc
+    except ConfigError as e:
         raise ConfigError(f"beta schedule {name!r}: {e}") from None
     if not ((betas > 0).all() and (betas < 1).all()):
         raise ConfigError(

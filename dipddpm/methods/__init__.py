@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip, noop
 from dipddpm.methods.base import Method, Result
-from dipddpm.methods.problems import check_net_size, image_problem
+from dipddpm.methods.problems import check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
 
 METHODS: Registry = Registry("method")
@@ -18,20 +18,21 @@ METHODS.register("dip")(Method(
     name="dip", config_cls=dip.DipConfig, run=dip.run_dip, make_problem=image_problem,
     metrics=FIT_METRICS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan,
     example_config={**dip.PRESETS["tiny"], "iters": 12, "report_every": 4},
-    example_problem=IMAGE_32))
+    example_problem=IMAGE_32, check_problem_spec=check_image_spec))
 METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
     make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
     check_trial=check_net_size, plan=guided_dip.make_plan,
     example_config={**guided_dip.PRESETS["tiny"], "iters": 12, "stages": 3, "report_every": 4},
     example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS,
-    final_stage_iters=lambda cfg: cfg.counts()[-1]))
+    final_stage_iters=lambda cfg: cfg.counts()[-1], check_problem_spec=check_image_spec))
 METHODS.register("ddpm")(Method(
     name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
     metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS,
     example_config={**ddpm.PRESETS["tiny"], "iters": 6, "report_every": 2, "val_max": 8,
                     "sample_count": 2, "sample_steps": 2},
-    example_problem={"dataset": "skimage-patches", "size": 16, "count": 32}))
+    example_problem={"dataset": "skimage-patches", "size": 16, "count": 32},
+    check_problem_spec=ddpm.check_dataset_spec))
 METHODS.register("dip_prior_ddpm")(Method(
     name="dip_prior_ddpm", config_cls=dip_prior_ddpm.DipPriorDdpmConfig,
     run=dip_prior_ddpm.run_dip_prior_ddpm, make_problem=dip_prior_ddpm.image_problem,
@@ -39,10 +40,12 @@ METHODS.register("dip_prior_ddpm")(Method(
     check_trial=dip_prior_ddpm.check_trial,
     example_config={**dip_prior_ddpm.PRESETS["tiny"], "dip_iters": 12, "dip_report_every": 4,
                     "t0": 3, "baselines": False},
-    example_problem={"image": "skimage:camera", "resize": True, "sigma": 25, "seed": 0}))
+    example_problem={"image": "skimage:camera", "resize": True, "sigma": 25, "seed": 0},
+    check_problem_spec=lambda spec: check_image_spec(spec, dip_prior_ddpm.DipPriorProblemSpec)))
 METHODS.register("bm3d")(Method(
     name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
-    metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32))
+    metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32,
+    check_problem_spec=check_image_spec))
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,

@@ -69,6 +69,9 @@ class Method:
     # config -> iterations of its final stage (the observation itself), for a staged method:
     # what the `final` rung rule counts (sweep validate warns when ASHA could judge no trial)
     final_stage_iters: Callable[[Any], int] | None = None
+    # a problem spec's keys and types checked without loading anything (no image, dataset or
+    # checkpoint read): `sweep show`/`validate` and fit's options use it; None: not checked
+    check_problem_spec: Callable[[Mapping[str, Any]], Any] | None = None
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists

@@ -20,7 +20,7 @@ from dipddpm.config import check
 from dipddpm.data.images import ImageProblem, make_image_problem
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.methods.problems import IMAGE_PROBLEM_KEYS, check_image_spec
+from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
 
 
@@ -43,8 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {"default": {}, "tiny": {}}
 
 def bm3d_problem(spec: Mapping[str, Any], cfg: Bm3dConfig) -> ImageProblem:
     """The image problem as DIP's (no crop: BM3D takes any size)."""
-    check_image_spec(spec, IMAGE_PROBLEM_KEYS)
-    return make_image_problem(**dict(spec))
+    return make_image_problem(**check_image_spec(spec))
 
 
 def denoise(y: torch.Tensor, sigma255: float, cfg: Bm3dConfig) -> torch.Tensor:

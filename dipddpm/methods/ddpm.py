@@ -20,20 +20,22 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dipddpm.checkpoint import load_model, load_weights, save_checkpoint
-from dipddpm.config import build, check, to_dict
+from dipddpm.config import build, check, check_name, to_dict
 from dipddpm.data.datasets import ImageDataset
 from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.sampling import SamplerConfig, sample
-from dipddpm.errors import DipddpmError
+from dipddpm.diffusion.schedules import SCHEDULES
+from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.fitting import pick_device
 from dipddpm.nn import n_params
@@ -86,6 +88,7 @@ class DdpmConfig:
         check(self.min_snr_gamma is None or self.min_snr_gamma > 0,
               f"min_snr_gamma must be > 0 or null, got {self.min_snr_gamma}")
         check(self.timesteps >= 2, f"timesteps must be >= 2, got {self.timesteps}")
+        check_name("beta_schedule", self.beta_schedule, SCHEDULES)
         check(self.net in UNET_PRESETS, f"net must be one of {', '.join(UNET_PRESETS.names())}"
               f", got {self.net!r}")
         check(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")
@@ -448,12 +451,27 @@ def run_ddpm(cfg: DdpmConfig, problem: ImageDataset, report: Report = no_report,
     return train_ddpm(cfg, problem, report, seed, resume, device).result
 
 
+def check_dataset_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset problem spec: a registered dataset and its builder's options, each of its
+    type (checked without loading anything). Returns the spec with values converted."""
+    from dipddpm.config import checked
+    from dipddpm.data.datasets import DATASETS
+
+    if "dataset" not in spec:
+        raise DipddpmError(f"a ddpm problem needs 'dataset': one of {DATASETS.help()} (e.g. "
+                           f"{{dataset: skimage-patches, size: 32}})")
+    name = str(spec["dataset"])
+    try:
+        builder = DATASETS.get(name)
+    except ConfigError as e:
+        raise ConfigError(f"problem.dataset: {e}") from None
+    params = {k: v for k, v in spec.items() if k != "dataset"}
+    return {"dataset": name, **checked(builder, params, prefix="problem.")}
+
+
 def dataset_problem(spec, cfg: DdpmConfig | None = None) -> ImageDataset:
     """A training set from a spec such as {dataset: skimage-patches, size: 32, count: 4096}."""
     from dipddpm.data.datasets import load_dataset
 
-    spec = dict(spec)
-    if "dataset" not in spec:
-        raise DipddpmError("a ddpm problem needs 'dataset': one of mnist, cifar10, folder, "
-                           "skimage-patches, lfw (e.g. {dataset: skimage-patches, size: 32})")
+    spec = check_dataset_spec(spec)
     return load_dataset(str(spec.pop("dataset")), **spec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dipddpm.config import check
+from dipddpm.config import check, check_name
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.fitting import Stage, StagePlan, fit
 
@@ -45,8 +45,11 @@ class DipConfig:
     es_patience: int = 1000
 
     def __post_init__(self) -> None:
+        from dipddpm.nn import NETS
+
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}; e.g. lr=0.01")
+        check_name("net", self.net, NETS)
         check(self.input_depth >= 1, f"input_depth must be >= 1, got {self.input_depth}")
         check(self.input_scale >= 0, f"input_scale must be >= 0, got {self.input_scale}")
         check(self.reg_noise_std >= 0, f"reg_noise_std must be >= 0, got {self.reg_noise_std}")

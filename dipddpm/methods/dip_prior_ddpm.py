@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 
 from dipddpm.checkpoint import read_checkpoint
-from dipddpm.config import check
+from dipddpm.config import check, check_name
 from dipddpm.data.images import ImageProblem, load_image, make_image_problem
 from dipddpm.diffusion.sampling import (
     SamplerConfig,
@@ -50,7 +50,7 @@ from dipddpm.methods.dip import DipConfig, run_dip
 from dipddpm.methods.fitting import build_for_problem, pick_device
 from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
-from dipddpm.nn import build_net, min_size, size_multiple
+from dipddpm.nn import NETS, build_net, min_size, size_multiple
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class DipPriorDdpmConfig:
               "dip_iters must be >= 1 with dip_prior_mode=fit_observation (0 = an untrained "
               "net is only meaningful with noise_passes)")
         check(self.dip_passes >= 1, f"dip_passes must be >= 1, got {self.dip_passes}")
+        check_name("dip_net", self.dip_net, NETS)
         check(self.dip_report_every >= 1,
               f"dip_report_every must be >= 1, got {self.dip_report_every}")
         if self.t0 == "auto":
@@ -147,7 +148,26 @@ PRESETS = {
              "dip_input_depth": 4, "dip_report_every": 10, "t0": 5},
 }
 METRICS = ("iter", "psnr_gt", "psnr_dip")
-PROBLEM_KEYS = ("image", "size", "sigma", "seed", "grey", "resize")
+
+
+@dataclass(frozen=True)
+class DipPriorProblemSpec:
+    """The problem keys of dip_prior_ddpm: one image at the DDPM's size and channels."""
+
+    image: str  # a PNG/JPEG path or skimage:NAME
+    size: int | None = None  # must be the DDPM's size when given (or use resize)
+    sigma: float = 25.0  # Gaussian noise std in 0-255 units
+    seed: int = 0  # the noise seed
+    grey: bool | None = None  # must match the DDPM's channels when given
+    resize: bool = False  # centre-crop and resize the image to the DDPM's size
+
+    def __post_init__(self) -> None:
+        check(self.sigma >= 0, f"sigma must be >= 0 (0-255 units), got {self.sigma}")
+        check(self.size is None or self.size >= 1, f"size must be >= 1 (or null), got "
+              f"{self.size}")
+
+
+PROBLEM_KEYS = tuple(f.name for f in dataclasses.fields(DipPriorProblemSpec))
 
 
 def model_shape(checkpoint: str) -> tuple[int, int, int]:
@@ -176,7 +196,7 @@ def _model_shape(checkpoint: str, version: tuple | None) -> tuple[int, int, int]
 def image_problem(spec: Mapping[str, Any], cfg: DipPriorDdpmConfig) -> ImageProblem:
     """The denoising problem at the DDPM's size and channels. The image is resized only when
     the spec says resize: true (or names the model's size); any other size is an error."""
-    check_image_spec(spec, PROBLEM_KEYS)
+    spec = check_image_spec(spec, DipPriorProblemSpec)
     C, S, T = model_shape(cfg.checkpoint)
     if cfg.t0 != "auto":
         check_t0(cfg.t0, T)

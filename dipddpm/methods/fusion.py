@@ -199,10 +199,13 @@ def fused_is_faster(cfg, channels: int, H: int, dev: torch.device) -> bool:
     return CPU_FUSED_FASTER[(kind, nearest)]
 
 
+MODES = ("auto", "fused", "serial")  # --fusion, resolve_mode
+
+
 def resolve_mode(cfg, members: list[Member], dev: torch.device, mode: str = "auto") -> str:
     """'fused' or 'serial' for these members: auto follows the policy (one member: serial,
     the plain fit). Fused needs a net that can be fused (one line naming it otherwise)."""
-    if mode not in ("auto", "fused", "serial"):
+    if mode not in MODES:
         raise DipddpmError(f"fusion mode must be auto, fused or serial, got {mode!r}")
     C, H, _ = members[0].problem.observed.shape
     if mode == "auto":

@@ -19,6 +19,7 @@ from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.dip import DipConfig
 from dipddpm.methods.fitting import Stage, StagePlan, fit
 from dipddpm.stages import STAGE_SCHEDULERS, stage_counts
+from dipddpm.stages.schedulers import check_every_stage
 from dipddpm.stages.timesteps import stage_target, stage_timesteps
 
 
@@ -49,7 +50,8 @@ class GuidedDipConfig(DipConfig):
               f"need 0 <= t_min <= t_max < timesteps, got t_min={self.t_min}, "
               f"t_max={self.t_max}, timesteps={self.timesteps}")
         check(self.stages >= 1, f"stages must be >= 1, got {self.stages}")
-        self.counts()  # names the schedule and scheduler, and the split must work (SPEC §4.5)
+        # names the schedule and scheduler, the split must work and reach every stage
+        check_every_stage(self.scheduler, self.counts())
 
     def process(self) -> DiffusionProcess:
         params = {"min_beta": self.min_beta} if self.beta_schedule == "cosine" else {}

@@ -93,6 +93,11 @@ class StageScheduler:
     params: tuple[SchedulerParam, ...] = ()
     # config values its source pairs it with (`inspect stages` uses them unless --set)
     pairs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # its formula gives every stage iterations once N >= K (uniform, uniform_equal,
+    # sharp_linear with x >= 1), so a config whose split leaves one empty is refused; false
+    # where empty early stages are by design (log10_linspace's log spacing, exp_weighted's
+    # floor): only N < K is refused there
+    fills_every_stage: bool = False
 
     def __call__(self, N: int, K: int, **kw) -> list[int]:
         return self.fn(N, K, **kw)
@@ -119,10 +124,10 @@ def exp_c_fallback(cfg: Any) -> float:
 
 
 # registered after definition (not as decorators), so mutation testing reaches them
-STAGE_SCHEDULERS.register("uniform")(StageScheduler(uniform))
-STAGE_SCHEDULERS.register("uniform_equal")(StageScheduler(uniform_equal))
+STAGE_SCHEDULERS.register("uniform")(StageScheduler(uniform, fills_every_stage=True))
+STAGE_SCHEDULERS.register("uniform_equal")(StageScheduler(uniform_equal, fills_every_stage=True))
 STAGE_SCHEDULERS.register("sharp_linear")(StageScheduler(
-    sharp_linear, (SchedulerParam("x", "sharp_linear_x", low=0),)))
+    sharp_linear, (SchedulerParam("x", "sharp_linear_x", low=0),), fills_every_stage=True))
 STAGE_SCHEDULERS.register("log10_linspace")(StageScheduler(log10_linspace))
 STAGE_SCHEDULERS.register("exp_weighted")(StageScheduler(
     exp_weighted, (SchedulerParam("c", "exp_c", low=0.0, fallback=exp_c_fallback),),
@@ -142,6 +147,21 @@ def stage_counts(name: str, N: int, K: int, *, stage_betas=None, **params) -> li
         raise ConfigError(f"stage scheduler {name!r}: {e}") from None
     assert len(counts) == K and sum(counts) == N and min(counts) >= 0, (name, counts)
     return [int(c) for c in counts]
+
+
+def check_every_stage(name: str, counts: list[int]) -> None:
+    """A config's split must give each stage iterations: K stages in N < K iterations leave
+    some with none under every scheduler, and a scheduler that does not leave stages empty
+    by design must not leave one empty (sharp_linear with x = 0)."""
+    N, K = sum(counts), len(counts)
+    if N < K:
+        raise ConfigError(f"stages: {K} stages in {N} iterations leave at least one stage with "
+                          f"none; raise iters to >= {K} or lower stages to <= {N}")
+    empty = [k for k, n in enumerate(counts, 1) if n == 0]
+    if empty and STAGE_SCHEDULERS.get(name).fills_every_stage:
+        raise ConfigError(f"stages: the {name} scheduler gives stage {empty[0]} of {K} no "
+                          f"iterations ({N} iterations split {counts}); raise iters, lower "
+                          f"stages, or pick a scheduler's parameter that fills every stage")
 
 
 def stage_of_iteration(counts: list[int]) -> np.ndarray:

@@ -250,6 +250,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
     driver was asked for, ends it with one line (DipddpmError) and the sweep `stopped`."""
     from dipddpm.sweep.disk_space import no_space, remove_cut_off, stopped_line
     from dipddpm.sweep.driver import current, set_current
+    from dipddpm.sweep.feasibility import check_cluster
     from dipddpm.sweep.lifecycle import mark_running, mark_stopped
     from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.tracking import preflight
@@ -260,6 +261,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
     running, dropped = False, []
     try:
         with ray_session(address, dashboard) as on_cluster:
+            check_cluster(spec, console)  # a trial no node can hold: one line, before any trial
             if on_cluster:  # every node must reach the storage before trials start
                 check_cluster_storage(sweep, console, spec.storage_options)
             sweep.makedirs()

@@ -164,6 +164,16 @@ class SweepSpec:
 
         return {**METHODS.get(self.method).preset_values(self.preset), **self.fixed}
 
+    @property
+    def trials(self) -> int:
+        """The trials the sweep runs: Tune's grid searcher runs every grid point num_samples
+        times; the Optuna searcher runs num_samples trials."""
+        n = self.num_samples
+        if self.searcher.type == "grid":
+            for d in self.search:
+                n *= len(d.values) if d.kind == "grid" else 1
+        return n
+
     def domain(self, key: str) -> Domain | None:
         return next((d for d in self.search if d.key == key), None)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dipddpm.config import build, coerce, field_names, field_types
+from dipddpm.config import checked, coerce, field_names, field_types
 from dipddpm.errors import ConfigError, closest
 from dipddpm.sweep.spec.schema import DOMAIN_KINDS, TRIAL_KEYS, Domain
 
@@ -85,12 +85,12 @@ def parse_search(raw: Mapping[str, Any], cfg_cls: type, base_values: Mapping) ->
             vals = d[kind]
             if not isinstance(vals, list | tuple) or not vals:
                 raise ConfigError(f"search.{key}: {kind} takes a non-empty list, got {vals!r}")
-            for v in vals:
+            for v in vals:  # its type here; its range and joint rules at the corners
                 try:
                     if key in TRIAL_KEYS:
-                        coerce(f"search.{key}", v, TRIAL_KEYS[key])
+                        coerce(key, v, TRIAL_KEYS[key])
                     else:
-                        build(cfg_cls, {**base_values, key: v})
+                        checked(cfg_cls, {key: v})
                 except ConfigError as e:
                     raise ConfigError(f"search.{key}: value {v!r}: {e}") from None
                 check_named(key, v)

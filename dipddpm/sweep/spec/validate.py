@@ -38,10 +38,11 @@ def _sub(cls, data: Mapping, key: str):
     errors that do not name it already."""
     values = _mapping(data, key)
     try:
-        return build(cls, values)
+        return build(cls, values, prefix=f"{key}.")
     except ConfigError as e:
         msg = str(e)
-        raise ConfigError(msg if msg.startswith(f"{key}.") else f"{key}: {msg}") from None
+        raise ConfigError(msg if msg.startswith((f"{key}.", f"{key}:")) else f"{key}: {msg}") \
+            from None
 
 
 def _top(data: Mapping[str, Any]):
@@ -78,7 +79,8 @@ def _objective(data: Mapping[str, Any], method) -> tuple[str, str]:
                           f"{', '.join(method.metrics)}")
     mode = data.get("mode", "max")
     if mode not in ("max", "min"):
-        raise ConfigError(f"mode must be max or min, got {mode!r}")
+        raise ConfigError(f"mode must be max or min, got {mode!r}"
+                          f"{closest(str(mode), ['max', 'min'])}")
     return metric, mode
 
 
@@ -87,9 +89,11 @@ def _config_and_space(data: Mapping[str, Any], method, preset_values: dict):
     fixed = _mapping(data, "fixed")
     base_values = {**preset_values, **fixed}
     try:
-        base_cfg = build(method.config_cls, base_values)
+        base_cfg = build(method.config_cls, base_values, prefix="fixed.")
     except ConfigError as e:
-        raise ConfigError(f"fixed: {e}") from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(("fixed.", "fixed:")) else f"fixed: {msg}") \
+            from None
     if getattr(base_cfg, "epochs", None) is not None or "epochs" in _mapping(data, "search"):
         raise ConfigError(f"fixed.epochs: sweeps count iterations ({method.iters_key}: ASHA's "
                           f"time axis); set epochs: null and {method.iters_key}: N instead")
@@ -180,8 +184,42 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
         tracking=parse_tracking(data.get("tracking")),
         **_counts(data))
+    check_problem_keys(method, spec.problem)
     warnings = check_space(spec, base_cfg, load_problem)
     return dataclasses.replace(spec, warnings=warnings) if warnings else spec
+
+
+def check_problem_keys(method: Any, problem: Mapping[str, Any]) -> None:
+    """The problem's keys, their types and ranges, without reading its image, dataset or
+    checkpoint (`sweep show` works without the data; a study's images are read later)."""
+    from dipddpm.methods.study_pairs import STUDY_KEYS, replicates
+
+    replicates(problem)
+    if method.check_problem_spec is None:
+        return
+    one = {k: v for k, v in problem.items() if k not in STUDY_KEYS}
+    if "images" in problem and "image" not in one:
+        one["image"] = "images"  # each image of the set stands here; read when loaded
+    method.check_problem_spec(one)
+
+
+def check_identical_trials(spec: SweepSpec) -> None:
+    """num_samples > 1 over a space with nothing random in it runs identical trials (same
+    config, same seed): an empty search, or a grid searcher's grid repeated. Checked on a
+    spec a person runs (`load_spec`), not on every parse (a spec built in code for a reader
+    may leave num_samples at its default)."""
+    if spec.num_samples == 1 or any(d.kind != "grid" for d in spec.search):
+        return
+    n = spec.num_samples
+    if not spec.search:
+        raise ConfigError(f"num_samples: {n} trials over an empty search: would be {n} "
+                          f"identical trials (same config, same seed); set num_samples: 1, "
+                          f"or repeat over seeds with searcher: {{type: grid}} and search: "
+                          f"{{seed: {{grid: [0, 1, 2]}}}}")
+    raise ConfigError(f"num_samples: {n} repeats each of the grid's {spec.trials // n} points "
+                      f"{n} times, identically (same config, same seed); set num_samples: 1, "
+                      f"and add seeds to the grid for repeats (search: {{seed: {{grid: "
+                      f"[0, 1]}}}})")
 
 
 def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str, ...]:
