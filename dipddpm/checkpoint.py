@@ -27,11 +27,20 @@ FORMAT = "dipddpm-checkpoint"
 VERSION = 1
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(tmp)` then rename tmp to path; on any failure the temporary file is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mapping[str, Any],
@@ -41,10 +50,8 @@ def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mappin
     config_json = json.dumps(config, sort_keys=True)
     _atomic_save({"format": FORMAT, "version": VERSION, "kind": kind,
                   "config_json": config_json, "tensors": dict(tensors)}, path)
-    side = path.with_suffix(".json")
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, side)
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    _atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     return path
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.outputs import check_output
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
 from dipddpm.errors import ConfigError
@@ -132,6 +133,7 @@ def fit_ddpm_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Train a DDPM (SPEC §3) on a dataset and write its checkpoint."""
+    check_output(out, "--out", kind="folder")
     s = run_fit_ddpm(DdpmFitArgs(
         dataset=dataset, out=out, preset=preset, sets=sets, data=data, size=size, grey=grey,
         data_root=data_root, download=download, seed=seed, device=device, resume=resume,

@@ -166,5 +166,9 @@ def save_image(img: torch.Tensor, path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = to_uint8(img)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    skimage.io.imsave(str(tmp), arr, check_contrast=False)
-    os.replace(tmp, path)
+    try:
+        skimage.io.imsave(str(tmp), arr, check_contrast=False)
+        os.replace(tmp, path)
+    except BaseException:  # no space, interrupted: no temporary file left behind
+        tmp.unlink(missing_ok=True)
+        raise

@@ -71,8 +71,12 @@ class Location:
             p = Path(self.path)
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, p)
+            except BaseException:  # no space, interrupted: no temporary file left behind
+                tmp.unlink(missing_ok=True)
+                raise
         else:  # one PUT: an object store has no folders to create first
             with self.fs.open_output_stream(self.path) as f:
                 f.write(data)
