@@ -37,6 +37,20 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp(0, 1)
 
 
+def image_file(source: str) -> Path:
+    """The path of an image source, if it is a non-empty file; else the one-line reason."""
+    path = Path(source)
+    if path.is_dir():
+        raise DipddpmError(f"image {source} is a folder, not an image file; give a PNG/JPEG "
+                           f"file (a study takes a folder as problem.images: [{source}])")
+    if not path.is_file():
+        raise DipddpmError(f"image not found: {source} (give a PNG/JPEG path or "
+                           f"skimage:NAME, e.g. skimage:astronaut)")
+    if path.stat().st_size == 0:
+        raise DipddpmError(f"image {source} is empty (0 bytes); give a PNG or JPEG file")
+    return path
+
+
 def load_image(source: str, grey: bool = False) -> torch.Tensor:
     """Load `source` (a PNG/JPEG path or `skimage:NAME`) as (C,H,W) float32 in [0,1]."""
     if source.startswith("skimage:"):
@@ -48,10 +62,7 @@ def load_image(source: str, grey: bool = False) -> torch.Tensor:
                                + ", ".join(f"skimage:{n}" for n in BUILTIN_IMAGES))
         img = _to_tensor(np.asarray(getattr(skimage.data, name)()))
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise DipddpmError(f"image not found: {source} (give a PNG/JPEG path or "
-                               f"skimage:NAME, e.g. skimage:astronaut)")
+        path = image_file(source)
         try:
             import skimage.io
 
