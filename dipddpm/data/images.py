@@ -1,8 +1,9 @@
 """Images and degradations: load a path or a built-in scikit-image photo, crop, resize, noise.
 
 Images are float32 tensors (C,H,W) in [0,1] (SPEC C1). Built-in names look like
-`skimage:astronaut` and need no download. The observation y is drawn once per (image, seed)
-from a seeded generator so every trial of a sweep sees the same y (SPEC C2).
+`skimage:astronaut` and need no download; `data:cset9/F16` names a benchmark image of the
+data cache (`dipddpm data fetch cset9`, data/catalog.py). The observation y is drawn once per
+(image, seed) from a seeded generator so every trial of a sweep sees the same y (SPEC C2).
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
 
 
 def image_file(source: str) -> Path:
-    """The path of an image source, if it is a non-empty file; else the one-line reason."""
-    path = Path(source)
+    """The path of an image source (a file, or `data:SET/IMAGE` in the data cache: see
+    data/fetch.py), if it is a non-empty file; else the one-line reason."""
+    from dipddpm.data.fetch import image_path, is_data_ref
+
+    path = image_path(source) if is_data_ref(source) else Path(source)
     if path.is_dir():
         raise DipddpmError(f"image {source} is a folder, not an image file; give a PNG/JPEG "
                            f"file (a study takes a folder as problem.images: [{source}])")
@@ -52,7 +56,8 @@ def image_file(source: str) -> Path:
 
 
 def load_image(source: str, grey: bool = False) -> torch.Tensor:
-    """Load `source` (a PNG/JPEG path or `skimage:NAME`) as (C,H,W) float32 in [0,1]."""
+    """Load `source` (a PNG/JPEG path, `skimage:NAME` or `data:SET/IMAGE`) as (C,H,W) float32
+    in [0,1]."""
     if source.startswith("skimage:"):
         import skimage.data
 
@@ -62,7 +67,7 @@ def load_image(source: str, grey: bool = False) -> torch.Tensor:
                                + ", ".join(f"skimage:{n}" for n in BUILTIN_IMAGES))
         img = _to_tensor(np.asarray(getattr(skimage.data, name)()))
     else:
-        path = image_file(source)
+        path = image_file(source)  # a path, or data:SET/IMAGE from the data cache
         try:
             import skimage.io
 
