@@ -62,8 +62,11 @@ MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PAR1": "a
 
 
 def check_file(path: str | Path) -> Path:
-    """The checkpoint's path, if it is a non-empty file; else the one-line reason."""
-    path = Path(path)
+    """The checkpoint's path, if it is a non-empty file; else the one-line reason.
+    `recipe:NAME` is made by its recipe first (checkpoint_recipes.py)."""
+    from dipddpm.checkpoint_recipes import is_recipe, recipe_path
+
+    path = recipe_path(str(path)) if is_recipe(path) else Path(path)
     if path.is_dir():
         raise DipddpmError(f"checkpoint {path} is a folder, not a checkpoint file; give the "
                            f"file, e.g. {path / 'ddpm.pt'}")

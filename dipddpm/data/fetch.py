@@ -73,7 +73,7 @@ def image_path(ref: str) -> Path:
                           f"problem.images: [{ref}])")
     path = cache_root() / ds.folder / img.file
     if not path.is_file():
-        raise DipddpmError(f"image {ref} is not in the data cache ({path}); run `dipddpm data "
+        raise DipddpmError(f"{ref} is not in the data cache ({path}); run `dipddpm data "
                            f"fetch {smallest_set_with(ds.folder, img.name)}` (offline: with "
                            f"--mirror DIR)")
     return path
