@@ -12,8 +12,8 @@ Files are written to a temporary name and renamed, so a crash never leaves half 
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,26 +21,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from dipddpm.atomic import atomic_bytes
 from dipddpm.errors import DipddpmError, first_line
 
 FORMAT = "dipddpm-checkpoint"
 VERSION = 1
 
 
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    """`write(tmp)` then rename tmp to path; on any failure the temporary file is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
-    _atomic(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save to memory, then an atomic write: torch.save straight to a file reports a
+    full disk as a RuntimeError ('unexpected pos'), a Python write as the OSError it is."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_bytes(path, buf.getbuffer().tobytes())
 
 
 def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mapping[str, Any],
@@ -50,8 +43,7 @@ def save_checkpoint(path: str | Path, config: Mapping[str, Any], tensors: Mappin
     config_json = json.dumps(config, sort_keys=True)
     _atomic_save({"format": FORMAT, "version": VERSION, "kind": kind,
                   "config_json": config_json, "tensors": dict(tensors)}, path)
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    _atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
+    atomic_bytes(path.with_suffix(".json"), json.dumps(config, indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -173,4 +173,4 @@ def check_image_path(path, option: str) -> None:
 
     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
-    check_output(path, option)
+    check_output(path, option, suffixes=IMAGE_SUFFIXES)

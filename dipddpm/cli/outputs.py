@@ -4,8 +4,8 @@ Every output option (--save, --out, --plot, a folder a command writes into) goes
 `check_output` at the top of its command: the path names a file where a file is written (not
 a folder) or a folder where a folder is written (not a file), and the deepest folder that
 exists on the way is a folder in which a file can really be created (a probe file, removed
-again: permission bits, a read-only mount and an immutable folder all refuse it, where
-`os.access` alone is fooled by root). Nothing is created by the check.
+again: the file system's own answer, where `os.access` guesses from mode bits and can say yes
+to what an NFS server or a security module refuses). Nothing is left by the check.
 
 What still fails later (the disk fills up, a folder is removed meanwhile) is an `OSError`;
 `os_error_line` turns it into the one line `user_errors` prints: the path and what the system
@@ -57,8 +57,7 @@ def _deepest_existing(path: Path) -> Path:
 
 def probe_writable(folder: Path) -> str | None:
     """None if a file can be created in `folder` (a probe file is created and removed), else
-    what the system said. A real probe: `os.access` says yes to root in a read-only or
-    immutable folder."""
+    what the system said."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".dipddpm-probe-", dir=folder)
     except OSError as e:

@@ -173,18 +173,11 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def save_image(img: torch.Tensor, path) -> None:
-    """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG, creating the folder; atomic rename."""
-    import os
+    """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG (by its suffix), creating the folder;
+    encoded in memory, then written atomically (a failed write leaves no file open)."""
+    import imageio.v3 as iio
 
-    import skimage.io
+    from dipddpm.atomic import atomic_bytes
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = to_uint8(img)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        skimage.io.imsave(str(tmp), arr, check_contrast=False)
-        os.replace(tmp, path)
-    except BaseException:  # no space, interrupted: no temporary file left behind
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_bytes(path, iio.imwrite("<bytes>", to_uint8(img), extension=path.suffix.lower()))

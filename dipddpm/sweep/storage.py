@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from dipddpm.atomic import atomic_bytes
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.storage_backends import (
     TIMEOUT_ENV,
@@ -86,16 +87,8 @@ class Location:
 
     def write_bytes(self, data: bytes) -> None:
         """Atomic write of a whole file (temporary name + rename locally; one PUT remotely)."""
-        if self.local:
-            p = Path(self.path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
-            try:
-                tmp.write_bytes(data)
-                os.replace(tmp, p)
-            except BaseException:  # no space, interrupted: no temporary file left behind
-                tmp.unlink(missing_ok=True)
-                raise
+        if self.local:  # no temporary file left behind on failure (dipddpm/atomic.py)
+            atomic_bytes(self.path, data)
         else:  # one PUT: an object store has no folders to create first
             with self.fs.open_output_stream(self.path) as f:
                 f.write(data)
