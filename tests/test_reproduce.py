@@ -6,7 +6,7 @@ shows first_reach_iter is exact), the search's refusal of a missing or unsuitabl
 trials keep their error, every sampled config of the F16 studies is valid, `--only` merges,
 and the ledger tolerates incomplete files and keeps smoke runs apart.
 Slow: the _mini protocols and a mini search run end to end on CPU and the ledger is written
-from their JSON. Tests that load the benchmark images (../shared/data) skip without them.
+from their JSON. Tests that load the benchmark images (benchmarks/provenance.py) skip without them.
 """
 
 from __future__ import annotations

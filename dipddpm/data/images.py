@@ -1,9 +1,9 @@
 """Images and degradations: load a path or a built-in scikit-image photo, crop, resize, noise.
 
-Images are float32 tensors (C,H,W) in [0,1] (SPEC C1). Built-in names look like
+Images are float32 tensors (C,H,W) in [0,1] (docs/methods.md, Conventions). Built-in names:
 `skimage:astronaut` and need no download; `data:cset9/F16` names a benchmark image of the
 data cache (`dipddpm data fetch cset9`, data/catalog.py). The observation y is drawn once per
-(image, seed) from a seeded generator so every trial of a sweep sees the same y (SPEC C2).
+(image, seed) from a seeded generator so every trial of a sweep sees the same y.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def center_crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def crop_to_multiple(img: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Center-crop so H and W are divisible by `multiple` (SPEC C3)."""
+    """Center-crop so H and W are divisible by `multiple` (the net's size multiple)."""
     H, W = img.shape[-2:]
     h, w = H - H % multiple, W - W % multiple
     if h == 0 or w == 0:
@@ -141,8 +141,9 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
                        observation_schedule: str = "linear") -> ImageProblem:
     """Load, resize, crop to `multiple` and degrade.
 
-    observation "gaussian" (SPEC C2) or "forward" (the guided-DIP source: the clean image
-    forward-noised to `observation_t` with the shifted noise 0.5 eps + 0.5, in [0,1] space).
+    observation "gaussian" (y = clip(x + sigma N(0, I), 0, 1)) or "forward" (the guided-DIP
+    source: the clean image forward-noised to `observation_t` with the shifted noise
+    0.5 eps + 0.5, in [0,1] space).
     """
     if sigma < 0:
         raise DipddpmError(f"sigma must be >= 0 (0-255 units), got {sigma}")

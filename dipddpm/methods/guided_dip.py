@@ -1,4 +1,4 @@
-"""Method 3, staged / guided DIP (SPEC §4): DIP fitted to a sequence of DDPM-forward-noised
+"""Method 3, staged / guided DIP (docs/methods.md): DIP fitted to a sequence of DDPM-forward-noised
 targets, most noisy first, on the fitting loop shared with DIP.
 
 Stage k's target is drawn once when the stage starts:
@@ -49,7 +49,7 @@ class GuidedDipConfig(DipConfig):
               f"need 0 <= t_min <= t_max < timesteps, got t_min={self.t_min}, "
               f"t_max={self.t_max}, timesteps={self.timesteps}")
         check(self.stages >= 1, f"stages must be >= 1, got {self.stages}")
-        self.counts()  # names the schedule and scheduler, and the split must work (SPEC §4.5)
+        self.counts()  # names the schedule and scheduler, and the split must work
 
     def process(self) -> DiffusionProcess:
         params = {"min_beta": self.min_beta} if self.beta_schedule == "cosine" else {}
@@ -60,7 +60,7 @@ class GuidedDipConfig(DipConfig):
                                self.t_drop_first)
 
     def counts(self, process: DiffusionProcess | None = None) -> list[int]:
-        """Iterations per stage from the scheduler (exact counts of SPEC §4.5)."""
+        """Iterations per stage from the scheduler (docs/methods.md, Stage schedulers)."""
         ts = self.timesteps_list()
         params = STAGE_SCHEDULERS.get(self.scheduler).values(self)  # its declared parameters
         proc = process or self.process()
