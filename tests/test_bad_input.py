@@ -201,7 +201,7 @@ FILESYSTEM: list[Case] = [
                                            "{tmp}/ro/stages.png"),
          ("--plot", "{tmp}/ro"), setup=read_only("ro")),
     Case("inspect-betas-plot-parent-is-a-file", ("inspect", "betas", "--schedule", "linear",
-                                                 "--timesteps", "10", "--plot",
+                                                 "--timesteps", "100", "--plot",
                                                  "{tmp}/afile/betas.png"),
          ("--plot", "afile is a file"), files={"afile": "x"}),
     Case("results-plot-out-read-only", ("results", "plot", "{tmp}/sweep", "--kind", "curves",

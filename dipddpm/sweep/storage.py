@@ -240,13 +240,13 @@ def _open_and_probe(backend, uri: str, options: Mapping[str, str]):
     try:
         info = fs.get_file_info(bucket)
     except Exception as e:
-        error = remote_failure(loc, e)
-        if "does not exist" in str(error) or "cannot reach" in str(error):
-            raise error from None
+        if failure_kind(first_line(e)) in ("missing", "unreachable"):
+            raise remote_failure(loc, e) from None
         return fs, path
     if info.type == pafs.FileType.NotFound:
         raise DipddpmError(f"storage {uri} is not usable: bucket {bucket!r} does not exist; "
-                           f"create it or fix the URI")
+                           f"create it (e.g. aws s3 mb / gcloud storage buckets create) or fix "
+                           f"the URI")
     return fs, path
 
 
@@ -261,19 +261,32 @@ def has_credentials() -> bool:
     return os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true"
 
 
+FAILURES = {  # what a remote storage's error message says, by kind
+    "missing": r"NO_SUCH_BUCKET|NoSuchBucket|Bucket '[^']*' not found",
+    "unreachable": r"NETWORK_CONNECTION|curlCode|Could not connect|Connection refused",
+    "refused": (r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY|SIGNATURE_DOES_NOT_MATCH"
+                r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status 403"),
+}
+
+
+def failure_kind(msg: str) -> str | None:
+    """'missing' (no such bucket), 'unreachable', 'refused' (credentials), or None."""
+    return next((kind for kind, pattern in FAILURES.items() if re.search(pattern, msg)), None)
+
+
 def remote_failure(loc: Location, e: Exception, endpoint: str | None = None) -> DipddpmError:
     """The one-line error of a failed probe of remote storage: a missing bucket, credentials
     refused or missing, an endpoint that does not answer, or else the storage's own words."""
     msg, bucket = first_line(e), loc.path.split("/", 1)[0]
     where = endpoint or loc.endpoint or s3_settings().get("endpoint_url", "the default endpoint")
-    if re.search(r"NO_SUCH_BUCKET|NoSuchBucket|Bucket '[^']*' not found", msg):
+    kind = failure_kind(msg)
+    if kind == "missing":
         why = (f"bucket {bucket!r} does not exist; create it (e.g. aws s3 mb s3://{bucket}) "
                f"or fix the URI")
-    elif re.search(r"NETWORK_CONNECTION|curlCode|Could not connect|Connection refused", msg):
+    elif kind == "unreachable":
         why = (f"cannot reach the endpoint {where} ({msg.split('operation: ')[-1]}); check "
                f"AWS_ENDPOINT_URL or storage_options.endpoint_url and that the server runs")
-    elif re.search(r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY|SIGNATURE_DOES_NOT_MATCH"
-                   r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status 403", msg):
+    elif kind == "refused":
         why = ("the credentials were refused; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
                "(or AWS_PROFILE) and the bucket's permissions")
     elif loc.uri.startswith("s3://") and not has_credentials():
