@@ -1,4 +1,4 @@
-"""Image quality metrics (SPEC C4-C6) and best-so-far tracking.
+"""Image quality metrics (PSNR; SSIM: Wang et al., IEEE TIP 2004) and best-so-far tracking.
 
 PSNR = 10 log10(1/MSE) over all C*H*W values, data_range 1, prediction clipped to [0, 1].
 SSIM is a tensor re-implementation of `skimage.metrics.structural_similarity(gt, pred,

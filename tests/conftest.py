@@ -11,6 +11,19 @@ import torch
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_cache(tmp_path_factory):
+    """The session's own data cache (fetched images, checkpoint recipes such as the smoke
+    blocks' recipe:tiny-ddpm): tests never read or fill the user's ~/.cache/dipddpm/data."""
+    saved = os.environ.get("DIPDDPM_DATA")
+    os.environ["DIPDDPM_DATA"] = str(tmp_path_factory.mktemp("data-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("DIPDDPM_DATA", None)
+    else:
+        os.environ["DIPDDPM_DATA"] = saved
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray for the whole test session (2 CPUs, loopback only, no dashboard)."""

@@ -1,4 +1,5 @@
-"""The fitting loop's rules (SPEC §2.2, §2.4, §2.5, §4.2), seen from outside the loop.
+"""The fitting loop's rules (docs/methods.md: DIP; Staged and guided DIP), seen from outside
+the loop.
 
 The net the loop builds (`fitting.build_for_problem`) is spied on with hooks: each forward's
 input z_j, weights and output o_j, and each backward's gradients. Every expectation is then
@@ -174,8 +175,9 @@ def adam_step(p, g, state, lr, betas=(0.9, 0.999), eps=1e-8):
 
 
 def replay(spy, cfg, y):
-    """SPEC §2.5 replayed from the records: the expected weights after each iteration j (the
-    next forward's), the saved weights j restored (None: no backtrack), and the count."""
+    """Backtracking (docs/methods.md, DIP) replayed from the records: the expected weights
+    after each iteration j (the next forward's), the saved weights j restored (None: no
+    backtrack), and the count."""
     state = [(torch.zeros_like(w), torch.zeros_like(w), 0) for w in spy.weights[0]]
     saved, saved_state, last_psnr, n_back = None, None, -math.inf, 0
     expected = []

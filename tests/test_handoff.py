@@ -1,4 +1,5 @@
-"""DIP-prior DDPM's hand-off (SPEC §5.2) and its same-budget baselines, against formulas.
+"""DIP-prior DDPM's hand-off (docs/methods.md, DIP-prior DDPM) and its same-budget baselines,
+against formulas.
 
 A stand-in DDPM (a fixed eps model that records every call) replaces the trained one, so the
 chain's first input - the hand-off itself - and the timesteps of each chain can be read off.
@@ -19,7 +20,7 @@ from dipddpm.diffusion import DiffusionProcess
 from dipddpm.methods import dip_prior_ddpm as dpd
 
 T = 50
-ABAR = np.cumprod(1 - np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T))  # SPEC §1 linear
+ABAR = np.cumprod(1 - np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T))  # the linear schedule
 
 
 class RecordingEps(nn.Module):

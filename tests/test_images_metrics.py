@@ -1,4 +1,4 @@
-"""Images, degradations and metrics (SPEC C1-C6)."""
+"""Images, degradations and metrics (docs/methods.md, Conventions)."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
-"""PSNR and SSIM (SPEC C4, C5) on predictions outside [0, 1]: the prediction is clipped first,
-the target is not touched. Expected values come from numpy and scikit-image directly."""
+"""PSNR and SSIM (docs/methods.md, Conventions) on predictions outside [0, 1]: the prediction
+is clipped first, the target is not touched. Expected values come from numpy and scikit-image
+directly."""
 
 import numpy as np
 import pytest

@@ -1,6 +1,7 @@
-"""The forward process's own rules (SPEC §3.1, C7): which betas it takes, the float64 tables it
-keeps, and how a timestep broadcasts over a batch. Its formulas are checked against the test's
-own arithmetic in test_sampling_formulas.py; every process here is built inside its test."""
+"""The forward process's own rules (docs/methods.md: DDPM, Conventions): which betas it takes,
+the float64 tables it keeps, and how a timestep broadcasts over a batch. Its formulas are
+checked against the test's own arithmetic in test_sampling_formulas.py; every process here is
+built inside its test."""
 
 import math
 

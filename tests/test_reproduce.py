@@ -6,7 +6,7 @@ shows first_reach_iter is exact), the search's refusal of a missing or unsuitabl
 trials keep their error, every sampled config of the F16 studies is valid, `--only` merges,
 and the ledger tolerates incomplete files and keeps smoke runs apart.
 Slow: the _mini protocols and a mini search run end to end on CPU and the ledger is written
-from their JSON. Tests that load the benchmark images (../shared/data) skip without them.
+from their JSON. Tests that load the benchmark images (benchmarks/provenance.py) skip without them.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def test_reach_study_refuses_a_mini_or_non_comparable_target(tmp_path, capsys):
 
 @needs_data
 def test_reach_study_refuses_a_target_of_another_image_size(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(REPO)  # the spec names its image relative to the repo root
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("DIPDDPM_DATA", str(DATA))  # data:cset9/F16 from the benchmark images
     small = _baseline_file(tmp_path, "staged_dip_f16", True, (64, 64))
     rc = search.main(["sweeps/reach_fast_f16.yaml", "--target-from", small,
                       "--out", str(tmp_path)])
@@ -217,6 +218,7 @@ def test_every_sampled_config_of_the_f16_studies_is_valid(name, smoke, monkeypat
     from dipddpm.sweep.trainable import trial_config
 
     monkeypatch.chdir(REPO)
+    monkeypatch.setenv("DIPDDPM_DATA", str(DATA))  # data:cset9/F16 from the benchmark images
     spec = load_spec(f"sweeps/{name}.yaml", smoke=smoke)
     keys = ("scheduler", "stages", "sharp_linear_x", "iters", "t_max", "beta_schedule")
     for values in itertools.product(*(_corners(spec, k) for k in keys)):

@@ -57,7 +57,7 @@ def test_rung_rule_is_validated():
 
 
 def test_validate_warns_when_asha_could_judge_no_trial_under_the_final_rule(tmp_path):
-    """tiny: 4 stages, `uniform` (k(i) = round(1 + 3i/(N-1)), SPEC §4.5), whose end stages
+    """tiny: 4 stages, `uniform` (k(i) = round(1 + 3i/(N-1)), docs/methods.md), whose end stages
     get half the iterations: 400 -> 67, 133, 133, 67. With iters searched in {200, 400} the
     longest final stage is 67 iterations, and a grace_period above it leaves ASHA idle."""
     from typer.testing import CliRunner

@@ -1,4 +1,5 @@
-"""One reverse step at a time, from a fixed non-oracle eps model, against SPEC §3.5's formulas.
+"""One reverse step at a time, from a fixed non-oracle eps model, against the samplers' formulas
+(docs/methods.md, DDPM).
 
 The oracle test (test_sampling.py) only sees the chain's last step, where x0_hat = x0 whatever
 the step rule. Here the model's inputs are recorded: the input at the second call IS the first
@@ -17,7 +18,7 @@ from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.sampling import SamplerConfig, model_predictions, reverse_chain
 
 T = 100
-BETAS = np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T)  # SPEC §1, scale_with_T
+BETAS = np.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T)  # linear, scale_with_T
 ABAR = np.cumprod(1.0 - BETAS)
 SHAPE = (2, 1, 8, 8)
 
@@ -65,7 +66,7 @@ def run(cfg: SamplerConfig, t0: int, x=None, seed: int = 7) -> EpsModel:
 
 
 def ddim_step(x_t, t, s, eta, z, clip=False):
-    """SPEC §3.5: sigma = eta sqrt((1-a_s)/(1-a_t)) sqrt(1-a_t/a_s);
+    """DDIM (Song et al. 2021, Eq. 16): sigma = eta sqrt((1-a_s)/(1-a_t)) sqrt(1-a_t/a_s);
     x_s = sqrt(a_s) x0_hat + sqrt(1 - a_s - sigma^2) eps_hat + sigma z."""
     a_t, a_s = abar(t), abar(s)
     eps = eps_of(x_t.float(), t).double()

@@ -1,4 +1,5 @@
-"""Beta schedules (SPEC §1): a contract over every registered schedule, and the spec numbers."""
+"""Beta schedules (docs/methods.md): a contract over every registered schedule, and the numbers
+that page gives."""
 
 import pytest
 import torch
@@ -90,7 +91,7 @@ def _from_abar(abar: list[float], lo: float, hi: float) -> list[float]:
 @pytest.mark.parametrize("T, kw", [(1000, {}), (300, {"start": -2.0, "end": 4.0, "tau": 0.5}),
                                    (200, {"start": -1.0, "end": 2.0, "tau": 1.7})])
 def test_sigmoid_betas_from_scratch(T, kw):
-    """SPEC §1's sigmoid abar(tau), then beta as for cosine; float64 throughout."""
+    """The sigmoid abar(tau) (Jabri et al. 2023), then beta as for cosine; float64 throughout."""
     import math
 
     start, end, tau = kw.get("start", -3.0), kw.get("end", 3.0), kw.get("tau", 1.0)

@@ -1,7 +1,7 @@
-"""The skip net's parameter-free structure (SPEC §2.1): concatenation order, padding mode,
-upsampling mode and BatchNorm placement, against an independent functional implementation.
+"""The skip net's parameter-free structure (docs/methods.md, DIP): concatenation order, padding
+mode, upsampling mode and BatchNorm placement, against an independent functional implementation.
 
-The reference below is written from the SPEC's per-scale description only. It takes its
+The reference below is written from the per-scale description (docs/methods.md) only. It takes its
 weights from the net's parameter list in definition order (skip branch, deeper branch, the
 next scale, merge; the head last), so any change of structure either breaks the copy or
 changes the output.

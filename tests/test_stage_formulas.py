@@ -1,5 +1,5 @@
-"""Stage schedulers, stage timesteps and stage targets (SPEC §4.2, §4.5, §4.6) against
-per-iteration rules written here from the SPEC text, over many (N, K)."""
+"""Stage schedulers, stage timesteps and stage targets (docs/methods.md) against
+per-iteration rules written here from that text, over many (N, K)."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""Stage schedulers (SPEC §4.5): a contract over every scheduler and the spec's exact counts."""
+"""Stage schedulers (docs/methods.md): a contract over every scheduler and the exact counts
+that page gives."""
 
 import numpy as np
 import pytest
@@ -132,8 +133,8 @@ def test_unknown_scheduler_and_bad_sizes():
 
 
 def _independent_exp_weighted_counts(schedule: str, c: float, N=2000, T=1000) -> list[int]:
-    """SPEC §4.5 from scratch: w = softmax(-c beta_{t_k}), n_k = floor(N w_k), last = rest,
-    with the betas of SPEC §1 (cosine clipped to [1e-4, 0.999], the guided-DIP preset's)."""
+    """exp_weighted from scratch: w = softmax(-c beta_{t_k}), n_k = floor(N w_k), last = rest,
+    with the betas of docs/methods.md (cosine clipped to [1e-4, 0.999], the guided-DIP preset's)."""
     import math
 
     ts = [int(500 + k * (40 - 500) / 19) for k in range(20)]  # int(linspace(500, 40, 20))

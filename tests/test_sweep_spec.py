@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dipddpm.cli import app
 from dipddpm.errors import ConfigError
 from dipddpm.sweep.space import decode, define_by_run, distributions
-from dipddpm.sweep.spec import load_spec, load_yaml, parse_spec
+from dipddpm.sweep.spec import load_spec, parse_spec
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 GOOD = {
@@ -184,11 +184,7 @@ def test_bundled_spec_validates_and_documents_itself(name):
                                         if p.stem != "dip_prior_ddpm"))
 def test_every_spec_in_sweeps_validates_with_smoke(name, monkeypatch):
     monkeypatch.chdir(SWEEPS.parent)  # specs name images relative to the repo root
-    sets = []
-    image = str(load_yaml(SWEEPS / f"{name}.yaml").get("problem", {}).get("image", ""))
-    if image.startswith("../shared/data/") and not Path(image).is_file():
-        sets = ["problem.image=skimage:camera"]  # a benchmark image absent here: the rest
-    load_spec(SWEEPS / f"{name}.yaml", smoke=True, sets=sets)
+    load_spec(SWEEPS / f"{name}.yaml", smoke=True)  # smoke blocks need no fetched data
 
 
 def test_cli_validate_and_show_json():

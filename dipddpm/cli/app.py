@@ -1,7 +1,9 @@
 """The typer apps every CLI module adds its commands to, and the user-error wrapper.
 
-Commands parse options, call a plain tested function and turn a `DipddpmError` into one line
-on stderr and exit status 2 (no traceback). Anything else is a bug and keeps its traceback.
+Commands parse options, call a plain tested function and turn a `DipddpmError` or an `OSError`
+(the file system said no: read-only, no space, not a folder) into one line on stderr and exit
+status 2 (no traceback). Anything else is a bug and keeps its traceback. Every app takes -h as
+well as --help; `dipddpm --version` prints the version.
 """
 
 from __future__ import annotations
@@ -18,13 +20,31 @@ from typer.core import TyperGroup
 
 from dipddpm.errors import DipddpmError
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # context_settings of every app
+
 app = typer.Typer(
     name="dipddpm",
     help="Deep Image Prior x DDPM: fit, sample, inspect, and run distributed sweeps on Ray.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dipddpm import __version__
+
+        typer.echo(f"dipddpm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="Print the version and exit.")
+          ) -> None:
+    """Deep Image Prior x DDPM: fit, sample, inspect, and run distributed sweeps on Ray."""
 
 # registries whose names a help text may list as {names:KEY}; {presets:METHOD} lists a
 # method's presets. Filled in when the command is looked up (its modules may load torch).
@@ -86,13 +106,16 @@ class FitGroup(RegistryHelpGroup):
 
 
 fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
-                      cls=FitGroup)
+                      cls=FitGroup, context_settings=HELP_OPTIONS)
 inspect_app = typer.Typer(help="Inspect stage schedulers and beta schedules.",
-                          no_args_is_help=True, cls=RegistryHelpGroup)
+                          no_args_is_help=True, cls=RegistryHelpGroup,
+                          context_settings=HELP_OPTIONS)
 sweep_app = typer.Typer(help="Run Ray Tune + Optuna + ASHA sweeps from YAML specs.",
-                        no_args_is_help=True)
-results_app = typer.Typer(help="Analyse a sweep's Parquet results.", no_args_is_help=True)
-cluster_app = typer.Typer(help="Check and use Ray clusters.", no_args_is_help=True)
+                        no_args_is_help=True, context_settings=HELP_OPTIONS)
+results_app = typer.Typer(help="Analyse a sweep's Parquet results.", no_args_is_help=True,
+                          context_settings=HELP_OPTIONS)
+cluster_app = typer.Typer(help="Check and use Ray clusters.", no_args_is_help=True,
+                          context_settings=HELP_OPTIONS)
 app.add_typer(fit_app, name="fit")
 app.add_typer(inspect_app, name="inspect")
 app.add_typer(sweep_app, name="sweep")
@@ -101,7 +124,7 @@ app.add_typer(cluster_app, name="cluster")
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for commands: DipddpmError -> 'error: ...' on stderr, exit 2."""
+    """Decorator for commands: DipddpmError or OSError -> 'error: ...' on stderr, exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -109,6 +132,11 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except DipddpmError as e:
             typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as e:  # the file system (or a socket) said no: not a bug of ours
+            from dipddpm.cli.outputs import os_error_line
+
+            typer.echo(f"error: {os_error_line(e)}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -136,10 +164,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def check_image_path(path, option: str) -> None:
-    """An output image path (--save, --out) must name a PNG or JPEG file."""
+    """An output image path (--save, --out) must name a PNG or JPEG file that can be written
+    (`outputs.check_output`)."""
     from pathlib import Path
 
+    from dipddpm.cli.outputs import check_output
     from dipddpm.errors import ConfigError
 
     if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
         raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
+    check_output(path, option, suffixes=IMAGE_SUFFIXES)

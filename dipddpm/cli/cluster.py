@@ -33,14 +33,17 @@ def doctor_command(
                                   "storage probe."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
+    from dipddpm.cli.sweep import cluster_address
     from dipddpm.sweep.cluster import doctor
     from dipddpm.sweep.local_ray import ray_session
     from dipddpm.sweep.spec import load_spec
+    from dipddpm.sweep.storage_backends import backend_for
 
+    if storage is not None:
+        backend_for(storage, "--storage")  # an empty value or an unknown scheme: refused now
     s = load_spec(spec, smoke=smoke, sets=sets, storage=storage) if spec is not None else None
-    where = storage or (s.storage if s is not None else None)
-    if address is None and os.environ.get("RAY_ADDRESS"):
-        address = "auto"
+    where = storage if storage is not None else (s.storage if s is not None else None)
+    address = cluster_address(address)
     with ray_session(address):
         report = doctor(s, where, timeout_s=timeout)
     report["address"] = address or "embedded local Ray"

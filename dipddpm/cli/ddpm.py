@@ -1,4 +1,4 @@
-"""`dipddpm fit ddpm`, `dipddpm sample` and `dipddpm fit dip-prior-ddpm` (SPEC §3, §5).
+"""`dipddpm fit ddpm`, `dipddpm sample` and `dipddpm fit dip-prior-ddpm` (docs/methods.md).
 
     dipddpm fit ddpm --dataset skimage-patches --set iters=2000 --out runs/ddpm
         writes runs/ddpm/ddpm.pt (+ ddpm.json: the resolved config), samples.png and
@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.outputs import check_output
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, coerce, merge_sources, parse_set, to_dict
 from dipddpm.errors import ConfigError
@@ -137,7 +138,8 @@ def fit_ddpm_command(
                                           "and at the end."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Train a DDPM (SPEC §3) on a dataset and write its checkpoint."""
+    """Train a DDPM (Ho et al., NeurIPS 2020) on a dataset and write its checkpoint."""
+    check_output(out, "--out", kind="folder")
     s = run_fit_ddpm(DdpmFitArgs(
         dataset=dataset, out=out, preset=preset, sets=sets, data=data, size=size, grey=grey,
         data_root=data_root, download=download, seed=seed, device=device, resume=resume,
@@ -262,7 +264,8 @@ def sample_command(
                             "locally (otherwise says why it was skipped)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Draw samples from a trained DDPM (SPEC §3.5) and write them as one grid image."""
+    """Draw samples from a trained DDPM (ancestral, or DDIM: Song et al., ICLR 2021) and write
+    them as one grid image."""
     s = run_sample(SampleArgs(checkpoint=checkpoint, out=out, steps=steps, sampler=sampler,
                               t0=t0, n=n, eta=eta, seed=seed, device=device, no_ema=no_ema,
                               fid=fid, show_progress=not as_json))
@@ -340,7 +343,7 @@ def fit_dip_prior_command(
     save: Path | None = typer.Option(None, "--save", help="Write the output image here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Denoise one image with DIP, then finish with the DDPM from t0 (SPEC §5), next to the
+    """Denoise one image with DIP, then finish with the DDPM from t0 (docs/methods.md), next to the
     same-budget baselines (DDPM from y and from pure noise)."""
     s = run_fit_dip_prior(DipPriorArgs(
         checkpoint=checkpoint, image=image, t0=t0, preset=preset, sets=sets, sigma=sigma,

@@ -226,9 +226,10 @@ def _fit_command(method_name: str):
     return command
 
 
-fit_app.command("dip", help="Fit Deep Image Prior to one noisy image (SPEC §2). Presets: "
+fit_app.command("dip", help="Fit Deep Image Prior (Ulyanov et al., CVPR 2018) to one noisy "
+                "image. Presets: "
                 "{presets:dip}.")(user_errors(_fit_command("dip")))
-fit_app.command("guided-dip", help="Fit staged / guided DIP (SPEC §4). Presets: "
+fit_app.command("guided-dip", help="Fit staged / guided DIP (docs/methods.md). Presets: "
                 "{presets:guided_dip}.")(user_errors(_fit_command("guided_dip")))
 fit_app.command("bm3d", help="Denoise one noisy image with BM3D (CBM3D for colour), the "
                 "classical baseline, on the same observation a DIP fit would get; sigma from "

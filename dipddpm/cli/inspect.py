@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from dipddpm.cli.app import inspect_app, print_json, user_errors
+from dipddpm.cli.outputs import check_output
 from dipddpm.config import parse_set
 from dipddpm.errors import ConfigError
 
@@ -41,6 +42,13 @@ def stage_plan(scheduler: str, iters: int, stages: int, sets: list[str] | None) 
     counts = cfg.counts()
     return {"scheduler": scheduler, "iters": iters, "stages": stages, "counts": counts,
             "timesteps": cfg.timesteps_list(), "beta_schedule": cfg.beta_schedule}
+
+
+def check_plot(plot: Path) -> None:
+    """--plot names a figure file (.png, .svg or .pdf) that can be written."""
+    from dipddpm.analysis.plots import SUFFIXES
+
+    check_output(plot, "--plot", suffixes=SUFFIXES)
 
 
 def _plot_stages(plan: dict, out: Path) -> None:
@@ -85,6 +93,8 @@ def stages_command(
     plot: Path | None = typer.Option(None, "--plot", help="Write stage index vs iteration."),
 ) -> None:
     """Print the iterations each stage gets (most noisy stage first)."""
+    if plot is not None:
+        check_plot(plot)
     plan = stage_plan(scheduler, iters, stages, sets)
     if plot is not None:
         _plot_stages(plan, plot)
@@ -131,6 +141,8 @@ def betas_command(
     """Print a beta schedule's key values (float64; t is 0-based)."""
     from dipddpm.diffusion import DiffusionProcess, make_betas
 
+    if plot is not None:
+        check_plot(plot)
     if timesteps < 1:
         raise ConfigError(f"--timesteps must be >= 1, got {timesteps}")
     betas = make_betas(schedule, timesteps, **parse_set(sets))

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from dipddpm.analysis.plots import PLOT_KINDS
 from dipddpm.cli.app import print_json, results_app, user_errors
+from dipddpm.cli.outputs import check_output
 from dipddpm.errors import DipddpmError
 
 DIR_HELP = ("Sweep results directory: <storage>/<sweep> (holds trials/ and metrics/), a local "
@@ -147,8 +148,9 @@ def plot_command(
     x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
 ) -> None:
     from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.plots import KINDS, plot, save_figure
+    from dipddpm.analysis.plots import KINDS, SUFFIXES, plot, save_figure
 
+    check_output(out, "--out", suffixes=SUFFIXES)
     if kind not in KINDS:
         raise DipddpmError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if top is not None and top < 1:
@@ -180,6 +182,7 @@ def report_command(
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.report import write_report
 
+    check_output(out, "--out", suffixes=(".html", ".htm"))
     if top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
     if every <= 0:
@@ -223,6 +226,8 @@ def export_command(
 
     if fmt not in FORMATS:  # checked before reading anything
         raise DipddpmError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if out is not None:
+        check_output(out, "--out")
     result = export(load_sweep(directory), fmt, table, out)
     if out is None:
         sys.stdout.write(result)
@@ -238,7 +243,7 @@ def export_command(
           "it ends (spec compact: false keeps the parts). Running it again does nothing."))
 @user_errors
 def compact_command(
-    directory: Path = typer.Argument(..., metavar="DIR", help=DIR_HELP),
+    directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
     force: bool = typer.Option(False, "--force", help="Compact even though driver.json says "
                                "a driver is running on another host (it is gone)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
@@ -246,7 +251,10 @@ def compact_command(
     from dataclasses import asdict
 
     from dipddpm.sweep.compaction import compact
+    from dipddpm.sweep.storage import is_remote
 
+    if not is_remote(directory) and Path(directory).is_dir():  # it rewrites files in DIR
+        check_output(directory, "results compact DIR", kind="folder")
     c = compact(directory, force=force)
     if as_json:
         print_json({**asdict(c), "changed": c.changed})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -18,8 +17,10 @@ JSON = typer.Option(False, "--json", help="Print one JSON object.")
 
 def cluster_address(address: str | None) -> str | None:
     """--address, else $RAY_ADDRESS (set for the driver of a `ray job submit`), else None
-    (the embedded local Ray)."""
-    return address or os.environ.get("RAY_ADDRESS") or None
+    (the embedded local Ray); --address wins (local_ray.choose_address)."""
+    from dipddpm.sweep.local_ray import choose_address
+
+    return choose_address(address)
 
 
 def echo_warnings(spec) -> None:

@@ -1,8 +1,9 @@
-"""Image datasets for DDPM training (SPEC §3.6), with deterministic train/val/test splits.
+"""Image datasets for DDPM training (docs/methods.md, DDPM), with deterministic train/val/test
+splits.
 
 A dataset builder is `(size, grey, seed, **params) -> (train, val, test)`, each a uint8 tensor
 (N,C,H,W); `load_dataset(name, ...)` wraps them in an `ImageDataset` whose batches are float32
-in [0,1] (SPEC C1). Registered names:
+in [0,1] (docs/methods.md, Conventions). Registered names:
 
 - `mnist`, `cifar10`: torchvision (imported lazily); `data_root` and `download` (off by default:
   nothing is fetched unless asked); absent files give an error saying where to put them. The

@@ -5,6 +5,8 @@ An entry of `images:` is one of
     a directory                                 its image files, sorted by name
     a glob (`data/*.png`)                       its matches, sorted
     `skimage-set:NAME`                          a named offline set of scikit-image's photos
+    `data:SET` or `data:SET/IMAGE`              a benchmark set of the data cache, or one of
+                                                its images (`dipddpm data fetch SET`)
 A string is a list of one entry. The order is kept and a repeated image is an error (it would
 weigh twice in every mean). Reading the images is left to the problem builder, which names the
 image that cannot be read.
@@ -35,6 +37,10 @@ def _entry(entry: str) -> list[str]:
         return list(SKIMAGE_SETS[name])
     if entry.startswith("skimage:"):
         return [entry]
+    from dipddpm.data.fetch import is_data_ref, set_images
+
+    if is_data_ref(entry):  # the loader names a missing image and its fetch
+        return set_images(entry)
     path = Path(entry)
     if path.is_dir():
         found = sorted(str(p) for p in path.iterdir()

@@ -1,8 +1,9 @@
 """Images and degradations: load a path or a built-in scikit-image photo, crop, resize, noise.
 
-Images are float32 tensors (C,H,W) in [0,1] (SPEC C1). Built-in names look like
-`skimage:astronaut` and need no download. The observation y is drawn once per (image, seed)
-from a seeded generator so every trial of a sweep sees the same y (SPEC C2).
+Images are float32 tensors (C,H,W) in [0,1] (docs/methods.md, Conventions). Built-in names:
+`skimage:astronaut` and need no download; `data:cset9/F16` names a benchmark image of the
+data cache (`dipddpm data fetch cset9`, data/catalog.py). The observation y is drawn once per
+(image, seed) from a seeded generator so every trial of a sweep sees the same y.
 """
 
 from __future__ import annotations
@@ -37,8 +38,26 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).clamp(0, 1)
 
 
+def image_file(source: str) -> Path:
+    """The path of an image source (a file, or `data:SET/IMAGE` in the data cache: see
+    data/fetch.py), if it is a non-empty file; else the one-line reason."""
+    from dipddpm.data.fetch import image_path, is_data_ref
+
+    path = image_path(source) if is_data_ref(source) else Path(source)
+    if path.is_dir():
+        raise DipddpmError(f"image {source} is a folder, not an image file; give a PNG/JPEG "
+                           f"file (a study takes a folder as problem.images: [{source}])")
+    if not path.is_file():
+        raise DipddpmError(f"image not found: {source} (give a PNG/JPEG path or "
+                           f"skimage:NAME, e.g. skimage:astronaut)")
+    if path.stat().st_size == 0:
+        raise DipddpmError(f"image {source} is empty (0 bytes); give a PNG or JPEG file")
+    return path
+
+
 def load_image(source: str, grey: bool = False) -> torch.Tensor:
-    """Load `source` (a PNG/JPEG path or `skimage:NAME`) as (C,H,W) float32 in [0,1]."""
+    """Load `source` (a PNG/JPEG path, `skimage:NAME` or `data:SET/IMAGE`) as (C,H,W) float32
+    in [0,1]."""
     if source.startswith("skimage:"):
         import skimage.data
 
@@ -48,10 +67,7 @@ def load_image(source: str, grey: bool = False) -> torch.Tensor:
                                + ", ".join(f"skimage:{n}" for n in BUILTIN_IMAGES))
         img = _to_tensor(np.asarray(getattr(skimage.data, name)()))
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise DipddpmError(f"image not found: {source} (give a PNG/JPEG path or "
-                               f"skimage:NAME, e.g. skimage:astronaut)")
+        path = image_file(source)  # a path, or data:SET/IMAGE from the data cache
         try:
             import skimage.io
 
@@ -74,7 +90,7 @@ def center_crop(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def crop_to_multiple(img: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Center-crop so H and W are divisible by `multiple` (SPEC C3)."""
+    """Center-crop so H and W are divisible by `multiple` (the net's size multiple)."""
     H, W = img.shape[-2:]
     h, w = H - H % multiple, W - W % multiple
     if h == 0 or w == 0:
@@ -125,8 +141,9 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
                        observation_schedule: str = "linear") -> ImageProblem:
     """Load, resize, crop to `multiple` and degrade.
 
-    observation "gaussian" (SPEC C2) or "forward" (the guided-DIP source: the clean image
-    forward-noised to `observation_t` with the shifted noise 0.5 eps + 0.5, in [0,1] space).
+    observation "gaussian" (y = clip(x + sigma N(0, I), 0, 1)) or "forward" (the guided-DIP
+    source: the clean image forward-noised to `observation_t` with the shifted noise
+    0.5 eps + 0.5, in [0,1] space).
     """
     if sigma < 0:
         raise DipddpmError(f"sigma must be >= 0 (0-255 units), got {sigma}")
@@ -157,14 +174,11 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def save_image(img: torch.Tensor, path) -> None:
-    """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG, creating the folder; atomic rename."""
-    import os
+    """Write (C,H,W) in [0,1] as an 8-bit PNG/JPEG (by its suffix), creating the folder;
+    encoded in memory, then written atomically (a failed write leaves no file open)."""
+    import imageio.v3 as iio
 
-    import skimage.io
+    from dipddpm.atomic import atomic_bytes
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = to_uint8(img)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    skimage.io.imsave(str(tmp), arr, check_contrast=False)
-    os.replace(tmp, path)
+    atomic_bytes(path, iio.imwrite("<bytes>", to_uint8(img), extension=path.suffix.lower()))

@@ -1,7 +1,8 @@
 """The DDPM forward (noising) process and its posterior; owns no network.
 
 Holds every buffer derived from the betas in float64 and casts on use. Timesteps are 0-based
-(SPEC C7). Samplers take (model, process, ...) and run the reverse loop elsewhere.
+(docs/methods.md, Conventions). Samplers take (model, process, ...) and run the reverse loop
+elsewhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""THE reverse-chain loop (SPEC §3.5), shared by DDPM sampling and DIP-prior DDPM.
+"""THE reverse-chain loop (ancestral DDPM: Ho et al. 2020, Alg. 2; DDIM: Song et al. 2021,
+Eqs. 12 and 16), shared by DDPM sampling and DIP-prior DDPM.
 
 Both samplers start from a given x_{t0} at any t0 < T on the original T-step table (a
 truncated chain) and end at x_0; t0 = T-1 with x_{T-1} ~ N(0, I) is ordinary sampling.
@@ -8,7 +9,7 @@ truncated chain) and end at x_0; t0 = T-1 with x_{T-1} ~ N(0, I) is ordinary sam
       x_{t-1} = mean + sigma_t z,  sigma_t^2 = beta_t (var_type beta) or the posterior variance
       (beta_tilde, log clamped at 1e-20); no noise at t = 0.
 - DDIM with S steps and eta on the grid int(linspace(-1, t0, S+1)) (truncation toward zero, as
-  the sources write it; t0 = T-1 gives SPEC's int(linspace(-1, T-1, S+1))), pairs t -> s:
+  the sources write it; t0 = T-1 gives int(linspace(-1, T-1, S+1))), pairs t -> s:
       sigma = eta sqrt((1 - abar_s)/(1 - abar_t)) sqrt(1 - abar_t/abar_s),   abar_{-1} = 1
       x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps_hat + sigma z
   With clip_x0, eps_hat is re-derived from the clipped x0_hat.

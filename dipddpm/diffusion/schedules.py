@@ -1,4 +1,4 @@
-"""Beta schedules (SPEC §1): pure functions `(T, **params) -> float64 tensor (T,)`.
+"""Beta schedules (docs/methods.md): pure functions `(T, **params) -> float64 tensor (T,)`.
 
 A committed name never changes meaning: add a new name instead of editing one.
 Timesteps are 0-based: betas[t] for t in 0..T-1, alphas_cumprod[t] = prod_{s<=t} (1 - betas[s]).

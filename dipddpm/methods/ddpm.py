@@ -1,4 +1,5 @@
-"""Method 2, DDPM (SPEC §3): train a time-conditioned U-Net to reverse the noise process.
+"""Method 2, DDPM (Ho et al., NeurIPS 2020): train a time-conditioned U-Net to reverse the
+noise process.
 
 Per step: a batch x0 of training images in [-1, 1], t ~ U{0..T-1} and eps ~ N(0, I) per
 example, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; the net predicts the objective's target
@@ -53,10 +54,10 @@ class DdpmConfig:
     ema_decay: float | None = None  # EMA of the weights, e.g. 0.995; null = no EMA
     ema_every: int = 10  # update the EMA every this many steps (lucidrains: 10)
     sample_with_ema: bool = True  # sample (and compute val_loss) with the EMA weights if any
-    objective: Literal["eps", "x0", "v"] = "eps"  # what the net predicts (SPEC §3.2)
+    objective: Literal["eps", "x0", "v"] = "eps"  # what the net predicts (v: Salimans & Ho 2022)
     min_snr_gamma: float | None = None  # clip SNR at gamma in the loss weight; null = plain
     timesteps: int = 1000  # T of the noise process
-    beta_schedule: str = "linear"  # linear, cosine, sigmoid (SPEC §1)
+    beta_schedule: str = "linear"  # linear, cosine, sigmoid (docs/methods.md)
     net: str = "tiny"  # time U-Net preset: tiny, small, mnist, cifar
     net_widths: tuple[int, ...] | None = None  # channels per level; null = the preset's
     net_blocks: int | None = None  # conv blocks per level; null = the preset's

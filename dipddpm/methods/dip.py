@@ -1,4 +1,5 @@
-"""Method 1, Deep Image Prior (SPEC §2): fit a randomly initialised CNN to one observation.
+"""Method 1, Deep Image Prior (Ulyanov et al., CVPR 2018): fit a randomly initialised CNN to
+one observation.
 
 The loop itself lives in `fitting.py` and is shared with guided DIP; plain DIP is the one-stage
 case whose target is the observation y.

@@ -1,4 +1,5 @@
-"""Method 4, DIP-prior DDPM (SPEC §5): a DIP estimate, noised to t0, finished by a trained DDPM.
+"""Method 4, DIP-prior DDPM (docs/methods.md): a DIP estimate, noised to t0, finished by a
+trained DDPM.
 
 Stage A, the DIP estimate x_dip in [0,1] (`dip_prior_mode`):
   fit_observation (DEFAULT)  DIP fitted to the noisy y for dip_iters iterations (run_dip, §2)
@@ -13,7 +14,7 @@ t0 auto: the estimate's remaining noise sigma_hat (skimage.restoration.estimate_
 units) picks the t whose forward noise per unit signal matches it in the DDPM's [-1,1] space:
 t0 = argmin_t | sqrt((1 - abar_t) / abar_t) - 2 sigma_hat |.
 Stage B: the shared reverse chain (diffusion/sampling.py) from t0 to 0. t0 = 0 is the identity
-(SPEC C7): the DIP estimate is returned unchanged and no reverse step runs.
+(t = 0 is the input itself): the DIP estimate is returned unchanged and no reverse step runs.
 
 Same-budget baselines, with the same sampler and number of reverse steps: the DDPM started from
 the observation y (SDEdit: the same hand-off with y in place of x_dip) and from pure noise (DDIM
@@ -135,7 +136,8 @@ class DipPriorDdpmConfig:
 
 
 PRESETS = {
-    # SPEC §5 defaults: DIP (original) fitted to y, q_sample hand-off at t0 = 20, ancestral DDPM
+    # the defaults (docs/methods.md): DIP (original) fitted to y, q_sample hand-off at t0 = 20,
+    # ancestral DDPM
     "dip_prior_default": {},
     # the MNIST source's pipeline: a small DIP (200 iterations on y; 2 scales so 28 x 28 fits),
     # applied twice to fresh noise, handed to the DDPM as x_{t0} directly, full chain
@@ -303,7 +305,7 @@ def refine(ddpm: Trained, x_prior: torch.Tensor, cfg: DipPriorDdpmConfig,
     chain; returns (B,C,H,W) in [0,1]. rescale false hands the prior to the DDPM unscaled
     (x_start = x_prior, as the MNIST source does) instead of as 2 x_prior - 1."""
     rescale = cfg.rescale_prior if rescale is None else rescale
-    if cfg.t0 == 0:  # SPEC C7: t = 0 is the observation (here the prior) itself
+    if cfg.t0 == 0:  # t = 0 is the observation (here the prior) itself
         return x_prior.clamp(0, 1).cpu()
     dev = next(ddpm.model.parameters()).device
     x_start = (2 * x_prior - 1 if rescale else x_prior).to(dev)

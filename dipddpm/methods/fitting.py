@@ -1,4 +1,4 @@
-"""The one fitting loop shared by DIP and guided DIP (SPEC §2, §4), for K members at once.
+"""The one fitting loop shared by DIP and guided DIP (docs/methods.md), for K members at once.
 
 A `StagePlan` is a list of stages (timestep t_k, iterations n_k, a target drawn at the start of
 the stage). Plain DIP is one stage whose target is the observation y. Per iteration j:

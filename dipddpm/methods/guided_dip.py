@@ -1,4 +1,4 @@
-"""Method 3, staged / guided DIP (SPEC §4): DIP fitted to a sequence of DDPM-forward-noised
+"""Method 3, staged / guided DIP (docs/methods.md): DIP fitted to a sequence of DDPM-forward-noised
 targets, most noisy first, on the fitting loop shared with DIP.
 
 Stage k's target is drawn once when the stage starts:
@@ -62,7 +62,7 @@ class GuidedDipConfig(DipConfig):
                                self.t_drop_first)
 
     def counts(self, process: DiffusionProcess | None = None) -> list[int]:
-        """Iterations per stage from the scheduler (exact counts of SPEC §4.5)."""
+        """Iterations per stage from the scheduler (docs/methods.md, Stage schedulers)."""
         ts = self.timesteps_list()
         params = STAGE_SCHEDULERS.get(self.scheduler).values(self)  # its declared parameters
         proc = process or self.process()

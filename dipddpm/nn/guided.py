@@ -1,4 +1,4 @@
-"""The guided-DIP source's two backbones (SPEC §4.7), written from their description.
+"""The guided-DIP source's two backbones (docs/methods.md), written from their description.
 
 GuidedUNet: `depth` strided 5x5 convs (in -> base -> 2 base -> ... ; 3->8->...->256 by default),
 BN, LeakyReLU(0.01); 4-channel 5x5 skip convs on the three finest levels; a transposed-conv

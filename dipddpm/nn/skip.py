@@ -1,4 +1,5 @@
-"""The Deep Image Prior `skip` encoder-decoder (SPEC §2.1), written from its description.
+"""The Deep Image Prior `skip` encoder-decoder (Ulyanov et al., CVPR 2018, supplementary),
+written from its description.
 
 Per scale: deeper = conv s2 -> BN -> act -> conv -> BN -> act -> [next scale] -> upsample;
 skip = 1x1 conv -> BN -> act; merge = concat[skip, deeper] -> BN -> conv3x3 -> BN -> act ->

@@ -1,4 +1,4 @@
-"""The time-conditioned U-Net of DDPM (SPEC §3.3), written from its description.
+"""The time-conditioned U-Net of DDPM (Ho et al. 2020, App. B), written from its description.
 
     t -> sinusoidal embedding (time_dim) -> per level: MLP -> (B, C_level) added to the feature
     map entering that level.

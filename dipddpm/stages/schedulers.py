@@ -1,4 +1,4 @@
-"""Stage schedulers (SPEC §4.5): how N fitting iterations split over K stages.
+"""Stage schedulers (docs/methods.md): how N fitting iterations split over K stages.
 
 Each is a pure function `(N, K, *, stage_betas, **params) -> counts` with len(counts) == K,
 sum(counts) == N, counts[k] >= 0, stage 1 (index 0) the most noisy. `stage_betas` holds
@@ -119,7 +119,8 @@ class StageScheduler:
 
 
 def exp_c_fallback(cfg: Any) -> float:
-    """exp_weighted's c when unset: 250 with linear betas, 400 with the others (SPEC §4.5)."""
+    """exp_weighted's c when unset: 250 with linear betas, 400 with the others (the guided-DIP
+    report)."""
     return 250.0 if cfg.beta_schedule == "linear" else 400.0
 
 

@@ -1,4 +1,4 @@
-"""Stage timesteps t_1 > ... > t_K (most noisy first) and stage targets y_k (SPEC §4.2, §4.6)."""
+"""Stage timesteps t_1 > ... > t_K (most noisy first) and stage targets y_k (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -83,6 +83,30 @@ def start_local(num_cpus: int | None = None, num_gpus: int | None = None,
 
 
 AUTH_REFUSED = ("InvalidAuthToken", "Unauthenticated")  # what Ray's GCS client logs then
+ENV_ADDRESS = "RAY_ADDRESS"
+_ORIGIN: dict[str, tuple[str, str]] = {}  # address -> (its name in errors, how to drop it)
+
+
+def choose_address(option: str | None) -> str | None:
+    """The cluster to join: --address, else $RAY_ADDRESS (set for the driver of a `ray job
+    submit`), else None (the embedded local Ray). --address wins when both are set; an error
+    about the address names where it came from (the option, or the variable the user may not
+    know is set)."""
+    env = os.environ.get(ENV_ADDRESS) or None
+    if option:
+        _ORIGIN[option] = (f"--address {option}" + (f" (it overrides {ENV_ADDRESS}={env})"
+                                                    if env and env != option else ""),
+                           "omit --address")
+        return option
+    if env:
+        _ORIGIN[env] = (f"the {ENV_ADDRESS} variable ({ENV_ADDRESS}={env})",
+                        f"unset {ENV_ADDRESS}")
+    return env
+
+
+def address_origin(address: str) -> tuple[str, str]:
+    """How an error names `address`, and how to drop it (as `choose_address` chose it)."""
+    return _ORIGIN.get(address, (f"--address {address}", "omit --address"))
 
 
 def connect(address: str) -> None:
@@ -103,15 +127,16 @@ def connect(address: str) -> None:
     if error is None:
         sys.stderr.write(held.text)
         return
+    origin, drop = address_origin(address)
     if any(word in held.text for word in AUTH_REFUSED):
         raise DipddpmError(
-            f"--address {address}: the Ray cluster requires its authentication token and "
+            f"{origin}: the Ray cluster requires its authentication token and "
             f"this process has none or another; source the env file that "
             f"`cluster/local-cluster.sh env` prints, or set RAY_AUTH_MODE=token and "
             f"RAY_AUTH_TOKEN_PATH=FILE (the cluster's token)") from None
-    raise DipddpmError(f"--address {address}: cannot connect to a Ray cluster "
-                       f"({first_line(error)}); start one with `ray start --head` or "
-                       f"omit --address for the embedded local Ray") from None
+    raise DipddpmError(f"{origin}: cannot connect to a Ray cluster "
+                       f"({first_line(error)}); start one with `ray start --head`, or "
+                       f"{drop} for the embedded local Ray") from None
 
 
 class _Held:

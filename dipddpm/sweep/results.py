@@ -1,4 +1,4 @@
-"""The sweep's Parquet dataset, the layout that `dipddpm.analysis` reads (DESIGN.md, Parquet).
+"""The sweep's Parquet dataset, the layout that `dipddpm.analysis` reads (README.md, results).
 
     <sweep dir>/spec.resolved.yaml
     <sweep dir>/optuna.db                        (Optuna searcher only)

@@ -1,4 +1,5 @@
 """Where a sweep's files live: a local or NFS path (DEFAULT), s3://bucket/prefix or gs://...
+(the backends, their schemes and options: storage_backends.py).
 
 Everything goes through a pyarrow filesystem, so the same code writes to a laptop disk, an NFS
 mount shared by a cluster, or an object store. Writes are atomic: on a POSIX filesystem a
@@ -26,16 +27,33 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from dipddpm.atomic import atomic_bytes
 from dipddpm.errors import DipddpmError, first_line
+from dipddpm.sweep.storage_backends import (
+    TIMEOUT_ENV,
+    NoAnswer,
+    all_options,
+    backend_for,
+    bounded,
+    check_options,
+    normalize,
+    probe_timeout,
+)
 
-REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "hdfs://", "abfs://", "abfss://")
-STORAGE_OPTIONS = ("endpoint_url", "region")  # a spec's storage_options: keys (s3:// only)
+STORAGE_OPTIONS = all_options()  # every backend's storage_options keys (storage_backends.py)
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
                   "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+_REACHED: set[tuple] = set()  # (uri scheme, bucket, endpoint, options) probed in this process
 
 
 def is_remote(uri: str) -> bool:
-    return str(uri).startswith(REMOTE_SCHEMES)
+    """Whether `uri` is on a remote backend (s3://, gs://); an empty value or an unknown
+    scheme is a one-line error (storage_backends.backend_for)."""
+    return backend_for(str(uri)).remote
+
+
+def local_path(uri: str) -> str:
+    return str(Path(uri).expanduser().absolute())
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,7 @@ class Location:
     uri: str
     fs: object  # pyarrow.fs.FileSystem
     path: str
+    endpoint: str = ""  # where a remote backend connects (for error messages)
 
     @property
     def local(self) -> bool:
@@ -52,7 +71,8 @@ class Location:
 
     def child(self, *parts: str) -> Location:
         sub = "/".join(p.strip("/") for p in parts)
-        return Location(f"{self.uri.rstrip('/')}/{sub}", self.fs, f"{self.path.rstrip('/')}/{sub}")
+        return Location(f"{self.uri.rstrip('/')}/{sub}", self.fs,
+                        f"{self.path.rstrip('/')}/{sub}", self.endpoint)
 
     def exists(self) -> bool:
 
@@ -67,12 +87,8 @@ class Location:
 
     def write_bytes(self, data: bytes) -> None:
         """Atomic write of a whole file (temporary name + rename locally; one PUT remotely)."""
-        if self.local:
-            p = Path(self.path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, p)
+        if self.local:  # no temporary file left behind on failure (dipddpm/atomic.py)
+            atomic_bytes(self.path, data)
         else:  # one PUT: an object store has no folders to create first
             with self.fs.open_output_stream(self.path) as f:
                 f.write(data)
@@ -176,28 +192,62 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def resolve(uri: str | os.PathLike, options: Mapping[str, str] | None = None) -> Location:
-    """A Location for a local path (made absolute) or a URI understood by pyarrow; `options`
-    (a spec's storage_options) set an s3:// endpoint and region."""
+    """A Location for a local path (made absolute) or a registered URI (storage_backends.py);
+    `options` (a spec's storage_options) are the backend's own (an s3:// endpoint and
+    region). Remote storage is probed once per process, within DIPDDPM_STORAGE_TIMEOUT."""
     uri = str(uri)
-    if is_remote(uri):
+    backend = backend_for(uri)
+    options = check_options(uri, options)
+    if not backend.remote:
+        path = local_path(uri)
+        return Location(path, pafs.LocalFileSystem(), path)
+    uri = normalize(uri)
+    scheme, path = split_uri(uri)
+    endpoint = backend.endpoint(options)
+    key = (scheme, path.split("/", 1)[0], endpoint, tuple(sorted(options.items())))
+    try:
+        if key in _REACHED:
+            fs, path = backend.open(uri, options)
+        else:
+            fs, path = bounded(lambda: _open_and_probe(backend, uri, options),
+                               probe_timeout(), f"storage {uri}")
+            _REACHED.add(key)
+    except NoAnswer:
+        raise unreachable(uri, endpoint) from None
+    except DipddpmError:
+        raise
+    except Exception as e:  # bad bucket name, missing credentials, no network
+        raise DipddpmError(f"storage {uri}: cannot open ({type(e).__name__}: "
+                           f"{first_line(e)}); check the URI and "
+                           f"credentials") from None
+    return Location(uri.rstrip("/"), fs, path.rstrip("/"), endpoint)
 
-        scheme, path = split_uri(uri)
-        if options and scheme != "s3":
-            raise DipddpmError(f"storage_options apply to s3:// storage, not {uri}; remove "
-                               f"them or use an s3:// URI")
-        try:
-            if scheme == "s3":
-                fs = s3_filesystem(path.split("/", 1)[0], options)
-            else:
-                fs, path = pafs.FileSystem.from_uri(uri)
-        except Exception as e:  # bad bucket name, missing credentials, no network
-            raise DipddpmError(f"storage {uri}: cannot open ({type(e).__name__}: "
-                               f"{first_line(e)}); check the URI and "
-                               f"credentials") from None
-        return Location(uri.rstrip("/"), fs, path.rstrip("/"))
 
-    path = str(Path(uri).expanduser().absolute())
-    return Location(path, pafs.LocalFileSystem(), path)
+def unreachable(uri: str, endpoint: str) -> DipddpmError:
+    return DipddpmError(f"storage {uri}: cannot reach the endpoint {endpoint}: no answer in "
+                        f"{probe_timeout():g} s; check the network and the endpoint "
+                        f"(storage_options.endpoint_url, AWS_ENDPOINT_URL), or wait longer "
+                        f"with {TIMEOUT_ENV}=SECONDS")
+
+
+def _open_and_probe(backend, uri: str, options: Mapping[str, str]):
+    """Open the filesystem and read the bucket's metadata: a missing bucket or an endpoint
+    that refuses is an error now; anything else (credentials, permissions) is left to the
+    operation that needs them, which names it."""
+    fs, path = backend.open(uri, options)
+    bucket = path.split("/", 1)[0]
+    loc = Location(uri, fs, path, backend.endpoint(options))
+    try:
+        info = fs.get_file_info(bucket)
+    except Exception as e:
+        if failure_kind(first_line(e)) in ("missing", "unreachable"):
+            raise remote_failure(loc, e) from None
+        return fs, path
+    if info.type == pafs.FileType.NotFound:
+        raise DipddpmError(f"storage {uri} is not usable: bucket {bucket!r} does not exist; "
+                           f"create it (e.g. aws s3 mb / gcloud storage buckets create) or fix "
+                           f"the URI")
+    return fs, path
 
 
 def has_credentials() -> bool:
@@ -211,19 +261,32 @@ def has_credentials() -> bool:
     return os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true"
 
 
-def remote_failure(loc: Location, e: Exception) -> DipddpmError:
+FAILURES = {  # what a remote storage's error message says, by kind
+    "missing": r"NO_SUCH_BUCKET|NoSuchBucket|Bucket '[^']*' not found",
+    "unreachable": r"NETWORK_CONNECTION|curlCode|Could not connect|Connection refused",
+    "refused": (r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY|SIGNATURE_DOES_NOT_MATCH"
+                r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status 403"),
+}
+
+
+def failure_kind(msg: str) -> str | None:
+    """'missing' (no such bucket), 'unreachable', 'refused' (credentials), or None."""
+    return next((kind for kind, pattern in FAILURES.items() if re.search(pattern, msg)), None)
+
+
+def remote_failure(loc: Location, e: Exception, endpoint: str | None = None) -> DipddpmError:
     """The one-line error of a failed probe of remote storage: a missing bucket, credentials
     refused or missing, an endpoint that does not answer, or else the storage's own words."""
     msg, bucket = first_line(e), loc.path.split("/", 1)[0]
-    where = s3_settings().get("endpoint_url", "the default endpoint")
-    if re.search(r"NO_SUCH_BUCKET|NoSuchBucket|Bucket '[^']*' not found", msg):
+    where = endpoint or loc.endpoint or s3_settings().get("endpoint_url", "the default endpoint")
+    kind = failure_kind(msg)
+    if kind == "missing":
         why = (f"bucket {bucket!r} does not exist; create it (e.g. aws s3 mb s3://{bucket}) "
                f"or fix the URI")
-    elif re.search(r"NETWORK_CONNECTION|curlCode|Could not connect|Connection refused", msg):
+    elif kind == "unreachable":
         why = (f"cannot reach the endpoint {where} ({msg.split('operation: ')[-1]}); check "
                f"AWS_ENDPOINT_URL or storage_options.endpoint_url and that the server runs")
-    elif re.search(r"ACCESS_DENIED|AccessDenied|INVALID_ACCESS_KEY|SIGNATURE_DOES_NOT_MATCH"
-                   r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status 403", msg):
+    elif kind == "refused":
         why = ("the credentials were refused; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
                "(or AWS_PROFILE) and the bucket's permissions")
     elif loc.uri.startswith("s3://") and not has_credentials():
@@ -254,8 +317,14 @@ def check_writable(loc: Location) -> None:
                                f"path") from None
         return
     probe = loc.child(f".dipddpm-probe-{uuid.uuid4().hex[:8]}")
-    try:
+
+    def write_and_remove() -> None:
         probe.write_bytes(b"ok")
         loc.fs.delete_file(probe.path)
+
+    try:
+        bounded(write_and_remove, probe_timeout(), f"storage {loc.uri}")
+    except NoAnswer:
+        raise unreachable(loc.uri, loc.endpoint or "its endpoint") from None
     except Exception as e:
         raise remote_failure(loc, e) from None

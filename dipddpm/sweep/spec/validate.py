@@ -23,6 +23,7 @@ from dipddpm.sweep.spec.schema import (
     SweepSpec,
 )
 from dipddpm.sweep.spec.search_space import parse_search
+from dipddpm.sweep.storage_backends import check_storage
 from dipddpm.tracking.spec import parse_tracking
 
 
@@ -176,7 +177,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         searcher=_searcher(data, search),
         scheduler=_scheduler(data, method, max_budget(search, base_cfg, method.iters_key)),
         resources=_sub(Resources, data, "resources"),
-        storage=str(data.get("storage") or "results"),
+        storage=check_storage(data.get("storage", "results")),
         storage_options=parse_storage_options(data.get("storage_options")),
         seed=coerce("seed", data.get("seed", 0), int), summary_by=summary_by,
         faults=parse_faults(data.get("faults") or []), raw=dict(data),
