@@ -16,7 +16,10 @@ HISTORY = ("benchmarks/results/", "benchmarks/RESULTS.md")  # recorded runs, and
 # benchmarks/ reads the benchmark images through provenance.py; these files still cite the
 # internal notes and are their owner's to change: drop a name here once it is clean
 PENDING = {"benchmarks/ledger.py", "benchmarks/protocols.py", "benchmarks/dip_prior_ddpm.py",
-           "benchmarks/provenance.py", "benchmarks/reproduce.py"}
+           "benchmarks/provenance.py"}
+# the docs site's hook drops such citations from the history it shows (RESULTS.md), and its
+# test checks the built site holds none: both name the citations to find them
+SCRUBBERS = ("docs/hooks.py", "tests/test_docs.py")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
@@ -32,7 +35,7 @@ def text(rel: str) -> str:
 def test_no_file_cites_internal_notes_or_outside_folders():
     found = {}
     for rel in tracked():
-        if rel.startswith(HISTORY) or rel in PENDING:
+        if rel.startswith(HISTORY) or rel in PENDING or rel in SCRUBBERS:
             continue
         hits = [f"{i}: {line.strip()[:90]}" for i, line in enumerate(text(rel).splitlines(), 1)
                 if PATTERN.search(line)]
