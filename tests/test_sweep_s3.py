@@ -75,7 +75,7 @@ def test_s3_sweep_killed_resumed_and_read_back(aws_env, s3, tmp_path):
     import polars as pl
     import pyarrow.fs as pafs
 
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     spec_path = tmp_path / "killme.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "storage": PREFIX}, sort_keys=False))
@@ -171,7 +171,7 @@ def run_bad(uri: str, monkeypatch, spec_path: Path) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_s3_bad_bucket_credentials_endpoint_one_line_each(aws_env, s3, tmp_path, monkeypatch):
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     spec_path = tmp_path / "bad.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "name": "bad"}, sort_keys=False))

@@ -34,10 +34,10 @@ def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     from dipddpm.cli.sweep import cluster_address
+    from dipddpm.dataset.storage_backends import backend_for
     from dipddpm.sweep.cluster import doctor
     from dipddpm.sweep.local_ray import ray_session
     from dipddpm.sweep.spec import load_spec
-    from dipddpm.sweep.storage_backends import backend_for
 
     if storage is not None:
         backend_for(storage, "--storage")  # an empty value or an unknown scheme: refused now

@@ -250,8 +250,8 @@ def compact_command(
 ) -> None:
     from dataclasses import asdict
 
-    from dipddpm.sweep.compaction import compact
-    from dipddpm.sweep.storage import is_remote
+    from dipddpm.dataset.compaction import compact
+    from dipddpm.dataset.storage import is_remote
 
     if not is_remote(directory) and Path(directory).is_dir():  # it rewrites files in DIR
         check_output(directory, "results compact DIR", kind="folder")

@@ -207,7 +207,7 @@ def check_inputs_on_all_nodes(spec, timeout_s: float = 60.0) -> dict[str, str]:
 def _node_probe(ip: str, uri: str, token: str, view: Callable[[str, str], str],
                 options=None) -> dict:
     """Runs ON a node: read the driver's marker, write this node's own. Never raises."""
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     seen = view(uri, ip)
     try:
@@ -257,7 +257,7 @@ def check_storage_on_all_nodes(storage: str, timeout_s: float = 60.0,
     tests pass one that gives one node its own directory to simulate an unshared path;
     `options`: the spec's storage_options (an s3:// endpoint and region).
     """
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     view = view or _identity
     loc = resolve(storage, options)

@@ -28,9 +28,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.storage import Location
 
 TUNE_DIR = "tune"
 FINISHED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
@@ -81,8 +81,8 @@ def tune_state(tune: Location) -> tuple[list | None, str]:
 
 def plan(spec: SweepSpec, sweep: Location, drop_orphans: bool = False) -> Plan:
     """The start of a driver on `sweep` (see the module docstring); refusals raise."""
-    from dipddpm.sweep.lifecycle import read_driver
-    from dipddpm.sweep.results import part_files, part_trial_id, written_trials
+    from dipddpm.dataset.lifecycle import read_driver
+    from dipddpm.dataset.parquet import part_files, part_trial_id, written_trials
 
     if not sweep.exists():
         return Plan(Start.FRESH)

@@ -137,7 +137,7 @@ class TrialReporter:
             self.send(result, tune.Checkpoint.from_directory(d))
 
     def write_images(self, images: dict, it: int, history: bool = False) -> dict[str, str]:
-        from dipddpm.sweep import results
+        from dipddpm.dataset import parquet as results
 
         arts = {name: results.write_artifact(self.sweep, self.trial_id, name, img)
                 for name, img in images.items() if getattr(img, "ndim", 0) == 3}

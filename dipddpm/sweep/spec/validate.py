@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dipddpm.config import build, coerce
+from dipddpm.dataset.storage_backends import check_storage
 from dipddpm.errors import ConfigError, closest, first_line
 from dipddpm.sweep.baselines import check_baselines
 from dipddpm.sweep.spec.schema import (
@@ -23,7 +24,6 @@ from dipddpm.sweep.spec.schema import (
     SweepSpec,
 )
 from dipddpm.sweep.spec.search_space import parse_search
-from dipddpm.sweep.storage_backends import check_storage
 from dipddpm.tracking.spec import parse_tracking
 
 
@@ -282,7 +282,7 @@ def _check_image(method: Any, cfg: Any, problem: Any) -> None:
 def parse_storage_options(raw: Any) -> dict[str, str]:
     """`storage_options: {endpoint_url: http://minio:9000, region: us-east-1}` (s3:// only;
     credentials stay in the environment, never in a spec)."""
-    from dipddpm.sweep.storage import STORAGE_OPTIONS
+    from dipddpm.dataset.storage import STORAGE_OPTIONS
 
     if raw is None:
         return {}

@@ -25,13 +25,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from dipddpm.errors import DipddpmError, first_line
-from dipddpm.sweep.columns import (  # columns: declared once, there
+from dipddpm.dataset.columns import (  # columns: declared once, there
     SCHEMA_VERSION,
     column_type,
     config_kind,
 )
-from dipddpm.sweep.storage import Location, resolve
+from dipddpm.dataset.storage import Location, resolve
+from dipddpm.errors import DipddpmError, first_line
 
 TIME_COLUMNS = ("started_at", "ended_at")
 
@@ -119,7 +119,7 @@ def metrics_schema():
     null for the trial's own values and absent from files written before studies)."""
     import pyarrow as pa
 
-    from dipddpm.sweep.columns import METRICS, arrow
+    from dipddpm.dataset.columns import METRICS, arrow
 
     return pa.schema([(k, arrow(v)) for k, v in METRICS.items()])
 
