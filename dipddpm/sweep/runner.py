@@ -22,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
+from dipddpm.dataset.optuna_study import STUDY_FILE, storage_url
 from dipddpm.dataset.storage import Location, check_writable, resolve
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
-from dipddpm.sweep.study import STUDY_FILE, storage_url
 
 SPEC_FILE = "spec.resolved.yaml"
 
@@ -330,8 +330,8 @@ def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
     """Delete what the plan drops, each path said: the files of trials that ended after Tune's
     last saved state (asked for: --drop-orphans; their Optuna trials are marked `dropped`), and
     the reports of trials that never ended and that nothing continues."""
+    from dipddpm.dataset.optuna_study import mark_dropped
     from dipddpm.dataset.parquet import drop_trials
-    from dipddpm.sweep.study import mark_dropped
 
     dropped = drop_trials(sweep, plan.orphans)
     for path in dropped:

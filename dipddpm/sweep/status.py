@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 
+from dipddpm.dataset.optuna_study import STUDY_FILE, state_counts
 from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError
 from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec, tune_storage
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.study import STUDY_FILE, state_counts
 
 
 def study_counts(db_path: str, name: str) -> dict[str, int]:
