@@ -125,7 +125,7 @@ def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
     """artifacts/problem/clean.png and noisy.png (a study: its first pair's, and every pair's
     under problem/pairs/)."""
     from dipddpm.config import build
-    from dipddpm.dataset.parquet import png_bytes
+    from dipddpm.dataset.artifacts import png_bytes
     from dipddpm.methods import METHODS
     from dipddpm.methods.study_pairs import build_pairs, is_study
 

@@ -161,12 +161,12 @@ def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resum
     pairs = build_pairs(method, dict(spec.problem), cfg, seed)
     study = run_study(method, cfg, pairs, report=reporter, resume=resume, device=device,
                       sync_every=spec.checkpoint_every)
-    from dipddpm.dataset import parquet as results
+    from dipddpm.dataset import artifacts
 
     reporter.write_images(study.result.images, reporter.info["budget"])
     for i, (row, images) in enumerate(zip(study.pairs, study.images, strict=True)):
         name = f"pairs/{i:03d}-r{row['replicate']}-output"  # every pair's own output
-        row["artifact_output"] = (results.write_artifact(reporter.sweep, reporter.trial_id,
+        row["artifact_output"] = (artifacts.write_artifact(reporter.sweep, reporter.trial_id,
                                                          name, images["output"])
                                   if "output" in images else None)
     reporter.finish(study.result.metrics, study.result.extra, pairs=study.pairs,

@@ -137,12 +137,12 @@ class TrialReporter:
             self.send(result, tune.Checkpoint.from_directory(d))
 
     def write_images(self, images: dict, it: int, history: bool = False) -> dict[str, str]:
-        from dipddpm.dataset import parquet as results
+        from dipddpm.dataset import artifacts
 
-        arts = {name: results.write_artifact(self.sweep, self.trial_id, name, img)
+        arts = {name: artifacts.write_artifact(self.sweep, self.trial_id, name, img)
                 for name, img in images.items() if getattr(img, "ndim", 0) == 3}
         if history and "output" in arts:  # kept: the report's outputs over iterations
-            results.write_history(self.sweep, self.trial_id, it, images["output"])
+            artifacts.write_history(self.sweep, self.trial_id, it, images["output"])
         if arts:
             self.info.update(artifacts={**self.info.get("artifacts", {}), **arts},
                              artifact_iter=it)
