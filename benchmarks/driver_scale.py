@@ -55,8 +55,8 @@ def cpu_s() -> float:
 
 
 def run_driver(n: int, iters: int, fake_cpus: int, storage: Path) -> tuple[Path, dict]:
+    from dipddpm.cluster.local_ray import start_local
     from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.local_ray import start_local
     from dipddpm.sweep.runner import run_spec
     from dipddpm.sweep.spec import parse_spec
 

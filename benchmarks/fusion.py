@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     deadline = time.perf_counter() + args.budget_s
     warm_up(dev)
     if args.packing == "ray" and dev.type == "cuda":
-        from dipddpm.sweep.local_ray import start_local
+        from dipddpm.cluster.local_ray import start_local
 
         start_local(num_gpus=1)
     for label, spec in NETS.items():

@@ -39,7 +39,7 @@ Lines that still run only on CUDA (the dry run and the CPU tests cannot reach th
     benchmarks/device_preflight.py:81  mem_get_info      free memory, the CUDA context
     dipddpm/methods/fusion.py:133  mem_get_info          a fused run's memory numbers (the
     dipddpm/methods/fusion.py:137  memory_allocated      decision itself is tested on CPU)
-    dipddpm/sweep/devices.py:54   set_per_process_memory_fraction  a fractional trial's cap
+    dipddpm/cluster/devices.py:54   set_per_process_memory_fraction  a fractional trial's cap
   out-of-memory handling (tests/test_gpu_suite.py raises the error on CPU to test the rows):
     benchmarks/dip_modes.py:229   empty_cache             an OOM row becomes a note
     benchmarks/fusion.py:164      empty_cache             an OOM row; larger K skipped

@@ -14,11 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
+from dipddpm.cluster.feasibility import memory_error, resource_error
 from dipddpm.config import AllowInf, build, coerce, parse_set
 from dipddpm.errors import ConfigError
 from dipddpm.methods.ddpm import DdpmConfig
 from dipddpm.methods.guided_dip import GuidedDipConfig
-from dipddpm.sweep.feasibility import memory_error, resource_error
 from dipddpm.yaml_input import load_text
 
 SPEC = {"name": "ok", "method": "dip", "preset": "tiny",

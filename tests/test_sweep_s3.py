@@ -158,7 +158,7 @@ def run_bad(uri: str, monkeypatch, spec_path: Path) -> tuple[int, str]:
     """`sweep run` in this process, with Ray's start replaced by a failure."""
     from typer.testing import CliRunner
 
-    import dipddpm.sweep.local_ray as local_ray
+    import dipddpm.cluster.local_ray as local_ray
     from dipddpm.cli import app
 
     def no_ray(*a, **k):

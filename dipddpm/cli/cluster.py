@@ -34,9 +34,9 @@ def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     from dipddpm.cli.sweep import cluster_address
+    from dipddpm.cluster.doctor import doctor
+    from dipddpm.cluster.local_ray import ray_session
     from dipddpm.dataset.storage_backends import backend_for
-    from dipddpm.sweep.cluster import doctor
-    from dipddpm.sweep.local_ray import ray_session
     from dipddpm.sweep.spec import load_spec
 
     if storage is not None:

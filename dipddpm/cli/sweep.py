@@ -18,7 +18,7 @@ JSON = typer.Option(False, "--json", help="Print one JSON object.")
 def cluster_address(address: str | None) -> str | None:
     """--address, else $RAY_ADDRESS (set for the driver of a `ray job submit`), else None
     (the embedded local Ray); --address wins (local_ray.choose_address)."""
-    from dipddpm.sweep.local_ray import choose_address
+    from dipddpm.cluster.local_ray import choose_address
 
     return choose_address(address)
 
@@ -57,7 +57,7 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
              storage: str | None = typer.Option(None, "--storage", help="Results root to "
                                                 "check (default: the spec's storage:)."),
              as_json: bool = JSON) -> None:
-    from dipddpm.sweep.feasibility import check_this_machine
+    from dipddpm.cluster.feasibility import check_this_machine
     from dipddpm.sweep.runner import prepare
     from dipddpm.sweep.spec import load_spec
 

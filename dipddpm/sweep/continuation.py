@@ -62,8 +62,8 @@ def tune_state(tune: Location) -> tuple[list | None, str]:
     """(Tune's saved trials, '') or (None, what is wrong with the saved state)."""
     from ray import tune as ray_tune
 
+    from dipddpm.cluster.local_ray import quiet_ray_logs
     from dipddpm.sweep.checkpoints import saved_trials
-    from dipddpm.sweep.local_ray import quiet_ray_logs
     from dipddpm.sweep.runner import tune_storage
 
     quiet_ray_logs()

@@ -143,8 +143,8 @@ def time_estimate(spec) -> dict:
 
 def _too_big_here(method, cfg, problem, device: str) -> str | None:
     """Why one member would not fit half of this machine's memory (never run it then)."""
+    from dipddpm.cluster.feasibility import ram_bytes
     from dipddpm.methods.fusion import estimate_bytes
-    from dipddpm.sweep.feasibility import ram_bytes
 
     if method.plan is None:
         return None

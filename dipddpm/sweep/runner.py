@@ -234,9 +234,9 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
 
 
 def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) -> None:
-    """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
+    """The one call site of the multi-node storage check (dipddpm.cluster.doctor, issue 5)."""
     try:
-        from dipddpm.sweep.cluster import check_storage_on_all_nodes
+        from dipddpm.cluster.doctor import check_storage_on_all_nodes
     except ImportError:
         console.line("[yellow]note[/]: storage reachability check of every node is not "
                      "available in this build; make sure all nodes see the storage")
@@ -248,11 +248,11 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
             plan: Plan, lock, dashboard: bool = False) -> SweepOutcome:
     """Run the Tuner `plan` says (fresh or restored) under `lock`; a full disk, or a stop the
     driver was asked for, ends it with one line (DipddpmError) and the sweep `stopped`."""
+    from dipddpm.cluster.feasibility import check_cluster
+    from dipddpm.cluster.local_ray import ray_session, set_state_period
     from dipddpm.dataset.lifecycle import mark_running, mark_stopped
     from dipddpm.sweep.disk_space import no_space, remove_cut_off, stopped_line
     from dipddpm.sweep.driver import current, set_current
-    from dipddpm.sweep.feasibility import check_cluster
-    from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.tracking import preflight
 
     preflight(spec, sweep.uri)  # tracking backends: installed, reachable (before Ray)

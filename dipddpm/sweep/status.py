@@ -24,9 +24,9 @@ def study_counts(db_path: str, name: str) -> dict[str, int]:
 def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
+    from dipddpm.cluster.local_ray import quiet_ray_logs
     from dipddpm.dataset.lifecycle import driver_state, read_driver
     from dipddpm.dataset.parquet import read_trials
-    from dipddpm.sweep.local_ray import quiet_ray_logs
     from dipddpm.sweep.rows import best_trial, status_counts
 
     spec, sweep = load_sweep_spec(sweep_dir, load_problem=False)  # counts only: no image needed

@@ -118,9 +118,9 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
+    from dipddpm.cluster.devices import trial_device
     from dipddpm.dataset.storage import resolve
     from dipddpm.errors import DipddpmError
-    from dipddpm.sweep.devices import trial_device
     from dipddpm.sweep.space import decode
 
     back_to_working_dir()

@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dipddpm.cluster.devices import RESOURCE_GRANULARITY
 from dipddpm.errors import ConfigError, closest
 
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 SEARCHERS = ("optuna", "grid")
 FAULT_KINDS = ("raise", "nan")
-RESOURCE_GRANULARITY = 0.0001  # the smallest fraction of a CPU or GPU Ray schedules
 # searchable keys that are not method config fields: `seed` is the trial seed (net init, z,
 # stage noise), so `search: {seed: {grid: [0, 1, 2]}}` repeats each configuration over seeds
 TRIAL_KEYS = {"seed": int}

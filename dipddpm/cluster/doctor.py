@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dipddpm.cluster.devices import RESOURCE_GRANULARITY
 from dipddpm.errors import DipddpmError, first_line
-from dipddpm.sweep.spec import RESOURCE_GRANULARITY
 
 MARKER = ".dipddpm-storage-check"
 PIN = 0.001  # amount of the node:<ip> resource a pinned task asks for (every node has 1.0)
