@@ -201,7 +201,7 @@ def test_show_never_runs_a_fit_this_machine_cannot_hold():
     import torch
 
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.estimate import _too_big_here
+    from dipddpm.sweep.spec.estimate import _too_big_here
 
     dip = METHODS.get("dip")
     cfg = build(dip.config_cls, {})  # the reference skip net: ~205 GiB at 4096 x 4096

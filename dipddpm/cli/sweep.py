@@ -30,8 +30,8 @@ def echo_warnings(spec) -> None:
 
 
 def _summary(spec) -> dict:
-    from dipddpm.sweep.rung_rules import rule_for
-    from dipddpm.sweep.space import grid_size
+    from dipddpm.sweep.spec.rung_rules import rule_for
+    from dipddpm.sweep.spec.space import grid_size
 
     return {"name": spec.name, "method": spec.method, "preset": spec.preset,
             "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
@@ -81,7 +81,7 @@ def _trials(s) -> str:
 
 
 def gpu_fraction(mib: float, gib: int) -> float | None:  # kept here for its importers
-    from dipddpm.sweep.estimate import gpu_fraction as fraction
+    from dipddpm.sweep.spec.estimate import gpu_fraction as fraction
 
     return fraction(mib, gib)
 
@@ -104,7 +104,7 @@ def _space(s) -> dict:
 
 def _resolved(s) -> dict:
     """The spec as it runs, with the rung rule the method's default resolves to."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
 
     out = s.resolved_dict()
     out["scheduler"] = {**out["scheduler"],
@@ -120,8 +120,8 @@ def _resolved(s) -> dict:
 @user_errors
 def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
          sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
-    from dipddpm.sweep.estimate import time_estimate, trial_footprint
     from dipddpm.sweep.spec import load_spec
+    from dipddpm.sweep.spec.estimate import time_estimate, trial_footprint
 
     s = load_spec(spec, smoke=smoke, sets=sets, load_problem=False)
     space = _space(s)
@@ -139,7 +139,7 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
 
 
 def _echo_space(s, space: dict) -> None:
-    from dipddpm.sweep.space import distributions
+    from dipddpm.sweep.spec.space import distributions
 
     typer.echo("# search space (Optuna distributions):")
     dists = distributions(s.search) if s.searcher.type == "optuna" else {}
@@ -167,7 +167,7 @@ def _echo_footprint(s, footprint: dict) -> None:
 
 
 def _echo_time(s, t: dict) -> None:
-    from dipddpm.sweep.estimate import fmt_seconds
+    from dipddpm.sweep.spec.estimate import fmt_seconds
 
     if "why" in t:
         typer.echo(f"# time: {t['why']}")

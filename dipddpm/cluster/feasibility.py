@@ -127,7 +127,7 @@ def gpu_memory(nodes: list[dict]) -> dict[str, int]:
 def check_cluster(spec, console=None) -> None:
     """At `sweep run`, with Ray up: one error before any trial starts when no node can hold
     a trial (module docstring); a warning instead under DIPDDPM_ALLOW_PENDING=1."""
-    from dipddpm.sweep.estimate import trial_memory_bytes
+    from dipddpm.sweep.spec.estimate import trial_memory_bytes
 
     nodes = _nodes()
     why = resource_error(spec, nodes)
@@ -152,7 +152,7 @@ def ram_bytes() -> int:
 def check_this_machine(spec) -> None:
     """At `sweep validate`: a CPU trial's memory estimate against this machine's RAM, when
     the sweep would run here (no RAY_ADDRESS: `sweep run` starts the embedded Ray)."""
-    from dipddpm.sweep.estimate import trial_memory_bytes
+    from dipddpm.sweep.spec.estimate import trial_memory_bytes
 
     if os.environ.get("RAY_ADDRESS") or spec.resources.gpu > 0:
         return

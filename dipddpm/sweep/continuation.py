@@ -53,7 +53,7 @@ class Plan:
 
 def expected_trials(spec: SweepSpec) -> int:
     """How many trials the sweep runs: num_samples, times the grid's points (grid: search)."""
-    from dipddpm.sweep.space import grid_size
+    from dipddpm.sweep.spec.space import grid_size
 
     return spec.num_samples * grid_size(spec.search)
 

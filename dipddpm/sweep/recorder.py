@@ -64,7 +64,7 @@ class Recorder(Callback):
         return self._sweep
 
     def _params(self, trial) -> dict:
-        from dipddpm.sweep.space import decode
+        from dipddpm.sweep.spec.space import decode
 
         return decode(self.spec.search, trial.config)
 

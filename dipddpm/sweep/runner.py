@@ -189,7 +189,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
-    from dipddpm.sweep.space import tune_space
+    from dipddpm.sweep.spec.space import tune_space
     from dipddpm.sweep.trainable import make_trainable
     from dipddpm.sweep.tune_results import TuneResultFiles
     from dipddpm.sweep.tune_schedulers import make_scheduler

@@ -51,7 +51,7 @@ def sweep_status(sweep_dir: str) -> dict:
 def scheduler_summary(spec: SweepSpec) -> dict:
     """The sweep's Tune scheduler: its type, the fields its registry entry reads, and the rung
     rule it counts on, resolved (null in a spec means the method's default)."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
     from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
     section = spec.scheduler

@@ -121,7 +121,7 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     from dipddpm.cluster.devices import trial_device
     from dipddpm.dataset.storage import resolve
     from dipddpm.errors import DipddpmError
-    from dipddpm.sweep.space import decode
+    from dipddpm.sweep.spec.space import decode
 
     back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))

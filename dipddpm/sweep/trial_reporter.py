@@ -66,7 +66,7 @@ class TrialReporter:
 
     def __init__(self, spec, sweep, trial_id: str, info: dict, start: int, retries: int,
                  faults: list, rungs: list[float]) -> None:
-        from dipddpm.sweep.rung_rules import rule_for
+        from dipddpm.sweep.spec.rung_rules import rule_for
 
         self.spec, self.sweep, self.trial_id, self.info = spec, sweep, trial_id, info
         self.rule = rule_for(spec.method, spec.scheduler.rung_rule)  # ASHA's time axis

@@ -117,7 +117,7 @@ class TrackingCallback(Callback):
         self._open()
 
     def on_trial_start(self, iteration, trials, trial, **info_) -> None:
-        from dipddpm.sweep.space import decode
+        from dipddpm.sweep.spec.space import decode
 
         if self.sinks is None:
             self._open()

@@ -66,12 +66,12 @@ class SchedulerSpec:
     reduction_factor: float = 3.0
     max_t: int | None = None  # iterations; null = the largest iteration budget in the space
     brackets: int = 1
-    # the axis rungs are counted on: total | final | gated (sweep/rung_rules.py); null = the
+    # the axis rungs are counted on: total | final | gated (sweep/spec/rung_rules.py); null = the
     # method's default (staged methods: see rung_rules.DEFAULT_RULE)
     rung_rule: str | None = None
 
     def __post_init__(self) -> None:
-        from dipddpm.sweep.rung_rules import RUNG_RULES
+        from dipddpm.sweep.spec.rung_rules import RUNG_RULES
         from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
         if self.type not in TUNE_SCHEDULERS:

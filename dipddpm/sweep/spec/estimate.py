@@ -117,7 +117,7 @@ def time_estimate(spec) -> dict:
     docstring); {"why": ...} when it cannot be measured here."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.spec import max_budget
+    from dipddpm.sweep.spec.validate import max_budget
 
     method = METHODS.get(spec.method)
     cfg = build(method.config_cls, spec.base_values)
