@@ -87,7 +87,7 @@ def make_objective(spec, device: str, threads: int):
 
     from dipddpm.config import to_dict
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
     from dipddpm.sweep.spec.space import decode, define_by_run
     from dipddpm.sweep.trainable import trial_config
 
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     from dipddpm.errors import DipddpmError
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
     from dipddpm.sweep.spec import load_spec, load_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

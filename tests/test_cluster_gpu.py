@@ -36,7 +36,7 @@ def test_fractional_gpu_tasks_use_the_assigned_device(ray_local):
         import ray
 
         from dipddpm.cluster.devices import local_ordinal, trial_device
-        from dipddpm.methods.fitting import pick_device
+        from dipddpm.methods.device import pick_device
 
         dev = trial_device(0.25)
         x = torch.ones(4, device=pick_device())  # the methods' default device

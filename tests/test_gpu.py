@@ -18,7 +18,8 @@ from dipddpm.config import build
 from dipddpm.data.datasets import load_dataset
 from dipddpm.methods import METHODS, dip
 from dipddpm.methods.ddpm import PRESETS, DdpmConfig, train_ddpm
-from dipddpm.methods.fitting import Member, fit, pick_device
+from dipddpm.methods.device import pick_device
+from dipddpm.methods.fitting import Member, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dip_modes  # noqa: E402

@@ -212,7 +212,7 @@ def run_sample(a: SampleArgs) -> dict:
     from dipddpm.data.images import save_image
     from dipddpm.diffusion.sampling import SamplerConfig, reverse_steps, sample
     from dipddpm.methods.ddpm import autocast_on, load_ddpm, make_grid
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     sampler = a.check()
     ddpm = load_ddpm(a.checkpoint, a.device, use_ema=False if a.no_ema else None)

@@ -93,7 +93,7 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     from dipddpm.config import build, merge_sources, parse_set, to_dict
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     check_fit_args(method_name, a)
     pick_device(a.device)  # a device this machine lacks: before any work
@@ -130,7 +130,8 @@ def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: st
     """K seeds of one problem as the members of one run; their results and the summary's
     replicates block (mode used, every member's metrics, their mean)."""
     from dipddpm.methods import dip, guided_dip
-    from dipddpm.methods.fitting import Member, pick_device
+    from dipddpm.methods.device import pick_device
+    from dipddpm.methods.fitting import Member
     from dipddpm.methods.fusion import resolve_mode, run_members
 
     plan_of = {"dip": dip.dip_plan, "guided_dip": guided_dip.make_plan}[method_name]

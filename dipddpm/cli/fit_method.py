@@ -54,7 +54,7 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     the method with a progress bar and return its summary."""
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(name)

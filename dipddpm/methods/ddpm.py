@@ -38,7 +38,7 @@ from dipddpm.diffusion.sampling import SamplerConfig, sample
 from dipddpm.diffusion.schedules import SCHEDULES
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.methods.fitting import pick_device
+from dipddpm.methods.device import pick_device
 from dipddpm.nn import n_params
 from dipddpm.nn.time_unet import UNET_PRESETS, TimeUNet, UNetSpec, unet_spec
 

@@ -30,7 +30,8 @@ import torch
 
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Result
-from dipddpm.methods.fitting import Member, MembersReport, fit, fit_members, pick_device
+from dipddpm.methods.device import pick_device
+from dipddpm.methods.fitting import Member, MembersReport, fit, fit_members
 from dipddpm.nn import build_net, min_size, n_params
 from dipddpm.nn.fused import check_fusable
 
