@@ -17,7 +17,7 @@ from dipddpm.cli import app
 from dipddpm.cluster.feasibility import memory_error, resource_error
 from dipddpm.config import AllowInf, build, coerce, parse_set
 from dipddpm.errors import ConfigError
-from dipddpm.methods.ddpm import DdpmConfig
+from dipddpm.methods.ddpm_config import DdpmConfig
 from dipddpm.methods.guided_dip import GuidedDipConfig
 from dipddpm.yaml_input import load_text
 

@@ -85,7 +85,8 @@ def run_fit_ddpm(a: DdpmFitArgs) -> dict:
     from dipddpm.checkpoint import check_expected, read_checkpoint
     from dipddpm.data.datasets import DATASETS
     from dipddpm.methods import METHODS
-    from dipddpm.methods.ddpm import StateSaver, dataset_problem, total_steps, train_ddpm
+    from dipddpm.methods.ddpm import dataset_problem, total_steps, train_ddpm
+    from dipddpm.methods.ddpm_checkpoint import StateSaver
 
     method = METHODS.get("ddpm")
     cfg = build(method.config_cls, _preset_overrides(method, a.preset, a.sets))
@@ -209,9 +210,11 @@ def _sample_fid(a: SampleArgs, ddpm, draw, dev) -> dict:
 def run_sample(a: SampleArgs) -> dict:
     import torch
 
+    from dipddpm.data.grid import make_grid
     from dipddpm.data.images import save_image
     from dipddpm.diffusion.sampling import SamplerConfig, reverse_steps, sample
-    from dipddpm.methods.ddpm import autocast_on, load_ddpm, make_grid
+    from dipddpm.methods.ddpm_checkpoint import load_ddpm
+    from dipddpm.methods.ddpm_config import autocast_on
     from dipddpm.methods.device import pick_device
 
     sampler = a.check()
