@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import cluster_app, print_json, user_errors
+from dipddpm.cli.app import cluster_app
+from dipddpm.cli.common import print_json, user_errors
 
 
 @cluster_app.command(

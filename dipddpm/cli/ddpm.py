@@ -15,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.app import app, fit_app
+from dipddpm.cli.common import check_image_path, print_json, user_errors
 from dipddpm.cli.outputs import check_output
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, coerce, merge_sources, parse_set, to_dict

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.app import fit_app
+from dipddpm.cli.common import check_image_path, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.errors import DipddpmError, closest
 

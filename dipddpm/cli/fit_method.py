@@ -25,7 +25,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import typer
 
-from dipddpm.cli.app import check_image_path, print_json, user_errors
+from dipddpm.cli.common import check_image_path, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
 from dipddpm.errors import DipddpmError

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dipddpm.analysis.plots import PLOT_KINDS
-from dipddpm.cli.app import print_json, results_app, user_errors
+from dipddpm.cli.app import results_app
+from dipddpm.cli.common import print_json, user_errors
 from dipddpm.cli.outputs import check_output
 from dipddpm.errors import DipddpmError
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from dipddpm.cli.app import print_json, sweep_app, user_errors
+from dipddpm.cli.app import sweep_app
+from dipddpm.cli.common import print_json, user_errors
 
 SMOKE = typer.Option(False, "--smoke", help="Apply the spec's smoke: block (seconds on CPU).")
 SETS = typer.Option(None, "--set", help="Override a spec key, dotted, value as YAML "
