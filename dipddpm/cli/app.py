@@ -11,6 +11,7 @@ import re
 import typer
 from typer.core import TyperGroup
 
+from dipddpm._compat import moved_names
 from dipddpm.cli.common import HELP_OPTIONS
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings=HELP_OPTIONS,
 )
+
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 
 def _print_version(value: bool) -> None:

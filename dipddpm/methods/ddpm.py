@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from dipddpm._compat import moved_names
 from dipddpm.config import to_dict
 from dipddpm.data.datasets import ImageDataset
 from dipddpm.data.grid import make_grid
@@ -41,6 +42,8 @@ from dipddpm.methods.ddpm_config import DdpmConfig, autocast_on
 from dipddpm.methods.device import pick_device
 from dipddpm.nn import n_params
 from dipddpm.nn.time_unet import TimeUNet
+
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 
 def _steps(cfg: DdpmConfig, n_train: int) -> tuple[int, int, int]:

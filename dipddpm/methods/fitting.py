@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dipddpm._compat import moved_names
 from dipddpm.early_stop import ES_RULES, EsParams, RunningVariance
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
@@ -48,6 +49,8 @@ from dipddpm.methods.member_adam import MemberAdam
 from dipddpm.metrics import BestTracker, psnr, ssim, ssim_each
 from dipddpm.nn.fused import fuse, member_view
 from dipddpm.nn.sizes import build_for_problem
+
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 MembersReport = Callable[[int, list[dict], Callable[[], dict]], None]
 
