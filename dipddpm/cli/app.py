@@ -70,19 +70,24 @@ class RegistryHelpGroup(TyperGroup):
     """A command group whose commands' help texts name registry entries (`fill_help`)."""
 
     def get_command(self, ctx, name: str):
-        cmd = super().get_command(ctx, name)
-        if cmd is not None and not getattr(cmd, "_help_filled", False):
-            cmd.help = fill_help(cmd.help)
-            for p in cmd.params:
-                if getattr(p, "help", None):
-                    p.help = fill_help(p.help)
-            cmd._help_filled = True
-        return cmd
+        return filled(super().get_command(ctx, name))
+
+
+def filled(cmd):
+    """The command with its help texts filled (`fill_help`), once."""
+    if cmd is not None and not getattr(cmd, "_help_filled", False):
+        cmd.help = fill_help(cmd.help)
+        for p in cmd.params:
+            if getattr(p, "help", None):
+                p.help = fill_help(p.help)
+        cmd._help_filled = True
+    return cmd
 
 
 class FitGroup(RegistryHelpGroup):
-    """`dipddpm fit`: the hand-written commands, and `fit METHOD` for every other registered
-    method (cli/fit_method.py), built when asked for; METHOD may be written with _ or -."""
+    """`dipddpm fit`: the hand-written commands (cli/ddpm.py), and `fit METHOD` for every other
+    registered method (cli/fit_method.py), built when asked for; METHOD may be written with _
+    or -."""
 
     def list_commands(self, ctx) -> list[str]:
         from dipddpm.cli.fit_method import method_names
@@ -96,7 +101,7 @@ class FitGroup(RegistryHelpGroup):
             return own
         from dipddpm.cli.fit_method import method_command
 
-        return method_command(name.replace("-", "_"))
+        return filled(method_command(name.replace("-", "_")))
 
 
 fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
