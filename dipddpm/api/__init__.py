@@ -3,6 +3,7 @@
     import dipddpm
     results = dipddpm.run("sweeps/quick.yaml", smoke=True)   # a sweep -> Results
     results = dipddpm.load("results/quick")                   # a results folder -> Results
+    results = dipddpm.resume("results/quick")                 # continue a stopped sweep
     results.trials, results.metrics, results.best(n=5)       # pandas DataFrames
     v = results.effect(a={"stages": 1}, b={"stages": 4})      # a paired verdict
     r = dipddpm.fit("dip", image="skimage:astronaut", preset="tiny", iters=100)  # no Ray
@@ -12,6 +13,6 @@ They return what the `dipddpm` commands print (the same analysis code), as objec
 
 from dipddpm.api.fit_image import FitResult, fit
 from dipddpm.api.results import Results, Verdict, load
-from dipddpm.api.run_spec import run
+from dipddpm.api.run_spec import resume, run
 
-__all__ = ["FitResult", "Results", "Verdict", "fit", "load", "run"]
+__all__ = ["FitResult", "Results", "Verdict", "fit", "load", "resume", "run"]

@@ -201,24 +201,13 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
         dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard on "
                                        "127.0.0.1 (embedded Ray only)."),
         as_json: bool = JSON) -> None:
-    from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import run_spec
-    from dipddpm.sweep.spec import load_spec
+    from dipddpm.api import run as run_sweep
 
-    s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
-    echo_warnings(s)
-    out = run_spec(s, address=cluster_address(address), resume=resume, dashboard=dashboard,
-                   console=SweepConsole(s.metric, s.mode, quiet=as_json))
+    r = run_sweep(spec, smoke=smoke, storage=storage, address=address, resume=resume,
+                  quiet=as_json, dashboard=dashboard, sets=sets, num_samples=num_samples,
+                  on_warning=lambda w: typer.echo(f"warning: {w}", err=True))
     if as_json:
-        print_json(_outcome(out))
-
-
-def _outcome(out) -> dict:
-    from dipddpm.sweep.rows import best_trial, status_counts
-
-    return {"path": out.path, "trials": len(out.rows), **status_counts(out.rows),
-            "metric": out.spec.metric, "best": best_trial(out.rows, out.spec),
-            "already_finished": out.finished, "dropped": out.dropped}
+        print_json(r.outcome)
 
 
 @sweep_app.command("resume", help="Continue a sweep whose driver stopped (killed, crashed, "
@@ -238,15 +227,11 @@ def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
                                              "listed, so Tune runs their places again. "
                                              "Without it such a resume is refused."),
            as_json: bool = JSON) -> None:
-    from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
+    from dipddpm.api import resume as resume_sweep
 
-    spec, _ = load_sweep_spec(sweep_dir, load_problem=False)  # for the console; resume checks it
-    out = resume_sweep(sweep_dir, address=cluster_address(address),
-                       console=SweepConsole(spec.metric, spec.mode, quiet=as_json),
-                       drop_orphans=drop_orphans)
+    r = resume_sweep(sweep_dir, address=address, drop_orphans=drop_orphans, quiet=as_json)
     if as_json:
-        print_json(_outcome(out))
+        print_json(r.outcome)
 
 
 @sweep_app.command("status", help="Trials so far of a sweep directory (also while it runs): "
