@@ -16,13 +16,13 @@ from dipddpm import _compat
 
 __version__ = "0.1.0"
 
-API = ("load", "run", "resume", "fit", "Results", "Verdict", "FitResult")
+API = ("load", "run", "resume", "fit", "compare", "Results", "Verdict", "FitResult")
 __all__ = ["__version__", *API]
 
 _compat.install()  # old import paths of moved modules keep working (dipddpm/_compat.py)
 
 if TYPE_CHECKING:
-    from dipddpm.api import FitResult, Results, Verdict, fit, load, resume, run  # noqa: F401
+    from dipddpm.api import FitResult, Results, Verdict, compare, fit, load, resume, run  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -170,6 +170,20 @@ class Results:
         e = effect(self._sweep, sb, _filters(a), _filters(b), metric=metric, mode=mode)
         return Verdict(**vars(e))
 
+    def export(self, fmt: str, table: str = "trials", out: str | Path | None = None) -> str:
+        """`results export`: the `table` (trials, metrics, pairs or baselines) as `fmt` (csv,
+        or json: an array of row objects); written to `out` atomically (its path returned),
+        else returned as text.
+
+        >>> import dipddpm
+        >>> text = dipddpm.load("results/quick").export("csv")
+        >>> text.splitlines()[0].split(",")[:2], len(text.splitlines())
+        (['sweep', 'trial_id'], 13)
+        """
+        from dipddpm.analysis.export import export
+
+        return export(self._sweep, fmt, table, out)
+
     def plot(self, kind: str = "curves", out: str | Path | None = None, **options: Any):
         """A matplotlib figure of `results plot --kind KIND` (curves, stages, pareto,
         importance, ...; options: by, metric, top, x). `out`: also write it there (.png,
@@ -222,6 +236,25 @@ def _no_status(message: str) -> AbstractContextManager:
 def report_line(path: Path) -> str:
     """The line `results report` prints about a page it wrote."""
     return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+def compare(*sweeps: Results | str | Path, by: list[str] | str | None = None,
+            metric: str | None = None):
+    """`results compare`: the two source-style tables across sweeps (Results, or paths or
+    URIs to load), one row per sweep (or per sweep and group of `by`): `.reach_max`
+    (iterations to reach max PSNR / SSIM) and `.final_best` (final vs best PSNR and best
+    iteration), each row the best COMPLETED trial of its group by `metric`.
+
+    >>> import dipddpm
+    >>> c = dipddpm.compare("results/quick", by="stages")
+    >>> len(c.reach_max), c.by
+    (2, ['stages'])
+    """
+    from dipddpm.analysis.compare import compare as compare_sweeps
+
+    loaded = [s if isinstance(s, Results) else load(s) for s in sweeps]
+    return compare_sweeps([r._sweep for r in loaded], by=[by] if isinstance(by, str) else by,
+                          metric=metric)
 
 
 def load(path_or_uri: str | Path, *, lazy: bool = False) -> Results:

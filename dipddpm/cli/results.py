@@ -116,11 +116,10 @@ def compare_command(
                                       "trial of each row."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.compare import compare
     from dipddpm.analysis.tables import records
+    from dipddpm.api import compare
 
-    c = compare([load_sweep(d) for d in directories], by=by, metric=metric)
+    c = compare(*directories, by=by, metric=metric)
     if as_json:
         print_json({"metric": c.metric, "by": c.by, "reach_max": records(c.reach_max),
                     "final_best": records(c.final_best)})
@@ -211,14 +210,14 @@ def export_command(
                               "metrics (long: trial_id, iter, metric, value)."),
     out: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.export import FORMATS, export
+    from dipddpm.analysis.export import FORMATS
+    from dipddpm.api import load
 
     if fmt not in FORMATS:  # checked before reading anything
         raise DipddpmError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if out is not None:
         check_output(out, "--out")
-    result = export(load_sweep(directory), fmt, table, out)
+    result = load(directory).export(fmt, table, out)
     if out is None:
         sys.stdout.write(result)
     else:
