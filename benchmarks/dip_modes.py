@@ -46,8 +46,8 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from dipddpm.config import build  # noqa: E402
 from dipddpm.data.images import make_image_problem  # noqa: E402
+from dipddpm.methods.device import pick_device  # noqa: E402
 from dipddpm.methods.dip import DipConfig, run_dip  # noqa: E402
-from dipddpm.methods.fitting import pick_device  # noqa: E402
 from dipddpm.nn import build_net  # noqa: E402
 
 # dense peak TFLOP/s by precision and GPU name fragment, from the vendors' data sheets

@@ -50,7 +50,9 @@ from dipddpm.config import build
 from dipddpm.data.images import ImageProblem, gaussian_noise
 from dipddpm.diffusion.sampling import SamplerConfig, reverse_chain
 from dipddpm.methods.bm3d import Bm3dConfig, run_bm3d
-from dipddpm.methods.ddpm import DdpmConfig, dataset_problem, train_ddpm
+from dipddpm.methods.ddpm import dataset_problem, train_ddpm
+from dipddpm.methods.ddpm_config import DdpmConfig
+from dipddpm.methods.device import pick_device
 from dipddpm.methods.dip import run_dip
 from dipddpm.methods.dip_prior_ddpm import (
     DipPriorDdpmConfig,
@@ -58,7 +60,6 @@ from dipddpm.methods.dip_prior_ddpm import (
     from_noise,
     refine,
 )
-from dipddpm.methods.fitting import pick_device
 from dipddpm.metrics import psnr, ssim
 
 T0S = (5, 10, 20, 50, 100, 200)

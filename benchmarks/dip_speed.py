@@ -25,8 +25,8 @@ from provenance import stamp
 
 from dipddpm.config import build
 from dipddpm.data.images import make_image_problem
+from dipddpm.methods.device import pick_device
 from dipddpm.methods.dip import DipConfig, run_dip
-from dipddpm.methods.fitting import pick_device
 from dipddpm.nn import build_net
 
 NETS = {"skip (reference, 2.2M)": {}, "tiny (width 16, depth 3)": {"width": 16, "depth": 3,

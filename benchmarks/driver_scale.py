@@ -55,8 +55,8 @@ def cpu_s() -> float:
 
 
 def run_driver(n: int, iters: int, fake_cpus: int, storage: Path) -> tuple[Path, dict]:
+    from dipddpm.cluster.local_ray import start_local
     from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.local_ray import start_local
     from dipddpm.sweep.runner import run_spec
     from dipddpm.sweep.spec import parse_spec
 
@@ -99,7 +99,7 @@ def readers(sweep: Path) -> dict:
 
     from dipddpm.analysis import load_sweep
     from dipddpm.analysis.summarize import summarize
-    from dipddpm.sweep.compaction import data_files
+    from dipddpm.dataset.compaction import data_files
 
     t, m = sweep / "trials", sweep / "metrics"
 
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results"
                     / "driver_scale.json")
     args = ap.parse_args()
-    from dipddpm.sweep.compaction import compact
+    from dipddpm.dataset.compaction import compact
 
     with tempfile.TemporaryDirectory(prefix="driver-scale-") as tmp:
         sweep, driver = run_driver(args.trials, args.iters, args.fake_cpus, Path(tmp))

@@ -47,7 +47,8 @@ import torch  # noqa: E402
 from dipddpm.config import build  # noqa: E402
 from dipddpm.data.images import make_image_problem  # noqa: E402
 from dipddpm.methods import dip, fusion  # noqa: E402
-from dipddpm.methods.fitting import Member, fit_members, pick_device  # noqa: E402
+from dipddpm.methods.device import pick_device  # noqa: E402
+from dipddpm.methods.fitting import Member, fit_members  # noqa: E402
 
 NETS = {"small (width 16, depth 3)": {"width": 16, "depth": 3, "input_depth": 8,
                                       "sizes": [64, 128, 256]},
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     deadline = time.perf_counter() + args.budget_s
     warm_up(dev)
     if args.packing == "ray" and dev.type == "cuda":
-        from dipddpm.sweep.local_ray import start_local
+        from dipddpm.cluster.local_ray import start_local
 
         start_local(num_gpus=1)
     for label, spec in NETS.items():

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     import ray
     import torch
 
-    from dipddpm.sweep.local_ray import start_local
+    from dipddpm.cluster.local_ray import start_local
 
     if args.fake_gpus is None and not torch.cuda.is_available():
         sys.exit("gpu_packing: no CUDA GPU here; run it on a GPU machine "

@@ -23,7 +23,8 @@ The dry run runs every part on CPU with the GPU run's arguments, shrunk (its arg
 argv with overrides appended; the reproductions use the `_mini` protocols).
 
 Lines that still run only on CUDA (the dry run and the CPU tests cannot reach them; each
-`path:line` holds the call it names, which tests/test_gpu_suite.py checks):
+`path:line` holds the call it names, give or take 10 lines, which tests/test_gpu_suite.py
+checks):
 
   graph capture (dip_modes' cuda_graphs mode; tests/test_gpu.py checks the step has no host
   sync on CPU, and replays one capture on CUDA):
@@ -33,22 +34,22 @@ Lines that still run only on CUDA (the dry run and the CPU tests cannot reach th
   capturable Adam (its CPU form reads the step count on the host):
     benchmarks/dip_modes.py:139   capturable=             Adam(capturable=True) for graphs
   the memory probes and caps:
-    benchmarks/fusion.py:72       reset_peak_memory_stats  peak allocated per fused run
-    benchmarks/fusion.py:85       max_memory_allocated     (CPU: the resident set instead)
+    benchmarks/fusion.py:73       reset_peak_memory_stats  peak allocated per fused run
+    benchmarks/fusion.py:86       max_memory_allocated     (CPU: the resident set instead)
     benchmarks/packing.py:70      set_per_process_memory_fraction  a packed process's 1/K cap
     benchmarks/device_preflight.py:81  mem_get_info      free memory, the CUDA context
-    dipddpm/methods/fusion.py:133  mem_get_info          a fused run's memory numbers (the
-    dipddpm/methods/fusion.py:137  memory_allocated      decision itself is tested on CPU)
-    dipddpm/sweep/devices.py:54   set_per_process_memory_fraction  a fractional trial's cap
+    dipddpm/methods/fusion.py:134  mem_get_info          a fused run's memory numbers (the
+    dipddpm/methods/fusion.py:138  memory_allocated      decision itself is tested on CPU)
+    dipddpm/cluster/devices.py:56   set_per_process_memory_fraction  a fractional trial's cap
   out-of-memory handling (tests/test_gpu_suite.py raises the error on CPU to test the rows):
     benchmarks/dip_modes.py:229   empty_cache             an OOM row becomes a note
-    benchmarks/fusion.py:164      empty_cache             an OOM row; larger K skipped
-    dipddpm/methods/fusion.py:253  empty_cache            a fused run's OOM, as a rule error
+    benchmarks/fusion.py:165      empty_cache             an OOM row; larger K skipped
+    dipddpm/methods/fusion.py:254  empty_cache            a fused run's OOM, as a rule error
   device facts and synchronisation before a clock is read:
     benchmarks/dip_modes.py:193   get_device_name         the roofline's peak
     benchmarks/provenance.py:48   get_device_name         every result's hardware
     benchmarks/dip_modes.py:92    synchronize             dip_modes' clocks
-    benchmarks/fusion.py:96       synchronize             fusion's clocks
+    benchmarks/fusion.py:97       synchronize             fusion's clocks
     benchmarks/packing.py:46      synchronize             the packed processes' clocks
 
 Without CUDA and without --dry-run it stops at once with one line (exit 2).

@@ -1,5 +1,5 @@
 """Packing without Ray: K one-member DIP fits as K processes on one GPU, each capped at 1/K of
-its memory, the way Ray packs trials asking `resources.gpu: 1/K` (sweep/devices.py caps each
+its memory, the way Ray packs trials asking `resources.gpu: 1/K` (cluster/devices.py caps each
 trial the same way), measured directly, with no Ray.
 
 Each process builds its fit, runs `warmup` iterations, waits at a barrier for the others, then

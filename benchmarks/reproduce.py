@@ -299,7 +299,7 @@ def _fit_setup(row: protocols.Row, device: str, threads: int, psnr_threshold, pr
 
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     torch.set_num_threads(threads)
     dev = pick_device(device)
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from dipddpm.errors import DipddpmError
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     try:
         dev = pick_device(args.device)

@@ -8,16 +8,15 @@
         --target-from benchmarks/results/staged_dip_f16_mini.json
 
 The spec is parsed and validated by the runner's own `dipddpm.sweep.spec` and its space sampled
-define-by-run by `dipddpm.sweep.space` (neither imports Ray); `scheduler: asha` becomes Optuna's
-SuccessiveHalvingPruner on the spec's best-so-far metric (iterations as the resource), so a
-stopped trial is PRUNED, not COMPLETE. A trial whose fit raises anything (a bad config, NaN, a
-CUDA out-of-memory) is FAIL with its error text, and the study goes on. `--jobs N` worker
-processes share one Optuna journal file (`<out>/<study>.optuna.log`: resumable,
-`optuna-dashboard` can open it). The result is written to `<out>/search-<study>.json` for the
-ledger: the best trial, its max psnr_gt, the honest number (the best trial's final smoothed
-output at its fixed iteration count: no ground-truth stopping) and, for a reach study, the
-fastest trial's first iteration at the baseline's max psnr_gt as a fraction of the baseline's
-best iteration.
+define-by-run by `dipddpm.sweep.spec.space` (neither imports Ray); `scheduler: asha` becomes
+Optuna's SuccessiveHalvingPruner on the spec's best-so-far metric (iterations as the resource), so
+a stopped trial is PRUNED, not COMPLETE. A trial whose fit raises anything (a bad config, NaN, a
+CUDA out-of-memory) is FAIL with its error text, and the study goes on. `--jobs N` worker processes
+share one Optuna journal file (`<out>/<study>.optuna.log`: resumable, `optuna-dashboard` can open
+it). The result is written to `<out>/search-<study>.json` for the ledger: the best trial, its max
+psnr_gt, the honest number (the best trial's final smoothed output at its fixed iteration count: no
+ground-truth stopping) and, for a reach study, the fastest trial's first iteration at the
+baseline's max psnr_gt as a fraction of the baseline's best iteration.
 
 A reach study (protocols.STUDIES kind 'reach') needs --target-from: the reproduce.py JSON of its
 baseline protocol, on the same image, size and noise (a _mini baseline is refused for a
@@ -88,8 +87,8 @@ def make_objective(spec, device: str, threads: int):
 
     from dipddpm.config import to_dict
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
-    from dipddpm.sweep.space import decode, define_by_run
+    from dipddpm.methods.device import pick_device
+    from dipddpm.sweep.spec.space import decode, define_by_run
     from dipddpm.sweep.trainable import trial_config
 
     method = METHODS.get(spec.method)
@@ -289,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     from dipddpm.errors import DipddpmError
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
     from dipddpm.sweep.spec import load_spec, load_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

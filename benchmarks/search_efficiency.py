@@ -90,7 +90,7 @@ def main() -> None:
     grid_compute = sum(r["iters"] for r in g)
     best = max(r["psnr_best"] for r in g)
     target = best - 0.2
-    from dipddpm.sweep.local_ray import start_local
+    from dipddpm.cluster.local_ray import start_local
 
     start_local(num_cpus=2)
     runs = []

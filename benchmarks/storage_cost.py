@@ -16,7 +16,7 @@ HTTP request) is split by what the request was for:
 
 and reported per trial and per minute of sweep. Runs: local N; S3 N with Tune's clock-driven
 state saves every 2 s (the period used before for every storage); S3 N and S3 2N with the
-remote period (dipddpm.sweep.local_ray.STATE_PERIOD_S). Requests that grow with trials, not
+remote period (dipddpm.cluster.local_ray.STATE_PERIOD_S). Requests that grow with trials, not
 with wall time, show as a steady per-trial count from N to 2N.
 
     python benchmarks/storage_cost.py [--trials 3] [--out benchmarks/results/storage_cost.json]
@@ -138,7 +138,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3, help="N: trials of the smaller sweeps")
     ap.add_argument("--out", default=str(HERE / "results" / "storage_cost.json"))
     args = ap.parse_args()
-    from dipddpm.sweep.local_ray import STATE_PERIOD_S
+    from dipddpm.cluster.local_ray import STATE_PERIOD_S
 
     tmp = Path(tempfile.mkdtemp(prefix="dipddpm-storage-cost-"))
     log = tmp / "moto.log"

@@ -105,7 +105,7 @@ def step_cost(net: Net, size: int, batch: int = 1, backward: bool = True) -> Cos
 def _meta_model(net: Net, size: int, batch: int):
     if net.ddpm:
         from dipddpm.config import build
-        from dipddpm.methods.ddpm import DdpmConfig
+        from dipddpm.methods.ddpm_config import DdpmConfig
         from dipddpm.nn.time_unet import TimeUNet
 
         spec = build(DdpmConfig, {"net": net.name}).net_spec(net.in_ch, size)

@@ -99,7 +99,7 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = {**CFG, "iters": args.iters}
     problem = {"image": "skimage:astronaut", "size": args.size, "sigma": 25, "seed": 0}
-    from dipddpm.sweep.local_ray import start_local
+    from dipddpm.cluster.local_ray import start_local
 
     head = stamp("benchmarks/tune_overhead.py")
     start_local(num_cpus=2)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from dipddpm import _compat
+
 __version__ = "0.1.0"
 
 API = ("load", "run", "fit", "Results", "Verdict", "FitResult")
 __all__ = ["__version__", *API]
+
+_compat.install()  # old import paths of moved modules keep working (dipddpm/_compat.py)
 
 if TYPE_CHECKING:
     from dipddpm.api import FitResult, Results, Verdict, fit, load, run  # noqa: F401

@@ -34,7 +34,8 @@ class Recipe:
 
 def _train_tiny_ddpm(config: Mapping[str, Any], path: Path) -> None:
     from dipddpm.config import build
-    from dipddpm.methods.ddpm import PRESETS, DdpmConfig, dataset_problem, train_ddpm
+    from dipddpm.methods.ddpm import dataset_problem, train_ddpm
+    from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
 
     cfg = build(DdpmConfig, {**PRESETS["tiny"], **config["ddpm"]})
     data = dataset_problem(dict(config["dataset"]), cfg)

@@ -49,7 +49,8 @@ def tiny_ddpm(tmp_path_factory):
     """A DDPM checkpoint trained for a few steps on bundled patches (for dip_prior_ddpm):
     one grey channel, 16x16, T = 100."""
     from dipddpm.config import build
-    from dipddpm.methods.ddpm import PRESETS, DdpmConfig, dataset_problem, train_ddpm
+    from dipddpm.methods.ddpm import dataset_problem, train_ddpm
+    from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
 
     cfg = build(DdpmConfig, {**PRESETS["tiny"], "iters": 4, "val_max": 0, "sample_count": 0})
     data = dataset_problem({"dataset": "skimage-patches", "size": 16, "count": 32}, cfg)

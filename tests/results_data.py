@@ -1,11 +1,12 @@
 """A small but real sweep result for the `dipddpm results` tests.
 
-`make_sweep(dir)` runs tiny guided-DIP fits (32x32, 30-40 iterations, CPU) and writes them with
-the sweep runner's own code: the spec is parsed by `dipddpm.sweep.spec`, each trial's config is
-built by `trial_config`, its row by the recorder's own `rows.trial_row`, and every file
-is written by `dipddpm.sweep.results` (write_metrics, write_trial_row, write_artifact, harmonize)
-and the runner (spec.resolved.yaml, the problem's clean and noisy images). So the analysis is
-tested against the schema a real sweep has. Only Ray is left out: the trials run in this process.
+`make_sweep(dir)` runs tiny guided-DIP fits (32x32, 30-40 iterations, CPU) and writes them with the
+sweep runner's own code: the spec is parsed by `dipddpm.sweep.spec`, each trial's config is built
+by `trial_config`, its row by the recorder's own `rows.trial_row`, and every file is written by
+`dipddpm.dataset.parquet` (write_metrics, write_trial_row, harmonize), `dipddpm.dataset.artifacts`
+(write_artifact) and the runner (spec.resolved.yaml, the problem's clean and noisy images). So the
+analysis is tested against the schema a real sweep has. Only Ray is left out: the trials run in
+this process.
 
 The spec searches `stages` (1 = plain DIP, 4 = guided DIP), `iters`, the trial `seed`, and, only
 when stages is 4 (`when:`), the stage `scheduler` and the `beta_schedule`. Trials:
@@ -79,8 +80,9 @@ def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | No
     """Run one trial in this process; write its metrics and images; return its trials row."""
     import torch
 
+    from dipddpm.dataset import artifacts
+    from dipddpm.dataset import parquet as results
     from dipddpm.methods import METHODS
-    from dipddpm.sweep import results
     from dipddpm.sweep.rows import metric_rows, status_of, trial_row
     from dipddpm.sweep.trainable import snapshot_images, trial_config
 
@@ -93,7 +95,7 @@ def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | No
         reports.append({**metrics, "iter": it})
         if it % CHECKPOINT_EVERY == 0:  # the trainable keeps the output at each checkpoint
             images = snapshot_images(state())
-            results.write_history(sweep_dir, trial_id, it, images["output"])
+            artifacts.write_history(sweep_dir, trial_id, it, images["output"])
         if ends == "prune" and it >= PRUNE_AT:
             raise Pruned
         if ends == "fail" and it >= FAIL_AT:
@@ -120,7 +122,7 @@ def run_trial(spec, sweep_dir: Path, trial_id: str, params: dict, ends: str | No
         info["error"] = error
     if res is not None:  # the summary: only a trial whose loop returned has one
         info["summary"] = dict(res.metrics)
-        info["artifacts"] = {name: results.write_artifact(sweep_dir, trial_id, name,
+        info["artifacts"] = {name: artifacts.write_artifact(sweep_dir, trial_id, name,
                                                           res.images[name])
                              for name in ("output", "output_sm")}
         info["artifact_iter"] = cfg.iters
@@ -159,10 +161,10 @@ def write_study(sweep_dir: Path, name: str, rows: list[dict]) -> None:
 
 def make_sweep(sweep_dir: Path, name: str = "fixture", study: bool = True) -> Path:
     """Run the fixture's trials and write their results under sweep_dir; returns sweep_dir."""
-    from dipddpm.sweep.results import harmonize
+    from dipddpm.dataset.parquet import harmonize
+    from dipddpm.dataset.storage import resolve
     from dipddpm.sweep.runner import SPEC_FILE, resolved_yaml, write_problem_images
     from dipddpm.sweep.spec import parse_spec
-    from dipddpm.sweep.storage import resolve
 
     spec = parse_spec(spec_dict(name))
     loc = resolve(str(sweep_dir))

@@ -546,7 +546,7 @@ def sweep_dir(trials: int = 0, tune: Mapping[str, bytes] | None = None, lock: bo
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from dipddpm.sweep.lock import LOCK_FILE, Holder
+        from dipddpm.dataset.lock import LOCK_FILE, Holder
         from dipddpm.sweep.runner import resolved_yaml
         from dipddpm.sweep.spec import load_spec
 

@@ -9,7 +9,9 @@ from dipddpm.checkpoint import check_expected, read_checkpoint, save_checkpoint
 from dipddpm.config import build
 from dipddpm.data.datasets import load_dataset
 from dipddpm.errors import DipddpmError
-from dipddpm.methods.ddpm import PRESETS, DdpmConfig, load_ddpm, train_ddpm
+from dipddpm.methods.ddpm import train_ddpm
+from dipddpm.methods.ddpm_checkpoint import load_ddpm
+from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from dipddpm.errors import ConfigError
 
 
 def test_tiny_ddpm_recipe_is_made_once_and_loads(tmp_path, monkeypatch):
-    from dipddpm.methods.ddpm import load_ddpm
+    from dipddpm.methods.ddpm_checkpoint import load_ddpm
 
     monkeypatch.setenv("DIPDDPM_DATA", str(tmp_path / "cache"))
     config, tensors = read_checkpoint("recipe:tiny-ddpm")

@@ -102,7 +102,7 @@ def gpu_types(c: dict) -> dict:
 def test_packing_claims_in_the_header_are_what_ray_would_do(name):
     """The header's table: trials per node of each GPU type for reach_fast_f16 as bundled and
     with --set resources.cpu=1, computed as doctor does (whole request on ONE node)."""
-    from dipddpm.sweep.cluster import Node, fits_on, trial_request
+    from dipddpm.cluster.doctor import Node, fits_on, trial_request
     from dipddpm.sweep.spec import load_spec
 
     spec = ROOT / "sweeps" / "reach_fast_f16.yaml"

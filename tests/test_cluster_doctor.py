@@ -10,9 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
+from dipddpm.cluster.devices import local_ordinal, trial_device
+from dipddpm.cluster.doctor import ClusterFacts, Node, check_storage_on_all_nodes, schedule
 from dipddpm.errors import DipddpmError
-from dipddpm.sweep.cluster import ClusterFacts, Node, check_storage_on_all_nodes, schedule
-from dipddpm.sweep.devices import local_ordinal, trial_device
 from dipddpm.sweep.spec import parse_spec
 
 runner = CliRunner()

@@ -35,8 +35,8 @@ def test_fractional_gpu_tasks_use_the_assigned_device(ray_local):
 
         import ray
 
-        from dipddpm.methods.fitting import pick_device
-        from dipddpm.sweep.devices import local_ordinal, trial_device
+        from dipddpm.cluster.devices import local_ordinal, trial_device
+        from dipddpm.methods.device import pick_device
 
         dev = trial_device(0.25)
         x = torch.ones(4, device=pick_device())  # the methods' default device
@@ -65,7 +65,7 @@ def test_two_half_gpu_tasks_compute_on_one_gpu_at_the_same_time(ray_local):
 
         import ray
 
-        from dipddpm.sweep.devices import trial_device
+        from dipddpm.cluster.devices import trial_device
 
         dev = trial_device(0.5)
         a = torch.randn(512, 512, device=dev)

@@ -137,7 +137,7 @@ def test_storage_check_names_the_node_that_cannot_reach_it(loopback, tmp_path):
     code = textwrap.dedent(f"""
         import json, ray
         from dipddpm.errors import DipddpmError
-        from dipddpm.sweep.cluster import check_storage_on_all_nodes
+        from dipddpm.cluster.doctor import check_storage_on_all_nodes
         ray.init(address="auto", log_to_driver=False)
         view = lambda uri, ip: uri.replace("/shared", "/local-" + ip) if ip == "{W1}" else uri
         try:

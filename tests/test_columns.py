@@ -1,4 +1,4 @@
-"""Parquet columns are declared once (dipddpm/sweep/columns.py): an undeclared text column is a
+"""Parquet columns are declared once (dipddpm/dataset/columns.py): an undeclared text column is a
 clear error naming it; the guided stage counts reach the trials table."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 import pyarrow.parquet as pq
 import pytest
 
+from dipddpm.dataset.columns import PAIRS, TABLES, TRIALS, column_kind
+from dipddpm.dataset.parquet import write_trial_row
 from dipddpm.errors import DipddpmError
-from dipddpm.sweep.columns import PAIRS, TABLES, TRIALS, column_kind
-from dipddpm.sweep.results import write_trial_row
 
 
 def test_every_table_declares_its_keys():

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from dipddpm.errors import DipddpmError
-from dipddpm.methods.fitting import check_size
 from dipddpm.nn import NETS, build_net, min_size, n_params, size_multiple
+from dipddpm.nn.sizes import check_size
 
 SMALL = {"width": 8, "depth": 3}
 

@@ -8,9 +8,11 @@ import torch
 from dipddpm.config import build
 from dipddpm.data.datasets import load_dataset
 from dipddpm.diffusion import DiffusionProcess
+from dipddpm.diffusion.loss import loss_weight
 from dipddpm.errors import ConfigError
 from dipddpm.methods import METHODS
-from dipddpm.methods.ddpm import PRESETS, DdpmConfig, loss_weight, train_ddpm
+from dipddpm.methods.ddpm import train_ddpm
+from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
 
 TINY = {**PRESETS["tiny"], "sample_count": 0}
 

@@ -9,7 +9,9 @@ from dipddpm.config import build
 from dipddpm.data.datasets import load_dataset
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods import METHODS
-from dipddpm.methods.ddpm import PRESETS, DdpmConfig, load_ddpm, train_ddpm
+from dipddpm.methods.ddpm import train_ddpm
+from dipddpm.methods.ddpm_checkpoint import load_ddpm
+from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
 from dipddpm.methods.dip_prior_ddpm import METRICS, refine
 
 M = METHODS.get("dip_prior_ddpm")

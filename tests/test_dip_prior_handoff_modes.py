@@ -33,7 +33,7 @@ def test_auto_t0_matches_the_estimated_noise(schedule):
 
 
 def test_scaled_hand_off_is_sqrt_abar_times_the_start_without_noise(monkeypatch, tiny_ddpm):
-    from dipddpm.methods.ddpm import load_ddpm
+    from dipddpm.methods.ddpm_checkpoint import load_ddpm
 
     ddpm = load_ddpm(str(tiny_ddpm), torch.device("cpu"))
     seen = {}

@@ -21,20 +21,13 @@ from dipddpm.data.images import make_image_problem
 from dipddpm.early_stop import ES_RULES, EsParams
 from dipddpm.errors import DipddpmError
 from dipddpm.methods import fitting
+from dipddpm.methods.device import pick_device
 from dipddpm.methods.dip import DipConfig, dip_plan, run_dip
-from dipddpm.methods.fitting import (
-    Member,
-    Stage,
-    StagePlan,
-    _copy_members,
-    build_for_problem,
-    fit,
-    fit_members,
-    pick_device,
-)
+from dipddpm.methods.fitting import Member, Stage, StagePlan, _copy_members, fit, fit_members
 from dipddpm.methods.guided_dip import GuidedDipConfig, run_guided_dip
 from dipddpm.metrics import psnr, ssim
 from dipddpm.nn import build_net, min_size, size_multiple
+from dipddpm.nn.sizes import build_for_problem
 
 SMALL = {"net": "skip", "width": 8, "depth": 2, "input_depth": 8, "report_every": 1}
 

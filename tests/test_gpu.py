@@ -17,8 +17,10 @@ import torch
 from dipddpm.config import build
 from dipddpm.data.datasets import load_dataset
 from dipddpm.methods import METHODS, dip
-from dipddpm.methods.ddpm import PRESETS, DdpmConfig, train_ddpm
-from dipddpm.methods.fitting import Member, fit, pick_device
+from dipddpm.methods.ddpm import train_ddpm
+from dipddpm.methods.ddpm_config import PRESETS, DdpmConfig
+from dipddpm.methods.device import pick_device
+from dipddpm.methods.fitting import Member, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dip_modes  # noqa: E402
@@ -136,7 +138,8 @@ def test_ddpm_amp_training_sampling_and_resume(dev):
 
 
 def test_autocast_runs_in_bf16_on_the_tensor_s_device(dev):
-    from dipddpm.methods.ddpm import autocast_on, diffusion_loss
+    from dipddpm.diffusion.loss import diffusion_loss
+    from dipddpm.methods.ddpm_config import autocast_on
 
     cfg = build(DdpmConfig, {**PRESETS["tiny"], "amp": True, "amp_cpu": True})
     assert autocast_on(cfg, dev)

@@ -14,11 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
+from dipddpm.cluster.feasibility import memory_error, resource_error
 from dipddpm.config import AllowInf, build, coerce, parse_set
 from dipddpm.errors import ConfigError
-from dipddpm.methods.ddpm import DdpmConfig
+from dipddpm.methods.ddpm_config import DdpmConfig
 from dipddpm.methods.guided_dip import GuidedDipConfig
-from dipddpm.sweep.feasibility import memory_error, resource_error
 from dipddpm.yaml_input import load_text
 
 SPEC = {"name": "ok", "method": "dip", "preset": "tiny",
@@ -201,7 +201,7 @@ def test_show_never_runs_a_fit_this_machine_cannot_hold():
     import torch
 
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.estimate import _too_big_here
+    from dipddpm.sweep.spec.estimate import _too_big_here
 
     dip = METHODS.get("dip")
     cfg = build(dip.config_cls, {})  # the reference skip net: ~205 GiB at 4096 x 4096

@@ -124,7 +124,7 @@ def test_a_full_disk_under_a_checkpoint_save_is_one_line(full_disk):
 
 
 def test_a_full_disk_under_storage_write_leaves_no_temporary_file(full_disk):
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     loc = resolve(str(full_disk)).child("trials", "part-x.parquet")
     with pytest.raises(OSError) as e:

@@ -1,4 +1,4 @@
-"""Compaction (dipddpm/sweep/compaction.py): part files become a few, atomically and
+"""Compaction (dipddpm/dataset/compaction.py): part files become a few, atomically and
 idempotently, and the four readers (our `results` commands, pandas, polars, DuckDB) read the
 same tables before, after, and after a crash in the middle of it."""
 
@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
-from dipddpm.sweep import compaction
-from dipddpm.sweep.compaction import compact, data_files
+from dipddpm.dataset import compaction
+from dipddpm.dataset.compaction import compact, data_files
 
 runner = CliRunner()
 
@@ -148,7 +148,7 @@ def test_unfinished_trials_keep_their_part_files(sweep):
     one row per trial; compacting again takes it in."""
     import pandas as pd
 
-    from dipddpm.sweep.results import read_trials, write_trial_row
+    from dipddpm.dataset.parquet import read_trials, write_trial_row
 
     ids = sorted(p.name[5:-8] for p in (sweep / "trials").glob("part-*.parquet"))
     unfinished = set(ids[:3])
@@ -172,7 +172,7 @@ def test_a_part_rewritten_after_compaction_wins(sweep):
     the next compaction keeps the part's row, once."""
     import pandas as pd
 
-    from dipddpm.sweep.results import read_trials, write_trial_row
+    from dipddpm.dataset.parquet import read_trials, write_trial_row
 
     compact(sweep)
     row = read_trials(sweep)[0]
@@ -184,8 +184,8 @@ def test_a_part_rewritten_after_compaction_wins(sweep):
 
 
 def test_a_running_sweep_is_refused(sweep):
-    from dipddpm.sweep.lifecycle import mark_running
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.lifecycle import mark_running
+    from dipddpm.dataset.storage import resolve
 
     mark_running(resolve(str(sweep)))  # this process: alive
     r = runner.invoke(app, ["results", "compact", str(sweep)])

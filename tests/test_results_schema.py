@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dipddpm.sweep import results
+from dipddpm.dataset import parquet as results
 
 
 def row(tid, **cols):

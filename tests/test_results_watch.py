@@ -6,8 +6,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
-from dipddpm.sweep.lifecycle import driver_state, mark_ended, mark_running
-from dipddpm.sweep.storage import resolve
+from dipddpm.dataset.lifecycle import driver_state, mark_ended, mark_running
+from dipddpm.dataset.storage import resolve
 
 runner = CliRunner()
 

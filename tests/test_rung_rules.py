@@ -8,7 +8,7 @@ import pytest
 from dipddpm.config import build
 from dipddpm.errors import ConfigError
 from dipddpm.methods import METHODS
-from dipddpm.sweep.rung_rules import DEFAULT_RULE, RUNG_RULES, rule_for
+from dipddpm.sweep.spec.rung_rules import DEFAULT_RULE, RUNG_RULES, rule_for
 
 TINY = {"width": 8, "depth": 2, "input_depth": 4, "report_every": 5, "iters": 40}
 

@@ -13,10 +13,10 @@ import time
 import pytest
 import s3_server
 
+from dipddpm.dataset import storage_backends
+from dipddpm.dataset.storage import is_remote, resolve
+from dipddpm.dataset.storage_backends import STORAGE_BACKENDS, backend_for, check_options
 from dipddpm.errors import ConfigError, DipddpmError
-from dipddpm.sweep import storage_backends
-from dipddpm.sweep.storage import is_remote, resolve
-from dipddpm.sweep.storage_backends import STORAGE_BACKENDS, backend_for, check_options
 
 BUCKET = "probe-bkt"
 

@@ -1,4 +1,4 @@
-"""One module opens Optuna studies (dipddpm/sweep/study.py): the searcher, `sweep status`
+"""One module opens Optuna studies (dipddpm/dataset/optuna_study.py): the searcher, `sweep status`
 and the importance plot read through it, and analysis/ never imports optuna itself."""
 
 from __future__ import annotations
@@ -41,13 +41,13 @@ def test_the_readers_open_the_study_through_study_py(module):
     strings = _strings(PKG / module)
     assert not [v for v in strings if "sqlite:" in v or "duplicate_of" in v or v == "optuna.db"]
     text = (PKG / module).read_text()
-    assert "load_study(" not in text and "dipddpm.sweep.study" in text
+    assert "load_study(" not in text and "dipddpm.dataset.optuna_study" in text
 
 
 def test_state_counts_count_a_duplicate_once(tmp_path):
     import optuna
 
-    from dipddpm.sweep.study import DUPLICATE, open_study, state_counts
+    from dipddpm.dataset.optuna_study import DUPLICATE, open_study, state_counts
 
     db = tmp_path / "optuna.db"
     study = open_study(db, "s", "maximize", optuna.samplers.RandomSampler(seed=0))

@@ -37,7 +37,7 @@ def tables(sweep: Path):
 
 
 def files(sweep: Path, sub: str) -> list[str]:
-    from dipddpm.sweep.compaction import data_files
+    from dipddpm.dataset.compaction import data_files
 
     return [p.name for p in data_files(sweep / sub)]
 
@@ -51,8 +51,8 @@ def check_every_report_once(trials, metrics) -> None:
 
 
 def test_a_sweep_compacts_at_its_end_and_resumes_unchanged(ray_local, tmp_path):
+    from dipddpm.dataset.lifecycle import driver_state
     from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.lifecycle import driver_state
     from dipddpm.sweep.runner import resume_sweep, run_sweep
 
     quiet = SweepConsole("score", "max", quiet=True)
@@ -75,7 +75,7 @@ def test_a_sweep_compacts_at_its_end_and_resumes_unchanged(ray_local, tmp_path):
 def test_kill_compact_resume(ray_local, tmp_path):
     """SIGKILL the driver once some trials are written; `results compact` folds the finished
     ones (unfinished trials keep their part files); `sweep resume` finishes the sweep."""
-    from dipddpm.sweep.lifecycle import driver_state
+    from dipddpm.dataset.lifecycle import driver_state
 
     path = spec(tmp_path, "killc", 6, 0.25)
     sweep = tmp_path / "results" / "killc"

@@ -9,10 +9,10 @@ import sqlite3
 
 import pytest
 
+from dipddpm.dataset.storage import resolve
 from dipddpm.errors import DipddpmError
 from dipddpm.sweep import disk_space
 from dipddpm.sweep.disk_space import MIB, SpaceWatch, min_free_bytes, no_space, remove_cut_off
-from dipddpm.sweep.storage import resolve
 
 
 def raised_from(inner: BaseException, outer: BaseException) -> BaseException:

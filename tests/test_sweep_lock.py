@@ -1,4 +1,4 @@
-"""The driver lock of a sweep directory (dipddpm/sweep/lock.py), without Ray: a live holder
+"""The driver lock of a sweep directory (dipddpm/dataset/lock.py), without Ray: a live holder
 refuses a second driver with one line naming it; a stale record (dead pid on this host, no
 heartbeat from another host, a lock copied with the sweep, a cut-off record) is taken over;
 heartbeats keep it; and the same on S3, with conditional PUTs against moto on loopback."""
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from dipddpm.dataset import lock as lockmod
+from dipddpm.dataset.lifecycle import driver_state, mark_running
+from dipddpm.dataset.lock import LOCK_FILE, Holder, SweepLock, read_lock
+from dipddpm.dataset.storage import resolve
 from dipddpm.errors import DipddpmError
-from dipddpm.sweep import lock as lockmod
-from dipddpm.sweep.lifecycle import driver_state, mark_running
-from dipddpm.sweep.lock import LOCK_FILE, Holder, SweepLock, read_lock
-from dipddpm.sweep.storage import resolve
 
 
 def dead_pid() -> int:

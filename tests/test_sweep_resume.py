@@ -262,7 +262,7 @@ def test_resume_without_tune_and_trials_left_is_refused(finished_sweep, tmp_path
     """tune/ gone and one of the 3 trials never ended (its row absent): a fresh Tuner would
     run the 2 again. Refused in one line naming what is missing and what to do; nothing
     written."""
-    from dipddpm.sweep.results import written_trials
+    from dipddpm.dataset.parquet import written_trials
 
     sweep = copy_of(finished_sweep, tmp_path)
     shutil.rmtree(sweep / "tune")

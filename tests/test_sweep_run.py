@@ -217,8 +217,8 @@ def test_relative_paths_seeds_and_config_errors(ray_local, tmp_path, monkeypatch
 def test_grid_searcher_space_matches_optuna_values():
     from ray.tune.search.sample import Categorical
 
-    from dipddpm.sweep.space import tune_space
     from dipddpm.sweep.spec import Domain
+    from dipddpm.sweep.spec.space import tune_space
 
     space = tune_space((Domain("stages", "int", 3, 7, step=2), Domain("t_max", "int", 1, 10,
                                                                           step=4)))

@@ -75,7 +75,7 @@ def test_s3_sweep_killed_resumed_and_read_back(aws_env, s3, tmp_path):
     import polars as pl
     import pyarrow.fs as pafs
 
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     spec_path = tmp_path / "killme.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "storage": PREFIX}, sort_keys=False))
@@ -158,7 +158,7 @@ def run_bad(uri: str, monkeypatch, spec_path: Path) -> tuple[int, str]:
     """`sweep run` in this process, with Ray's start replaced by a failure."""
     from typer.testing import CliRunner
 
-    import dipddpm.sweep.local_ray as local_ray
+    import dipddpm.cluster.local_ray as local_ray
     from dipddpm.cli import app
 
     def no_ray(*a, **k):
@@ -171,7 +171,7 @@ def run_bad(uri: str, monkeypatch, spec_path: Path) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_s3_bad_bucket_credentials_endpoint_one_line_each(aws_env, s3, tmp_path, monkeypatch):
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     spec_path = tmp_path / "bad.yaml"
     spec_path.write_text(yaml.safe_dump({**SPEC, "name": "bad"}, sort_keys=False))

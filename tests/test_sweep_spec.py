@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from dipddpm.cli import app
 from dipddpm.errors import ConfigError
-from dipddpm.sweep.space import decode, define_by_run, distributions
 from dipddpm.sweep.spec import load_spec, parse_spec
+from dipddpm.sweep.spec.space import decode, define_by_run, distributions
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 GOOD = {

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from dipddpm.cli import app
 from dipddpm.errors import ConfigError, DipddpmError
-from dipddpm.sweep.corners import corners
 from dipddpm.sweep.spec import load_spec, parse_spec
+from dipddpm.sweep.spec.corners import corners
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 SMOKE = {"num_samples": 2, "fixed": {"iters": 20}}

@@ -42,8 +42,8 @@ def test_a_copy_under_another_name_reads_the_study_of_its_recorded_name(sweep, t
 
 
 def test_status_says_who_holds_the_sweep(sweep):
-    from dipddpm.sweep.lock import SweepLock
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.lock import SweepLock
+    from dipddpm.dataset.storage import resolve
 
     with SweepLock(resolve(sweep)):
         st = json.loads(status(sweep, "--json"))

@@ -39,7 +39,7 @@ def test_result_files_cost_one_request_per_trial_on_s3(aws_env, s3, tmp_path):  
     import pyarrow.fs as pafs
     from ray.tune import ExperimentAnalysis
 
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     counts = {}
     for name, trials, iters in (("two", 2, 8), ("three-longer", 3, 24)):

@@ -1,7 +1,7 @@
 """Read one sweep's results directory (the Parquet layout the sweep runner writes).
 
     <storage>/<sweep>/trials/*.parquet    one row per trial (part-<id>: one trial;
-                                          compact-NNNNN: many, see sweep/compaction.py)
+                                          compact-NNNNN: many, see dataset/compaction.py)
     <storage>/<sweep>/metrics/*.parquet   long: sweep, trial_id, iter, metric, value
     <storage>/<sweep>/artifacts/...            PNGs (optional here)
     <storage>/<sweep>/spec.resolved.yaml       the spec as run (optional here)
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from dipddpm.dataset.columns import SCHEMA_VERSION, STATUSES  # declared once, there
 from dipddpm.errors import DipddpmError, closest, first_line
-from dipddpm.sweep.columns import SCHEMA_VERSION  # declared once, there
-from dipddpm.sweep.rows import STATUSES  # the statuses the sweep writes
 
 TRIAL_COLUMNS = ("sweep", "trial_id", "status", "method", "iters_done")
 METRIC_COLUMNS = ("sweep", "trial_id", "iter", "metric", "value")
@@ -91,7 +90,7 @@ class Sweep:
     def _dataset(self):
         import pyarrow.dataset as ds
 
-        from dipddpm.sweep.results import metrics_schema
+        from dipddpm.dataset.parquet import metrics_schema
 
         return ds.dataset([str(f) for f in self.metric_files], format="parquet",
                           schema=metrics_schema())
@@ -191,7 +190,7 @@ def _read_rows(files: list[Path], first: str) -> pd.DataFrame:
 def _part_files(folder: Path) -> list[Path]:
     """The Parquet files of a folder (part-<trial id> and compacted ones), hidden ones left
     out (a write or a compaction in progress)."""
-    from dipddpm.sweep.compaction import data_files
+    from dipddpm.dataset.compaction import data_files
 
     return data_files(folder)
 
@@ -245,7 +244,7 @@ def load_sweep(path: str | Path, artifacts: bool = False) -> Sweep:
     """Read and check a sweep directory, or an s3:// (gs://, ...) URI of one, copied locally
     first (with its artifacts/ when `artifacts`); raises DipddpmError if it is not a
     (non-empty) sweep."""
-    from dipddpm.sweep.storage import is_remote
+    from dipddpm.dataset.storage import is_remote
 
     if not is_remote(str(path)):
         return _load_local(Path(path))

@@ -303,7 +303,7 @@ def plot_pareto(sweep: Sweep, metric: str | None = None, x: str = "iters",
 
 def param_importances(sweep: Sweep) -> tuple[dict[str, float], str, int]:
     """Optuna importances of the searched parameters: (importances, evaluator, trials used)."""
-    from dipddpm.sweep.study import STUDY_FILE, param_importances
+    from dipddpm.dataset.optuna_study import STUDY_FILE, param_importances
 
     db = sweep.study_path
     if db is None:

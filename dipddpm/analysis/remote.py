@@ -24,7 +24,7 @@ def sweep_location(uri: str):
     """The sweep's Location, with its spec's storage_options when it has them."""
     import yaml
 
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     loc = resolve(uri)
     spec = loc.child("spec.resolved.yaml")
@@ -65,7 +65,7 @@ def local_copy(uri: str, artifacts: bool = False) -> Path:
     except DipddpmError:
         raise
     except Exception as e:  # credentials, endpoint, permissions: one line naming the URI
-        from dipddpm.sweep.storage import remote_failure
+        from dipddpm.dataset.storage import remote_failure
 
         raise remote_failure(loc, e) from None
     return out

@@ -1,7 +1,7 @@
 """`dipddpm results report DIR --watch`: rewrite the report every N seconds while the sweep
 runs; stop when it has ended (or its driver is gone), after a last report.
 
-Whether a sweep runs is what its `driver.json` says (`dipddpm.sweep.lifecycle`): the runner
+Whether a sweep runs is what its `driver.json` says (`dipddpm.dataset.lifecycle`): the runner
 marks it running when the Tuner starts and ended when it returns. Before the first trial is
 written there is nothing to report yet: a line says so and the watch waits.
 """
@@ -19,7 +19,7 @@ SPEC_FILE = "spec.resolved.yaml"
 
 def check_is_sweep(directory: str | Path) -> None:
     """One line unless `directory` holds a sweep (its spec, driver.json or trials/)."""
-    from dipddpm.sweep.lifecycle import DRIVER_FILE
+    from dipddpm.dataset.lifecycle import DRIVER_FILE
 
     if "://" in str(directory):
         raise DipddpmError(f"--watch: {directory}: only a sweep on this machine's filesystem "
@@ -38,7 +38,7 @@ def watch(directory: str | Path, write: Callable[[], str], every: float,
           echo: Callable[[str], None], sleep: Callable[[float], None] | None = None) -> int:
     """Call write() (builds the report, returns a line about it) every `every` seconds until
     the sweep is no longer running; returns how many reports were written."""
-    from dipddpm.sweep.lifecycle import driver_state
+    from dipddpm.dataset.lifecycle import driver_state
 
     check_is_sweep(directory)
     written = 0

@@ -1,26 +1,18 @@
-"""The typer apps every CLI module adds its commands to, and the user-error wrapper.
-
-Commands parse options, call a plain tested function and turn a `DipddpmError` or an `OSError`
-(the file system said no: read-only, no space, not a folder) into one line on stderr and exit
-status 2 (no traceback). Anything else is a bug and keeps its traceback. Every app takes -h as
-well as --help; `dipddpm --version` prints the version.
+"""The typer apps every CLI module adds its commands to (the helpers they share, the
+user-error wrapper among them, are cli/common.py). Every app takes -h as well as --help;
+`dipddpm --version` prints the version. `fit METHOD` is built by cli/fit_method.py when asked
+for, so `dipddpm --help` loads no torch.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import re
-import sys
-from collections.abc import Callable
-from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from dipddpm.errors import DipddpmError
-
-HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # context_settings of every app
+from dipddpm._compat import moved_names
+from dipddpm.cli.common import HELP_OPTIONS
 
 app = typer.Typer(
     name="dipddpm",
@@ -30,6 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings=HELP_OPTIONS,
 )
+
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 
 def _print_version(value: bool) -> None:
@@ -76,19 +70,24 @@ class RegistryHelpGroup(TyperGroup):
     """A command group whose commands' help texts name registry entries (`fill_help`)."""
 
     def get_command(self, ctx, name: str):
-        cmd = super().get_command(ctx, name)
-        if cmd is not None and not getattr(cmd, "_help_filled", False):
-            cmd.help = fill_help(cmd.help)
-            for p in cmd.params:
-                if getattr(p, "help", None):
-                    p.help = fill_help(p.help)
-            cmd._help_filled = True
-        return cmd
+        return filled(super().get_command(ctx, name))
+
+
+def filled(cmd):
+    """The command with its help texts filled (`fill_help`), once."""
+    if cmd is not None and not getattr(cmd, "_help_filled", False):
+        cmd.help = fill_help(cmd.help)
+        for p in cmd.params:
+            if getattr(p, "help", None):
+                p.help = fill_help(p.help)
+        cmd._help_filled = True
+    return cmd
 
 
 class FitGroup(RegistryHelpGroup):
-    """`dipddpm fit`: the hand-written commands, and `fit METHOD` for every other registered
-    method (cli/fit_method.py), built when asked for; METHOD may be written with _ or -."""
+    """`dipddpm fit`: the hand-written commands (cli/ddpm.py), and `fit METHOD` for every other
+    registered method (cli/fit_method.py), built when asked for; METHOD may be written with _
+    or -."""
 
     def list_commands(self, ctx) -> list[str]:
         from dipddpm.cli.fit_method import method_names
@@ -102,7 +101,7 @@ class FitGroup(RegistryHelpGroup):
             return own
         from dipddpm.cli.fit_method import method_command
 
-        return method_command(name.replace("-", "_"))
+        return filled(method_command(name.replace("-", "_")))
 
 
 fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
@@ -122,55 +121,3 @@ app.add_typer(sweep_app, name="sweep")
 app.add_typer(results_app, name="results")
 app.add_typer(cluster_app, name="cluster")
 
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator for commands: DipddpmError or OSError -> 'error: ...' on stderr, exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DipddpmError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
-        except OSError as e:  # the file system (or a socket) said no: not a bug of ours
-            from dipddpm.cli.outputs import os_error_line
-
-            typer.echo(f"error: {os_error_line(e)}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def print_json(obj: Any) -> None:
-    """One JSON object on stdout (NaN/inf as null), for --json."""
-
-    def clean(v):
-        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    sys.stdout.write(json.dumps(clean(obj)) + "\n")
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def check_image_path(path, option: str) -> None:
-    """An output image path (--save, --out) must name a PNG or JPEG file that can be written
-    (`outputs.check_output`)."""
-    from pathlib import Path
-
-    from dipddpm.cli.outputs import check_output
-    from dipddpm.errors import ConfigError
-
-    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-        raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
-    check_output(path, option, suffixes=IMAGE_SUFFIXES)

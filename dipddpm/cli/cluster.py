@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import cluster_app, print_json, user_errors
+from dipddpm.cli.app import cluster_app
+from dipddpm.cli.common import print_json, user_errors
 
 
 @cluster_app.command(
@@ -34,10 +35,10 @@ def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     from dipddpm.cli.sweep import cluster_address
-    from dipddpm.sweep.cluster import doctor
-    from dipddpm.sweep.local_ray import ray_session
+    from dipddpm.cluster.doctor import doctor
+    from dipddpm.cluster.local_ray import ray_session
+    from dipddpm.dataset.storage_backends import backend_for
     from dipddpm.sweep.spec import load_spec
-    from dipddpm.sweep.storage_backends import backend_for
 
     if storage is not None:
         backend_for(storage, "--storage")  # an empty value or an unknown scheme: refused now

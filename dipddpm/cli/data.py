@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from dipddpm.cli.app import HELP_OPTIONS, app, print_json, user_errors
+from dipddpm.cli.app import app
+from dipddpm.cli.common import HELP_OPTIONS, print_json, user_errors
 from dipddpm.errors import DipddpmError
 
 data_app = typer.Typer(help="The benchmark images specs name as data:SET/IMAGE: list them, "

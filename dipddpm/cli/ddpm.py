@@ -15,7 +15,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import app, check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.app import app, fit_app
+from dipddpm.cli.common import check_image_path, print_json, user_errors
 from dipddpm.cli.outputs import check_output
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, coerce, merge_sources, parse_set, to_dict
@@ -85,7 +86,8 @@ def run_fit_ddpm(a: DdpmFitArgs) -> dict:
     from dipddpm.checkpoint import check_expected, read_checkpoint
     from dipddpm.data.datasets import DATASETS
     from dipddpm.methods import METHODS
-    from dipddpm.methods.ddpm import StateSaver, dataset_problem, total_steps, train_ddpm
+    from dipddpm.methods.ddpm import dataset_problem, total_steps, train_ddpm
+    from dipddpm.methods.ddpm_checkpoint import StateSaver
 
     method = METHODS.get("ddpm")
     cfg = build(method.config_cls, _preset_overrides(method, a.preset, a.sets))
@@ -209,10 +211,12 @@ def _sample_fid(a: SampleArgs, ddpm, draw, dev) -> dict:
 def run_sample(a: SampleArgs) -> dict:
     import torch
 
+    from dipddpm.data.grid import make_grid
     from dipddpm.data.images import save_image
     from dipddpm.diffusion.sampling import SamplerConfig, reverse_steps, sample
-    from dipddpm.methods.ddpm import autocast_on, load_ddpm, make_grid
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.ddpm_checkpoint import load_ddpm
+    from dipddpm.methods.ddpm_config import autocast_on
+    from dipddpm.methods.device import pick_device
 
     sampler = a.check()
     ddpm = load_ddpm(a.checkpoint, a.device, use_ema=False if a.no_ema else None)

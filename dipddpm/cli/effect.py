@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import typer
 
-from dipddpm.cli.app import print_json, results_app, user_errors
+from dipddpm.cli.app import results_app
+from dipddpm.cli.common import print_json, user_errors
 from dipddpm.cli.results import DIR_HELP, _console, _print_table
 
 

@@ -1,15 +1,17 @@
-"""`dipddpm fit dip|guided-dip`: one DIP or guided-DIP fit on one image, no Ray needed."""
+"""`dipddpm fit dip|guided-dip|bm3d`, the image forms: one fit on one image, no Ray needed.
+
+Their options are declared once, with the generic form's, in cli/fit_method.py (which builds
+every `fit METHOD` command when it is asked for); this is their run path and their summary.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import check_image_path, fit_app, print_json, user_errors
+from dipddpm.cli.common import check_image_path, print_json
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.errors import DipddpmError, closest
 
@@ -72,9 +74,11 @@ def build_problem(method, method_name: str, cfg, a: FitArgs, spec: dict):
 
 
 def check_fit_args(method_name: str, a: FitArgs) -> None:
+    from dipddpm.methods import METHODS
+
     if a.replicates < 1:
         raise DipddpmError(f"--replicates must be >= 1, got {a.replicates}; e.g. --replicates 4")
-    if a.replicates > 1 and method_name not in ("dip", "guided_dip"):
+    if a.replicates > 1 and METHODS.get(method_name).plan is None:
         raise DipddpmError(f"--replicates runs K seeds of a DIP fit (dip, guided-dip); "
                            f"{method_name} has no seed to vary: drop --replicates")
     from dipddpm.methods.fusion import MODES
@@ -93,7 +97,7 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     from dipddpm.config import build, merge_sources, parse_set, to_dict
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     check_fit_args(method_name, a)
     pick_device(a.device)  # a device this machine lacks: before any work
@@ -129,11 +133,12 @@ def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: st
                    as_json: bool) -> tuple[list, dict]:
     """K seeds of one problem as the members of one run; their results and the summary's
     replicates block (mode used, every member's metrics, their mean)."""
-    from dipddpm.methods import dip, guided_dip
-    from dipddpm.methods.fitting import Member, pick_device
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.device import pick_device
+    from dipddpm.methods.fitting import Member
     from dipddpm.methods.fusion import resolve_mode, run_members
 
-    plan_of = {"dip": dip.dip_plan, "guided_dip": guided_dip.make_plan}[method_name]
+    plan_of = METHODS.get(method_name).plan  # dip_plan, make_plan: a method with a stage plan
     members = [Member(problem, plan_of(cfg, problem), seed + i) for i in range(K)]
     dev = pick_device(device)
     mode = resolve_mode(cfg, members, dev, fusion)
@@ -169,68 +174,15 @@ def _print_summary(s: dict) -> None:
                        f"dB  SSIM {m['ssim_gt_final']:.4f}")
 
 
-# options a form does not take: BM3D is one deterministic pass (no iterations to set, no
-# seeds to replicate, nothing to fuse)
-NOT_TAKEN = {"bm3d": ("iters", "replicates", "fusion")}
+def image_form(method_name: str):
+    """The callback of an image form (`fit dip|guided-dip|bm3d`): its keywords are FitArgs'
+    (the options cli/fit_method.py declares), its output the summary or --json."""
 
-
-def _fit_command(method_name: str):
-    def command(
-        image: str = typer.Option(..., "--image", help="PNG/JPEG path or skimage:NAME "
-                                  "(e.g. skimage:astronaut)."),
-        preset: str | None = typer.Option(None, "--preset", help="Named preset of the method."),
-        size: int | None = typer.Option(None, "--size", help="Resize to SIZE x SIZE "
-                                        "(center square crop first)."),
-        sigma: float | None = typer.Option(None, "--sigma", help="Noise std in 0-255 units "
-                                           "(default 25)."),
-        iters: int | None = typer.Option(None, "--iters", help="Fitting iterations."),
-        sets: list[str] | None = typer.Option(None, "--set", help="Config override key=value "
-                                              "(repeatable), e.g. --set lr=0.001."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the noise, z and the net."),
-        grey: bool = typer.Option(False, "--grey", help="Convert the image to grey."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-        save: Path | None = typer.Option(None, "--save", help="Write the output image here."),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-        noise_seed: int | None = typer.Option(None, "--noise-seed", help="Seed of the noise "
-                                              "alone (default: --seed), as a sweep's problem "
-                                              "seed."),
-        problem_sets: list[str] | None = typer.Option(None, "--problem", help="Problem key="
-                                                      "value (repeatable), e.g. --problem "
-                                                      "observation=forward; a key an option "
-                                                      "above also sets is an error."),
-        replicates: int = typer.Option(1, "--replicates", help="K fits of the same image with "
-                                       "seeds SEED..SEED+K-1, run as one fused net (the default "
-                                       "on CUDA); --json adds every member's metrics and "
-                                       "their mean."),
-        fusion: str = typer.Option("auto", "--fusion", help="With --replicates: auto (fused on "
-                                   "CUDA, on CPU what measured faster), fused or serial."),
-    ) -> None:
-        summary = run_fit(method_name, FitArgs(
-            image=image, preset=preset, size=size, sigma=sigma, iters=iters, sets=sets,
-            seed=seed, grey=grey, device=device, save=save, as_json=as_json,
-            noise_seed=noise_seed, problem_sets=problem_sets, replicates=replicates,
-            fusion=fusion))
-        if as_json:
+    def command(**kw) -> None:
+        summary = run_fit(method_name, FitArgs(**kw))
+        if kw["as_json"]:
             print_json(summary)
         else:
             _print_summary(summary)
 
-    drop = NOT_TAKEN.get(method_name, ())
-    if drop:  # the form lists only what the method takes (FitArgs' defaults fill the rest)
-        sig = inspect.signature(command)
-        params = [p for n, p in sig.parameters.items() if n not in drop]
-        fill = {n: f.default for n, f in FitArgs.__dataclass_fields__.items() if n in drop}
-        command_taken = functools.wraps(command)(lambda **kw: command(**kw, **fill))
-        command_taken.__signature__ = sig.replace(parameters=params)
-        return command_taken
     return command
-
-
-fit_app.command("dip", help="Fit Deep Image Prior (Ulyanov et al., CVPR 2018) to one noisy "
-                "image. Presets: "
-                "{presets:dip}.")(user_errors(_fit_command("dip")))
-fit_app.command("guided-dip", help="Fit staged / guided DIP (docs/methods.md). Presets: "
-                "{presets:guided_dip}.")(user_errors(_fit_command("guided_dip")))
-fit_app.command("bm3d", help="Denoise one noisy image with BM3D (CBM3D for colour), the "
-                "classical baseline, on the same observation a DIP fit would get; sigma from "
-                "--sigma unless --set sigma=S.")(user_errors(_fit_command("bm3d")))

@@ -1,8 +1,9 @@
-"""`dipddpm fit METHOD`: any registered method, its options built from its config dataclass.
+"""`dipddpm fit METHOD`: a command for every registered method, built when it is first asked
+for (so `dipddpm --help` loads no torch), its options taken from one table (OPTIONS).
 
-The hand-written forms (`fit dip|guided-dip|bm3d|ddpm|dip-prior-ddpm`) keep their own
-options; every other registered method (noop, or one a plug-in registers) gets this command,
-built when it is first asked for (so `dipddpm --help` loads no torch):
+The image forms (`fit dip|guided-dip|bm3d`: IMAGE_FORMS, run by cli/fit.py) take --image and
+the problem's options; `fit ddpm|dip-prior-ddpm` are hand-written (cli/ddpm.py); every other
+registered method (noop, or one a plug-in registers) gets the generic form:
 
     dipddpm fit noop --iters 20 --x 0.1 --json
     dipddpm fit METHOD --preset tiny --problem image=skimage:camera --set lr=0.01
@@ -19,13 +20,14 @@ import dataclasses
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import typer
 
-from dipddpm.cli.app import check_image_path, print_json, user_errors
+from dipddpm.cli.common import check_image_path, print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, parse_set, to_dict
 from dipddpm.errors import DipddpmError
@@ -54,7 +56,7 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     the method with a progress bar and return its summary."""
     from dipddpm.data.images import save_image
     from dipddpm.methods import METHODS
-    from dipddpm.methods.fitting import pick_device
+    from dipddpm.methods.device import pick_device
 
     pick_device(a.device)  # a device this machine lacks: before any work
     method = METHODS.get(name)
@@ -122,24 +124,83 @@ def _field_params(cfg_cls: type) -> list[inspect.Parameter]:
     return out
 
 
-def _common_params() -> list[inspect.Parameter]:
-    def opt(name, annotation, default):
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                 default=default)
+# every option of a `fit` command, declared once: keyword -> (type, typer.Option). The generic
+# form takes COMMON (and one option per config field); the image forms of cli/fit.py take
+# IMAGE_FORM, less ITERATIVE where the method has no stage plan (BM3D: one deterministic pass,
+# no iterations to set, no seeds to replicate, nothing to fuse).
+OPTIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
+    "image": (str, lambda: typer.Option(..., "--image", help="PNG/JPEG path or skimage:NAME "
+                                        "(e.g. skimage:astronaut).")),
+    "preset": (str | None, lambda: typer.Option(None, "--preset", help="Named preset of the "
+                                                "method.")),
+    "size": (int | None, lambda: typer.Option(None, "--size", help="Resize to SIZE x SIZE "
+                                              "(center square crop first).")),
+    "sigma": (float | None, lambda: typer.Option(None, "--sigma", help="Noise std in 0-255 "
+                                                 "units (default 25).")),
+    "iters": (int | None, lambda: typer.Option(None, "--iters", help="Fitting iterations.")),
+    "sets": (list[str] | None, lambda: typer.Option(None, "--set", help="Config override "
+                                                    "key=value (repeatable), e.g. --set "
+                                                    "lr=0.001.")),
+    "seed": (int, lambda: typer.Option(0, "--seed", help="Seed of the run (of a fit: the "
+                                       "noise, z and the net).")),
+    "grey": (bool, lambda: typer.Option(False, "--grey", help="Convert the image to grey.")),
+    "device": (str, lambda: typer.Option("auto", "--device", help="auto, cpu, cuda or "
+                                         "cuda:N.")),
+    "save": (Path | None, lambda: typer.Option(None, "--save", help="Write the output image "
+                                               "here.")),
+    "as_json": (bool, lambda: typer.Option(False, "--json", help="Print one JSON object.")),
+    "noise_seed": (int | None, lambda: typer.Option(
+        None, "--noise-seed", help="Seed of the noise alone (default: --seed), as a sweep's "
+        "problem seed.")),
+    "problem_sets": (list[str] | None, lambda: typer.Option(
+        None, "--problem", help="Problem key=value (repeatable), e.g. --problem "
+        "image=skimage:camera --problem size=64; a key another option also sets is an "
+        "error.")),
+    "replicates": (int, lambda: typer.Option(
+        1, "--replicates", help="K fits of the same image with seeds SEED..SEED+K-1, run as "
+        "one fused net (the default on CUDA); --json adds every member's metrics and their "
+        "mean.")),
+    "fusion": (str, lambda: typer.Option(
+        "auto", "--fusion", help="With --replicates: auto (fused on CUDA, on CPU what "
+        "measured faster), fused or serial.")),
+}
+COMMON_FORM = ("preset", "sets", "problem_sets", "seed", "device", "save", "as_json")
+IMAGE_FORM = ("image", "preset", "size", "sigma", "iters", "sets", "seed", "grey", "device",
+              "save", "as_json", "noise_seed", "problem_sets", "replicates", "fusion")
+ITERATIVE = ("iters", "replicates", "fusion")  # taken by a method with a stage plan
 
-    return [
-        opt("preset", str | None, typer.Option(None, "--preset", help="Named preset.")),
-        opt("sets", list[str] | None, typer.Option(None, "--set", help="Config override "
-                                                   "key=value (repeatable).")),
-        opt("problem_sets", list[str] | None, typer.Option(
-            None, "--problem", help="Problem key=value (repeatable), e.g. --problem "
-            "image=skimage:camera --problem size=64.")),
-        opt("seed", int, typer.Option(0, "--seed", help="Seed of the run.")),
-        opt("device", str, typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")),
-        opt("save", Path | None, typer.Option(None, "--save", help="Write the output image "
-                                              "here.")),
-        opt("as_json", bool, typer.Option(False, "--json", help="Print one JSON object.")),
-    ]
+
+def params(names: tuple[str, ...]) -> list[inspect.Parameter]:
+    """The keyword parameters of a command taking the options `names` (OPTIONS' keys)."""
+    return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=OPTIONS[n][0],
+                              default=OPTIONS[n][1]()) for n in names]
+
+
+def form_options(method) -> tuple[str, ...]:
+    """The options of a method's image form: ITERATIVE only where it has a stage plan."""
+    return tuple(n for n in IMAGE_FORM if method.plan is not None or n not in ITERATIVE)
+
+
+def _common_params() -> list[inspect.Parameter]:
+    return params(COMMON_FORM)
+
+
+# the methods whose `fit` form is an image form (cli/fit.py), and its help text
+IMAGE_FORMS = {
+    "dip": "Fit Deep Image Prior (Ulyanov et al., CVPR 2018) to one noisy image. Presets: "
+           "{presets:dip}.",
+    "guided_dip": "Fit staged / guided DIP (docs/methods.md). Presets: {presets:guided_dip}.",
+    "bm3d": "Denoise one noisy image with BM3D (CBM3D for colour), the classical baseline, on "
+            "the same observation a DIP fit would get; sigma from --sigma unless --set "
+            "sigma=S.",
+}
+
+
+def _click(name: str, command, help_text: str, signature: list[inspect.Parameter]):
+    command.__signature__ = inspect.Signature(signature)
+    one = typer.Typer(add_completion=False)
+    one.command(command_name(name), help=help_text)(user_errors(command))
+    return typer.main.get_command(one)
 
 
 def method_command(name: str):
@@ -148,6 +209,11 @@ def method_command(name: str):
 
     if name not in METHODS:
         return None
+    if name in IMAGE_FORMS:
+        from dipddpm.cli.fit import image_form
+
+        return _click(name, image_form(name), IMAGE_FORMS[name],
+                      params(form_options(METHODS.get(name))))
     method = METHODS.get(name)
 
     def command(**kw) -> None:
@@ -165,14 +231,10 @@ def method_command(name: str):
             if k != "config":
                 typer.echo(f"{k:>24}  {v}")
 
-    command.__signature__ = inspect.Signature(
-        _common_params() + _field_params(method.config_cls))
-    one = typer.Typer(add_completion=False)
     presets = ", ".join(sorted(method.presets)) or "none"
-    one.command(command_name(name), help=f"Run method {name} once (options: its "
-                f"{method.config_cls.__name__} fields). Presets: {presets}.")(
-        user_errors(command))
-    return typer.main.get_command(one)
+    return _click(name, command, f"Run method {name} once (options: its "
+                  f"{method.config_cls.__name__} fields). Presets: {presets}.",
+                  _common_params() + _field_params(method.config_cls))
 
 
 def method_names() -> list[str]:

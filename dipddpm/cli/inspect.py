@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from dipddpm.cli.app import inspect_app, print_json, user_errors
+from dipddpm.cli.app import inspect_app
+from dipddpm.cli.common import print_json, user_errors
 from dipddpm.cli.outputs import check_output
 from dipddpm.config import parse_set
 from dipddpm.errors import ConfigError

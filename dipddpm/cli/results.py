@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from dipddpm.analysis.plots import PLOT_KINDS
-from dipddpm.cli.app import print_json, results_app, user_errors
+from dipddpm.cli.app import results_app
+from dipddpm.cli.common import print_json, user_errors
 from dipddpm.cli.outputs import check_output
 from dipddpm.errors import DipddpmError
 
@@ -250,8 +251,8 @@ def compact_command(
 ) -> None:
     from dataclasses import asdict
 
-    from dipddpm.sweep.compaction import compact
-    from dipddpm.sweep.storage import is_remote
+    from dipddpm.dataset.compaction import compact
+    from dipddpm.dataset.storage import is_remote
 
     if not is_remote(directory) and Path(directory).is_dir():  # it rewrites files in DIR
         check_output(directory, "results compact DIR", kind="folder")

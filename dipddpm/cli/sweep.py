@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from dipddpm.cli.app import print_json, sweep_app, user_errors
+from dipddpm.cli.app import sweep_app
+from dipddpm.cli.common import print_json, user_errors
 
 SMOKE = typer.Option(False, "--smoke", help="Apply the spec's smoke: block (seconds on CPU).")
 SETS = typer.Option(None, "--set", help="Override a spec key, dotted, value as YAML "
@@ -18,7 +19,7 @@ JSON = typer.Option(False, "--json", help="Print one JSON object.")
 def cluster_address(address: str | None) -> str | None:
     """--address, else $RAY_ADDRESS (set for the driver of a `ray job submit`), else None
     (the embedded local Ray); --address wins (local_ray.choose_address)."""
-    from dipddpm.sweep.local_ray import choose_address
+    from dipddpm.cluster.local_ray import choose_address
 
     return choose_address(address)
 
@@ -30,8 +31,8 @@ def echo_warnings(spec) -> None:
 
 
 def _summary(spec) -> dict:
-    from dipddpm.sweep.rung_rules import rule_for
-    from dipddpm.sweep.space import grid_size
+    from dipddpm.sweep.spec.rung_rules import rule_for
+    from dipddpm.sweep.spec.space import grid_size
 
     return {"name": spec.name, "method": spec.method, "preset": spec.preset,
             "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
@@ -57,7 +58,7 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
              storage: str | None = typer.Option(None, "--storage", help="Results root to "
                                                 "check (default: the spec's storage:)."),
              as_json: bool = JSON) -> None:
-    from dipddpm.sweep.feasibility import check_this_machine
+    from dipddpm.cluster.feasibility import check_this_machine
     from dipddpm.sweep.runner import prepare
     from dipddpm.sweep.spec import load_spec
 
@@ -81,7 +82,7 @@ def _trials(s) -> str:
 
 
 def gpu_fraction(mib: float, gib: int) -> float | None:  # kept here for its importers
-    from dipddpm.sweep.estimate import gpu_fraction as fraction
+    from dipddpm.sweep.spec.estimate import gpu_fraction as fraction
 
     return fraction(mib, gib)
 
@@ -104,7 +105,7 @@ def _space(s) -> dict:
 
 def _resolved(s) -> dict:
     """The spec as it runs, with the rung rule the method's default resolves to."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
 
     out = s.resolved_dict()
     out["scheduler"] = {**out["scheduler"],
@@ -120,8 +121,8 @@ def _resolved(s) -> dict:
 @user_errors
 def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool = SMOKE,
          sets: list[str] | None = SETS, as_json: bool = JSON) -> None:
-    from dipddpm.sweep.estimate import time_estimate, trial_footprint
     from dipddpm.sweep.spec import load_spec
+    from dipddpm.sweep.spec.estimate import time_estimate, trial_footprint
 
     s = load_spec(spec, smoke=smoke, sets=sets, load_problem=False)
     space = _space(s)
@@ -139,7 +140,7 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
 
 
 def _echo_space(s, space: dict) -> None:
-    from dipddpm.sweep.space import distributions
+    from dipddpm.sweep.spec.space import distributions
 
     typer.echo("# search space (Optuna distributions):")
     dists = distributions(s.search) if s.searcher.type == "optuna" else {}
@@ -167,7 +168,7 @@ def _echo_footprint(s, footprint: dict) -> None:
 
 
 def _echo_time(s, t: dict) -> None:
-    from dipddpm.sweep.estimate import fmt_seconds
+    from dipddpm.sweep.spec.estimate import fmt_seconds
 
     if "why" in t:
         typer.echo(f"# time: {t['why']}")

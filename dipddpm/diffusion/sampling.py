@@ -88,7 +88,7 @@ def model_predictions(model: Callable, process: DiffusionProcess, x_t: torch.Ten
                       objective: Objective, clip_x0: bool, amp: bool = False):
     """(x0_hat, eps_hat) from the model's output at timestep t (the same for the whole batch).
     amp: the model runs under bf16 autocast on x_t's device (the caller decides where:
-    methods/ddpm.py `autocast_on`)."""
+    methods/ddpm_config.py `autocast_on`)."""
     tt = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     autocast = torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=amp)
     with autocast:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import bm3d, ddpm, dip, dip_prior_ddpm, guided_dip, noop
+from dipddpm.methods import bm3d, ddpm, ddpm_config, dip, dip_prior_ddpm, guided_dip, noop
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.problems import check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
@@ -27,9 +27,10 @@ METHODS.register("guided_dip")(Method(
     example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS,
     final_stage_iters=lambda cfg: cfg.counts()[-1], check_problem_spec=check_image_spec))
 METHODS.register("ddpm")(Method(
-    name="ddpm", config_cls=ddpm.DdpmConfig, run=ddpm.run_ddpm, make_problem=ddpm.dataset_problem,
-    metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm.PRESETS,
-    example_config={**ddpm.PRESETS["tiny"], "iters": 6, "report_every": 2, "val_max": 8,
+    name="ddpm", config_cls=ddpm_config.DdpmConfig, run=ddpm.run_ddpm,
+    make_problem=ddpm.dataset_problem,
+    metrics=("iter", "epoch", "step", "train_loss", "val_loss"), presets=ddpm_config.PRESETS,
+    example_config={**ddpm_config.PRESETS["tiny"], "iters": 6, "report_every": 2, "val_max": 8,
                     "sample_count": 2, "sample_steps": 2},
     example_problem={"dataset": "skimage-patches", "size": 16, "count": 32},
     check_problem_spec=ddpm.check_dataset_spec))

@@ -46,12 +46,14 @@ from dipddpm.diffusion.sampling import (
 )
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.methods.ddpm import Trained, autocast_on, load_ddpm
+from dipddpm.methods.ddpm_checkpoint import Trained, load_ddpm
+from dipddpm.methods.ddpm_config import autocast_on
+from dipddpm.methods.device import pick_device
 from dipddpm.methods.dip import DipConfig, run_dip
-from dipddpm.methods.fitting import build_for_problem, pick_device
 from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
 from dipddpm.nn import NETS, build_net, min_size, size_multiple
+from dipddpm.nn.sizes import build_for_problem
 
 
 @dataclass(frozen=True)

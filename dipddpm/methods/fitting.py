@@ -25,28 +25,32 @@ design) on the device; its pick is scored against the ground truth only at repor
 end (`psnr_es`, `iter_es`; a fit shorter than the window picks its last output).
 
 `FitState` holds everything the loop changes; a checkpoint (`state()`) is its fields, each
-saved by its kind, and resume loads them back the same way (`_dump`, `_load`).
+saved by its kind, and resume loads them back the same way (loop_state.py).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from dipddpm._compat import moved_names
 from dipddpm.early_stop import ES_RULES, EsParams, RunningVariance
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.device import pick_device
+from dipddpm.methods.loop_state import GlobalRng, dump_state, load_state
 from dipddpm.methods.member_adam import MemberAdam
 from dipddpm.metrics import BestTracker, psnr, ssim, ssim_each
-from dipddpm.nn import build_net, min_size, size_multiple
 from dipddpm.nn.fused import fuse, member_view
+from dipddpm.nn.sizes import build_for_problem
+
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 MembersReport = Callable[[int, list[dict], Callable[[], dict]], None]
 
@@ -84,27 +88,6 @@ class Member:
     seed: int = 0
 
 
-def pick_device(device=None) -> torch.device:
-    """None/'auto': the current CUDA device if there is one (never assumes index 0), else CPU.
-    A device that does not exist here is a user error, not a crash deep in the loop."""
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DipddpmError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or (dev.index or 0) >= n:
-            raise DipddpmError(f"device {device!r}: this machine has {n} CUDA device(s); "
-                               f"use --device auto or cpu")
-    elif dev.type != "cpu":
-        raise DipddpmError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    return dev
-
-
 def _quantize(v: torch.Tensor) -> torch.Tensor:
     """uint8 truncation, as the source that reports uint8 PSNR does."""
     return torch.floor(v * 255) / 255
@@ -114,49 +97,12 @@ def _psnr_of(mse: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-30))
 
 
-def build_for_problem(cfg, channels: int, problem) -> torch.nn.Module:
-    net = build_net(cfg.net, cfg.input_depth, channels, cfg.width, cfg.depth, cfg.net_sigmoid)
-    check_size(net, cfg.net, *problem.observed.shape[-2:])
-    return net
-
-
-def check_size(net: torch.nn.Module, name: str, H: int, W: int) -> None:
-    """The image must fit the net: H, W divisible by its multiple and at least its minimum."""
-    err = size_error(name, size_multiple(net), min_size(net), H, W)
-    if err is not None:
-        raise err
-
-
-def size_error(name: str, m: int, low: int, H: int, W: int) -> DipddpmError | None:
-    """The error of an H x W image for a net of size multiple m and minimum side low."""
-    if H % m or W % m:
-        return DipddpmError(
-            f"net {name!r} needs H and W divisible by {m}, got {H}x{W}; "
-            f"crop the image (make_image_problem(multiple={m})) or use a smaller depth")
-    if min(H, W) < low:
-        return DipddpmError(
-            f"net {name!r} needs H and W of at least {low} (its coarsest scale must keep "
-            f"2x2 values), got {H}x{W}; use a larger --size or a smaller depth "
-            f"(--set depth=N)")
-    return None
-
-
 def _draw_input(cfg, shape, g: torch.Generator, device) -> torch.Tensor:
     if cfg.input_noise == "uniform":
         z = torch.rand(shape, generator=g, device=device) * cfg.input_scale
     else:
         z = torch.randn(shape, generator=g, device=device) * cfg.input_scale
     return z
-
-
-class GlobalRng:
-    """torch's global RNG as a checkpointable value (saved as it is when saved)."""
-
-    def state_dict(self) -> torch.Tensor:
-        return torch.get_rng_state()
-
-    def load_state_dict(self, s: torch.Tensor) -> None:
-        torch.set_rng_state(s)
 
 
 @dataclass
@@ -181,49 +127,6 @@ class FitState:
     j: int = 0  # iterations done
     wall_s: float = 0.0  # fitting time up to the last state()
     torch_rng: GlobalRng = field(default_factory=GlobalRng)
-
-
-def _dump(v):
-    """A checkpoint value that never aliases the live one (tensors as CPU copies)."""
-    if hasattr(v, "state_dict"):
-        return copy.deepcopy(v.state_dict())
-    if isinstance(v, torch.Generator):
-        return v.get_state()
-    if isinstance(v, torch.Tensor):
-        return v.detach().to("cpu", copy=True)
-    if isinstance(v, list | tuple):
-        return [_dump(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _dump(x) for k, x in v.items()}
-    return v
-
-
-def _load(current, saved, dev):
-    """The live value for `saved`: loaded into `current` where it holds state (net, Adam,
-    generators, trackers), else rebuilt (tensors copied to `dev`)."""
-    if hasattr(current, "load_state_dict"):  # a copy: torch's Adam keeps the tensors it is
-        current.load_state_dict(copy.deepcopy(saved))  # given and would step the checkpoint
-        return current
-    if isinstance(current, torch.Generator):
-        current.set_state(saved.to(current.get_state().device))
-        return current
-    if isinstance(saved, torch.Tensor):
-        return saved.to(dev, copy=True)
-    if isinstance(saved, list):
-        cur = current if isinstance(current, list) and len(current) == len(saved) else saved
-        return [_load(c, s, dev) for c, s in zip(cur, saved, strict=True)]
-    if isinstance(saved, dict):
-        return {k: _load(None, x, dev) for k, x in saved.items()}
-    return saved
-
-
-def dump_state(st: FitState) -> dict:
-    return {f.name: _dump(getattr(st, f.name)) for f in fields(st)}
-
-
-def load_state(st: FitState, resume: dict, dev) -> None:
-    for f in fields(st):
-        setattr(st, f.name, _load(getattr(st, f.name), resume[f.name], dev))
 
 
 @dataclass

@@ -16,7 +16,7 @@ Measured CPU peaks are 0.9-1.4 x the estimate for the skip nets and up to 2.3 x 
 U-Net (transient buffers are not modelled); tests/test_fusion_memory.py checks a factor 2.5.
 
 Memory a fused run may use (`GpuMemory`): the device's free memory, except under a per-process
-cap (a fractional GPU, sweep/devices.py), where it is the process's own share, the cap less its
+cap (a fractional GPU, cluster/devices.py), where it is the process's own share, the cap less its
 CUDA context. Where the estimate does not fit, auto mode runs the members one after the other
 (a study: chunked, methods/study_run.py); an explicit fused mode is refused in one line.
 """
@@ -30,7 +30,8 @@ import torch
 
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Result
-from dipddpm.methods.fitting import Member, MembersReport, fit, fit_members, pick_device
+from dipddpm.methods.device import pick_device
+from dipddpm.methods.fitting import Member, MembersReport, fit, fit_members
 from dipddpm.nn import build_net, min_size, n_params
 from dipddpm.nn.fused import check_fusable
 
@@ -95,7 +96,7 @@ class GpuMemory:
 
     free: the device's free memory now (every process on the device sees the same number);
     total: the device's memory; fraction: this process's cap, fraction x total, set by
-    `torch.cuda.set_per_process_memory_fraction` for a fractional GPU (sweep/devices.py:
+    `torch.cuda.set_per_process_memory_fraction` for a fractional GPU (cluster/devices.py:
     a trial asking `resources.gpu: 0.25` shares the device with three others);
     context: the CUDA context, which lives outside the cap but takes the device's memory;
     allocated: what this process's allocator already holds.

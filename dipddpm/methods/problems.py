@@ -88,7 +88,7 @@ def _size_rule(net: str, input_depth: int, width, depth, sigmoid) -> tuple[int, 
 def check_net_size(cfg, problem) -> None:
     """A trial's net fits the problem's image (checked for every corner of a sweep's space,
     and every image of a study, before Ray starts)."""
-    from dipddpm.methods.fitting import size_error
+    from dipddpm.nn.sizes import size_error
 
     m, low = _size_rule(cfg.net, cfg.input_depth, cfg.width, cfg.depth, cfg.net_sigmoid)
     H, W = problem.observed.shape[-2:]

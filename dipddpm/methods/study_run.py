@@ -108,7 +108,8 @@ def _fused_members(method, cfg, pairs: list[Pair], device, mode: str, resuming: 
     where the fused net would not fit in the free GPU memory, unless resuming a fused run)."""
     if method.plan is None or len(pairs) < 2 or mode == "serial":
         return None
-    from dipddpm.methods.fitting import Member, pick_device
+    from dipddpm.methods.device import pick_device
+    from dipddpm.methods.fitting import Member
     from dipddpm.methods.fusion import check_memory, resolve_mode
 
     if len({tuple(p.problem.observed.shape) for p in pairs}) > 1:
@@ -127,7 +128,8 @@ def _fused_members(method, cfg, pairs: list[Pair], device, mode: str, resuming: 
 
 
 def _fused(cfg, members, emit, resume, device, curve) -> list[Result]:
-    from dipddpm.methods.fitting import fit_members, pick_device
+    from dipddpm.methods.device import pick_device
+    from dipddpm.methods.fitting import fit_members
     from dipddpm.methods.fusion import _oom_as_rule
 
     def report(it, metrics, state):

@@ -78,7 +78,7 @@ def baseline_rows(spec, name: str) -> list[dict]:
 def run_baselines(spec, sweep, console) -> None:
     """Each of the spec's baselines on its observations, once per sweep: a baseline whose
     table is not there yet (a first run, or one that died before writing it) runs now."""
-    from dipddpm.sweep.results import write_baseline
+    from dipddpm.dataset.parquet import write_baseline
 
     for name in spec.baselines:
         if sweep.child("baselines", f"part-{name}.parquet").exists():

@@ -28,9 +28,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.storage import Location
 
 TUNE_DIR = "tune"
 FINISHED = ("TERMINATED", "ERROR")  # Tune's statuses of a trial that will not run again
@@ -53,7 +53,7 @@ class Plan:
 
 def expected_trials(spec: SweepSpec) -> int:
     """How many trials the sweep runs: num_samples, times the grid's points (grid: search)."""
-    from dipddpm.sweep.space import grid_size
+    from dipddpm.sweep.spec.space import grid_size
 
     return spec.num_samples * grid_size(spec.search)
 
@@ -62,8 +62,8 @@ def tune_state(tune: Location) -> tuple[list | None, str]:
     """(Tune's saved trials, '') or (None, what is wrong with the saved state)."""
     from ray import tune as ray_tune
 
+    from dipddpm.cluster.local_ray import quiet_ray_logs
     from dipddpm.sweep.checkpoints import saved_trials
-    from dipddpm.sweep.local_ray import quiet_ray_logs
     from dipddpm.sweep.runner import tune_storage
 
     quiet_ray_logs()
@@ -81,8 +81,8 @@ def tune_state(tune: Location) -> tuple[list | None, str]:
 
 def plan(spec: SweepSpec, sweep: Location, drop_orphans: bool = False) -> Plan:
     """The start of a driver on `sweep` (see the module docstring); refusals raise."""
-    from dipddpm.sweep.lifecycle import read_driver
-    from dipddpm.sweep.results import part_files, part_trial_id, written_trials
+    from dipddpm.dataset.lifecycle import read_driver
+    from dipddpm.dataset.parquet import part_files, part_trial_id, written_trials
 
     if not sweep.exists():
         return Plan(Start.FRESH)

@@ -28,8 +28,8 @@ import os
 import shutil
 import time
 
+from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError
-from dipddpm.sweep.storage import Location
 
 MIN_FREE_MIB = 64.0
 CHECK_EVERY_S = 1.0

@@ -17,11 +17,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from dipddpm.sweep import results
+from dipddpm.dataset import parquet as results
+from dipddpm.dataset.storage import resolve
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.rows import metric_rows, reports_in, status_of, trial_row
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.storage import resolve
 
 
 class Recorder(Callback):
@@ -64,7 +64,7 @@ class Recorder(Callback):
         return self._sweep
 
     def _params(self, trial) -> dict:
-        from dipddpm.sweep.space import decode
+        from dipddpm.sweep.spec.space import decode
 
         return decode(self.spec.search, trial.config)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from dipddpm.dataset.columns import STATUSES
 from dipddpm.sweep.spec import SweepSpec
 
 TUNE_KEYS = {"training_iteration", "time_total_s", "time_this_iter_s", "timestamp", "pid",
@@ -72,8 +73,8 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
               stopped_by: str | None = None) -> dict[str, Any]:
     """The trials row of a finished trial from its last result and decoded params."""
     from dipddpm.config import to_dict
+    from dipddpm.dataset.parquet import config_value
     from dipddpm.sweep.reproduce import trial_command
-    from dipddpm.sweep.results import config_value
     from dipddpm.sweep.trainable import trial_config
 
     info = result.get("info") or {}
@@ -135,8 +136,6 @@ def unbuilt_config(spec: SweepSpec, params: Mapping[str, Any]) -> dict[str, Any]
     values.update(config_values(spec, params))
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
-
-STATUSES = ("COMPLETED", "PRUNED", "FAILED")
 
 
 def status_counts(rows: list[Mapping[str, Any]]) -> dict[str, int]:

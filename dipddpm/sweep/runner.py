@@ -4,7 +4,7 @@
     resume_sweep("results/quick")            continue a sweep whose driver died
 
 Order of a run: validate the spec, resolve and check the storage, refuse an existing sweep
-directory holding a different spec; take the sweep's driver lock (sweep/lock.py) and decide,
+directory holding a different spec; take the sweep's driver lock (dataset/lock.py) and decide,
 from what the directory holds, whether Tune starts afresh, restores its saved state or has
 nothing to do (sweep/continuation.py: nothing lost or doubled); check the free space
 (sweep/disk_space.py); only then start Ray, (on a cluster) check that every node reaches the
@@ -22,12 +22,12 @@ from pathlib import Path
 
 import yaml
 
+from dipddpm.dataset.optuna_study import STUDY_FILE, storage_url
+from dipddpm.dataset.storage import Location, check_writable, resolve
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
-from dipddpm.sweep.storage import Location, check_writable, resolve
-from dipddpm.sweep.study import STUDY_FILE, storage_url
 
 SPEC_FILE = "spec.resolved.yaml"
 
@@ -125,9 +125,9 @@ def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
     """artifacts/problem/clean.png and noisy.png (a study: its first pair's, and every pair's
     under problem/pairs/)."""
     from dipddpm.config import build
+    from dipddpm.dataset.artifacts import png_bytes
     from dipddpm.methods import METHODS
     from dipddpm.methods.study_pairs import build_pairs, is_study
-    from dipddpm.sweep.results import png_bytes
 
     method = METHODS.get(spec.method)
     cfg = build(method.config_cls, spec.base_values)
@@ -189,7 +189,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
     from dipddpm.sweep.search import TruthfulOptunaSearch
-    from dipddpm.sweep.space import tune_space
+    from dipddpm.sweep.spec.space import tune_space
     from dipddpm.sweep.trainable import make_trainable
     from dipddpm.sweep.tune_results import TuneResultFiles
     from dipddpm.sweep.tune_schedulers import make_scheduler
@@ -234,9 +234,9 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
 
 
 def check_cluster_storage(sweep: Location, console: SweepConsole, options=None) -> None:
-    """The one call site of the multi-node storage check (dipddpm.sweep.cluster, issue 5)."""
+    """The one call site of the multi-node storage check (dipddpm.cluster.doctor, issue 5)."""
     try:
-        from dipddpm.sweep.cluster import check_storage_on_all_nodes
+        from dipddpm.cluster.doctor import check_storage_on_all_nodes
     except ImportError:
         console.line("[yellow]note[/]: storage reachability check of every node is not "
                      "available in this build; make sure all nodes see the storage")
@@ -248,11 +248,11 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
             plan: Plan, lock, dashboard: bool = False) -> SweepOutcome:
     """Run the Tuner `plan` says (fresh or restored) under `lock`; a full disk, or a stop the
     driver was asked for, ends it with one line (DipddpmError) and the sweep `stopped`."""
+    from dipddpm.cluster.feasibility import check_cluster
+    from dipddpm.cluster.local_ray import ray_session, set_state_period
+    from dipddpm.dataset.lifecycle import mark_running, mark_stopped
     from dipddpm.sweep.disk_space import no_space, remove_cut_off, stopped_line
     from dipddpm.sweep.driver import current, set_current
-    from dipddpm.sweep.feasibility import check_cluster
-    from dipddpm.sweep.lifecycle import mark_running, mark_stopped
-    from dipddpm.sweep.local_ray import ray_session, set_state_period
     from dipddpm.tracking import preflight
 
     preflight(spec, sweep.uri)  # tracking backends: installed, reachable (before Ray)
@@ -294,7 +294,7 @@ def execute(spec: SweepSpec, sweep: Location, address: str | None, console: Swee
 def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: SweepConsole,
               plan: Plan) -> None:
     """Build (or restore) the Tuner, run it, and end the sweep when every trial is done."""
-    from dipddpm.sweep.results import harmonize
+    from dipddpm.dataset.parquet import harmonize
 
     run_baselines_once(spec, sweep, console)
     tuner, publish = build_tuner(spec, sweep, console, plan.start is Start.RESTORE)
@@ -330,8 +330,8 @@ def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
     """Delete what the plan drops, each path said: the files of trials that ended after Tune's
     last saved state (asked for: --drop-orphans; their Optuna trials are marked `dropped`), and
     the reports of trials that never ended and that nothing continues."""
-    from dipddpm.sweep.results import drop_trials
-    from dipddpm.sweep.study import mark_dropped
+    from dipddpm.dataset.optuna_study import mark_dropped
+    from dipddpm.dataset.parquet import drop_trials
 
     dropped = drop_trials(sweep, plan.orphans)
     for path in dropped:
@@ -349,7 +349,7 @@ def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
 
 def outcome(spec: SweepSpec, sweep: Location, console: SweepConsole, finished: bool = False,
             dropped: list[str] | None = None) -> SweepOutcome:
-    from dipddpm.sweep.results import read_trials
+    from dipddpm.dataset.parquet import read_trials
 
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
@@ -377,9 +377,9 @@ def end_of_sweep(spec: SweepSpec, sweep: Location, console: SweepConsole) -> Non
     """When every trial is finished (not a Tuner stopped by Ctrl-C or a full disk): compact
     the Parquet files (spec `compact:`, local storage) and mark the sweep ended
     (`lifecycle.driver_state`)."""
-    from dipddpm.sweep.compaction import compact
+    from dipddpm.dataset.compaction import compact
+    from dipddpm.dataset.lifecycle import mark_ended
     from dipddpm.sweep.driver import current
-    from dipddpm.sweep.lifecycle import mark_ended
 
     ids = saved_ids(sweep)
     if ids is None or ids[0] != ids[1] or (current() and current().stop_reason):
@@ -426,9 +426,9 @@ def drive(spec: SweepSpec, sweep: Location, address: str | None, console: SweepC
           dashboard: bool = False, drop_orphans: bool = False) -> SweepOutcome:
     """The one way a driver works on a sweep directory (`sweep run` and `sweep resume`): take
     its lock, decide what to do (sweep/continuation.py), check the space, run."""
+    from dipddpm.dataset.lock import SweepLock
     from dipddpm.sweep.continuation import plan as plan_for
     from dipddpm.sweep.disk_space import check_space
-    from dipddpm.sweep.lock import SweepLock
 
     lock = SweepLock(sweep, spec.storage_options, on_lost=stop_driver)
     try:
@@ -476,7 +476,7 @@ def load_sweep_spec(sweep_dir: str, load_problem: bool = True) -> tuple[SweepSpe
 def read_resolved(sweep: Location, spec_file: Location) -> dict:
     """spec.resolved.yaml of a sweep directory as a mapping; a one-line error for anything
     that is not a sweep directory or not a readable spec."""
-    from dipddpm.sweep.storage import is_remote
+    from dipddpm.dataset.storage import is_remote
 
     what = sweep.fs.get_file_info(sweep.path).type.name if not is_remote(sweep.uri) else ""
     if what == "NotFound":

@@ -37,12 +37,12 @@ import warnings
 from optuna.samplers import BaseSampler
 from ray.tune.search import Searcher
 
+from dipddpm.dataset.optuna_study import open_study
 from dipddpm.sweep.driver import current
 from dipddpm.sweep.rows import reports_in, status_of
 from dipddpm.sweep.samplers import make_sampler
-from dipddpm.sweep.space import decode, define_by_run
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.study import open_study
+from dipddpm.sweep.spec.space import decode, define_by_run
 
 MAX_SAMPLER_ASKS = 10  # duplicate suggestions of the spec's sampler before random ones
 MAX_RANDOM_ASKS = 200  # random suggestions looking for a configuration not yet tried

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 
+from dipddpm.dataset.optuna_study import STUDY_FILE, state_counts
+from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError
 from dipddpm.sweep.runner import TUNE_DIR, load_sweep_spec, tune_storage
 from dipddpm.sweep.spec import SweepSpec
-from dipddpm.sweep.storage import Location
-from dipddpm.sweep.study import STUDY_FILE, state_counts
 
 
 def study_counts(db_path: str, name: str) -> dict[str, int]:
@@ -24,9 +24,9 @@ def study_counts(db_path: str, name: str) -> dict[str, int]:
 def sweep_status(sweep_dir: str) -> dict:
     from ray import tune
 
-    from dipddpm.sweep.lifecycle import driver_state, read_driver
-    from dipddpm.sweep.local_ray import quiet_ray_logs
-    from dipddpm.sweep.results import read_trials
+    from dipddpm.cluster.local_ray import quiet_ray_logs
+    from dipddpm.dataset.lifecycle import driver_state, read_driver
+    from dipddpm.dataset.parquet import read_trials
     from dipddpm.sweep.rows import best_trial, status_counts
 
     spec, sweep = load_sweep_spec(sweep_dir, load_problem=False)  # counts only: no image needed
@@ -51,7 +51,7 @@ def sweep_status(sweep_dir: str) -> dict:
 def scheduler_summary(spec: SweepSpec) -> dict:
     """The sweep's Tune scheduler: its type, the fields its registry entry reads, and the rung
     rule it counts on, resolved (null in a spec means the method's default)."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
     from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
     section = spec.scheduler
@@ -65,7 +65,7 @@ def scheduler_summary(spec: SweepSpec) -> dict:
 
 def lock_holder(sweep: Location, spec: SweepSpec) -> str | None:
     """Who holds the sweep's driver lock (None: no live holder)."""
-    from dipddpm.sweep.lock import read_lock
+    from dipddpm.dataset.lock import read_lock
 
     lock = read_lock(sweep, spec.storage_options)
     if lock is None or lock[0] is None or lock[1] is not None:

@@ -118,10 +118,10 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
+    from dipddpm.cluster.devices import trial_device
+    from dipddpm.dataset.storage import resolve
     from dipddpm.errors import DipddpmError
-    from dipddpm.sweep.devices import trial_device
-    from dipddpm.sweep.space import decode
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.sweep.spec.space import decode
 
     back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
@@ -161,12 +161,12 @@ def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resum
     pairs = build_pairs(method, dict(spec.problem), cfg, seed)
     study = run_study(method, cfg, pairs, report=reporter, resume=resume, device=device,
                       sync_every=spec.checkpoint_every)
-    from dipddpm.sweep import results
+    from dipddpm.dataset import artifacts
 
     reporter.write_images(study.result.images, reporter.info["budget"])
     for i, (row, images) in enumerate(zip(study.pairs, study.images, strict=True)):
         name = f"pairs/{i:03d}-r{row['replicate']}-output"  # every pair's own output
-        row["artifact_output"] = (results.write_artifact(reporter.sweep, reporter.trial_id,
+        row["artifact_output"] = (artifacts.write_artifact(reporter.sweep, reporter.trial_id,
                                                          name, images["output"])
                                   if "output" in images else None)
     reporter.finish(study.result.metrics, study.result.extra, pairs=study.pairs,

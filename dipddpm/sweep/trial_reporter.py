@@ -66,7 +66,7 @@ class TrialReporter:
 
     def __init__(self, spec, sweep, trial_id: str, info: dict, start: int, retries: int,
                  faults: list, rungs: list[float]) -> None:
-        from dipddpm.sweep.rung_rules import rule_for
+        from dipddpm.sweep.spec.rung_rules import rule_for
 
         self.spec, self.sweep, self.trial_id, self.info = spec, sweep, trial_id, info
         self.rule = rule_for(spec.method, spec.scheduler.rung_rule)  # ASHA's time axis
@@ -137,12 +137,12 @@ class TrialReporter:
             self.send(result, tune.Checkpoint.from_directory(d))
 
     def write_images(self, images: dict, it: int, history: bool = False) -> dict[str, str]:
-        from dipddpm.sweep import results
+        from dipddpm.dataset import artifacts
 
-        arts = {name: results.write_artifact(self.sweep, self.trial_id, name, img)
+        arts = {name: artifacts.write_artifact(self.sweep, self.trial_id, name, img)
                 for name, img in images.items() if getattr(img, "ndim", 0) == 3}
         if history and "output" in arts:  # kept: the report's outputs over iterations
-            results.write_history(self.sweep, self.trial_id, it, images["output"])
+            artifacts.write_history(self.sweep, self.trial_id, it, images["output"])
         if arts:
             self.info.update(artifacts={**self.info.get("artifacts", {}), **arts},
                              artifact_iter=it)

@@ -22,10 +22,10 @@ class TuneScheduler:
 
 def asha(s: Any, method: str = ""):
     """Asynchronous successive halving, its rungs on the axis of the section's rung rule
-    (`iter`, `iter_final` or `iter_gated`: sweep/rung_rules.py)."""
+    (`iter`, `iter_final` or `iter_gated`: sweep/spec/rung_rules.py)."""
     from ray.tune.schedulers import ASHAScheduler
 
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
 
     axis = rule_for(method, s.rung_rule).time_attr
     return ASHAScheduler(time_attr=axis, max_t=s.max_t, grace_period=s.grace_period,

@@ -37,12 +37,12 @@ class SweepContext:
 
     @property
     def local(self) -> bool:
-        from dipddpm.sweep.storage import is_remote
+        from dipddpm.dataset.storage import is_remote
 
         return not is_remote(self.sweep_uri)
 
     def location(self):
-        from dipddpm.sweep.storage import resolve
+        from dipddpm.dataset.storage import resolve
 
         return resolve(self.sweep_uri, self.spec.storage_options)
 

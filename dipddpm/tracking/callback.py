@@ -32,7 +32,7 @@ def trial_params(spec: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     """A trial's config as its trials row holds it (`config.<key>` without the prefix, keys
     that did not apply left out) and its seed."""
     from dipddpm.config import to_dict
-    from dipddpm.sweep.results import config_value
+    from dipddpm.dataset.parquet import config_value
     from dipddpm.sweep.rows import unbuilt_config
     from dipddpm.sweep.trainable import trial_config
 
@@ -117,7 +117,7 @@ class TrackingCallback(Callback):
         self._open()
 
     def on_trial_start(self, iteration, trials, trial, **info_) -> None:
-        from dipddpm.sweep.space import decode
+        from dipddpm.sweep.spec.space import decode
 
         if self.sinks is None:
             self._open()
@@ -174,7 +174,7 @@ class TrackingCallback(Callback):
 
 def verdict(spec: Any, sweep_uri: str) -> dict[str, Any]:
     """The sweep's outcome as its trials table says: counts per status and the best trial."""
-    from dipddpm.sweep.results import read_trials
+    from dipddpm.dataset.parquet import read_trials
     from dipddpm.sweep.rows import best_trial, status_counts
 
     rows = read_trials(SweepContext(spec=spec, sweep_uri=sweep_uri).location())

@@ -21,7 +21,10 @@ A spec names a method and its problem, the metric to optimise, `fixed:` config v
 
 The parts: `schema.py` (the sections, each checking itself; the top-level keys derived from
 the fields), `load.py` (YAML, smoke block, --set), `search_space.py` (the `search:` domains)
-and `validate.py` (`parse_spec`: what joins sections, method and problem).
+and `validate.py` (`parse_spec`: what joins sections, method and problem); beside them,
+`space.py` (the domains as Optuna define-by-run and Tune search spaces), `corners.py` (the
+space's corner trials), `rung_rules.py` (what a rung counts) and `estimate.py` (a trial's time
+and memory before it runs).
 """
 
 from dipddpm.sweep.spec.load import load_spec, load_yaml, merge, overrides, set_override

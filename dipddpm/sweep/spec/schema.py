@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dipddpm.cluster.devices import RESOURCE_GRANULARITY
 from dipddpm.errors import ConfigError, closest
 
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 SEARCHERS = ("optuna", "grid")
 FAULT_KINDS = ("raise", "nan")
-RESOURCE_GRANULARITY = 0.0001  # the smallest fraction of a CPU or GPU Ray schedules
 # searchable keys that are not method config fields: `seed` is the trial seed (net init, z,
 # stage noise), so `search: {seed: {grid: [0, 1, 2]}}` repeats each configuration over seeds
 TRIAL_KEYS = {"seed": int}
@@ -66,12 +66,12 @@ class SchedulerSpec:
     reduction_factor: float = 3.0
     max_t: int | None = None  # iterations; null = the largest iteration budget in the space
     brackets: int = 1
-    # the axis rungs are counted on: total | final | gated (sweep/rung_rules.py); null = the
+    # the axis rungs are counted on: total | final | gated (sweep/spec/rung_rules.py); null = the
     # method's default (staged methods: see rung_rules.DEFAULT_RULE)
     rung_rule: str | None = None
 
     def __post_init__(self) -> None:
-        from dipddpm.sweep.rung_rules import RUNG_RULES
+        from dipddpm.sweep.spec.rung_rules import RUNG_RULES
         from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
         if self.type not in TUNE_SCHEDULERS:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dipddpm.config import build, coerce
+from dipddpm.dataset.storage_backends import check_storage
 from dipddpm.errors import ConfigError, closest, first_line
 from dipddpm.sweep.baselines import check_baselines
 from dipddpm.sweep.spec.schema import (
@@ -23,7 +24,6 @@ from dipddpm.sweep.spec.schema import (
     SweepSpec,
 )
 from dipddpm.sweep.spec.search_space import parse_search
-from dipddpm.sweep.storage_backends import check_storage
 from dipddpm.tracking.spec import parse_tracking
 
 
@@ -228,7 +228,7 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str
     loaded (a missing image fails here, before Ray starts) it also meets the method's rules
     joining config and problem. Returns the warnings the corners raise (`idle_asha`)."""
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.corners import check_corners
+    from dipddpm.sweep.spec.corners import check_corners
 
     method = METHODS.get(spec.method)
     built: list[Any] = []
@@ -253,7 +253,7 @@ def idle_asha(spec: SweepSpec, method: Any, configs: list[Any]) -> tuple[str, ..
     """Under the `final` rung rule ASHA counts final-stage iterations only: when no corner's
     final stage reaches grace_period, ASHA reaches no rung and stops nothing (a warning, not an
     error: the corners sample the space, and the sweep itself is sound)."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
 
     sch = spec.scheduler
     if sch.type != "asha" or method.final_stage_iters is None or not configs:
@@ -282,7 +282,7 @@ def _check_image(method: Any, cfg: Any, problem: Any) -> None:
 def parse_storage_options(raw: Any) -> dict[str, str]:
     """`storage_options: {endpoint_url: http://minio:9000, region: us-east-1}` (s3:// only;
     credentials stay in the environment, never in a spec)."""
-    from dipddpm.sweep.storage import STORAGE_OPTIONS
+    from dipddpm.dataset.storage import STORAGE_OPTIONS
 
     if raw is None:
         return {}
@@ -321,7 +321,7 @@ def parse_faults(raw: Any) -> tuple:
 
 def check_rung_rule(scheduler: SchedulerSpec, method: Any) -> None:
     """A rung rule computed from a key the method does not report is refused."""
-    from dipddpm.sweep.rung_rules import rule_for
+    from dipddpm.sweep.spec.rung_rules import rule_for
 
     try:
         rule = rule_for(method.name, scheduler.rung_rule)

@@ -1,12 +1,12 @@
 """Can a trial run where the sweep runs? Checked before any trial starts, because Ray never
-says no: a trial no node can hold waits PENDING, silently, forever (sweep/cluster.py).
+says no: a trial no node can hold waits PENDING, silently, forever (cluster/doctor.py).
 
 At `sweep run`, once Ray is up (embedded or a cluster), `check_cluster`:
 - each trial's CPUs and GPUs must fit on ONE alive node (the largest node's, not the total);
 - its memory estimate (estimate.py: the base config, the trial's members) must fit in the
   memory Ray gives tasks on a node that holds the CPUs (`memory` of `ray.nodes()`), or with
   `resources.gpu > 0` in its share of a GPU: min(gpu, 1) x the GPU's memory (a fractional
-  trial's memory is capped at that share, sweep/devices.py). A GPU's memory is read on its
+  trial's memory is capped at that share, cluster/devices.py). A GPU's memory is read on its
   node (nvidia-smi; torch on this machine); a node that does not answer is not judged.
 Either is one error naming the request, what the nodes have, and the fix. An autoscaling
 cluster may start a node that holds the request only once it sees it: there set
@@ -116,7 +116,7 @@ def _nvidia_smi(ip: str) -> dict:
 
 def gpu_memory(nodes: list[dict]) -> dict[str, int]:
     """ip -> the largest GPU's memory of each node that answers within 20 s."""
-    from dipddpm.sweep.cluster import cluster_facts, on_every_node
+    from dipddpm.cluster.doctor import cluster_facts, on_every_node
 
     ips = {n["ip"] for n in nodes}
     alive = [n for n in cluster_facts().alive if n.ip in ips]
@@ -127,7 +127,7 @@ def gpu_memory(nodes: list[dict]) -> dict[str, int]:
 def check_cluster(spec, console=None) -> None:
     """At `sweep run`, with Ray up: one error before any trial starts when no node can hold
     a trial (module docstring); a warning instead under DIPDDPM_ALLOW_PENDING=1."""
-    from dipddpm.sweep.estimate import trial_memory_bytes
+    from dipddpm.sweep.spec.estimate import trial_memory_bytes
 
     nodes = _nodes()
     why = resource_error(spec, nodes)
@@ -152,7 +152,7 @@ def ram_bytes() -> int:
 def check_this_machine(spec) -> None:
     """At `sweep validate`: a CPU trial's memory estimate against this machine's RAM, when
     the sweep would run here (no RAY_ADDRESS: `sweep run` starts the embedded Ray)."""
-    from dipddpm.sweep.estimate import trial_memory_bytes
+    from dipddpm.sweep.spec.estimate import trial_memory_bytes
 
     if os.environ.get("RAY_ADDRESS") or spec.resources.gpu > 0:
         return

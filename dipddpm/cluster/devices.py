@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+RESOURCE_GRANULARITY = 0.0001  # the smallest fraction of a CPU or GPU Ray schedules
+
 
 def local_ordinal(gpu_id: str | int, visible: str | None) -> int:
     """torch's ordinal of Ray GPU `gpu_id`, given CUDA_VISIBLE_DEVICES (None: all visible)."""

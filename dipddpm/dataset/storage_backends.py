@@ -152,20 +152,20 @@ def bounded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
 def _open_local(uri: str, options: Mapping[str, str]):
     import pyarrow.fs as pafs
 
-    from dipddpm.sweep.storage import local_path
+    from dipddpm.dataset.storage import local_path
 
     return pafs.LocalFileSystem(), local_path(uri)
 
 
 def _open_s3(uri: str, options: Mapping[str, str]):
-    from dipddpm.sweep.storage import s3_filesystem, split_uri
+    from dipddpm.dataset.storage import s3_filesystem, split_uri
 
     _, path = split_uri(uri)
     return s3_filesystem(path.split("/", 1)[0], options), path
 
 
 def _s3_endpoint(options: Mapping[str, str]) -> str:
-    from dipddpm.sweep.storage import s3_settings
+    from dipddpm.dataset.storage import s3_settings
 
     return s3_settings(options).get("endpoint_url", "s3.amazonaws.com")
 
@@ -187,7 +187,7 @@ def _open_gs(uri: str, options: Mapping[str, str]):
     VM's service account), or anonymous; endpoint_url for an emulator or a private endpoint."""
     import pyarrow.fs as pafs
 
-    from dipddpm.sweep.storage import split_uri
+    from dipddpm.dataset.storage import split_uri
 
     _, path = split_uri(uri)
     kw: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""The sweep's Parquet dataset, the layout that `dipddpm.analysis` reads (README.md, results).
+"""The sweep's Parquet tables (its images: artifacts.py), the layout that `dipddpm.analysis`
+reads (README.md, results).
 
     <sweep dir>/spec.resolved.yaml
     <sweep dir>/optuna.db                        (Optuna searcher only)
@@ -25,13 +26,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from dipddpm.errors import DipddpmError, first_line
-from dipddpm.sweep.columns import (  # columns: declared once, there
+from dipddpm.dataset.columns import (  # columns: declared once, there
     SCHEMA_VERSION,
     column_type,
     config_kind,
 )
-from dipddpm.sweep.storage import Location, resolve
+from dipddpm.dataset.storage import Location, resolve
+from dipddpm.errors import DipddpmError, first_line
 
 TIME_COLUMNS = ("started_at", "ended_at")
 
@@ -119,7 +120,7 @@ def metrics_schema():
     null for the trial's own values and absent from files written before studies)."""
     import pyarrow as pa
 
-    from dipddpm.sweep.columns import METRICS, arrow
+    from dipddpm.dataset.columns import METRICS, arrow
 
     return pa.schema([(k, arrow(v)) for k, v in METRICS.items()])
 
@@ -188,28 +189,6 @@ def _write_rows(sweep_dir, sweep: str, table: str, part: str, rows, extra=None) 
     target = _loc(sweep_dir).child(table, f"part-{part}.parquet")
     _write_table(target, out, sweep)
     return target.path
-
-
-def png_bytes(img) -> bytes:
-    """(C,H,W) tensor in [0,1] -> 8-bit PNG bytes."""
-    import imageio.v3 as iio
-
-    from dipddpm.data.images import to_uint8
-
-    return iio.imwrite("<bytes>", to_uint8(img), extension=".png")
-
-
-def write_artifact(sweep_dir: str | Location, trial_id: str, name: str, image_tensor) -> str:
-    """Write artifacts/<trial_id>/<name>.png; returns the path relative to the sweep dir."""
-    rel = f"artifacts/{trial_id}/{name}.png"
-    _loc(sweep_dir).child(rel).write_bytes(png_bytes(image_tensor))
-    return rel
-
-
-def write_history(sweep_dir: str | Location, trial_id: str, it: int, image_tensor) -> str:
-    """Keep the output at a checkpoint: artifacts/<trial_id>/iters/output-<iter>.png (the
-    report's outputs over iterations); returns the path relative to the sweep dir."""
-    return write_artifact(sweep_dir, trial_id, f"iters/output-{it:06d}", image_tensor)
 
 
 def read_trials(sweep_dir: str | Location) -> list[dict]:

@@ -28,8 +28,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from dipddpm.atomic import atomic_bytes
-from dipddpm.errors import DipddpmError, first_line
-from dipddpm.sweep.storage_backends import (
+from dipddpm.dataset.storage_backends import (
     TIMEOUT_ENV,
     NoAnswer,
     all_options,
@@ -39,6 +38,7 @@ from dipddpm.sweep.storage_backends import (
     normalize,
     probe_timeout,
 )
+from dipddpm.errors import DipddpmError, first_line
 
 STORAGE_OPTIONS = all_options()  # every backend's storage_options keys (storage_backends.py)
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",

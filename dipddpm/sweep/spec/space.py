@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dipddpm.sweep.spec import Domain
+from dipddpm.sweep.spec.schema import Domain
 
 SCALARS = (str, int, float, bool, type(None))
 

@@ -5,7 +5,7 @@ The runner writes `<sweep dir>/driver.json` when its driver starts a Tuner ({"st
 ended_at}). `driver_state` reads it:
 
 - ended:   the last driver finished its Tuner (every trial ran, or the time budget ran out);
-- running: a driver is working on it: it holds the sweep's lock (sweep/lock.py), or, for a
+- running: a driver is working on it: it holds the sweep's lock (dataset/lock.py), or, for a
            sweep without a lock record, driver.json says so (on this host: its pid is alive);
 - stopped: the file says running, but its driver is gone (killed, or its lock is stale), or
            the driver stopped on an error it names (`reason`, e.g. no space left);
@@ -22,7 +22,7 @@ import os
 import socket
 from datetime import datetime, timezone
 
-from dipddpm.sweep.storage import Location, resolve
+from dipddpm.dataset.storage import Location, resolve
 
 DRIVER_FILE = "driver.json"
 STATES = ("running", "ended", "stopped", "unknown")
@@ -69,7 +69,7 @@ def read_driver(sweep: Location | str) -> dict | None:
 
 def driver_state(sweep: Location | str) -> str:
     """running, ended, stopped or unknown (see the module docstring)."""
-    from dipddpm.sweep.lock import pid_alive, read_lock
+    from dipddpm.dataset.lock import pid_alive, read_lock
 
     loc = sweep if isinstance(sweep, Location) else resolve(sweep)
     info = read_driver(loc)

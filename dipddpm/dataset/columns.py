@@ -21,6 +21,8 @@ from dipddpm.errors import DipddpmError
 
 SCHEMA_VERSION = "1"  # readers accept files of this version (analysis/load.py)
 
+STATUSES = ("COMPLETED", "PRUNED", "FAILED")  # the values of the trials' `status` column
+
 STRING, INT, FLOAT, TIME, BOOL = "string", "int64", "float64", "timestamp", "bool"
 
 TRIALS: dict[str, str] = {
@@ -101,7 +103,7 @@ def column_kind(table: str, row: Mapping[str, Any], key: str) -> str:
             v, bool):
         return INT if is_int_metric(key) else FLOAT  # a summary metric
     raise DipddpmError(f"column {key!r} of the {table} table holds {type(v).__name__} values "
-                       f"but is not declared; declare it in dipddpm/sweep/columns.py "
+                       f"but is not declared; declare it in dipddpm/dataset/columns.py "
                        f"({table.upper()}: name -> type)")
 
 

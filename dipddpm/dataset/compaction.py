@@ -33,8 +33,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from dipddpm.dataset.lifecycle import driver_state, read_driver
 from dipddpm.errors import DipddpmError
-from dipddpm.sweep.lifecycle import driver_state, read_driver
 
 SUBDIRS = ("trials", "metrics", "pairs")  # pairs/: studies only
 STAGING = ".compact"
@@ -157,7 +157,7 @@ def write_compacted(sub: str, table, into: Path, sweep_name: str) -> int:
     """Write `table` as compact-NNNNN.parquet files in `into`; returns how many."""
     import pyarrow.parquet as pq
 
-    from dipddpm.sweep.results import metadata
+    from dipddpm.dataset.parquet import metadata
 
     table = table.replace_schema_metadata(metadata(sweep_name))
     step = ROWS_PER_FILE[sub]
@@ -203,7 +203,7 @@ def compact(sweep_dir: str | Path, finished: set[str] | None = None, force: bool
             known: bool = False) -> Compaction:
     """Compact the sweep's trials and metrics folders (see the module docstring).
     `finished`, when `known`, is the set of finished trial ids (None: all); else it is read."""
-    from dipddpm.sweep.storage import is_remote
+    from dipddpm.dataset.storage import is_remote
 
     if is_remote(str(sweep_dir)):
         raise DipddpmError(f"{sweep_dir}: compaction works on local or NFS storage only; copy "

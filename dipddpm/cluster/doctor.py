@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dipddpm.cluster.devices import RESOURCE_GRANULARITY
 from dipddpm.errors import DipddpmError, first_line
-from dipddpm.sweep.spec import RESOURCE_GRANULARITY
 
 MARKER = ".dipddpm-storage-check"
 PIN = 0.001  # amount of the node:<ip> resource a pinned task asks for (every node has 1.0)
@@ -207,7 +207,7 @@ def check_inputs_on_all_nodes(spec, timeout_s: float = 60.0) -> dict[str, str]:
 def _node_probe(ip: str, uri: str, token: str, view: Callable[[str, str], str],
                 options=None) -> dict:
     """Runs ON a node: read the driver's marker, write this node's own. Never raises."""
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     seen = view(uri, ip)
     try:
@@ -257,7 +257,7 @@ def check_storage_on_all_nodes(storage: str, timeout_s: float = 60.0,
     tests pass one that gives one node its own directory to simulate an unshared path;
     `options`: the spec's storage_options (an s3:// endpoint and region).
     """
-    from dipddpm.sweep.storage import resolve
+    from dipddpm.dataset.storage import resolve
 
     view = view or _identity
     loc = resolve(storage, options)

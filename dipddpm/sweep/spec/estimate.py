@@ -117,7 +117,7 @@ def time_estimate(spec) -> dict:
     docstring); {"why": ...} when it cannot be measured here."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.sweep.spec import max_budget
+    from dipddpm.sweep.spec.validate import max_budget
 
     method = METHODS.get(spec.method)
     cfg = build(method.config_cls, spec.base_values)
@@ -143,8 +143,8 @@ def time_estimate(spec) -> dict:
 
 def _too_big_here(method, cfg, problem, device: str) -> str | None:
     """Why one member would not fit half of this machine's memory (never run it then)."""
+    from dipddpm.cluster.feasibility import ram_bytes
     from dipddpm.methods.fusion import estimate_bytes
-    from dipddpm.sweep.feasibility import ram_bytes
 
     if method.plan is None:
         return None

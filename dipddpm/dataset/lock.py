@@ -41,9 +41,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
+from dipddpm.dataset.storage import Location
 from dipddpm.errors import DipddpmError
 from dipddpm.registry import Registry
-from dipddpm.sweep.storage import Location
 
 LOCK_FILE = "driver.lock"
 HEARTBEAT_S = 15.0  # how often the holder rewrites its heartbeat
@@ -219,7 +219,7 @@ class S3Store:
     object's ETag."""
 
     def __init__(self, loc: Location, options: Mapping[str, str] | None = None) -> None:
-        from dipddpm.sweep.storage import s3_settings
+        from dipddpm.dataset.storage import s3_settings
 
         try:
             import boto3
