@@ -629,6 +629,12 @@ SWEEPS: list[Case] = [
 
 # --- the tools' own options ---------------------------------------------------------------------
 TOOLS: list[Case] = [
+    # click's own usage errors: one line naming the option, command or argument, and the help
+    Case("option-value-not-an-integer", ("fit", "dip", "--iters", "abc"),
+         ("--iters", "dipddpm fit dip -h")),
+    Case("option-unknown", ("fit", "dip", "--iterz", "5"), ("No such option: --iterz",)),
+    Case("command-unknown", ("sweep", "runn", "x.yaml"), ("No such command 'runn'",)),
+    Case("argument-missing", ("results", "summarize"), ("Missing argument 'DIR'",)),
     Case("data-fetch-unknown-set", ("data", "fetch", "cset10"),
          ("unknown data set 'cset10'", "did you mean 'cset9'")),
     Case("data-fetch-mirror-empty", ("data", "fetch", "f16", "--mirror", ""),
