@@ -241,7 +241,7 @@ def summarize(study, baseline: dict | None = None, max_fraction: float | None = 
            "failures": [{"number": t.number, "params": t.params,
                          "error": t.user_attrs.get("error", "(no error text recorded)")}
                         for t in trials if t.state == optuna.trial.TrialState.FAIL]}
-    if ranked:
+    if ranked and "psnr_gt_sm_final" in ranked[0].user_attrs["metrics"]:  # an image fit
         m = ranked[0].user_attrs["metrics"]
         out["honest"] = {"rule": HONEST_RULE, "number": ranked[0].number,
                          "params": ranked[0].params, "psnr_gt_sm_final": m["psnr_gt_sm_final"],
