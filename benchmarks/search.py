@@ -113,6 +113,7 @@ class TrialReports:
 
 def make_objective(spec, device: str, threads: int, scheduler):
     """The Optuna objective: sample the spec's space, fit, report to the sweep's scheduler."""
+    import optuna
     import torch
 
     from dipddpm.config import to_dict
@@ -136,11 +137,16 @@ def make_objective(spec, device: str, threads: int, scheduler):
         trial.set_user_attr("torch_threads", torch.get_num_threads())
         reports = TrialReports(trial, scheduler, spec.metric, int(getattr(cfg, method.iters_key)))
         scheduler.start(reports.tid)
+        failed = True  # until the fit returns or the scheduler stops it
         try:
             result = method.run(cfg, problem, report=reports, seed=spec.trial_seed(params),
                                 device=dev)
+            failed = False
+        except optuna.TrialPruned:
+            failed = False
+            raise
         finally:
-            scheduler.end(reports.tid)
+            scheduler.end(reports.tid, error=failed)
             trial.set_user_attr("scheduler_reports", reports.sent)
         trial.set_user_attr("metrics", result.metrics)
         return reports.value

@@ -11,7 +11,8 @@ in its own process (benchmarks/search.py) or replays recorded curves
 - `start`: on_trial_add, when a trial starts;
 - `result`: on_trial_result for a report, with the trainable's `iter` and rung-rule time;
   True means the scheduler stopped the trial there;
-- `end`: on_trial_complete with the trial's last result (stopped or done).
+- `end`: on_trial_complete with the trial's last result (stopped or done), or
+  on_trial_error (failed).
 
 Ray Tune's scheduler objects need Ray installed, not a running Ray: no cluster starts here.
 
@@ -79,11 +80,14 @@ class SweepScheduler:
                                       "continue or stop trials can run outside Ray Tune")
         return action == TrialScheduler.STOP
 
-    def end(self, trial_id: str) -> None:
-        """The trial ended (stopped, done or failed): Tune completes it with its last result."""
+    def end(self, trial_id: str, error: bool = False) -> None:
+        """The trial ended: stopped or done, Tune completes it with its last result; failed,
+        it tells the scheduler of the error."""
         trial = SimpleNamespace(trial_id=trial_id)
         last = self.last.pop(trial_id, None)
-        if last is None:
+        if error:
+            self.tune.on_trial_error(None, trial)
+        elif last is None:
             self.tune.on_trial_remove(None, trial)
         else:
             self.tune.on_trial_complete(None, trial, last)
