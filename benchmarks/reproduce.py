@@ -154,11 +154,13 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
 
 def es_rule_of(config: dict) -> str | None:
     """The GT-free rule a row was fitted with, e.g. 'emv (window 100, patience 1000)'."""
+    from dipddpm.early_stop import ES_RULES
+
     rule = config.get("es_rule")
     if rule is None:
         return None  # fitted before the rule existed
-    if rule == "none":
-        return "none (the last output)"
+    if rule not in ES_RULES:  # no rule watched the outputs
+        return f"{rule} (the last output)"
     return f"{rule} (window {config.get('es_window')}, patience {config.get('es_patience')})"
 
 
