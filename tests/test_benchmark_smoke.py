@@ -162,6 +162,11 @@ SMOKES: dict[str, Smoke] = {
         "verdict.json",
         lambda d: [v["mean_delta"] for v in d["verdicts"]] + [d["study_run"]["completed"]],
         hardware=True, prepare=study_sweep, marks=RAY),
+    "tune_overhead": Smoke(  # one direct fit and one Tune trial per repeat
+        lambda t: ["--iters", "20", "--repeats", "2", "--size", "32", "--out", str(t)],
+        "tune_overhead.json",
+        lambda d: (d["median_ratio"], d["ci95"], len(d["paired_ratios"]) == 2
+                   or pytest.fail(d["paired_ratios"])), marks=RAY),
 }
 
 # scripts whose smoke run is another test file's: (that test, the file it runs, which runs the
@@ -177,9 +182,7 @@ ELSEWHERE = {
     "precision": ("tests/test_benchmark_smoke.py", "benchmarks/precision.py"),
 }
 # scripts without a smoke run yet, each with the reason (empty it as they gain one)
-PENDING = {
-    "tune_overhead": "issue 23's helper owns it: it writes only benchmarks/results/ (no --out)",
-}
+PENDING: dict[str, str] = {}
 
 
 def scripts() -> set[str]:
