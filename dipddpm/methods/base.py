@@ -90,6 +90,10 @@ class Method:
     # study's observations: sweep/baselines.py); None: it may not serve as a baseline
     baseline: Mapping[str, Any] | None = None
     help: str = ""  # one line: what it does (help texts, the list of baselines)
+    # config keys a run resumed from a checkpoint takes from its new config (the rest lives in
+    # the checkpoint, e.g. a learning rate in Adam's state): what a Tune scheduler that
+    # changes a running trial's config (PBT) may change
+    mutable: tuple[str, ...] = ()
 
     @property
     def can_fuse(self) -> bool:

@@ -36,7 +36,6 @@ metrics in `pairs`, its checkpoints hold every pair, and its final result carrie
 
 from __future__ import annotations
 
-import math
 import socket
 from pathlib import Path
 from typing import Any
@@ -52,15 +51,9 @@ from dipddpm.sweep.trial_reporter import (  # noqa: F401  (their home before the
 
 
 def milestones(spec: SweepSpec) -> list[float]:
-    """The iterations at which ASHA looks at a trial (its rungs, every bracket)."""
-    s = spec.scheduler
-    if s.type != "asha":
-        return []
-    out = set()
-    for b in range(s.brackets):
-        rungs = int(math.log(s.max_t / s.grace_period) / math.log(s.reduction_factor) - b + 1)
-        out.update(s.grace_period * s.reduction_factor ** (k + b) for k in range(rungs))
-    return sorted(out)
+    """The iterations at which the spec's Tune scheduler judges a trial (its entry's rungs:
+    ASHA's rungs, every bracket; PBT's perturbation points; none without early stopping)."""
+    return spec.scheduler.entry.rungs(spec.scheduler.options)
 
 
 def host_info(device) -> dict[str, Any]:
@@ -100,17 +93,22 @@ def trial_config(spec: SweepSpec, params: dict[str, Any]):
     return build(METHODS.get(spec.method).config_cls, config_values(spec, params))
 
 
-def _restart_point() -> tuple[dict | None, int, int]:
-    """(loop state, retries, iteration) of the checkpoint Tune restarts the trial from."""
+def _restart_point(trial_id: str) -> tuple[dict | None, int, int, str | None]:
+    """(loop state, retries, iteration, the trial it was cloned from) of the checkpoint Tune
+    restarts the trial from. Another trial's checkpoint is a clone (PBT's exploit: that
+    trial's state under this trial's new config), not a retry of this one."""
     import torch
     from ray import tune
 
     ckpt = tune.get_checkpoint()
     if ckpt is None:
-        return None, 0, 0
+        return None, 0, 0, None
     with ckpt.as_directory() as d:  # a restart (crash or driver resume) continues from here
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-    return saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
+    donor = saved.get("trial_id", trial_id)
+    if donor != trial_id:
+        return saved["loop"], 0, int(saved["iter"]), donor
+    return saved["loop"], int(saved["retries"]) + 1, int(saved["iter"]), saved.get("cloned_from")
 
 
 def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
@@ -127,12 +125,15 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = trial_device(spec.resources.gpu)
     params = decode(spec.search, config)
-    resume, retries, start = _restart_point()
+    trial_id = tune.get_context().get_trial_id()
+    resume, retries, start, cloned_from = _restart_point(trial_id)
     info: dict[str, Any] = {"budget": None, "retries": retries, "resumed_from": start,
                             **host_info(device)}
-    reporter = TrialReporter(spec, resolve(sweep_uri, spec.storage_options),
-                             tune.get_context().get_trial_id(), info, start, retries,
-                             [f for f in spec.faults if f.matches(params)], milestones(spec))
+    if cloned_from is not None:  # PBT: this trial runs another's state, its config changed
+        info["cloned_from"] = cloned_from
+    reporter = TrialReporter(spec, resolve(sweep_uri, spec.storage_options), trial_id, info,
+                             start, retries, [f for f in spec.faults if f.matches(params)],
+                             milestones(spec))
     try:  # a config or problem that breaks a rule fails the same way on every retry
         _run(spec, params, reporter, resume, device)
     except (FloatingPointError, DipddpmError) as e:
