@@ -180,11 +180,22 @@ def test_bundled_spec_validates_and_documents_itself(name):
     assert smoke.num_samples <= full.num_samples
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS.glob("*.yaml")
-                                        if p.stem != "dip_prior_ddpm"))
+# smoke blocks that train their own tiny model (`recipe:tiny-ddpm`): seconds, so marked slow
+SLOW_SMOKE = {"dip_prior_ddpm"}
+
+
+def test_every_bundled_spec_is_listed():
+    """A spec added to sweeps/ is checked by the two tests above and below, never left out."""
+    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(OVERRIDES)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(p.stem, marks=[pytest.mark.slow] if p.stem in SLOW_SMOKE else [])
+    for p in sorted(SWEEPS.glob("*.yaml"))])
 def test_every_spec_in_sweeps_validates_with_smoke(name, monkeypatch):
     monkeypatch.chdir(SWEEPS.parent)  # specs name images relative to the repo root
-    load_spec(SWEEPS / f"{name}.yaml", smoke=True)  # smoke blocks need no fetched data
+    spec = load_spec(SWEEPS / f"{name}.yaml", smoke=True)  # smoke blocks need no fetched data
+    assert spec.name == f"{name}-smoke"
 
 
 def test_cli_validate_and_show_json():
