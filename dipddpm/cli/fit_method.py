@@ -200,10 +200,12 @@ def method_command(name: str):
     if name not in METHODS:
         return None
     method = METHODS.get(name)
+    presets = ", ".join(sorted(method.presets)) or "none"
     if method.image_form is not None:  # its entry's help text
         from dipddpm.cli.fit import image_form
 
-        return _click(name, image_form(name), method.image_form, params(form_options(method)))
+        return _click(name, image_form(name), f"{method.image_form} Presets: {presets}.",
+                      params(form_options(method)))
 
     def command(**kw) -> None:
         fields = {k.removeprefix("field_"): v for k, v in kw.items()
@@ -220,7 +222,6 @@ def method_command(name: str):
             if k != "config":
                 typer.echo(f"{k:>24}  {v}")
 
-    presets = ", ".join(sorted(method.presets)) or "none"
     return _click(name, command, f"Run method {name} once (options: its "
                   f"{method.config_cls.__name__} fields). Presets: {presets}.",
                   _common_params() + _field_params(method.config_cls))
