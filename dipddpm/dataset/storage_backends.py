@@ -97,9 +97,10 @@ def check_storage(value: Any) -> str:
     return value
 
 
-def check_options(uri: str, options: Mapping[str, Any] | None) -> dict[str, str]:
-    """The spec's storage_options, checked against the backend of `uri`."""
-    backend = backend_for(uri)
+def check_options(uri: str, options: Mapping[str, Any] | None,
+                  backend: Backend | None = None) -> dict[str, str]:
+    """The spec's storage_options, checked against the backend of `uri` (or `backend`)."""
+    backend = backend or backend_for(uri)
     options = dict(options or {})
     for key, value in options.items():
         if key not in backend.options:

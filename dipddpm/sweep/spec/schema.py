@@ -83,11 +83,13 @@ class SchedulerSpec:
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SchedulerSpec:
         """The section from the spec's mapping: `type` (default asha) and its entry's keys."""
+        from dipddpm.config import check_name
         from dipddpm.trial_schedulers import TUNE_SCHEDULERS
 
-        spec = cls(type=str(raw.get("type", "asha")))
-        entry = TUNE_SCHEDULERS.get(spec.type)
-        return cls(spec.type, entry.build({k: v for k, v in raw.items() if k != "type"}))
+        kind = str(raw.get("type", "asha"))
+        check_name("scheduler.type", kind, TUNE_SCHEDULERS)
+        entry = TUNE_SCHEDULERS.get(kind)
+        return cls(kind, entry.build({k: v for k, v in raw.items() if k != "type"}))
 
     def __getattr__(self, key: str) -> Any:  # a key of the scheduler's own section
         if key.startswith("__") or key in ("type", "options"):
