@@ -38,8 +38,8 @@ def _summary(spec) -> dict:
             "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
             "trials": spec.trials,
             "searcher": spec.searcher.type, "sampler": spec.searcher.sampler,
-            "scheduler": spec.scheduler.type, "max_t": spec.scheduler.max_t,
-            "grace_period": spec.scheduler.grace_period,
+            "scheduler": spec.scheduler.type, "max_t": spec.scheduler.value("max_t"),
+            "grace_period": spec.scheduler.value("grace_period"),
             "rung_rule": rule_for(spec.method, spec.scheduler.rung_rule).name,
             "search": [d.key for d in spec.search], "grid_points": grid_size(spec.search),
             "storage": spec.storage, "resources": {"cpu": spec.resources.cpu,
@@ -110,8 +110,9 @@ def _resolved(s) -> dict:
     from dipddpm.sweep.spec.rung_rules import rule_for
 
     out = s.resolved_dict()
-    out["scheduler"] = {**out["scheduler"],
-                        "rung_rule": rule_for(s.method, s.scheduler.rung_rule).name}
+    if "rung_rule" in out["scheduler"]:  # a scheduler counting on a rung rule
+        out["scheduler"] = {**out["scheduler"],
+                            "rung_rule": rule_for(s.method, s.scheduler.rung_rule).name}
     return out
 
 
@@ -142,16 +143,14 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
 
 
 def _echo_space(s, space: dict) -> None:
-    from dipddpm.sweep.spec.space import distributions
+    from dipddpm.sweep.searchers import searcher_of
 
-    typer.echo("# search space (Optuna distributions):")
-    dists = distributions(s.search) if s.searcher.type == "optuna" else {}
+    typer.echo(f"# search space ({searcher_of(s).describe(s)} searcher):")
+    shown = searcher_of(s).shown(s.search)  # e.g. Optuna's distributions
     for key, entry in space.items():
         cond = f"   when {entry['when']}" if "when" in entry else ""
-        typer.echo(f"#   {key}: {dists.get(key, entry)}{cond}")
-    typer.echo(f"# {_trials(s)}; " + (
-        f"ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
-        if s.scheduler.type == "asha" else "no early stopping"))
+        typer.echo(f"#   {key}: {shown.get(key, entry)}{cond}")
+    typer.echo(f"# {_trials(s)}; {s.scheduler.entry.describe(s.scheduler.options)}")
 
 
 def _echo_footprint(s, footprint: dict) -> None:

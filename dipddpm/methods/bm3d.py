@@ -3,8 +3,9 @@
 Grey images use `bm3d.bm3d`; colour images CBM3D (`bm3d.bm3d_rgb`: the opponent colour
 transform, grouping on luminance). The noise level is the problem's sigma (0-255 units, as the
 observation was made) unless the config names another. BM3D has no iterations: a run is one
-pass, reported once, with the same report keys and summary metrics as a DIP fit (its "best" is
-its only output), so it sits in the same sweep tables and studies on the same observations.
+pass, reported once, with the same report keys and summary metrics as a DIP fit
+(methods/keys.py; its "best" is its only output), so it sits in the same sweep tables and
+studies on the same observations.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dipddpm.config import check
 from dipddpm.data.images import ImageProblem, make_image_problem
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.keys import FIT_SUMMARY, summary
 from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
 
@@ -78,10 +80,10 @@ def run_bm3d(cfg: Bm3dConfig, problem: ImageProblem, report: Report = no_report,
                "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0,
                "iter_final": 1},
            lambda: {})
-    metrics = {"iters": 1, "wall_s": wall, "psnr_noisy_input": psnr(y, x),
-               "psnr_gt_final": p_gt, "psnr_gt_best": p_gt, "psnr_best_iter": 1,
-               "psnr_gt_sm_final": p_gt, "psnr_gt_sm_best": p_gt, "psnr_gt_sm_best_iter": 1,
-               "psnr_noisy_final": p_noisy, "ssim_gt_final": s_gt, "ssim_gt_sm_final": s_gt,
-               "first_reach_iter": None, "n_backtracks": 0, "sigma_used": sigma,
-               "iter_es": 1, "psnr_es": p_gt, "es_gap_db": 0.0}
+    metrics = summary(FIT_SUMMARY, iters=1, wall_s=wall, psnr_noisy_input=psnr(y, x),
+                      psnr_gt_final=p_gt, psnr_gt_best=p_gt, psnr_best_iter=1,
+                      psnr_gt_sm_final=p_gt, psnr_gt_sm_best=p_gt, psnr_gt_sm_best_iter=1,
+                      psnr_noisy_final=p_noisy, ssim_gt_final=s_gt, ssim_gt_sm_final=s_gt,
+                      first_reach_iter=None, n_backtracks=0, sigma_used=sigma, iter_es=1,
+                      psnr_es=p_gt, es_gap_db=0.0)
     return Result(metrics=metrics, images={"output": out, "output_sm": out})
