@@ -642,6 +642,8 @@ TOOLS: list[Case] = [
          ("--iters", "dipddpm fit dip -h")),
     Case("option-unknown", ("fit", "dip", "--iterz", "5"), ("No such option: --iterz",)),
     Case("command-unknown", ("sweep", "runn", "x.yaml"), ("No such command 'runn'",)),
+    Case("fit-save-without-an-output-image", ("fit", "noop", "--save", "{tmp}/out/x.png"),
+         ("No such option: --save",)),  # refused before the run, not after it
     Case("argument-missing", ("results", "summarize"), ("Missing argument 'DIR'",)),
     Case("data-fetch-unknown-set", ("data", "fetch", "cset10"),
          ("unknown data set 'cset10'", "did you mean 'cset9'")),
