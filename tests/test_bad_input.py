@@ -175,8 +175,6 @@ FILESYSTEM: list[Case] = [
          ("--save", "shots.png is a folder"), setup=folder("shots.png")),
     Case("fit-save-read-only", (*FIT, "--save", "{tmp}/ro/out.png"),
          ("--save", "{tmp}/ro"), setup=read_only("ro")),
-    Case("fit-noop-save-read-only", ("fit", "noop", "--save", "{tmp}/ro/x.png"),
-         ("--save", "{tmp}/ro"), setup=read_only("ro")),
     Case("fit-ddpm-out-is-a-file", ("fit", "ddpm", "--dataset", "skimage-patches", "--set",
                                     "iters=2", "--out", "{tmp}/afile"),
          ("--out", "afile is a file"), files={"afile": "x"}),
