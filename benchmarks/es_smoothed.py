@@ -12,8 +12,9 @@ methods/study_pairs.py), plain DIP is fitted once per pair (all pairs as one fus
 fitting loop as a sweep runs it) and every iteration's output is seen by a forward hook: the
 smoothing (the loop's formula) and both rules (the library's early_stop.ES_RULES) run on it,
 and each pick is scored against the clean image. The oracle best smoothed output and the raw
-pick (psnr_es) are given beside them, and the loop's own psnr_es_sm (the shipped way) is
-checked against the offline pick of the same way.
+pick (psnr_es) are given beside them, and the loop's own psnr_es_sm (the shipped way, SHIPPED:
+at_raw_stop, which won the first measurement by 1.7 dB) is checked against the offline pick of
+the same way.
 
     python benchmarks/es_smoothed.py [--iters 1200] [--size 64] [--out PATH]
 
@@ -48,6 +49,7 @@ from dipddpm.nn.skip import SkipNet  # noqa: E402
 OUT = Path(__file__).parent / "results" / "es_smoothed.json"
 IMAGES = ["skimage:astronaut", "skimage:chelsea", "skimage:coffee"]
 WAYS = ("at_raw_stop", "own_rule")
+SHIPPED = "at_raw_stop"  # the way the fitting loop's psnr_es_sm picks (methods/fitting.py)
 
 
 def _psnr(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -142,16 +144,14 @@ def main() -> None:
     problem = {"images": IMAGES, "replicates": args.replicates, "size": args.size,
                "sigma": 25, "seed": 0}
     got = run(cfg, problem, seed=0)
-    shipped = getattr(cfg, "es_sm_way", None)
-    for r in got["rows"]:
-        if r["loop_psnr_es_sm"] is not None and shipped is not None:
-            assert math.isclose(r["loop_psnr_es_sm"], r[shipped], abs_tol=1e-3), r
+    for r in got["rows"]:  # the loop's own pick is the shipped way's, computed offline
+        assert math.isclose(r["loop_psnr_es_sm"], r[SHIPPED], abs_tol=1e-3), r
     pv.write_json(args.out, {
         **head, "timing_note": "wall_s from a shared 2-core machine, not a quiet one",
         "config": {"method": "dip", "iters": args.iters, "width": 32, "depth": 4,
                    "input_depth": 16, "smoothing": cfg.smoothing, "es_rule": cfg.es_rule,
                    "es_window": cfg.es_window, "es_patience": cfg.es_patience},
-        "problem": problem, "wall_s": got["wall_s"], "shipped": shipped,
+        "problem": problem, "wall_s": got["wall_s"], "shipped": SHIPPED,
         "verdict": verdict(got["rows"]), "pairs": got["rows"]})
     print(pv.rel(args.out))
 

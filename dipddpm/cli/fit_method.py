@@ -193,6 +193,14 @@ IMAGE_FORMS = {
     "bm3d": "Denoise one noisy image with BM3D (CBM3D for colour), the classical baseline, on "
             "the same observation a DIP fit would get; sigma from --sigma unless --set "
             "sigma=S.",
+    "self_diffusion": "Fit self-diffusion (Luo et al., NeurIPS 2025): DIP whose input is noised "
+                      "along a DDPM schedule, stage by stage. Presets: {presets:self_diffusion}.",
+    "dip_sure": "Fit DIP-SURE (Jo, Chun, Choi, ICCV 2021): the noisy image as input, SURE as the "
+                "loss (no ground truth). Presets: {presets:dip_sure}.",
+    "aseq_dip": "Fit aSeqDIP (Alkhouri et al., NeurIPS 2024): the last output fed back as the "
+                "input, with an autoencoding term. Presets: {presets:aseq_dip}.",
+    "dip_tv": "Fit DIP-TV (Liu, Sun, Xu, Kamilov, ICASSP 2019): DIP's loss plus total "
+              "variation. Presets: {presets:dip_tv}.",
 }
 
 

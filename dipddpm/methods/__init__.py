@@ -2,26 +2,37 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import bm3d, ddpm, ddpm_config, dip, dip_prior_ddpm, guided_dip, noop
+from dipddpm.methods import (
+    aseq_dip,
+    bm3d,
+    ddpm,
+    ddpm_config,
+    dip,
+    dip_prior_ddpm,
+    dip_sure,
+    dip_tv,
+    guided_dip,
+    noop,
+    self_diffusion,
+)
 from dipddpm.methods.base import Method, Result
-from dipddpm.methods.problems import check_image_spec, check_net_size, image_problem
+from dipddpm.methods.fitting import REPORT_KEYS
+from dipddpm.methods.problems import IMAGE_32, check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
 
 METHODS: Registry = Registry("method")
 
-# the problem of the examples' image methods (see Method.example_problem)
-IMAGE_32 = {"image": "skimage:astronaut", "size": 32, "sigma": 25, "seed": 0}
 FIT_METRICS = ("iter", "loss", "psnr_noisy", "psnr_gt", "psnr_gt_sm", "ssim_gt", "psnr_best",
                "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t", "iter_final")
 
 METHODS.register("dip")(Method(
     name="dip", config_cls=dip.DipConfig, run=dip.run_dip, make_problem=image_problem,
-    metrics=FIT_METRICS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan,
+    metrics=REPORT_KEYS, presets=dip.PRESETS, check_trial=check_net_size, plan=dip.dip_plan,
     example_config={**dip.PRESETS["tiny"], "iters": 12, "report_every": 4},
     example_problem=IMAGE_32, check_problem_spec=check_image_spec))
 METHODS.register("guided_dip")(Method(
     name="guided_dip", config_cls=guided_dip.GuidedDipConfig, run=guided_dip.run_guided_dip,
-    make_problem=image_problem, metrics=FIT_METRICS, presets=guided_dip.PRESETS,
+    make_problem=image_problem, metrics=REPORT_KEYS, presets=guided_dip.PRESETS,
     check_trial=check_net_size, plan=guided_dip.make_plan,
     example_config={**guided_dip.PRESETS["tiny"], "iters": 12, "stages": 3, "report_every": 4},
     example_problem=IMAGE_32, problem_presets=guided_dip.PROBLEM_PRESETS,
@@ -47,6 +58,9 @@ METHODS.register("bm3d")(Method(
     name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
     metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32,
     check_problem_spec=check_image_spec))
+# the DIP family from the literature: each file holds its method's entry
+for _module in (self_diffusion, dip_sure, aseq_dip, dip_tv):
+    METHODS.register(_module.METHOD.name)(_module.METHOD)
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,

@@ -12,7 +12,9 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-FIT_COMMANDS = {"dip": "dip", "guided_dip": "guided-dip", "bm3d": "bm3d"}
+FIT_COMMANDS = {"dip": "dip", "guided_dip": "guided-dip", "bm3d": "bm3d",
+                "self_diffusion": "self-diffusion", "dip_sure": "dip-sure",
+                "aseq_dip": "aseq-dip", "dip_tv": "dip-tv"}
 PROBLEM_OPTIONS = {"image": "--image", "size": "--size", "sigma": "--sigma",
                    "seed": "--noise-seed"}
 
