@@ -112,6 +112,8 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     if a.save is not None:
         check_image_path(a.save, "--save")
     problem = build_problem(method, method_name, cfg, a, spec)
+    if method.check_trial is not None:  # the rules joining config and problem, before any fit
+        method.check_trial(cfg, problem)
     if a.replicates == 1:
         with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
                             enabled=not a.as_json) as report:
