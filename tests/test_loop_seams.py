@@ -238,3 +238,22 @@ def test_members_with_other_loss_or_input_are_not_fused():
     c = plan_with(prob, input_rule=ObservationInput())
     with pytest.raises(DipddpmError, match="one stage schedule"):
         fit_members(cfg, [Member(prob, a, 0), Member(prob, c, 1)])
+
+
+@pytest.mark.parametrize("method", ["dip", "guided_dip", "self_diffusion", "dip_sure",
+                                    "aseq_dip", "dip_tv"])
+def test_the_smoothed_pick_and_the_reported_output_are_sweep_objectives(method):
+    """metric: psnr_es_sm (the GT-free pick of the smoothed output) and psnr_output are
+    valid, with the smoothing constant searched; psnr_es_sm without a rule is refused."""
+    from dipddpm.errors import ConfigError
+    from dipddpm.sweep.spec import parse_spec
+
+    base = {"name": "o", "method": method, "preset": "tiny",
+            "problem": {"image": "skimage:astronaut", "size": 32}, "mode": "max",
+            "fixed": {"iters": 20, "depth": 2}, "scheduler": {"type": "none"},
+            "search": {"smoothing": {"choice": [0.9, 0.99]}}}
+    for metric in ("psnr_es_sm", "psnr_output"):
+        assert parse_spec({**base, "metric": metric}).metric == metric
+    with pytest.raises(ConfigError, match="metric: psnr_es_sm is the pick of a GT-free"):
+        parse_spec({**base, "metric": "psnr_es_sm",
+                    "fixed": {**base["fixed"], "es_rule": "none"}})
