@@ -156,3 +156,18 @@ def test_fit_replicates_reports_their_ensemble():
     out = json.loads(r.output)
     assert out["ensemble"]["n_members"] == 2 and "psnr_gt_best" in out["ensemble"]
     assert out["psnr_output"] == out["psnr_es_sm"]
+
+
+def test_an_ensemble_rows_reproduce_command_fits_its_replicates_at_once():
+    from dipddpm.sweep.reproduce import pair_commands
+    from dipddpm.sweep.spec import parse_spec
+
+    spec = parse_spec({"name": "e", "method": "dip", "preset": "tiny", "problem": STUDY,
+                       "metric": "psnr_output", "fixed": {**TINY, "output": "ensemble"},
+                       "scheduler": {"type": "none"}})
+    rows = [{"image": "skimage:camera", "replicate": 1},
+            {"image": "skimage:camera", "replicate": -1, "ensemble": True, "n_members": 2}]
+    one, ens = pair_commands(spec, {}, rows)
+    assert "--seed 1" in one and "--replicates" not in one
+    assert ens.endswith("--replicates 2") and "--seed 0" in ens and "output=ensemble" in ens
+    assert "--noise-seed 0" in one and "--noise-seed 0" in ens  # one observation
