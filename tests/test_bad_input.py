@@ -487,6 +487,21 @@ MEANING: list[Case] = [
          ("beta_schedule", "cosin", "'cosine'")),
     Case("fit-bm3d-refuses-iters", ("fit", "bm3d", "--image", "skimage:astronaut", "--set",
                                     "iters=3"), ("iters", "3")),
+    # the DIP family (issue 25): an ensemble needs replicates; SURE needs sigma; aSeqDIP's m
+    # and DIP-TV's weight have ranges
+    Case("fit-ensemble-one-replicate", ("fit", "dip", "--image", "skimage:astronaut", "--set",
+                                        "output=ensemble"),
+         ("output: ensemble", "--replicates is 1")),
+    Case("sweep-ensemble-one-replicate", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("output: ensemble", "problem.replicates is 1"),
+         files={"s.yaml": spec(fixed__output="ensemble")}),
+    Case("fit-dip-sure-no-sigma", ("fit", "dip-sure", "--image", "skimage:astronaut", "--size",
+                                   "64", "--problem", "observation=forward", "--set",
+                                   "estimate_sigma=false"), ("estimate_sigma", "sigma")),
+    Case("fit-aseq-m-zero", ("fit", "aseq-dip", "--image", "skimage:astronaut", "--set",
+                             "aseq_every=0"), ("aseq_every", "0")),
+    Case("fit-tv-weight-negative", ("fit", "dip-tv", "--image", "skimage:astronaut", "--set",
+                                    "tv_weight=-0.5"), ("tv_weight", "-0.5")),
 ]
 
 # --- messages that name what happened -----------------------------------------------------------

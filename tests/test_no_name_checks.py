@@ -33,7 +33,11 @@ ALLOWED = {
                         ("dipddpm/sweep/spec/corners.py", "grid", "d.kind"),
                         ("dipddpm/cli/sweep.py", "grid", "d.kind"))},
     # DIP's input noise is drawn uniform or normal (Ulyanov et al.): a distribution
-    ("dipddpm/methods/fitting.py", "uniform", "cfg.input_noise"): "a noise distribution",
+    ("dipddpm/methods/input_rules.py", "uniform", "cfg.input_noise"): "a noise distribution",
+    # the pairs table's `ensemble` column and the effect filter of that name (an ensemble row
+    # or not), not the output rule `ensemble`
+    **{("dipddpm/analysis/effect.py", "ensemble", op): "the pairs table's ensemble column"
+       for op in ("p", "x", "filters")},
     # es_rule `none` is the absence of a GT-free early-stopping rule (a Literal option, not an
     # ES_RULES entry); the string happens to name the Tune scheduler `none` too
     ("dipddpm/methods/fitting.py", "none", "cfg.es_rule"): "no early-stopping rule",

@@ -13,6 +13,15 @@ differences d = B - A:
     the mean d per image.
 
 With fewer than 2 pairs there is no interval to give, and the verdict says so.
+
+An ensemble (`output: ensemble`, methods/study_ensemble.py) has its own rows in the pairs
+table, one per image (`ensemble` true, replicate -1); a side's observations leave them out
+unless it asks for them with the filter `ensemble=true` (a filter on the pair rows, not on
+the trials). A side of ensemble rows is paired by observation (image, noise seed): each
+image's ensemble against the other side's rows of that same observation, averaged (its
+replicates, when they share it). So an ensemble of k compares with a single run:
+
+    dipddpm results effect DIR --a output=ensemble --b output=ensemble --b ensemble=true
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from dipddpm.errors import DipddpmError
 
 TIE_DB = 1e-6  # |B - A| at or below this is a tie (identical outputs up to float noise)
 KEYS = ["image", "replicate"]
+OBSERVATION = ["image", "noise_seed"]  # how ensemble rows pair: the observation itself
+PAIR_FILTERS = ("ensemble",)  # filters on a study's pair rows, not on its trials
 SHAPE = ["height", "width"]  # the observation's size (a study's pairs and baselines carry it)
 
 
@@ -90,16 +101,35 @@ def select(sweep: Sweep, filters: Mapping[str, str], flag: str) -> pd.DataFrame:
     return t
 
 
-def pairs(sweep: Sweep, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """(trial_id, image, replicate, value) of the trials' observations."""
+def _flag_value(value: str, key: str, flag: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise DipddpmError(f"{flag} {key}={value}: {key} is true or false")
+
+
+def pairs(sweep: Sweep, trials: pd.DataFrame, metric: str,
+          ensemble: bool = False) -> pd.DataFrame:
+    """(trial_id, image, replicate, value) of the trials' observations (with noise_seed and
+    ensemble where the pairs table has them); `ensemble`: the ensemble rows instead of the
+    replicates' own."""
     if sweep.pair_files:
         p = sweep.pairs()
         p = p[p["trial_id"].isin(trials["trial_id"])]
+        if "ensemble" in p:
+            p = p[p["ensemble"].fillna(False).astype(bool) == ensemble]
+        if ensemble and p.empty:
+            raise DipddpmError(f"ensemble=true: sweep {sweep.name!r} has no ensemble rows for "
+                               f"these trials (a trial with output: ensemble writes them)")
         if metric not in p:
             raise DipddpmError(f"--metric {metric}: not a column of the pairs table; use "
                                f"one of {', '.join(c for c in p.columns if c not in KEYS)}")
-        shape = [c for c in SHAPE if c in p]
-        return p[["trial_id", *KEYS, *shape, metric]].rename(columns={metric: "value"})
+        extra = [c for c in ("noise_seed", "ensemble", *SHAPE) if c in p]
+        return p[["trial_id", *KEYS, *extra, metric]].rename(columns={metric: "value"})
+    if ensemble:
+        raise DipddpmError(f"ensemble=true: sweep {sweep.name!r} is not a study (no pairs "
+                           f"table), so it has no ensemble rows")
     if metric not in trials:
         raise DipddpmError(f"--metric {metric}: not a trials column of sweep {sweep.name!r}; "
                            f"e.g. psnr_gt_best, psnr_gt_final, ssim_gt_final")
@@ -109,9 +139,9 @@ def pairs(sweep: Sweep, trials: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def best_configuration(sweep: Sweep, trials: pd.DataFrame, metric: str,
-                       mode: str) -> pd.DataFrame:
+                       mode: str, ensemble: bool = False) -> pd.DataFrame:
     """The observations of the side's best configuration (mean over them, `mode` max|min)."""
-    obs = pairs(sweep, trials, metric)
+    obs = pairs(sweep, trials, metric, ensemble)
     config = sweep.configurations().reindex(trials.index)
     obs["config"] = obs["trial_id"].map(dict(zip(trials["trial_id"], config, strict=True)))
     means = obs.groupby("config")["value"].mean()
@@ -119,43 +149,56 @@ def best_configuration(sweep: Sweep, trials: pd.DataFrame, metric: str,
     return obs[obs["config"] == best]
 
 
+def pair_keys(a: pd.DataFrame, b: pd.DataFrame) -> list[str]:
+    """(image, replicate); by observation (image, noise seed) where a side holds ensemble
+    rows and both sides know their noise seeds."""
+    ens = any("ensemble" in x and x["ensemble"].fillna(False).astype(bool).any()
+              for x in (a, b))
+    return OBSERVATION if ens and all("noise_seed" in x for x in (a, b)) else KEYS
+
+
 def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str, label_a: str, label_b: str,
            seed: int = 0) -> Effect:
-    """The verdict on d = B - A over the (image, replicate) both sides have."""
-    check_same_observations(a, b)
-    joined = a.groupby(KEYS)["value"].mean().rename("a").to_frame().join(
-        b.groupby(KEYS)["value"].mean().rename("b"), how="inner").dropna()
+    """The verdict on d = B - A over the (image, replicate) both sides have (over the
+    observations, where a side is an ensemble's rows)."""
+    keys = pair_keys(a, b)
+    check_same_observations(a, b, keys)
+    joined = a.groupby(keys)["value"].mean().rename("a").to_frame().join(
+        b.groupby(keys)["value"].mean().rename("b"), how="inner").dropna()
     d = joined["b"] - joined["a"]
     eff = Effect(metric=metric, a=label_a, b=label_b, n=len(d))
     eff.wins, eff.losses = int((d > TIE_DB).sum()), int((d < -TIE_DB).sum())
     eff.ties = eff.n - eff.wins - eff.losses
     eff.per_image = {str(k): float(v) for k, v in d.groupby(level="image").mean().items()}
+    by_obs = " (paired by observation: image and noise seed)" if keys == OBSERVATION else ""
     if eff.n == 0:
-        eff.note = "A and B share no (image, replicate): nothing to pair"
+        eff.note = f"A and B share no ({', '.join(keys)}): nothing to pair"
         return eff
     eff.mean = float(d.mean())
+    eff.note = by_obs.strip(" ()")
     if eff.n < 2:
-        eff.note = "1 pair: no confidence interval (a study needs >= 2 observations)"
+        eff.note = "1 pair: no confidence interval (a study needs >= 2 observations)" + by_obs
         return eff
     eff.ci = _bootstrap_ci(d.to_numpy(), seed)
     eff.p_wilcoxon = _wilcoxon(d.to_numpy())
     return eff
 
 
-def check_same_observations(a: pd.DataFrame, b: pd.DataFrame) -> None:
+def check_same_observations(a: pd.DataFrame, b: pd.DataFrame, keys: list[str] = KEYS) -> None:
     """Where both sides record the observation's size, a pair must have one size: an image
     cropped differently has a different noise draw, so it is not the same observation."""
     if not all(c in a and c in b for c in SHAPE):
         return
-    sa = a.groupby(KEYS)[SHAPE].first()
-    sb = b.groupby(KEYS)[SHAPE].first()
+    sa = a.groupby(keys)[SHAPE].first()
+    sb = b.groupby(keys)[SHAPE].first()
     both = sa.join(sb, how="inner", lsuffix="_a", rsuffix="_b")
     bad = both[(both["height_a"] != both["height_b"]) | (both["width_a"] != both["width_b"])]
     if len(bad):
         (img, rep), r = next(iter(bad.iterrows()))
         raise DipddpmError(
             f"A and B saw differently cropped observations at {len(bad)} pair(s) (e.g. {img} "
-            f"replicate {rep}: {r.height_a}x{r.width_a} vs {r.height_b}x{r.width_b}): not the "
+            f"{keys[1].replace('_', ' ')} {rep}: {r.height_a}x{r.width_a} vs {r.height_b}x"
+            f"{r.width_b}): not the "
             f"same observations; give the study a size: (or nets of one size rule)")
 
 
@@ -190,7 +233,10 @@ def side(sweep: Sweep, filters: Mapping[str, str], flag: str, metric: str,
     (sweep/baselines.py); any other filters select trials, narrowed to the best configuration."""
     if set(filters) == {"baseline"}:
         return baseline_side(sweep, filters["baseline"], metric, flag)
-    return best_configuration(sweep, select(sweep, filters, flag), metric, mode)
+    trial_filters = {k: v for k, v in filters.items() if k not in PAIR_FILTERS}
+    ensemble = _flag_value(filters["ensemble"], "ensemble", flag) if "ensemble" in filters \
+        else False
+    return best_configuration(sweep, select(sweep, trial_filters, flag), metric, mode, ensemble)
 
 
 def baseline_side(sweep: Sweep, name: str, metric: str, flag: str) -> pd.DataFrame:
@@ -204,8 +250,8 @@ def baseline_side(sweep: Sweep, name: str, metric: str, flag: str) -> pd.DataFra
     if metric not in b:
         raise DipddpmError(f"--metric {metric}: not a column of the baselines table; e.g. "
                            f"psnr_gt_final, psnr_gt_best, ssim_gt_final")
-    shape = [c for c in SHAPE if c in b]
-    return b[KEYS + shape + [metric]].rename(columns={metric: "value"}).assign(
+    extra = [c for c in ("noise_seed", *SHAPE) if c in b]
+    return b[KEYS + extra + [metric]].rename(columns={metric: "value"}).assign(
         trial_id="baseline")
 
 

@@ -34,7 +34,8 @@ def print_effect(e) -> None:
           "KEY=VALUE filters, narrowed to its best configuration; they are paired by (image, "
           "replicate) and the differences B - A give the mean with a 95% bootstrap CI, wins / "
           "ties / losses, the Wilcoxon signed-rank p and the mean per image. With DIR_B, A is "
-          "taken from DIR and B from DIR_B."))
+          "taken from DIR and B from DIR_B. The filter ensemble=true takes a side's ensemble "
+          "rows (output: ensemble), paired by observation with the other side."))
 @user_errors
 def effect_command(
     directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),

@@ -105,10 +105,15 @@ def run_fit(method_name: str, a: FitArgs) -> dict:
     overrides = merge_sources(parse_set(a.sets), {"iters": ("--iters", a.iters)}, "--set",
                               "config")
     cfg = build(method.config_cls, {**method.preset_values(a.preset), **overrides})
+    from dipddpm.methods.study_ensemble import check_replicates
+
+    check_replicates(cfg, a.replicates, where="--replicates")  # K seeds of one observation
     spec = problem_spec(method, a)
     if a.save is not None:
         check_image_path(a.save, "--save")
     problem = build_problem(method, method_name, cfg, a, spec)
+    if method.check_trial is not None:  # the rules joining config and problem, before any fit
+        method.check_trial(cfg, problem)
     if a.replicates == 1:
         with ProgressReport(cfg.iters, ("psnr_gt", "psnr_best", "psnr_noisy"),
                             enabled=not a.as_json) as report:
@@ -154,7 +159,16 @@ def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: st
     mean = {k: sum(m[k] for m in each) / K for k, v in each[0].items()
             if isinstance(v, int | float) and not isinstance(v, bool) and k != "seed"
             and all(isinstance(m[k], int | float) for m in each)}
-    return results, {"replicates": K, "fusion": mode, "members": each, "mean": mean}
+    out = {"replicates": K, "fusion": mode, "members": each, "mean": mean}
+    from dipddpm.methods.study_ensemble import output_rule
+
+    rule = output_rule(cfg)
+    if rule.ensemble:  # the mean of the K fits' outputs (one observation)
+        from dipddpm.methods.output_rules import ensemble_metrics
+
+        out["ensemble"] = ensemble_metrics([r.images for r in results], problem.clean,
+                                           problem.observed, rule, cfg.psnr_uint8)
+    return results, out
 
 
 def _print_summary(s: dict) -> None:
@@ -165,6 +179,9 @@ def _print_summary(s: dict) -> None:
         f"  final output  {s['psnr_gt_final']:.2f} dB   smoothed {s['psnr_gt_sm_final']:.2f} dB"
         f"   SSIM {s['ssim_gt_final']:.4f}\n"
         f"  best          {s['psnr_gt_best']:.2f} dB at iteration {s['psnr_best_iter']}"
+        + (f"\n  GT-free pick  {s['psnr_es']:.2f} dB   smoothed {s['psnr_es_sm']:.2f} dB   "
+           f"reported ({s['config'].get('output')}) {s['psnr_output']:.2f} dB"
+           if "psnr_output" in s and "psnr_es_sm" in s else "")
         + (f"\n  saved         {s['saved']}" if s.get("saved") else ""))
     if s.get("replicates"):
         typer.echo(f"  {s['replicates']} replicates ({s['fusion']}): member 0 above; per seed:")
@@ -172,6 +189,11 @@ def _print_summary(s: dict) -> None:
             typer.echo(f"    seed {m['seed']!s:>4}  final {m['psnr_gt_final']:.2f} dB  "
                        f"smoothed {m['psnr_gt_sm_final']:.2f} dB  best {m['psnr_gt_best']:.2f} "
                        f"dB  SSIM {m['ssim_gt_final']:.4f}")
+        if s.get("ensemble"):
+            e = s["ensemble"]
+            typer.echo(f"  ensemble (mean of the {s['replicates']} outputs): GT-free pick "
+                       f"{e['psnr_output']:.2f} dB  final {e['psnr_gt_final']:.2f} dB  at "
+                       f"each oracle best {e['psnr_gt_best']:.2f} dB")
 
 
 def image_form(method_name: str):

@@ -73,6 +73,8 @@ def run_method(name: str, a: MethodFitArgs) -> dict:
     if a.save is not None:
         check_image_path(a.save, "--save")
     problem = method.make_problem(problem_spec, cfg)
+    if method.check_trial is not None:  # the rules joining config and problem, before any fit
+        method.check_trial(cfg, problem)
     live = tuple(m for m in method.metrics if m != "iter")[:2]
     total = max(int(getattr(cfg, method.iters_key, 1) or 1), 1)
     with ProgressReport(total, live, enabled=a.show_progress) as bar:

@@ -129,6 +129,10 @@ class ImageProblem:
     name: str = ""
     sigma: float = 25.0
     seed: int = 0
+    # the std of the observation's additive Gaussian noise in [0, 1] units, where the problem
+    # knows it (sigma / 255 for a gaussian observation); None where it does not (the
+    # forward-noised observation, a problem made without it)
+    noise_std: float | None = None
 
     @property
     def channels(self) -> int:
@@ -151,8 +155,10 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
     if size:
         clean = resize_square(clean, int(size))
     clean = crop_to_multiple(clean, multiple)
+    noise_std = None
     if observation == "gaussian":
         observed = gaussian_noise(clean, sigma, seed)
+        noise_std = sigma / 255.0
     elif observation == "forward":
         from dipddpm.diffusion import DiffusionProcess
 
@@ -163,7 +169,8 @@ def make_image_problem(image: str, size: int | None = None, sigma: float = 25.0,
         observed = observed.clamp(0, 1)
     else:
         raise DipddpmError(f"observation must be 'gaussian' or 'forward', got {observation!r}")
-    return ImageProblem(clean=clean, observed=observed, name=image, sigma=sigma, seed=seed)
+    return ImageProblem(clean=clean, observed=observed, name=image, sigma=sigma, seed=seed,
+                        noise_std=noise_std)
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

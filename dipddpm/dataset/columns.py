@@ -65,7 +65,10 @@ METRICS: dict[str, str] = {"sweep": STRING, "trial_id": STRING, "iter": INT, "me
                            "value": FLOAT, "image": STRING, "replicate": INT}
 PAIRS: dict[str, str] = {
     **dict.fromkeys(("sweep", "trial_id", "image", "reproduce", "artifact_output"), STRING),
-    **dict.fromkeys(("replicate", "seed", "noise_seed", "iter_es", "height", "width"), INT),
+    **dict.fromkeys(("replicate", "seed", "noise_seed", "iter_es", "iter_es_sm", "height",
+                     "width", "n_members"), INT),
+    # true: the row is the mean of the image's replicates (output: ensemble; replicate -1)
+    "ensemble": BOOL,
 }
 BASELINES = {**PAIRS, "baseline": STRING}  # sweep/baselines.py: a row per baseline x pair
 TABLES = {"trials": TRIALS, "metrics": METRICS, "pairs": PAIRS, "baselines": BASELINES}

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import bm3d, ddpm, ddpm_config, dip, dip_prior_ddpm, guided_dip, noop
+from dipddpm.methods import (
+    aseq_dip,
+    bm3d,
+    ddpm,
+    ddpm_config,
+    dip,
+    dip_prior_ddpm,
+    dip_sure,
+    dip_tv,
+    guided_dip,
+    noop,
+    self_diffusion,
+)
 from dipddpm.methods.base import Method, Result
 from dipddpm.methods.keys import FIT_METRICS, FIT_SUMMARY
-from dipddpm.methods.problems import check_image_spec, check_net_size, image_problem
+from dipddpm.methods.problems import IMAGE_32, check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
 
 METHODS: Registry = Registry("method")
 
-# the problem of the examples' image methods (see Method.example_problem)
-IMAGE_32 = {"image": "skimage:astronaut", "size": 32, "sigma": 25, "seed": 0}
 DIP_PRIOR_SUMMARY = ("iter", "psnr_gt", "ssim_gt", "psnr_vs_dip", "psnr_dip", "ssim_dip",
                      "psnr_noisy_input", "reverse_steps", "t0", "wall_s_dip", "wall_s_ddpm",
                      "wall_s")
@@ -63,6 +73,9 @@ METHODS.register("bm3d")(Method(
     image_form="Denoise one noisy image with BM3D (CBM3D for colour), the classical baseline, "
                "on the same observation a DIP fit would get; sigma from --sigma unless --set "
                "sigma=S."))
+# the DIP family from the literature: each file holds its method's entry
+for _module in (self_diffusion, dip_sure, aseq_dip, dip_tv):
+    METHODS.register(_module.METHOD.name)(_module.METHOD)
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,

@@ -44,13 +44,19 @@ class DipConfig:
     es_rule: Literal["wmv", "emv", "none"] = "emv"
     es_window: int = 100
     es_patience: int = 1000
+    # the output the fit reports (psnr_output; methods/output_rules.py): last, smoothed, es (the
+    # rule's pick of the raw outputs), es_sm (of the smoothed ones) or ensemble (the mean over
+    # a study's replicates of one observation, or of fit --replicates K)
+    output: str = "last"
 
     def __post_init__(self) -> None:
+        from dipddpm.methods.output_rules import OUTPUTS
         from dipddpm.nn import NETS
 
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}; e.g. lr=0.01")
         check_name("net", self.net, NETS)
+        check_name("output", self.output, OUTPUTS)
         check(self.input_depth >= 1, f"input_depth must be >= 1, got {self.input_depth}")
         check(self.input_scale >= 0, f"input_scale must be >= 0, got {self.input_scale}")
         check(self.reg_noise_std >= 0, f"reg_noise_std must be >= 0, got {self.reg_noise_std}")

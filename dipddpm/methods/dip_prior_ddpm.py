@@ -55,6 +55,8 @@ from dipddpm.metrics import psnr, ssim
 from dipddpm.nn import NETS, build_net, min_size, size_multiple
 from dipddpm.nn.sizes import build_for_problem
 
+# dip_output -> the image of the DIP result that is the estimate
+DIP_IMAGES = {"final": "output", "smoothed": "output_sm"}
 
 @dataclass(frozen=True)
 class DipPriorDdpmConfig:
@@ -271,7 +273,7 @@ def dip_estimate(cfg: DipPriorDdpmConfig, problem: ImageProblem, report: Report 
         result = run_dip(dcfg, problem, report=forward, seed=seed, resume=resume, device=device)
         state = captured["state"]()
     if cfg.dip_prior_mode == "fit_observation":
-        x_dip = result.images["output_sm" if cfg.dip_output == "smoothed" else "output"]
+        x_dip = result.images[DIP_IMAGES[cfg.dip_output]]
     else:
         x_dip = _noise_passes(cfg, dcfg, problem, state, seed, device)
     wall = time.perf_counter() - t_start

@@ -11,9 +11,15 @@ the stage). Plain DIP is one stage whose target is the observation y. Per iterat
     'clean': the step is skipped and Adam's state restored too); otherwise save
     optimizer step
 
+The seams (each a registry whose entry is the only place that knows it): the plan's loss is a
+sum of terms (loss_terms.py: MSE by default; SURE, TV, an autoencoding term), its input a rule
+(input_rules.py: fixed z by default; the observation, the last output fed back, a noised
+estimate), and the config's `output` names the output the fit reports (output_rules.py: last,
+smoothed, a GT-free pick, an ensemble of replicates): `psnr_output` in reports and summary.
+
 Members: K fits (each its own problem of one shape, plan of one schedule and seed) run as one
 fused net (nn/fused.py) and one Adam (member_adam.py); the loss is the sum of the members'
-MSEs, so each member gets exactly its own gradient. Backtracking, smoothing and the best
+losses, so each member gets exactly its own gradient. Backtracking, smoothing and the best
 trackers act per member; backtracking copies only the members it concerns. One member is
 the plain fit, on the same code. Metrics are device tensors, read back at reports (all
 members in one read), so a GPU loop is not stalled every iteration (except for backtracking,
@@ -22,7 +28,11 @@ which needs psnr_noisy at once, as in the source).
 GT-free early stopping (`es_rule`, early_stop.py) watches the shown outputs of the final stage
 (the observation itself; the whole fit for plain DIP: earlier stages fit noisy targets by
 design) on the device; its pick is scored against the ground truth only at reports and at the
-end (`psnr_es`, `iter_es`; a fit shorter than the window picks its last output).
+end (`psnr_es`, `iter_es`; a fit shorter than the window picks its last output). Its pick of
+the smoothed output (`psnr_es_sm`, `iter_es_sm`) is the smoothed output at the same iteration:
+measured on a study's pairs, it beats the rule run on the smoothed sequence itself by 1.7 dB
+(6 of 6 pairs; benchmarks/results/es_smoothed.json), whose variance keeps falling as the
+smoothing damps it, so that rule picks the last iteration.
 
 `FitState` holds everything the loop changes; a checkpoint (`state()`) is its fields, each
 saved by its kind, and resume loads them back the same way (loop_state.py).
@@ -30,6 +40,7 @@ saved by its kind, and resume loads them back the same way (loop_state.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -37,15 +48,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from dipddpm._compat import moved_names
 from dipddpm.early_stop import ES_RULES, EsParams, RunningVariance
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.best_outputs import OracleOutputs
 from dipddpm.methods.device import pick_device
+from dipddpm.methods.input_rules import FIXED, InputRule
+from dipddpm.methods.keys import FIT_METRICS
 from dipddpm.methods.loop_state import GlobalRng, dump_state, load_state
+from dipddpm.methods.loss_terms import MSE, LossInputs, LossTerm, total
 from dipddpm.methods.member_adam import MemberAdam
+from dipddpm.methods.output_rules import OUTPUTS, OutputRule
 from dipddpm.metrics import BestTracker, psnr, ssim, ssim_each
 from dipddpm.nn.fused import fuse, member_view
 from dipddpm.nn.sizes import build_for_problem
@@ -53,6 +68,9 @@ from dipddpm.nn.sizes import build_for_problem
 __getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES
 
 MembersReport = Callable[[int, list[dict], Callable[[], dict]], None]
+# every report of the loop carries these keys (a method entry's `metrics`; declared once, in
+# methods/keys.py)
+REPORT_KEYS = FIT_METRICS
 
 
 @dataclass
@@ -68,15 +86,25 @@ class StagePlan:
     reset_optimizer_each_stage: bool = False
     resample_input_each_stage: bool = False
     info: dict = field(default_factory=dict)  # e.g. scheduler counts, for the result
+    loss_terms: tuple[LossTerm, ...] = MSE  # the loss seam: the sum of these (loss_terms.py)
+    input_rule: InputRule = FIXED  # the input seam (input_rules.py)
+    sigma: float | None = None  # this member's noise std in [0, 1] units, for loss terms
+    # the trailing stages that fit the observation itself ("the final stage": what the GT-free
+    # rule watches and iter_final counts); self-diffusion's every stage fits y
+    final_stages: int = 1
+    metrics: dict = field(default_factory=dict)  # this member's extra summary metrics
 
     @property
     def iters(self) -> int:
         return sum(s.iters for s in self.stages)
 
     def schedule(self) -> tuple:
-        """What members fused together must share: stage timesteps, lengths and flags."""
+        """What members fused together must share: stage timesteps, lengths and flags, the
+        loss terms and the input rule (their parameters; each member's own values, such as
+        its noise level, are not part of it)."""
         return (tuple((s.t, s.iters) for s in self.stages), self.reset_optimizer_each_stage,
-                self.resample_input_each_stage)
+                self.resample_input_each_stage, self.loss_terms, self.input_rule,
+                self.final_stages)
 
 
 @dataclass
@@ -95,14 +123,6 @@ def _quantize(v: torch.Tensor) -> torch.Tensor:
 
 def _psnr_of(mse: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-30))
-
-
-def _draw_input(cfg, shape, g: torch.Generator, device) -> torch.Tensor:
-    if cfg.input_noise == "uniform":
-        z = torch.rand(shape, generator=g, device=device) * cfg.input_scale
-    else:
-        z = torch.randn(shape, generator=g, device=device) * cfg.input_scale
-    return z
 
 
 @dataclass
@@ -124,6 +144,8 @@ class FitState:
     best_out: list[torch.Tensor | None] = field(default_factory=list)  # oracle: (C,H,W)
     last: list[dict] = field(default_factory=list)  # latest psnr_noisy, psnr_gt, psnr_gt_sm
     es: RunningVariance | None = None  # the GT-free early-stopping rule (None: es_rule none)
+    pick_sm: torch.Tensor | None = None  # (K, C, H, W) the smoothed output at the rule's pick
+    oracle_out: OracleOutputs | None = None  # best-psnr_gt outputs (an output rule needs them)
     j: int = 0  # iterations done
     wall_s: float = 0.0  # fitting time up to the last state()
     torch_rng: GlobalRng = field(default_factory=GlobalRng)
@@ -142,6 +164,8 @@ class Loop:
     stage_idx: list[int]  # stage of every iteration
     params: list[torch.Tensor]
     report: MembersReport
+    sigma: torch.Tensor  # (K,) the members' noise std (nan: not known), for loss terms
+    output: OutputRule  # the output the fit reports (output_rules.py)
     pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (it, (K,3) MSEs)
     t0: float = 0.0
     wall_before: float = 0.0
@@ -162,7 +186,8 @@ class Loop:
         """Iterations before the plan's final stage (0 for plain DIP): `iter_final`, the
         iterations done in the final stage, is ASHA's time under the final-stage rung rules
         (a plan whose final stage has no iterations is never judged on a noisy stage)."""
-        return self.N - self.plan().stages[-1].iters  # a 0-iteration last stage: never
+        final = self.plan().stages[-self.plan().final_stages:]
+        return self.N - sum(s.iters for s in final)  # a 0-iteration last stage: never
 
 
 def _check_members(members: list[Member]) -> None:
@@ -178,26 +203,37 @@ def _check_members(members: list[Member]) -> None:
                                f"flags): member {i} differs from member 0")
 
 
+def _fused_net(cfg, members: list[Member], dev) -> torch.nn.Module:
+    """Each member's net (torch's global seed = the member's seed), fused into one. The
+    input rule sets the input channels (DIP's fixed z: input_depth; the observation: C)."""
+    C = members[0].problem.observed.shape[0]
+    in_ch = members[0].plan.input_rule.in_channels(cfg, C)
+    net_cfg = cfg if in_ch == cfg.input_depth else dataclasses.replace(cfg, input_depth=in_ch)
+    nets = []
+    for m in members:
+        torch.manual_seed(m.seed)
+        nets.append(build_for_problem(net_cfg, C, m.problem))
+    return fuse(nets, cfg.net).to(dev)
+
+
 def _setup(cfg, members: list[Member], report: MembersReport, dev) -> tuple[Loop, FitState]:
     _check_members(members)
     y = torch.stack([m.problem.observed for m in members]).to(dev)  # (K,C,H,W)
     x = torch.stack([m.problem.clean for m in members]).to(dev)
-    K, (C, H, W) = len(members), members[0].problem.observed.shape
-    nets = []
-    for m in members:
-        torch.manual_seed(m.seed)
-        nets.append(build_for_problem(cfg, C, m.problem))
-    net = fuse(nets, cfg.net).to(dev)
+    K, plan = len(members), members[0].plan
+    net = _fused_net(cfg, members, dev)
     params = list(net.parameters())
     gens = [torch.Generator(device=dev).manual_seed(m.seed) for m in members]
-    z = torch.cat([_draw_input(cfg, (1, cfg.input_depth, H, W), g, dev) for g in gens])
+    z = plan.input_rule.initial(cfg, y, gens)
     refs = torch.stack([y, x, x], dim=1)
     if cfg.psnr_uint8:
         refs = _quantize(refs)
-    plan = members[0].plan
     # stage k repeated for its iterations: [0] * n_0 + [1] * n_1 + ...
     stage_idx = torch.repeat_interleave(torch.tensor([s.iters for s in plan.stages])).tolist()
-    loop = Loop(cfg, members, dev, y, x, refs, stage_idx, params, report)
+    sigma = torch.tensor([math.nan if m.plan.sigma is None else m.plan.sigma for m in members],
+                         dtype=y.dtype, device=dev)
+    loop = Loop(cfg, members, dev, y, x, refs, stage_idx, params, report, sigma,
+                OUTPUTS.get(cfg.output))
     st = FitState(net=net, opt=MemberAdam(params, cfg.lr, K), gens=gens, z=z,
                   psnr_noisy_last=[-math.inf] * K, n_backtracks=[0] * K,
                   best_gt=[BestTracker(threshold=cfg.psnr_threshold) for _ in range(K)],
@@ -206,11 +242,15 @@ def _setup(cfg, members: list[Member], report: MembersReport, dev) -> tuple[Loop
     if cfg.es_rule != "none":
         st.es = ES_RULES.get(cfg.es_rule)(EsParams(cfg.es_window, cfg.es_patience),
                                           torch.zeros_like(y))
+        st.pick_sm = torch.zeros_like(y)
+    if loop.output.keeps_oracle:
+        st.oracle_out = OracleOutputs(torch.zeros_like(y))
     return loop, st
 
 
 def _start_stage(loop: Loop, st: FitState, k: int) -> None:
-    """A stage's first iteration: its targets (drawn per member), a new Adam or z if asked."""
+    """A stage's first iteration: its targets (drawn per member), a new Adam if asked, and
+    the input rule's turn (a new z, a noised estimate)."""
     cfg, j = loop.cfg, st.j
     if loop.plan().stages[k].t:
         st.target = torch.stack([m.plan.stages[k].target(g).to(loop.dev)
@@ -219,9 +259,7 @@ def _start_stage(loop: Loop, st: FitState, k: int) -> None:
         st.target = loop.y
     if j > 0 and loop.plan().reset_optimizer_each_stage:
         st.opt = MemberAdam(loop.params, cfg.lr, loop.K)
-    if j > 0 and loop.plan().resample_input_each_stage:
-        st.z = torch.cat([_draw_input(cfg, (1, *st.z.shape[1:]), g, loop.dev)
-                          for g in st.gens])
+    loop.plan().input_rule.stage_start(loop, st, k)
 
 
 def _net(st: FitState, z: torch.Tensor) -> torch.Tensor:
@@ -231,15 +269,16 @@ def _net(st: FitState, z: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_backward(loop: Loop, st: FitState) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reg-noise, forward, the members' MSE losses (K,), backward of their sum."""
+    """Reg-noise, forward, the members' losses (K,) (the plan's terms), backward of their
+    sum."""
     z_j = st.z
     if loop.cfg.reg_noise_std > 0:
         noise = torch.cat([torch.randn((1, *st.z.shape[1:]), generator=g, device=loop.dev)
                            for g in st.gens])
         z_j = st.z + loop.cfg.reg_noise_std * noise
     out = _net(st, z_j)
-    losses = torch.stack([F.mse_loss(out[i:i + 1], st.target[i:i + 1])
-                          for i in range(loop.K)])
+    losses = total(loop.plan().loss_terms, LossInputs(
+        out, st.target, z_j, lambda v: _net(st, v), loop.sigma, st.gens))
     st.opt.zero_grad()
     losses.sum().backward()
     return out, losses
@@ -262,10 +301,15 @@ def _observe(loop: Loop, st: FitState, out: torch.Tensor) -> None:
         st.o_sm.lerp_(st.shown, 1 - cfg.smoothing)  # s * o_sm + (1 - s) * o_j, in place
     if st.es is not None and st.j >= loop.final_start:  # the final stage only: earlier
         st.es.update(st.j + 1, st.shown)  # stages fit noisy targets by design
+        new = (st.es.best_iter == st.j + 1).view(-1, 1, 1, 1)  # a new pick: keep o_sm too
+        st.pick_sm.copy_(torch.where(new, st.o_sm, st.pick_sm))
     a = torch.stack([st.shown, st.shown, st.o_sm], dim=1).clamp_(0, 1)
     if cfg.psnr_uint8:
         a = _quantize(a)
-    loop.pending.append((st.j + 1, (a - loop.refs).square_().flatten(2).mean(2)))
+    mse = (a - loop.refs).square_().flatten(2).mean(2)
+    loop.pending.append((st.j + 1, mse))
+    if st.oracle_out is not None:
+        st.oracle_out.update(mse[:, 1:], st.shown, st.o_sm)
 
 
 def _copy_members(dst: list[torch.Tensor], src: list[torch.Tensor], idx: list[int],
@@ -360,9 +404,10 @@ def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], 
     it = st.j
     if not (it % loop.cfg.report_every == 0 or it == loop.N):
         return
-    psnr_es, iter_es = es_pick(loop, st)
-    loss, ssims, p_es, i_es = torch.stack([losses.detach().double(), ssim_each(
-        st.shown, loop.x), psnr_es, iter_es.double()]).tolist()
+    (p_es, i_es), (p_es_sm, i_es_sm) = es_pick(loop, st), es_pick(loop, st, smoothed=True)
+    loss, ssims, p_es, i_es, p_es_sm, i_es_sm = torch.stack([
+        losses.detach().double(), ssim_each(st.shown, loop.x), p_es, i_es.double(), p_es_sm,
+        i_es_sm.double()]).tolist()
     for i, v in enumerate(loss):
         if not math.isfinite(v):
             raise FloatingPointError(f"loss is {v} at iteration {it}"
@@ -371,23 +416,36 @@ def _report(loop: Loop, st: FitState, losses: torch.Tensor, state: Callable[[], 
     metrics = [{"iter": it, "loss": loss[i], **st.last[i], "ssim_gt": ssims[i],
                 "psnr_best": st.best_gt[i].best, "psnr_best_iter": st.best_gt[i].best_iter,
                 "psnr_es": p_es[i], "iter_es": int(i_es[i]),
+                "psnr_es_sm": p_es_sm[i], "iter_es_sm": int(i_es_sm[i]),
                 "stage": k + 1, "stage_t": loop.plan().stages[k].t,
                 "iter_final": max(0, it - loop.final_start)} for i in range(loop.K)]
+    for m in metrics:
+        m["psnr_output"] = m[loop.output.report_key]
     loop.report(it, metrics, state)
 
 
 @torch.no_grad()
-def es_pick(loop: Loop, st: FitState) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K,) PSNR vs the clean image of the early-stopping rule's pick and (K,) its iteration,
-    as device tensors; no rule, or none picked yet (a fit shorter than the window): the
-    current output and iteration."""
+def es_choice(loop: Loop, st: FitState, smoothed: bool = False) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+    """(K, C, H, W) the early-stopping rule's pick (`smoothed`: the smoothed output at that
+    iteration) and (K,) its iteration, on the device; no rule, or none picked yet (a fit
+    shorter than the window): the current output and iteration."""
+    current = st.o_sm if smoothed else st.shown
     now = torch.full((loop.K,), st.j, dtype=torch.int64, device=loop.dev)
     if st.es is None:
-        pick, when = st.shown, now
-    else:
-        picked = st.es.best_iter > 0
-        pick = torch.where(picked.view(-1, 1, 1, 1), st.es.pick, st.shown)
-        when = torch.where(picked, st.es.best_iter, now)
+        return current, now
+    picked = st.es.best_iter > 0
+    pick = st.pick_sm if smoothed else st.es.pick
+    return (torch.where(picked.view(-1, 1, 1, 1), pick, current),
+            torch.where(picked, st.es.best_iter, now))
+
+
+@torch.no_grad()
+def es_pick(loop: Loop, st: FitState, smoothed: bool = False) -> tuple[torch.Tensor,
+                                                                        torch.Tensor]:
+    """(K,) PSNR vs the clean image of the early-stopping rule's pick (`es_choice`) and (K,)
+    its iteration, as device tensors."""
+    pick, when = es_choice(loop, st, smoothed)
     a = pick.clamp(0, 1)
     if loop.cfg.psnr_uint8:
         a = _quantize(a)
@@ -403,6 +461,7 @@ def _iteration(loop: Loop, st: FitState, state: Callable[[], dict]) -> None:
     skipped = _backtrack(loop, st)
     _step(loop, st, skipped)
     st.j += 1
+    loop.plan().input_rule.after(loop, st, out.detach())
     _track(loop, st)
     _report(loop, st, losses, state)
 
@@ -426,16 +485,33 @@ def _result(loop: Loop, st: FitState, i: int) -> Result:
         "first_reach_iter": bg.first_reach_iter, "n_backtracks": st.n_backtracks[i],
         **es_summary(loop, st, i, bg.best),
     }
-    images = {"output": final, "output_sm": final_sm}
+    summary["psnr_output"] = summary[loop.output.summary_key]
+    summary.update(loop.members[i].plan.metrics)
+    images = {"output": final, "output_sm": final_sm, **_rule_images(loop, st, i)}
     if st.best_out[i] is not None:  # kept under `oracle` only
         images["output_best"] = st.best_out[i].clamp(0, 1).cpu()
     return Result(metrics=summary, images=images, extra=dict(loop.members[i].plan.info))
 
 
+@torch.no_grad()
+def _rule_images(loop: Loop, st: FitState, i: int) -> dict[str, torch.Tensor]:
+    """Member i's images that the output rule needs besides the last and smoothed outputs:
+    the GT-free picks, the oracle-best outputs (an ensemble's)."""
+    sources = {"output_es": lambda: es_choice(loop, st)[0],
+               "output_es_sm": lambda: es_choice(loop, st, smoothed=True)[0],
+               "output_oracle": lambda: st.oracle_out.images[0],
+               "output_oracle_sm": lambda: st.oracle_out.images[1]}
+    return {name: sources[name]()[i].clamp(0, 1).cpu() for name in loop.output.images
+            if name in sources}
+
+
 def es_summary(loop: Loop, st: FitState, i: int, psnr_best: float) -> dict:
-    """Member i's early-stopping pick: iter_es, psnr_es and the gap to the oracle best."""
+    """Member i's early-stopping picks: iter_es, psnr_es and the gap to the oracle best;
+    iter_es_sm, psnr_es_sm of the smoothed outputs."""
     p_es, i_es = (v.tolist() for v in es_pick(loop, st))
-    return {"iter_es": int(i_es[i]), "psnr_es": p_es[i], "es_gap_db": psnr_best - p_es[i]}
+    p_sm, i_sm = (v.tolist() for v in es_pick(loop, st, smoothed=True))
+    return {"iter_es": int(i_es[i]), "psnr_es": p_es[i], "es_gap_db": psnr_best - p_es[i],
+            "iter_es_sm": int(i_sm[i]), "psnr_es_sm": p_sm[i]}
 
 
 def fit_members(cfg, members: list[Member], report: MembersReport | None = None,

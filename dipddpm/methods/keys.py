@@ -13,11 +13,13 @@ from collections.abc import Iterable
 from typing import Any
 
 FIT_METRICS = ("iter", "loss", "psnr_noisy", "psnr_gt", "psnr_gt_sm", "ssim_gt", "psnr_best",
-               "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t", "iter_final")
+               "psnr_best_iter", "psnr_es", "iter_es", "stage", "stage_t", "iter_final",
+               "psnr_es_sm", "iter_es_sm", "psnr_output")
 FIT_SUMMARY = ("iters", "wall_s", "psnr_noisy_input", "psnr_gt_final", "psnr_gt_best",
                "psnr_best_iter", "psnr_gt_sm_final", "psnr_gt_sm_best", "psnr_gt_sm_best_iter",
                "psnr_noisy_final", "ssim_gt_final", "ssim_gt_sm_final", "first_reach_iter",
-               "n_backtracks", "iter_es", "psnr_es", "es_gap_db")
+               "n_backtracks", "iter_es", "psnr_es", "es_gap_db", "iter_es_sm", "psnr_es_sm",
+               "psnr_output")
 
 
 def summary(keys: Iterable[str], **values: Any) -> dict[str, Any]:

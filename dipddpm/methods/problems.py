@@ -14,6 +14,8 @@ from dipddpm.errors import ConfigError, closest
 from dipddpm.nn import build_net, min_size, size_multiple
 
 OBSERVATION_T = 1000  # the forward observation's process length (data/images.py)
+# the problem of the examples' image methods (see Method.example_problem)
+IMAGE_32 = {"image": "skimage:astronaut", "size": 32, "sigma": 25, "seed": 0}
 
 
 @dataclass(frozen=True)

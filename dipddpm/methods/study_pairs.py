@@ -4,8 +4,10 @@
 problem into N x S pairs. Replicate r of an image is drawn with noise seed `problem.seed + r`
 and fitted with the trial's seed + r, so every pair has its own observation and net, and two
 configurations see the same observation at the same (image, replicate): paired verdicts
-compare like with like. Without `images:` and with one replicate the problem is one pair, the
-trial as it always was.
+compare like with like. With `problem.shared_noise: true` the replicates of an image share one
+observation (noise seed `problem.seed`) and differ in their fit seed only: what an ensemble of
+replicates (`output: ensemble`, methods/output_rules.py) averages. Without `images:` and with
+one replicate the problem is one pair, the trial as it always was.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from dipddpm.data.image_sets import expand_images
 from dipddpm.errors import ConfigError, DipddpmError, first_line
 
-STUDY_KEYS = ("images", "replicates")
+STUDY_KEYS = ("images", "replicates", "shared_noise")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,17 @@ class Pair:
 
 
 def is_study(problem: Mapping[str, Any]) -> bool:
-    """True when the problem names an image set or more than one replicate."""
-    return "images" in problem or replicates(problem) != 1
+    """True when the problem names an image set, more than one replicate, or shared_noise."""
+    return "images" in problem or replicates(problem) != 1 or "shared_noise" in problem
+
+
+def shared_noise(problem: Mapping[str, Any]) -> bool:
+    """`problem.shared_noise`: the replicates of an image share one observation."""
+    raw = problem.get("shared_noise", False)
+    if not isinstance(raw, bool):
+        raise ConfigError(f"problem.shared_noise must be true or false (the replicates of an "
+                          f"image share one observation), got {raw!r}")
+    return raw
 
 
 def replicates(problem: Mapping[str, Any]) -> int:
@@ -70,10 +81,11 @@ def pair_specs(problem: Mapping[str, Any], seed: int) -> list[PairSpec]:
         sources = [base.get("image")]
     noise_seed = int(base.get("seed", 0))
     seeded = is_study(problem) or "seed" in base  # a plain problem keeps its own keys
+    step = 0 if shared_noise(problem) else 1
     out = []
     for source in sources:
         for r in range(n_rep):
-            spec = {**base, "seed": noise_seed + r} if seeded else dict(base)
+            spec = {**base, "seed": noise_seed + step * r} if seeded else dict(base)
             if source is not None and "images" in problem:
                 spec["image"] = source
             out.append(PairSpec(str(source), r, spec, int(seed) + r))

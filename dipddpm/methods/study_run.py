@@ -26,6 +26,7 @@ from typing import Any
 
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.study_ensemble import ensemble_rows, ensemble_summary
 from dipddpm.methods.study_pairs import Pair
 from dipddpm.methods.study_set import SetCurve
 
@@ -33,8 +34,10 @@ from dipddpm.methods.study_set import SetCurve
 @dataclass
 class StudyResult:
     result: Result  # the set's summary metrics; the first pair's images
-    pairs: list[dict[str, Any]]  # per pair: image, replicate, seed, noise_seed, its summary
-    images: list[dict[str, Any]]  # per pair: its output images
+    # per pair: image, replicate, ensemble, seed, noise_seed, its summary; then (output:
+    # ensemble) a row per image of the mean of its replicates (study_ensemble.py)
+    pairs: list[dict[str, Any]]
+    images: list[dict[str, Any]]  # per row: its output images
     mode: str  # fused or serial (chunked)
 
 
@@ -171,12 +174,16 @@ def run_study(method, cfg, pairs: list[Pair], report: Report = no_report,
         results = _single(method, cfg, pairs[0], emit, resume, device, curve)
     else:
         results = _chunked(method, cfg, pairs, emit, resume, device, sync_every, curve)
-    rows = [{"image": p.spec.image, "replicate": p.spec.replicate, "seed": p.seed,
-             "noise_seed": int(p.spec.problem.get("seed", 0)),
+    rows = [{"image": p.spec.image, "replicate": p.spec.replicate, "ensemble": False,
+             "seed": p.seed, "noise_seed": int(p.spec.problem.get("seed", 0)),
              "height": int(p.problem.observed.shape[-2]),
              "width": int(p.problem.observed.shape[-1]), **r.metrics}
             for p, r in zip(pairs, results, strict=True)]
+    ensembles = ensemble_rows(cfg, pairs, results)  # output: ensemble: a row per image
     summary = curve.summary([r.metrics for r in results])
+    summary.update(ensemble_summary([row for row, _ in ensembles]))
     first = results[0]
-    return StudyResult(Result(summary, dict(first.images), dict(first.extra)), rows,
-                       [r.images for r in results], "fused" if members is not None else "serial")
+    return StudyResult(Result(summary, dict(first.images), dict(first.extra)),
+                       rows + [row for row, _ in ensembles],
+                       [r.images for r in results] + [im for _, im in ensembles],
+                       "fused" if members is not None else "serial")

@@ -66,7 +66,8 @@ def trial_command(method: str, preset: str | None, config: Mapping[str, Any],
 def pair_commands(spec, params: Mapping[str, Any],
                   pairs: list[Mapping[str, Any]]) -> list[str | None]:
     """The command re-running each pair of a study trial (its image, noise seed and seed);
-    the trial's config and its pairs are worked out once for all of them."""
+    an ensemble row's runs its replicates of one observation (`--replicates K`). The trial's
+    config and its pairs are worked out once for all of them."""
     from dipddpm.config import to_dict
     from dipddpm.methods.study_pairs import pair_specs
     from dipddpm.sweep.trainable import trial_config
@@ -76,7 +77,10 @@ def pair_commands(spec, params: Mapping[str, Any],
                                                              spec.trial_seed(params))}
     out = []
     for pair in pairs:
-        p = by_key.get((pair["image"], int(pair["replicate"])))
-        out.append(None if p is None else command(spec.method, spec.preset, cfg, p.problem,
-                                                  p.seed))
+        ens = bool(pair.get("ensemble"))  # an ensemble row: its replicates as one fit command
+        p = by_key.get((pair["image"], 0 if ens else int(pair["replicate"])))
+        cmd = None if p is None else command(spec.method, spec.preset, cfg, p.problem, p.seed)
+        if cmd is not None and ens:
+            cmd += f" --replicates {int(pair['n_members'])}"
+        out.append(cmd)
     return out

@@ -207,9 +207,10 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
 def check_problem_keys(method: Any, problem: Mapping[str, Any]) -> None:
     """The problem's keys, their types and ranges, without reading its image, dataset or
     checkpoint (`sweep show` works without the data; a study's images are read later)."""
-    from dipddpm.methods.study_pairs import STUDY_KEYS, replicates
+    from dipddpm.methods.study_pairs import STUDY_KEYS, replicates, shared_noise
 
     replicates(problem)
+    shared_noise(problem)
     if method.check_problem_spec is None:
         return
     one = {k: v for k, v in problem.items() if k not in STUDY_KEYS}
@@ -260,6 +261,7 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str
                 for problem in problems:
                     _check_image(method, cfg, problem)
     check_corners(spec.search, build_trial, check)
+    check_ensembles(spec, built or [base_cfg])
     return scheduler_warnings(spec, method, built)
 
 
@@ -267,6 +269,17 @@ def scheduler_warnings(spec: SweepSpec, method: Any, configs: list[Any]) -> tupl
     """What the Tune scheduler's entry warns of over the space's corner configs (ASHA: no
     final stage reaches its grace period, so it would stop nothing)."""
     return spec.scheduler.entry.warn(spec.scheduler.options, method, configs)
+
+
+def check_ensembles(spec: SweepSpec, configs: list[Any]) -> None:
+    """A corner whose output rule is an ensemble needs a study of >= 2 replicates of one
+    observation per image (methods/study_ensemble.py)."""
+    from dipddpm.methods.study_ensemble import check_replicates
+    from dipddpm.methods.study_pairs import replicates, shared_noise
+
+    n, shared = replicates(spec.problem), shared_noise(spec.problem)
+    for cfg in configs:
+        check_replicates(cfg, n, shared)
 
 
 def _check_image(method: Any, cfg: Any, problem: Any) -> None:
@@ -320,16 +333,17 @@ def parse_faults(raw: Any) -> tuple:
 
 
 def check_es_metric(metric: str, base_cfg: Any, search: tuple[Domain, ...]) -> None:
-    """`metric: psnr_es` is the GT-free rule's pick: a trial without a rule has none."""
-    if metric != "psnr_es":
+    """`metric: psnr_es` (or psnr_es_sm, of the smoothed outputs) is the GT-free rule's
+    pick: a trial without a rule has none."""
+    if metric not in ("psnr_es", "psnr_es_sm"):
         return
     d = next((x for x in search if x.key == "es_rule"), None)
     rules = set(d.values) if d is not None and d.kind in ("choice", "grid") else {
         getattr(base_cfg, "es_rule", "none")}
     if "none" in rules:
-        raise ConfigError("metric: psnr_es is the pick of a GT-free early-stopping rule, but "
-                          "es_rule is none (for some trials); set fixed.es_rule: emv (or wmv), "
-                          "or use metric: psnr_best")
+        raise ConfigError(f"metric: {metric} is the pick of a GT-free early-stopping rule, "
+                          f"but es_rule is none (for some trials); set fixed.es_rule: emv (or "
+                          f"wmv), or use metric: psnr_best")
 
 
 def max_budget(search: tuple[Domain, ...], base_cfg: Any, iters_key: str) -> int:
