@@ -358,8 +358,17 @@ def outcome(spec: SweepSpec, sweep: Location, console: SweepConsole, finished: b
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
     console.final(rows, params, sweep.uri, spec.summary_by, active=row_active(spec))
+    if one_image_problem(spec):
+        console.one_observation_note()
     return SweepOutcome(path=sweep.uri, rows=rows, spec=spec, finished=finished,
                         dropped=list(dropped or []))
+
+
+def one_image_problem(spec: SweepSpec) -> bool:
+    """A sweep of one image problem, one seed (not a study, nor a dataset)."""
+    from dipddpm.methods.study_pairs import is_study
+
+    return "dataset" not in spec.problem and not is_study(spec.problem)
 
 
 def saved_ids(sweep: Location) -> tuple[set[str], set[str]] | None:
