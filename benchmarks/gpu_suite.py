@@ -44,7 +44,7 @@ checks):
   out-of-memory handling (tests/test_gpu_suite.py raises the error on CPU to test the rows):
     benchmarks/dip_modes.py:229   empty_cache             an OOM row becomes a note
     benchmarks/fusion.py:165      empty_cache             an OOM row; larger K skipped
-    dipddpm/methods/fusion.py:254  empty_cache            a fused run's OOM, as a rule error
+    dipddpm/methods/fusion.py:277  empty_cache            a fused run's OOM, as a rule error
   device facts and synchronisation before a clock is read:
     benchmarks/dip_modes.py:193   get_device_name         the roofline's peak
     benchmarks/provenance.py:48   get_device_name         every result's hardware

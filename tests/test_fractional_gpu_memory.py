@@ -7,6 +7,7 @@ tests of the fallback's wiring, since this machine has no GPU to read."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from dipddpm.config import build
 from dipddpm.errors import DipddpmError
@@ -84,7 +85,38 @@ def test_a_study_falls_back_to_chunked_pairs_under_a_tight_cap(monkeypatch):
     cfg = build(m.config_cls, TINY)
     pairs = build_pairs(m, {"images": ["skimage:astronaut", "skimage:coffee"], "size": 32,
                             "sigma": 25}, cfg, 0)
-    assert run_study(m, cfg, pairs, device="cpu", mode="fused").mode == "fused"
+    monkeypatch.setitem(fusion.CPU_FUSED_FASTER, ("small", 64), True)  # policy: fused here
+    assert run_study(m, cfg, pairs, device="cpu").mode == "fused"
     monkeypatch.setattr(fusion, "gpu_memory", lambda dev: GpuMemory(
         total=10 * GiB, free=10 * GiB, fraction=1e-4, context=0))
-    assert run_study(m, cfg, pairs, device="cpu", mode="fused").mode == "serial"
+    assert run_study(m, cfg, pairs, device="cpu").mode == "serial"
+    with pytest.raises(DipddpmError, match="largest K that fits is 0"):  # the one decision:
+        run_study(m, cfg, pairs, device="cpu", mode="fused")  # fused asked for is refused
+
+
+def test_one_fusion_decision_resumes_fused_and_refuses_a_resume_that_no_longer_fits(
+        monkeypatch):
+    """`fusion.fusion_mode` is the one decision (run_members and a study ask it); a fused run
+    resumed through `run_members` equals the uninterrupted one, and where its fused net no
+    longer fits the resume is refused in one line (its state is one fused net's)."""
+    cfg, members = _members(2)
+    kept, rows = {}, []
+
+    def report(it, ms, state):
+        rows.append((it, [dict(m) for m in ms]))
+        if it == 3:
+            kept["state"] = state()
+
+    full = fusion.run_members(cfg, members, report, device="cpu", mode="fused")
+    after = [r for r in rows if r[0] > 3]
+    rows.clear()
+    again = fusion.run_members(cfg, members, report, device="cpu", mode="auto",
+                               resume=kept["state"])  # auto on CPU: resumed fused all the same
+    assert rows == after
+    for a, b in zip(full, again, strict=True):
+        assert torch.equal(a.images["output"], b.images["output"])
+    monkeypatch.setattr(fusion, "gpu_memory", lambda dev: GpuMemory(
+        total=10 * GiB, free=10 * GiB, fraction=1e-4, context=0))
+    assert fusion.fusion_mode(cfg, members, torch.device("cpu")) == "serial"  # auto: serial
+    with pytest.raises(DipddpmError, match="largest K that fits is 0"):
+        fusion.fusion_mode(cfg, members, torch.device("cpu"), resuming=True)

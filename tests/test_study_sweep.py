@@ -187,3 +187,27 @@ def test_bad_baselines_are_one_line(tmp_path, baselines, problem, match):
     spec = write_spec(tmp_path, name="bad", baselines=baselines, **extra)
     r = CliRunner().invoke(app, ["sweep", "validate", str(spec)])
     assert r.exit_code == 2 and match in r.output, r.output
+
+
+def test_a_study_s_start_up_builds_its_problem_once(tmp_path, monkeypatch):
+    """Validating the spec, writing the problem images and the baselines share one build of
+    the study's pairs (each image read and degraded once), released after the start-up."""
+    from dipddpm.dataset.storage import resolve
+    from dipddpm.methods import study_pairs
+    from dipddpm.sweep.runner import run_baselines_once
+    from dipddpm.sweep.spec import load_spec
+
+    builds = []
+    real = study_pairs.build_pairs
+    monkeypatch.setattr(study_pairs, "build_pairs",
+                        lambda *a, **k: builds.append(1) or real(*a, **k))
+    spec = load_spec(write_spec(tmp_path, name="once", baselines=["bm3d"],
+                                problem={"images": ["skimage:astronaut", "skimage:coffee"],
+                                         "size": 32, "sigma": 25}))
+    sweep = resolve(tmp_path / "results" / "once")
+    sweep.child("x").write_text("")  # the sweep dir exists, as the runner makes it
+    run_baselines_once(spec, sweep, quiet())
+    assert len(builds) == 1
+    assert (tmp_path / "results" / "once" / "baselines" / "part-bm3d.parquet").exists()
+    assert len(list((tmp_path / "results/once/artifacts/problem/pairs").glob("*.png"))) == 4
+    assert study_pairs._STARTUP == {}  # released

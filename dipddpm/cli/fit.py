@@ -141,12 +141,12 @@ def run_replicates(method_name: str, cfg, problem, seed: int, K: int, fusion: st
     from dipddpm.methods import METHODS
     from dipddpm.methods.device import pick_device
     from dipddpm.methods.fitting import Member
-    from dipddpm.methods.fusion import resolve_mode, run_members
+    from dipddpm.methods.fusion import fusion_mode, run_members
 
     plan_of = METHODS.get(method_name).plan  # dip_plan, make_plan: a method with a stage plan
     members = [Member(problem, plan_of(cfg, problem), seed + i) for i in range(K)]
     dev = pick_device(device)
-    mode = resolve_mode(cfg, members, dev, fusion)
+    mode = fusion_mode(cfg, members, dev, fusion)  # the mode run_members will run
     total = cfg.iters * (K if mode == "serial" else 1)
     with ProgressReport(total, ("psnr_gt", "psnr_best"), enabled=not as_json,
                         description=f"{K} {mode} fits") as progress:

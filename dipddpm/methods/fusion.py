@@ -217,25 +217,48 @@ def resolve_mode(cfg, members: list[Member], dev: torch.device, mode: str = "aut
     return mode
 
 
-def run_members(cfg, members: list[Member], report: MembersReport | None = None,
-                device=None, mode: str = "auto") -> list[Result]:
-    """Run the members fused or one after the other (mode auto, fused or serial). A serial
-    run reports member i's metrics at index i of the list (the others empty). Auto runs
-    one after the other where a fused run would not fit in this process's GPU memory
-    (`check_memory`); an explicit fused mode refuses it in one line."""
-    dev = pick_device(device)
-    chosen = resolve_mode(cfg, members, dev, mode)
+def fusion_mode(cfg, members: list[Member], dev: torch.device, mode: str = "auto",
+                resuming: bool = False) -> str:
+    """The one decision whether members run fused: 'fused' or 'serial'. The policy
+    (`resolve_mode`: auto follows `fused_is_faster`; fused needs a net that can be fused),
+    then the memory (`check_memory`): where a fused run would not fit in this process's GPU
+    memory, auto runs one after the other, while an explicit fused mode, or the resume of a
+    fused run (its state is one fused net's: it resumes fused or not at all), is refused in
+    one line naming the largest K that fits. Every caller asks here: `run_members`, a study
+    trial (methods/study_run.py), `dipddpm fit --replicates`."""
+    chosen = resolve_mode(cfg, members, dev, "fused" if resuming else mode)
+    if chosen != "fused":
+        return chosen
     C, H, W = members[0].problem.observed.shape
-    if chosen == "fused":
-        try:
-            check_memory(cfg, C, H, W, len(members), dev)
-        except DipddpmError:
-            if mode == "fused":
-                raise
-            chosen = "serial"
-    if chosen == "fused":
-        return _oom_as_rule(lambda: fit_members(cfg, members, report, device=dev),
-                            cfg, C, H, W, len(members), dev)
+    try:
+        check_memory(cfg, C, H, W, len(members), dev)
+    except DipddpmError:
+        if mode == "fused" or resuming:
+            raise
+        return "serial"
+    return chosen
+
+
+def run_fused(cfg, members: list[Member], report: MembersReport | None = None,
+              device=None, resume: dict | None = None) -> list[Result]:
+    """The members as one fused net (`fit_members`), from the fused loop state `resume` when
+    given; a CUDA out-of-memory error becomes the one-line rule. The fused run of
+    `run_members` and of a study trial (methods/study_run.py)."""
+    dev = pick_device(device)
+    C, H, W = members[0].problem.observed.shape
+    return _oom_as_rule(lambda: fit_members(cfg, members, report, resume=resume, device=dev),
+                        cfg, C, H, W, len(members), dev)
+
+
+def run_members(cfg, members: list[Member], report: MembersReport | None = None,
+                device=None, mode: str = "auto", resume: dict | None = None) -> list[Result]:
+    """Run the members fused or one after the other, as `fusion_mode` decides (mode auto,
+    fused or serial). A serial run reports member i's metrics at index i of the list (the
+    others empty). `resume`: a fused run's loop state (the `state()` its report gave), from
+    which the run goes on fused (or is refused in one line where it no longer fits)."""
+    dev = pick_device(device)
+    if fusion_mode(cfg, members, dev, mode, resuming=resume is not None) == "fused":
+        return run_fused(cfg, members, report, dev, resume)
     out = []
     for i, m in enumerate(members):
         def one(it, metrics, state, i=i):

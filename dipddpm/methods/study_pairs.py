@@ -106,3 +106,33 @@ def build_pairs(method, problem: Mapping[str, Any], cfg, seed: int) -> list[Pair
                 raise
             raise type(e)(f"image {s.image}: {first_line(e)}") from None
     return out
+
+
+# A sweep's start-up builds its problem three times over otherwise: validating the spec
+# (sweep/spec/validate.py `check_problem`: a missing image fails before Ray starts), writing the
+# problem images (sweep/runner.py) and running the baselines on the same observations
+# (sweep/baselines.py). Each step asks `startup_pairs`, which builds them once per process.
+_STARTUP: dict[str, Any] = {}
+
+
+def _startup_key(method, problem: Mapping[str, Any], cfg, seed: int) -> tuple:
+    return (method.name, repr(sorted(problem.items(), key=lambda kv: kv[0])), repr(cfg),
+            int(seed))
+
+
+def startup_pairs(method, problem: Mapping[str, Any], cfg, seed: int) -> list[Pair]:
+    """`build_pairs`, shared by a sweep's start-up steps: the pairs of the last call with the
+    same method, problem, config and seed, built once (each image read and degraded once).
+    The caller must not change them; `release_startup_pairs` forgets them once the start-up
+    is over (the trials build their own, in their own processes)."""
+    key = _startup_key(method, problem, cfg, seed)
+    if _STARTUP.get("key") != key:
+        _STARTUP.clear()
+        pairs = build_pairs(method, problem, cfg, seed)  # an error leaves nothing cached
+        _STARTUP.update(key=key, pairs=pairs)
+    return _STARTUP["pairs"]
+
+
+def release_startup_pairs() -> None:
+    """Forget the pairs `startup_pairs` keeps (their images' memory)."""
+    _STARTUP.clear()

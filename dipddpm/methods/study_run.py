@@ -107,43 +107,32 @@ def _chunked(method, cfg, pairs, emit, resume, device, sync_every, curve) -> lis
 
 
 def _fused_members(method, cfg, pairs: list[Pair], device, mode: str, resuming: bool):
-    """The pairs as fusion members, or None where they run chunked (see the docstring; also
-    where the fused net would not fit in the free GPU memory, unless resuming a fused run)."""
-    if method.plan is None or len(pairs) < 2 or mode == "serial":
+    """The pairs as fusion members, or None where they run chunked: a method without a stage
+    plan, one pair, images of different shapes, or where the one fusion decision
+    (`fusion.fusion_mode`: the policy, then the GPU memory) says serial. Resuming a fused
+    run resumes it fused (or is refused in one line where it no longer fits)."""
+    if method.plan is None or len(pairs) < 2 or (mode == "serial" and not resuming):
         return None
     from dipddpm.methods.device import pick_device
     from dipddpm.methods.fitting import Member
-    from dipddpm.methods.fusion import check_memory, resolve_mode
+    from dipddpm.methods.fusion import fusion_mode
 
     if len({tuple(p.problem.observed.shape) for p in pairs}) > 1:
         return None  # different image shapes cannot share one fused net
     members = [Member(p.problem, method.plan(cfg, p.problem), p.seed) for p in pairs]
-    dev = pick_device(device)
-    if resolve_mode(cfg, members, dev, mode) != "fused":
+    if fusion_mode(cfg, members, pick_device(device), mode, resuming=resuming) != "fused":
         return None
-    try:
-        check_memory(cfg, *pairs[0].problem.observed.shape, len(members), dev)
-    except DipddpmError:
-        if resuming:
-            raise
-        return None  # too big to fuse: one pair after another instead
     return members
 
 
 def _fused(cfg, members, emit, resume, device, curve) -> list[Result]:
-    from dipddpm.methods.device import pick_device
-    from dipddpm.methods.fitting import fit_members
-    from dipddpm.methods.fusion import _oom_as_rule
+    from dipddpm.methods.fusion import run_fused
 
     def report(it, metrics, state):
         emit(it, metrics, lambda: {"mode": "fused", "loop": state(),
                                    "curve": curve.state_dict()})
 
-    dev = pick_device(device)
-    C, H, W = members[0].problem.observed.shape
-    return _oom_as_rule(lambda: fit_members(cfg, members, report,
-                                            resume=resume["loop"] if resume else None,
-                                            device=dev), cfg, C, H, W, len(members), dev)
+    return run_fused(cfg, members, report, device, resume["loop"] if resume else None)
 
 
 def _single(method, cfg, pair: Pair, emit, resume, device, curve) -> list[Result]:
@@ -166,8 +155,7 @@ def run_study(method, cfg, pairs: list[Pair], report: Report = no_report,
     emit = _emitter(pairs, curve, report)
     members = None
     if resume is None or resume.get("mode") == "fused":
-        members = _fused_members(method, cfg, pairs, device, "fused" if resume else mode,
-                                 resuming=resume is not None)
+        members = _fused_members(method, cfg, pairs, device, mode, resuming=resume is not None)
     if members is not None:
         results = _fused(cfg, members, emit, resume, device, curve)
     elif len(pairs) == 1:

@@ -72,11 +72,11 @@ def baseline_rows(spec, name: str) -> list[dict]:
     by the sweep's method at its base config, so cropped alike), a row per pair."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
-    from dipddpm.methods.study_pairs import build_pairs
+    from dipddpm.methods.study_pairs import startup_pairs
 
     own = METHODS.get(spec.method)
-    pairs = build_pairs(own, dict(spec.problem), build(own.config_cls, spec.base_values),
-                        spec.seed)
+    pairs = startup_pairs(own, dict(spec.problem), build(own.config_cls, spec.base_values),
+                          spec.seed)
     entry = BASELINES.get(name)
     method = METHODS.get(entry.method)
     cfg = build(method.config_cls, dict(entry.config))

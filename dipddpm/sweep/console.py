@@ -41,6 +41,16 @@ def fmt_params(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={fmt(v)}" for k, v in params.items())
 
 
+# a sweep of one image problem: one image, one noise draw, one seed per configuration
+ONE_OBSERVATION_NOTE = (
+    "what this can conclude: which configuration fitted this one noisy image best, with this "
+    "seed.\nwhat it cannot: whether the winner is better on other images or seeds, nor whether "
+    "a gap of a few tenths of a dB is more than seed-to-seed variation (one observation, no "
+    "confidence interval).\nfor that, a study fits each configuration to several images and "
+    "seeds and gives paired verdicts with CIs, e.g. "
+    "dipddpm sweep run sweeps/study_guided_vs_dip.yaml")
+
+
 class SweepConsole:
     def __init__(self, metric: str, mode: str, quiet: bool = False, every_s: float = 60.0,
                  console: Console | None = None) -> None:
@@ -76,10 +86,14 @@ class SweepConsole:
         self.line(f"{MARKS.get(status, status)} {trial_id}  {self.metric} {v} at {iters} it  "
                   f"{fmt_params(params)}{tail}")
 
+    def board_due(self) -> bool:
+        """Whether a leaderboard is due (a caller builds its entries only then)."""
+        return time.time() - self.last_board >= self.every_s
+
     def maybe_leaderboard(self, entries: Sequence[tuple[str, float, int, Mapping]],
                           running: int, done: int) -> None:
         """entries: (trial_id, value, iters, params) of every trial with a result."""
-        if time.time() - self.last_board < self.every_s or not entries:
+        if not self.board_due() or not entries:
             return
         self.last_board = time.time()
         best = self.ranked(entries)[:3]
@@ -123,3 +137,8 @@ class SweepConsole:
                      for v, r in best.items()]
             c.print(f"best per {summary_by}: " + "; ".join(parts))
         c.print(f"results: {path}")
+
+    def one_observation_note(self) -> None:
+        """The last lines of a sweep of one image problem (not a study): what its winner can
+        and cannot tell."""
+        self.console.print(ONE_OBSERVATION_NOTE)

@@ -98,10 +98,11 @@ class Recorder(Callback):
             results.write_metrics(self.sweep, self.spec.name, tid, self.rows[tid])
             if self.on_trial_end is not None:  # the study too (remote storage): a resume
                 self.on_trial_end()  # continues from this checkpoint with its reports
-        entries = [(t, r.get(self.spec.metric), int(r.get("iter", 0)), {})
-                   for t, r in self.last.items()]
-        running = sum(1 for t in trials if t.status == "RUNNING")
-        self.console.maybe_leaderboard(entries, running, len(self.ended))
+        if self.console.board_due():  # built only then: every trial's last result
+            entries = [(t, r.get(self.spec.metric), int(r.get("iter", 0)), {})
+                       for t, r in self.last.items()]
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            self.console.maybe_leaderboard(entries, running, len(self.ended))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._finish(trial, error=False)

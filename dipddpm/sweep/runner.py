@@ -112,11 +112,11 @@ def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
     from dipddpm.config import build
     from dipddpm.dataset.artifacts import png_bytes
     from dipddpm.methods import METHODS
-    from dipddpm.methods.study_pairs import build_pairs, is_study
+    from dipddpm.methods.study_pairs import is_study, startup_pairs
 
     method = METHODS.get(spec.method)
     cfg = build(method.config_cls, spec.base_values)
-    pairs = build_pairs(method, dict(spec.problem), cfg, spec.seed)
+    pairs = startup_pairs(method, dict(spec.problem), cfg, spec.seed)
     study = is_study(spec.problem)
     for i, pair in enumerate(pairs):
         for name, attr in (("clean", "clean"), ("noisy", "observed")):
@@ -285,12 +285,16 @@ def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: Sw
 
 def run_baselines_once(spec: SweepSpec, sweep: Location, console: SweepConsole) -> None:
     """spec.resolved.yaml and the problem images (a new sweep), then the baselines (once)."""
+    from dipddpm.methods.study_pairs import release_startup_pairs
     from dipddpm.sweep.baselines import run_baselines
 
-    if not sweep.child(SPEC_FILE).exists():
-        sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
-        write_problem_images(spec, sweep)
-    run_baselines(spec, sweep, console)  # on the study's observations, once
+    try:  # the three start-up steps share one build of the problem (`startup_pairs`)
+        if not sweep.child(SPEC_FILE).exists():
+            sweep.child(SPEC_FILE).write_text(resolved_yaml(spec))
+            write_problem_images(spec, sweep)
+        run_baselines(spec, sweep, console)  # on the study's observations, once
+    finally:
+        release_startup_pairs()
 
 
 def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
@@ -319,8 +323,17 @@ def outcome(spec: SweepSpec, sweep: Location, console: SweepConsole, finished: b
     rows = read_trials(sweep)
     params = [d.key for d in spec.search]
     console.final(rows, params, sweep.uri, spec.summary_by, active=row_active(spec))
+    if one_image_problem(spec):
+        console.one_observation_note()
     return SweepOutcome(path=sweep.uri, rows=rows, spec=spec, finished=finished,
                         dropped=list(dropped or []))
+
+
+def one_image_problem(spec: SweepSpec) -> bool:
+    """A sweep of one image problem, one seed (not a study, nor a dataset)."""
+    from dipddpm.methods.study_pairs import is_study
+
+    return "dataset" not in spec.problem and not is_study(spec.problem)
 
 
 def saved_ids(sweep: Location) -> tuple[set[str], set[str]] | None:

@@ -25,7 +25,9 @@ started in (the job's working directory on a cluster, the driver's on the embedd
 relative paths in a spec (`problem.image`, `checkpoint`, `data_root`) mean what they mean on the
 command line. Each checkpoint also writes the current output images, so a trial the scheduler
 stops still has a picture (`artifact_iter` says from which iteration), and keeps a copy of the
-output as `iters/output-<iter>.png` (the report's outputs over iterations).
+output as `iters/output-<iter>.png` (the report's outputs over iterations). Reports, checkpoint
+files and images are sent by a thread of the trial's own while its loop goes on
+(trial_reporter.py: a checkpoint reaches Tune only once it is whole on storage).
 
 A study trial (`problem.images:` and/or `problem.replicates:`, methods/study_pairs.py) fits its
 configuration to every (image, replicate) pair in lockstep (methods/study_run.py): its reports
@@ -171,6 +173,11 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any],
         _run(spec, params, reporter, resume, device, parts.method)
     except (FloatingPointError, DipddpmError) as e:
         reporter.fail(e)
+    except BaseException:  # a crash (or Tune's stop): the sends before it are made first
+        reporter.drain()
+        raise
+    finally:
+        reporter.out.close()
 
 
 def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resume, device,

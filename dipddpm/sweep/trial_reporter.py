@@ -5,14 +5,41 @@ carries the reports since the last one (`info.batch`), and at once at ASHA's run
 at checkpoints (every `checkpoint_every` iterations: the loop's whole state, and the current
 output images) and at the end. The last iteration's report is held until the loop returns,
 so the final result also carries the summary. See trainable.py for the whole story.
+
+Off the loop's path. A `tune.report` returns only when the driver has handled the result and
+asks the trial for the next one (Tune's function trainables report synchronously): measured
+60-90 ms a report on 2 busy cores, 75% of the time a DIP trial spent inside this callback
+(benchmarks/tune_overhead.py; the checkpoint's serialisation, PNG encoding and files most of
+the rest). So a trial's sends are made by a thread of its own (`Sender`), in order, one at a
+time, while the loop goes on:
+
+- a checkpoint: the loop takes the snapshot of its state (`state()`, copies that never alias
+  the live tensors), the sender serialises it, writes it, encodes and writes the images and
+  only then reports it with `tune.report(checkpoint=...)`, which puts it on the trial's storage
+  before the result leaves the worker. A checkpoint reaches Tune only once it is whole on
+  storage, and the driver sees results in the loop's order, as before;
+- the loop runs ahead by at most one send: before it hands over the next one it waits for the
+  previous one to be done (sends are a second apart, so it rarely waits). A trial the scheduler
+  stops is stopped at that wait (Tune ends the send with SystemExit; the loop then raises it
+  too, which ends the trial quietly): it computes at most up to its next send;
+- at an ASHA rung milestone the loop waits for the driver's answer, as it always did: ASHA
+  decides there whether the trial goes on;
+- the final result, a failure, and any exception leaving the loop first wait for every send
+  before it (a crash keeps the checkpoint it had handed over, as a synchronous send would).
+
+An image is encoded once where it is kept twice (the output at a checkpoint: `output.png` and
+its copy `iters/output-<iter>.png`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dipddpm.errors import DipddpmError
@@ -61,6 +88,51 @@ def _as_text(v: Any) -> str:
         return str(v)
 
 
+class Sender:
+    """A trial's sends to Tune, made in order by a thread of its own (the module docstring):
+    `submit(job)` hands one over, `wait()` returns once every job handed over is done,
+    `check()` raises in the loop what a send met (an error, or Tune's stop)."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.stopped = False  # Tune stopped the trial during a send (SystemExit)
+        self.thread = threading.Thread(target=self._run, name="dipddpm-trial-sender",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                if self.error is None and not self.stopped:
+                    job()
+            except SystemExit:  # Tune's report ends a stopped trial so
+                self.stopped = True
+            except BaseException as e:  # raised in the loop by its next call (`check`)
+                self.error = e
+            finally:
+                self.jobs.task_done()
+        self.jobs.task_done()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.check()
+        self.jobs.put(job)
+
+    def wait(self) -> None:
+        self.jobs.join()
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.stopped:
+            raise SystemExit(0)
+
+    def close(self) -> None:
+        """Let the thread end once the jobs handed over are done."""
+        self.jobs.put(None)
+
+
 class TrialReporter:
     """Holds a trial's reporting state (what was sent, held back and checkpointed)."""
 
@@ -84,18 +156,25 @@ class TrialReporter:
         self.checkpoint_rungs = checkpoint_rungs
         self.time = 0  # the rule's time of the last report
         self.sent = time.monotonic()
+        self.out = Sender()
 
-    def send(self, result: dict, checkpoint=None) -> None:
-        """Report to Tune with the reports held back since the last one; `info` is the
-        trial's bookkeeping now unless the result brings its own."""
-        from ray import tune
-
+    def send(self, result: dict, checkpoint: Callable[[], dict] | None = None,
+             wait: bool = False) -> None:
+        """Report to Tune, by the sender, with the reports held back since the last one;
+        `info` is the trial's bookkeeping now unless the result brings its own.
+        `checkpoint`: writes the checkpoint's files (in the sender) and returns its state,
+        attached to this report. `wait`: return once Tune has answered."""
         result["info"] = {**result.get("info", self.info), "batch": list(self.batch)}
         self.batch.clear()
         self.sent = time.monotonic()
-        while self.rungs and self.time >= self.rungs[0]:  # ASHA has seen this rung now
+        at_rung = False
+        while self.rungs and self.time >= self.rungs[0]:  # ASHA sees this rung now
             self.rungs.pop(0)
-        tune.report(result, checkpoint=checkpoint)
+            at_rung = True
+        self.out.wait()  # the previous send is done: the loop is at most one send ahead
+        self.out.submit(lambda: _report(result, checkpoint))
+        if wait or at_rung:
+            self.out.wait()
 
     def _checked(self, it: int, metrics: dict) -> dict:
         m = {k: float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
@@ -116,6 +195,7 @@ class TrialReporter:
         return m
 
     def __call__(self, it: int, metrics: dict, state) -> None:
+        self.out.check()  # a send that failed, or Tune stopped the trial: end the loop here
         result = {**self._checked(it, metrics), "iter": it}  # `info` is added when sent
         self.time = self.rule.time(it, result.get("iter_final"))
         if self.rule.time_attr not in result:  # iter_gated: reported for the gated rule
@@ -133,27 +213,51 @@ class TrialReporter:
             self.batch.append(result)
 
     def checkpoint(self, it: int, result: dict, loop_state: dict) -> None:
-        import torch
-        from ray import tune
-
+        """Send `result` with a checkpoint of `loop_state` (a snapshot: the loop goes on
+        while the sender writes it) and the current output images."""
         self.last_ckpt = it
-        self.write_images(snapshot_images(loop_state), it, history=True)
-        with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
-            torch.save({"loop": loop_state, "retries": self.retries, "iter": it,
-                        "trial_id": self.trial_id, "cloned_from": self.info.get("cloned_from")},
-                       os.path.join(d, STATE_FILE))
-            self.send(result, tune.Checkpoint.from_directory(d))
+        images = snapshot_images(loop_state)
+        self.note_images(images, it)
+        # the trial id tells a PBT clone (another trial's checkpoint) from a retry of its own
+        save = {"loop": loop_state, "retries": self.retries, "iter": it,
+                "trial_id": self.trial_id, "cloned_from": self.info.get("cloned_from")}
 
-    def write_images(self, images: dict, it: int, history: bool = False) -> dict[str, str]:
+        def files() -> dict:
+            self.store_images(images, it, history=True)
+            return save
+
+        self.send(result, files)
+
+    def note_images(self, images: dict, it: int) -> dict[str, str]:
+        """Name the output images of iteration `it` in the trial's info (their files are
+        written by `store_images`)."""
         from dipddpm.dataset import artifacts
 
-        arts = {name: artifacts.write_artifact(self.sweep, self.trial_id, name, img)
+        arts = {name: artifacts.artifact_path(self.trial_id, name)
                 for name, img in images.items() if getattr(img, "ndim", 0) == 3}
-        if history and "output" in arts:  # kept: the report's outputs over iterations
-            artifacts.write_history(self.sweep, self.trial_id, it, images["output"])
         if arts:
             self.info.update(artifacts={**self.info.get("artifacts", {}), **arts},
                              artifact_iter=it)
+        return arts
+
+    def store_images(self, images: dict, it: int, history: bool = False) -> None:
+        """Write the output images (each encoded once); `history`: keep a copy of the output
+        as `iters/output-<iter>.png` (the report's outputs over iterations)."""
+        from dipddpm.dataset import artifacts
+
+        for name, img in images.items():
+            if getattr(img, "ndim", 0) != 3:
+                continue
+            png = artifacts.png_bytes(img)
+            artifacts.write_png(self.sweep, self.trial_id, name, png)
+            if history and name == "output":
+                artifacts.write_png(self.sweep, self.trial_id,
+                                    artifacts.history_name(it), png)
+
+    def write_images(self, images: dict, it: int) -> dict[str, str]:
+        """The final output images: named in the info and written now."""
+        arts = self.note_images(images, it)
+        self.store_images(images, it)
         return arts
 
     def fail(self, e: BaseException) -> None:
@@ -162,11 +266,35 @@ class TrialReporter:
         if self.batch and self.batch[-1]["iter"] == self.last.get("iter"):
             self.batch.pop()  # the last finite report is the failed result itself
         self.send({**self.last, "iter": int(self.last.get("iter", 0)),
-                   "info": {**self.info, "error": error}})
+                   "info": {**self.info, "error": error}}, wait=True)
 
     def finish(self, summary: dict, extra: dict, **more: Any) -> None:
         """The final result: the held last report with the summary (and `more` info)."""
         final = self.held[-1] if self.held else dict(self.last)
         final["info"] = {**self.info, "summary": dict(summary),
                          "extra": {k: _as_text(v) for k, v in extra.items()}, **more}
-        self.send(final)
+        self.send(final, wait=True)
+
+    def drain(self) -> None:
+        """Wait for every send handed over (before an exception leaves the trial)."""
+        try:
+            self.out.wait()
+        finally:
+            self.out.close()
+
+
+def _report(result: dict, checkpoint: Callable[[], dict] | None) -> None:
+    """One `tune.report` (in the sender): with a checkpoint, its state is written to a
+    temporary folder first, which Tune copies to the trial's storage before the result
+    leaves the worker."""
+    from ray import tune
+
+    if checkpoint is None:
+        tune.report(result)
+        return
+    import torch
+
+    state = checkpoint()
+    with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
+        torch.save(state, os.path.join(d, STATE_FILE))
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(d))

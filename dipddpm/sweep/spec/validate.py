@@ -367,14 +367,14 @@ def check_problem(spec: SweepSpec, base_cfg: Any) -> list[Any]:
     replicate's observation): a missing file fails before Ray starts."""
     from dipddpm.errors import DipddpmError
     from dipddpm.methods import METHODS
-    from dipddpm.methods.study_pairs import build_pairs, is_study
+    from dipddpm.methods.study_pairs import is_study, startup_pairs
 
     method = METHODS.get(spec.method)
     if is_study(spec.problem) and "dataset" in spec.problem:
         raise ConfigError(f"problem: images:/replicates: make a study of image problems; "
                           f"{spec.method} trains on a dataset: drop them")
     try:
-        pairs = build_pairs(method, dict(spec.problem), base_cfg, spec.seed)
+        pairs = startup_pairs(method, dict(spec.problem), base_cfg, spec.seed)
     except DipddpmError as e:
         key = "fixed.checkpoint" if "checkpoint" in str(e) else (
             "problem.data_root" if "dataset" in spec.problem else
