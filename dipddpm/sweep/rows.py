@@ -58,10 +58,13 @@ def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def status_of(result: Mapping[str, Any], error: bool) -> str:
-    """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget) or
-    COMPLETED (reached its budget)."""
+    """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget, or a
+    raced study before its last pair: `info.race`) or COMPLETED (reached its budget)."""
     if error or info(result, "error"):
         return "FAILED"
+    race = info(result, "race")  # racing over pairs: stopped before its last pair
+    if race and int(race["done"]) < int(race["of"]):
+        return "PRUNED"
     if int(result.get("iter", 0)) < int(info(result, "budget") or 0):
         return "PRUNED"
     return "COMPLETED"
