@@ -48,7 +48,11 @@ def info(result: Mapping[str, Any], key: str) -> Any:
     nested = result.get("info")
     if isinstance(nested, Mapping) and key in nested:
         return nested[key]
-    return result.get(f"info/{key}")
+    if f"info/{key}" in result:
+        return result[f"info/{key}"]
+    head = f"info/{key}/"  # a mapping flattened a level deeper (info/race/done)
+    deeper = {k[len(head):]: v for k, v in result.items() if k.startswith(head)}
+    return deeper or None
 
 
 def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -15,9 +15,11 @@ differences and can decide after 2 pairs when they are large and consistent. Fri
 also needs every configuration on the same blocks at the same time, which Tune's asynchronous
 trials do not give.
 
-The incumbent: among trials not stopped, the one with the most pairs, then the best mean over
-its pairs. The decision is made in the driver (race_tune.py: a Tune scheduler sees every
-trial's results), so trials in different Ray workers share one incumbent.
+The incumbent: the trial not stopped with the best mean over the pairs all trials not stopped
+have (trials run concurrently, so one may be ahead of another by blocks); a challenger is
+tested against it on every pair the two share. The decision is made in the driver
+(race_tune.py: a Tune scheduler sees every trial's results), so trials in different Ray
+workers share one incumbent.
 """
 
 from __future__ import annotations
@@ -110,15 +112,18 @@ class RaceBook:
     def add(self, trial: str, values: list[float], total: int) -> None:
         self.values[trial], self.total[trial] = [float(v) for v in values], int(total)
 
-    def _mean(self, trial: str) -> float:
-        v = self.values[trial]
+    def _mean(self, trial: str, n: int) -> float:
+        v = self.values[trial][:n]
         return math.fsum(v) / len(v) * (1 if self.maximize else -1)
 
     def incumbent(self) -> str | None:
+        """The trial not stopped with the best mean over the pairs every such trial has (the
+        first n: all fit their pairs in one order); ties: the one with more pairs."""
         alive = [t for t in self.values if t not in self.stopped and self.values[t]]
         if not alive:
             return None
-        return max(alive, key=lambda t: (len(self.values[t]), self._mean(t)))
+        n = min(len(self.values[t]) for t in alive)
+        return max(alive, key=lambda t: (self._mean(t, n), len(self.values[t])))
 
     def racing(self) -> list[str]:
         """Trials neither stopped nor through all their pairs."""

@@ -11,15 +11,25 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from dipddpm.trial_schedulers.race import RaceBook
 
 
+def race_of(result: dict) -> dict | None:
+    """A result's `info.race`: nested (as a callback gets it) or flattened (as a scheduler
+    gets it: info/race/values, info/race/of)."""
+    nested = (result.get("info") or {}).get("race")
+    if nested:
+        return nested
+    if "info/race/values" in result:
+        return {"values": result["info/race/values"], "of": result["info/race/of"]}
+    return None
+
+
 class RaceScheduler(FIFOScheduler):
     def __init__(self, book: RaceBook) -> None:
         super().__init__()
         self.book = book
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        # a callback gets `info` nested, a scheduler may get it flattened (info/race)
-        race = (result.get("info") or {}).get("race") or result.get("info/race")
-        if not race:
+        race = race_of(result)
+        if race is None:
             return TrialScheduler.CONTINUE
         self.book.add(trial.trial_id, race["values"], race["of"])
         return TrialScheduler.STOP if self.book.decide(trial.trial_id) \
