@@ -6,9 +6,9 @@ per-pair values are shared between trials without any store of their own."""
 
 from __future__ import annotations
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from typing import Any
 
-from dipddpm.trial_schedulers.race import RaceBook
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 
 def race_of(result: dict) -> dict | None:
@@ -23,7 +23,7 @@ def race_of(result: dict) -> dict | None:
 
 
 class RaceScheduler(FIFOScheduler):
-    def __init__(self, book: RaceBook) -> None:
+    def __init__(self, book: Any) -> None:  # race.py RaceBook
         super().__init__()
         self.book = book
 
