@@ -193,6 +193,8 @@ def summarize(data: dict, seeds: int, block: int, alpha: float) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="the spec's smoke block, 4 configs")
+    ap.add_argument("--configs", type=int, default=None,
+                    help="the first N configurations only (default: all; --tiny: 4)")
     ap.add_argument("--from-curves", type=Path, help="replay recorded fits (no fitting)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--blocks", type=int, nargs="+", default=[1, 2, 3])
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.from_curves:
         data = json.loads(args.from_curves.read_text())
     else:
-        data = {**head, **fit_all(SPEC, args.tiny, 4 if args.tiny else None, args.workers)}
+        data = {**head, **fit_all(SPEC, args.tiny, args.configs or (4 if args.tiny else None),
+                                  args.workers)}
         (out.parent / f"{out.stem}_curves.json").write_text(json.dumps(data))
     res = {**head, "spec": data["spec"], "smoke": data["smoke"], "fit_s": data["fit_s"],
            "seeds": args.seeds,

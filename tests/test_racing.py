@@ -99,3 +99,38 @@ def test_a_raced_study_races_out_a_bad_config_and_keeps_the_survivor_whole(ray_l
     study = optuna.load_study(study_name="race", storage=f"sqlite:///{sweep.path}/optuna.db")
     states = sorted(t.state.name for t in study.trials)
     assert states == ["COMPLETE", "PRUNED"]
+
+
+@pytest.mark.slow
+def test_blocks_replay_the_unraced_study_of_the_same_pairs():
+    """A survivor's set reports and summary, rebuilt from its blocks, are those the unraced
+    (lockstep) study of the same pairs reports: racing changes who runs, not the numbers."""
+    from dipddpm.config import build
+    from dipddpm.methods import METHODS
+    from dipddpm.methods.study_pairs import build_pairs
+    from dipddpm.methods.study_race import run_blocks
+    from dipddpm.methods.study_run import run_study
+
+    method = METHODS.get("dip")
+    cfg = build(method.config_cls, {**method.presets["tiny"], "width": 8, "depth": 2,
+                                    "input_depth": 4, "report_every": 5, "iters": 10})
+    problem = {"images": ["skimage:astronaut", "skimage:coffee"], "replicates": 2,
+               "size": 32, "sigma": 25}
+    pairs = build_pairs(method, problem, cfg, 0)
+    full: list = []
+    res = run_study(method, cfg, pairs, report=lambda it, m, s: full.append((it, m)),
+                    mode="serial", sync_every=5)
+    seen: list = []
+    done = run_blocks(method, cfg, pairs, 3, lambda d: seen.append(d.done), mode="serial",
+                      sync_every=5)
+    assert seen == [3, 4] and [r["image"] for r in done.rows] == [r["image"] for r in res.pairs]
+    reports, curve = done.set_reports()
+    assert [r["iter"] for r in reports] == [it for it, _ in full]
+    for r, (_, m) in zip(reports, full, strict=True):
+        for k in ("psnr_gt", "psnr_best", "psnr_best_pairmean", "loss"):
+            assert r[k] == pytest.approx(m[k], abs=1e-6), k
+    summary = done.summary(curve)
+    for k, v in res.result.metrics.items():
+        if isinstance(v, float) and not k.endswith("_s"):  # not the wall times
+            assert summary[k] == pytest.approx(v, abs=1e-6), k
+    assert summary["n_pairs"] == 4
