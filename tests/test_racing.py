@@ -134,3 +134,25 @@ def test_blocks_replay_the_unraced_study_of_the_same_pairs():
         if isinstance(v, float) and not k.endswith("_s"):  # not the wall times
             assert summary[k] == pytest.approx(v, abs=1e-6), k
     assert summary["n_pairs"] == 4
+
+
+def test_the_scheduler_reads_a_block_result_as_tune_gives_it_and_stops_the_loser():
+    """Tune hands a scheduler the result flattened (info/race/values); a callback nested."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from dipddpm.trial_schedulers.race_tune import RaceScheduler, race_of
+
+    nested = {"info": {"race": {"values": [1.0, 2.0], "of": 4, "done": 2}}}
+    flat = {"info/race/values": [1.0, 2.0], "info/race/of": 4, "info/race/done": 2}
+    assert race_of(nested)["values"] == race_of(flat)["values"] == [1.0, 2.0]
+    assert race_of({"iter": 3}) is None
+    s = RaceScheduler(RaceBook(alpha=0.05))
+    inc, bad = SimpleNamespace(trial_id="inc"), SimpleNamespace(trial_id="bad")
+    on = s.on_trial_result
+    assert on(None, inc, {"info/race/values": [30.0, 29.0, 31.0, 30.5], "info/race/of": 6,
+                          "info/race/done": 4}) == TrialScheduler.CONTINUE
+    assert on(None, bad, {"info/race/values": [20.0, 19.1, 21.2, 20.4], "info/race/of": 6,
+                          "info/race/done": 4}) == TrialScheduler.STOP
+    assert on(None, bad, {"iter": 5}) == TrialScheduler.CONTINUE  # not a block result
