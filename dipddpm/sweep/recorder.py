@@ -146,14 +146,19 @@ class Recorder(Callback):
         cmds = pair_commands(self.spec, params, pairs)
         return [{**p, "reproduce": c} for p, c in zip(pairs, cmds, strict=True)]
 
-    def stopped_by(self, status: str) -> str | None:
-        """Why a trial ended before its budget: ASHA (`scheduler`) or the sweep's
-        `time_budget_s` running out (`time_budget`); None for trials that did not stop early."""
+    def stopped_by(self, status: str, result: dict | None = None) -> str | None:
+        """Why a trial ended before its budget: ASHA (`scheduler`), the sweep's
+        `time_budget_s` running out (`time_budget`) or, racing over a study's pairs, the race
+        (`raced`: it lost to the incumbent before its last pair); None for trials that did
+        not stop early."""
         if status != "PRUNED":
             return None
         budget = self.spec.time_budget_s
         if budget is not None and time.monotonic() - self.fit_started >= 0.98 * budget:
             return "time_budget"
+        race = ((result or {}).get("info") or {}).get("race")
+        if race and int(race["done"]) < int(race["of"]):
+            return "raced"
         return "scheduler"
 
     def trial_row(self, trial, params: dict, result: dict, error: bool) -> dict[str, Any]:
@@ -168,4 +173,4 @@ class Recorder(Callback):
             self.spec, trial.trial_id, params, result, status=status, error=err,
             retries=max(int(info.get("retries", 0)), int(trial.num_failures or 0)),
             started=self.started.get(trial.trial_id, ended), ended=ended,
-            provenance=self.provenance, stopped_by=self.stopped_by(status))
+            provenance=self.provenance, stopped_by=self.stopped_by(status, result))

@@ -48,7 +48,11 @@ def info(result: Mapping[str, Any], key: str) -> Any:
     nested = result.get("info")
     if isinstance(nested, Mapping) and key in nested:
         return nested[key]
-    return result.get(f"info/{key}")
+    if f"info/{key}" in result:
+        return result[f"info/{key}"]
+    head = f"info/{key}/"  # a mapping flattened a level deeper (info/race/done)
+    deeper = {k[len(head):]: v for k, v in result.items() if k.startswith(head)}
+    return deeper or None
 
 
 def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -58,10 +62,13 @@ def reports_in(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def status_of(result: Mapping[str, Any], error: bool) -> str:
-    """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget) or
-    COMPLETED (reached its budget)."""
+    """FAILED (raised, or `info.error`), PRUNED (ended before its iteration budget, or a
+    raced study before its last pair: `info.race`) or COMPLETED (reached its budget)."""
     if error or info(result, "error"):
         return "FAILED"
+    race = info(result, "race")  # racing over pairs: stopped before its last pair
+    if race and int(race["done"]) < int(race["of"]):
+        return "PRUNED"
     if int(result.get("iter", 0)) < int(info(result, "budget") or 0):
         return "PRUNED"
     return "COMPLETED"

@@ -199,6 +199,9 @@ def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resum
     from dipddpm.methods.study_run import run_study
 
     pairs = build_pairs(method, dict(spec.problem), cfg, seed)
+    block = spec.scheduler.entry.pair_block(spec.scheduler.options)
+    if block is not None:  # racing over pairs: a block at a time, judged after each
+        return _run_raced(spec, method, cfg, pairs, block, reporter, device)
     study = run_study(method, cfg, pairs, report=reporter, resume=resume, device=device,
                       sync_every=spec.checkpoint_every)
     from dipddpm.dataset import artifacts
@@ -211,6 +214,49 @@ def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resum
                                   if "output" in images else None)
     reporter.finish(study.result.metrics, study.result.extra, pairs=study.pairs,
                     fusion=study.mode)
+
+
+def _pair_images(reporter: TrialReporter, rows: list[dict], images: list[dict],
+                 first: int) -> None:
+    """Each pair's own output (pairs/NNN-rR-output), NNN its place among the trial's pairs."""
+    from dipddpm.dataset import artifacts
+
+    for i, (row, im) in enumerate(zip(rows, images, strict=True), start=first):
+        name = f"pairs/{i:03d}-r{row['replicate']}-output"
+        row["artifact_output"] = (artifacts.write_artifact(reporter.sweep, reporter.trial_id,
+                                                         name, im["output"])
+                                  if "output" in im else None)
+
+
+def _run_raced(spec: SweepSpec, method, cfg, pairs, block: int, reporter: TrialReporter,
+               device) -> None:
+    """A study raced over its pairs (trial_schedulers/race.py, methods/study_race.py): after
+    each block one Tune result with the set over the pairs done (its curve in `info.batch`,
+    every pair's in `pairs`), `info.race` (each pair's metric, in pair order, and the count)
+    and `info.pairs` (their rows: a trial stopped here keeps them). The race scheduler may
+    stop the trial at that result; the last block's result is the trial's final one."""
+    from dipddpm.methods.study_race import run_blocks
+
+    def on_block(done) -> None:
+        new = done.results[-1]
+        if len(done.results) == 1:
+            reporter.write_images(new.result.images, reporter.info["budget"])
+        _pair_images(reporter, new.pairs, new.images, done.done - len(new.pairs))
+        reports, curve = done.set_reports()
+        last = reporter._checked(reports[-1]["iter"], reports[-1])
+        race = {"values": [float(p[spec.metric]) for p in last["pairs"]], "done": done.done,
+                "of": done.total}
+        reporter.batch = [dict(r) for r in reports[:-1]]
+        reporter.info["race"] = race
+        if done.done < done.total:
+            reporter.send({**last, "info": {**reporter.info, "pairs": done.rows}})
+            return
+        reporter.last, reporter.held = last, []
+        reporter.finish(done.summary(curve), new.result.extra, pairs=done.rows,
+                        fusion=new.mode)
+
+    run_blocks(method, cfg, pairs, block, on_block, device=device,
+               sync_every=spec.checkpoint_every)
 
 
 def make_trainable(spec: SweepSpec, sweep_uri: str):

@@ -4,6 +4,7 @@
     asha   asynchronous successive halving (asha.py)
     none   every trial runs its whole budget (fifo.py)
     pbt    population based training, exploiting checkpoints (pbt.py)
+    race   racing over a study's pairs: a trial worse than the incumbent is stopped (race.py)
 
 Ray is imported only when a scheduler is built, so the spec validator and the report (which
 draws the rungs on the learning curves) read the entries without it. Adding a scheduler is a
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dipddpm.registry import Registry
-from dipddpm.trial_schedulers import asha, fifo, pbt
+from dipddpm.trial_schedulers import asha, fifo, pbt, race
 from dipddpm.trial_schedulers.entry import SweepFacts, TuneScheduler
 
 TUNE_SCHEDULERS: Registry[TuneScheduler] = Registry("Tune scheduler")
@@ -34,6 +35,11 @@ TUNE_SCHEDULERS.register("pbt")(TuneScheduler(
          "explore their config", rungs=pbt.rungs, rung_label="PBT perturbation",
     checkpoint_at_rungs=True, mutates_config=True, checkpoints_kept=4,
     example={"perturbation_interval": 4, "mutate": ["x"], "quantile_fraction": 0.5}))
+TUNE_SCHEDULERS.register("race")(TuneScheduler(
+    section=race.RaceSection, make=race.make, describe=race.describe, resolve=race.resolve,
+    help="racing over a study's pairs: after each block of pairs a trial that a paired test "
+         "finds worse than the incumbent is stopped", pair_block=race.pair_block,
+    example={"block": 1, "alpha": 0.05}))
 
 
 def make_scheduler(spec: Any):

@@ -13,6 +13,7 @@ show`, `sweep status`, the trial reporter and the report need to know about it.
                 learning curves draw a line there, labelled `rung_label`
     describe    section -> its one line in `sweep show`
     warn        (section, method entry, configs at the space's corners) -> warnings
+    pair_block  section -> how many pairs a study trial fits per block (racing), or None
     mutates_config   it changes a running trial's config (PBT's explore): the searcher must
                 hand out configs it does not hold (searchers.py `holds_params` false)
     example     its section's values for the smallest sweep (the contract suite's)
@@ -36,6 +37,7 @@ class SweepFacts:
     budget: int  # the largest iteration budget any trial of the space can have
     search: tuple = ()  # the spec's search domains (sweep/spec/schema.py Domain)
     checkpoint_every: int = 100  # iterations between trial checkpoints
+    pairs: int | None = 1  # a study's (image, replicate) pairs per trial; None: unknown
 
 
 def _as_is(section: Any, facts: SweepFacts) -> Any:
@@ -44,6 +46,10 @@ def _as_is(section: Any, facts: SweepFacts) -> Any:
 
 def _no_rungs(section: Any) -> list[float]:
     return []
+
+
+def _no_blocks(section: Any) -> int | None:
+    return None
 
 
 def _no_warnings(section: Any, method: Any, configs: list) -> tuple[str, ...]:
@@ -63,6 +69,9 @@ class TuneScheduler:
     warn: Callable[[Any, Any, list], tuple[str, ...]] = _no_warnings
     mutates_config: bool = False
     checkpoints_kept: int = 1  # Tune's checkpoints kept per trial (PBT clones older ones)
+    # section -> the pairs a study trial fits before each result the scheduler judges (racing
+    # over pairs: race.py); None: all pairs in lockstep
+    pair_block: Callable[[Any], int | None] = _no_blocks
     # its section's values in the smallest sweep: the noop method, `x` searched, `iters`
     # iterations reported each (tests/test_contract_tune_schedulers.py runs every entry so)
     example: Mapping[str, Any] = dataclasses.field(default_factory=dict)

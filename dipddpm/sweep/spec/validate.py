@@ -127,6 +127,19 @@ def _searcher(data: Mapping[str, Any], search: tuple[Domain, ...]) -> SearcherSp
     return searcher
 
 
+def _pair_count(method: Any, preset: str | None, data: Mapping[str, Any]) -> int | None:
+    """A trial's (image, replicate) pairs (methods/study_pairs.py), without loading an image;
+    None where the problem breaks a rule (said where the problem is built)."""
+    from dipddpm.errors import DipddpmError
+    from dipddpm.methods.study_pairs import pair_specs
+
+    try:
+        return len(pair_specs({**method.problem_preset(preset), **_mapping(data, "problem")},
+                              0))
+    except (DipddpmError, TypeError, ValueError):
+        return None
+
+
 def _scheduler(data: Mapping[str, Any], facts: SweepFacts,
                searcher: SearcherSpec) -> SchedulerSpec:
     """The scheduler section (its entry's own keys), resolved against the sweep: its
@@ -184,7 +197,8 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
     counts = _counts(data)
     searcher = _searcher(data, search)
     facts = SweepFacts(method, max_budget(search, base_cfg, method.iters_key), search,
-                       counts.get("checkpoint_every", SweepSpec.checkpoint_every))
+                       counts.get("checkpoint_every", SweepSpec.checkpoint_every),
+                       pairs=_pair_count(method, preset, data))
     spec = SweepSpec(
         name=name, method=method.name, metric=metric, mode=mode, preset=preset,
         problem={**method.problem_preset(preset), **_mapping(data, "problem")},

@@ -1,0 +1,146 @@
+"""Racing over a study's pairs (F-race, Birattari et al., GECCO 2002; SMAC's intensification,
+Hutter et al., LION 2011): a study trial fits its (image, replicate) pairs `block` at a time,
+and after each block its per-pair values are compared, paired, with the incumbent's on the
+same pairs. A trial the test finds worse is stopped (PRUNED, `stopped_by: raced`); the others
+go on to the next block, so the incumbent and every survivor end with every pair and their
+verdicts stay paired and complete.
+
+The test: a one-sided paired t-test (scipy.stats.ttest_rel, H1: the challenger is worse than
+the incumbent on the pairs both have), Holm's step-down correction over the trials still
+racing at that moment, at `alpha`. Why a paired t-test and not F-race's Friedman test or a
+Wilcoxon signed-rank test: a study has few pairs (6 in sweeps/study_guided_vs_dip.yaml), and a
+rank test on n pairs cannot reach p < 2^-n one-sided (Wilcoxon: 0.031 at n = 5), so it could
+only stop a trial after its last block, saving nothing; the t-test uses the size of the paired
+differences and can decide after 2 pairs when they are large and consistent. Friedman's test
+also needs every configuration on the same blocks at the same time, which Tune's asynchronous
+trials do not give.
+
+The incumbent: the trial not stopped with the best mean over the pairs all trials not stopped
+have (trials run concurrently, so one may be ahead of another by blocks); a challenger is
+tested against it on every pair the two share. The decision is made in the driver
+(race_tune.py: a Tune scheduler sees every trial's results), so trials in different Ray
+workers share one incumbent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dipddpm.config import check
+from dipddpm.errors import ConfigError
+from dipddpm.trial_schedulers.entry import SweepFacts
+
+
+@dataclass(frozen=True)
+class RaceSection:
+    block: int = 2  # pairs a trial fits before each test (the last block may be smaller)
+    alpha: float = 0.05  # the one-sided test's level, Holm-corrected over the racing trials
+
+    def __post_init__(self) -> None:
+        check(self.block >= 1, f"scheduler.block must be >= 1 pair, got {self.block}")
+        check(0 < self.alpha < 1, f"scheduler.alpha must be in (0, 1), got {self.alpha}; "
+                                  f"e.g. alpha: 0.05")
+
+
+def resolve(s: RaceSection, facts: SweepFacts) -> RaceSection:
+    """Racing needs a study of at least two pairs, and a block no larger than the pairs."""
+    if facts.pairs is None:  # the problem breaks a rule: said when it is built
+        return s
+    if facts.pairs < 2:
+        raise ConfigError("scheduler: race compares trials over a study's (image, replicate) "
+                          "pairs, and this problem has 1 pair per trial: nothing to race; give "
+                          "problem.images: [...] or problem.replicates: >= 2, or use "
+                          "scheduler: {type: none}")
+    if s.block > facts.pairs:
+        raise ConfigError(f"scheduler.block ({s.block}) > the study's {facts.pairs} pairs per "
+                          f"trial; use block: 1 to {facts.pairs}")
+    return s
+
+
+def make(s: RaceSection, spec: Any):
+    from dipddpm.trial_schedulers.race_tune import RaceScheduler
+
+    return RaceScheduler(RaceBook(alpha=s.alpha, maximize=spec.mode == "max"))
+
+
+def describe(s: RaceSection) -> str:
+    return f"racing over pairs, {s.block} a block, paired t-test at alpha {s.alpha:g} (Holm)"
+
+
+def pair_block(s: RaceSection) -> int:
+    return s.block
+
+
+def p_worse(challenger: list[float], incumbent: list[float], maximize: bool) -> float:
+    """One-sided paired t-test p-value of H1 "the challenger is worse" on the pairs both
+    have (the first n of each: every trial fits its pairs in the same order). 1 where fewer
+    than 2 pairs are shared or the differences have no spread and no sign against it."""
+    from scipy.stats import ttest_rel
+
+    n = min(len(challenger), len(incumbent))
+    if n < 2:
+        return 1.0
+    p = ttest_rel(challenger[:n], incumbent[:n],
+                  alternative="less" if maximize else "greater").pvalue
+    return 1.0 if math.isnan(p) else float(p)
+
+
+def holm(pvalues: dict[str, float], alpha: float) -> set[str]:
+    """Holm's step-down procedure: the keys whose null is rejected at family-wise `alpha`."""
+    out: set[str] = set()
+    ranked = sorted(pvalues.items(), key=lambda kv: kv[1])
+    for i, (key, p) in enumerate(ranked):
+        if p > alpha / (len(ranked) - i):
+            break
+        out.add(key)
+    return out
+
+
+@dataclass
+class RaceBook:
+    """The race's state: every trial's per-pair values so far, the full count of pairs, and
+    which trials were stopped. Pure Python (the replay in benchmarks/racing.py drives it too)."""
+
+    alpha: float
+    maximize: bool = True
+    values: dict[str, list[float]] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    stopped: set[str] = field(default_factory=set)
+
+    def add(self, trial: str, values: list[float], total: int) -> None:
+        self.values[trial], self.total[trial] = [float(v) for v in values], int(total)
+
+    def _mean(self, trial: str, n: int) -> float:
+        v = self.values[trial][:n]
+        return math.fsum(v) / len(v) * (1 if self.maximize else -1)
+
+    def incumbent(self) -> str | None:
+        """The trial not stopped with the best mean over the pairs every such trial has (the
+        first n: all fit their pairs in one order); ties: the one with more pairs."""
+        alive = [t for t in self.values if t not in self.stopped and self.values[t]]
+        if not alive:
+            return None
+        n = min(len(self.values[t]) for t in alive)
+        return max(alive, key=lambda t: (self._mean(t, n), len(self.values[t])))
+
+    def racing(self) -> list[str]:
+        """Trials neither stopped nor through all their pairs."""
+        return [t for t in self.values
+                if t not in self.stopped and len(self.values[t]) < self.total[t]]
+
+    def decide(self, trial: str) -> bool:
+        """True when `trial` loses to the incumbent now (it is then marked stopped)."""
+        inc = self.incumbent()
+        if inc is None or inc == trial or trial in self.stopped:
+            return False
+        family = {t: p_worse(self.values[t], self.values[inc], self.maximize)
+                  for t in self.racing() if t != inc}
+        if trial not in family:  # through all its pairs: it ran to the end
+            return False
+        if trial in holm(family, self.alpha):
+            self.stopped.add(trial)
+            return True
+        return False
+
