@@ -485,6 +485,9 @@ MEANING: list[Case] = [
          ("beta_schedule", "cosin", "'cosine'")),
     Case("fit-bm3d-refuses-iters", ("fit", "bm3d", "--image", "skimage:astronaut", "--set",
                                     "iters=3"), ("iters", "3")),
+    Case("fit-nlm-grey-image-colour-axis", ("fit", "nlm", "--image", "skimage:camera", "--grey",
+                                            "--size", "32", "--set", "channel_axis=-1"),
+         ("channel_axis=-1", "greyscale", "channel_axis=null")),
 ]
 
 # --- messages that name what happened -----------------------------------------------------------

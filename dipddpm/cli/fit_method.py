@@ -1,7 +1,7 @@
 """`dipddpm fit METHOD`: a command for every registered method, built when it is first asked
 for (so `dipddpm --help` loads no torch), its options taken from one table (OPTIONS).
 
-The image forms (`fit dip|guided-dip|bm3d`: IMAGE_FORMS, run by cli/fit.py) take --image and
+The image forms (`fit dip|guided-dip|bm3d|nlm`: IMAGE_FORMS, run by cli/fit.py) take --image and
 the problem's options; `fit ddpm|dip-prior-ddpm` are hand-written (cli/ddpm.py); every other
 registered method (noop, or one a plug-in registers) gets the generic form:
 
@@ -193,6 +193,10 @@ IMAGE_FORMS = {
     "bm3d": "Denoise one noisy image with BM3D (CBM3D for colour), the classical baseline, on "
             "the same observation a DIP fit would get; sigma from --sigma unless --set "
             "sigma=S.",
+    "nlm": "Denoise one noisy image with non-local means (scikit-image's denoise_nl_means), "
+           "the second classical baseline, on the same observation a DIP fit would get; h, "
+           "patch size and search distance as scikit-image's documentation gives them for the "
+           "problem's sigma (--sigma) unless --set h_factor=, patch_size=, patch_distance=.",
 }
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dipddpm.methods import bm3d, ddpm, ddpm_config, dip, dip_prior_ddpm, guided_dip, noop
+from dipddpm.methods import bm3d, ddpm, ddpm_config, dip, dip_prior_ddpm, guided_dip, nlm, noop
 from dipddpm.methods.base import Method, Result
+from dipddpm.methods.classical import image_problem as uncropped_problem
 from dipddpm.methods.problems import check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
 
@@ -44,9 +45,13 @@ METHODS.register("dip_prior_ddpm")(Method(
     example_problem={"image": "skimage:camera", "resize": True, "sigma": 25, "seed": 0},
     check_problem_spec=lambda spec: check_image_spec(spec, dip_prior_ddpm.DipPriorProblemSpec)))
 METHODS.register("bm3d")(Method(
-    name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
+    name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=uncropped_problem,
     metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32,
     check_problem_spec=check_image_spec))
+METHODS.register("nlm")(Method(
+    name="nlm", config_cls=nlm.NlmConfig, run=nlm.run_nlm, make_problem=uncropped_problem,
+    metrics=FIT_METRICS, presets=nlm.PRESETS, check_trial=nlm.check_trial,
+    example_problem=IMAGE_32, check_problem_spec=check_image_spec))
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,

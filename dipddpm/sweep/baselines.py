@@ -1,6 +1,6 @@
 """Baselines of a study: classical methods run once on the study's own observations.
 
-`baselines: [bm3d]` in a spec runs each named baseline on every (image, replicate) pair of the
+`baselines: [bm3d, nlm]` in a spec runs each named baseline on every (image, replicate) pair of the
 problem when the sweep starts (on the driver, no Ray: a baseline has nothing to search) and
 writes `baselines/part-<name>.parquet`, a row per pair with the same summary columns as the
 `pairs/` table. `results effect DIR --a baseline=bm3d --b stages=4` and the report then put
@@ -28,6 +28,9 @@ class Baseline:
 BASELINES: Registry[Baseline] = Registry("baseline")
 BASELINES.register("bm3d")(Baseline(
     "bm3d", {}, "BM3D (CBM3D for colour) with the problem's sigma, bm3d's default profile"))
+BASELINES.register("nlm")(Baseline(
+    "nlm", {}, "non-local means (scikit-image) with the problem's sigma and the h, patch size "
+    "and search distance scikit-image's documentation gives for it"))
 
 
 def check_baselines(names: Any, problem: Mapping[str, Any]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-FIT_COMMANDS = {"dip": "dip", "guided_dip": "guided-dip", "bm3d": "bm3d"}
+FIT_COMMANDS = {"dip": "dip", "guided_dip": "guided-dip", "bm3d": "bm3d", "nlm": "nlm"}
 PROBLEM_OPTIONS = {"image": "--image", "size": "--size", "sigma": "--sigma",
                    "seed": "--noise-seed"}
 
