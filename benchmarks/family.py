@@ -150,9 +150,11 @@ def load_family(base_path: str | Path, only: list[str] | None = None) -> Family:
                   tuple(base.get("baselines") or ()))
 
 
-def load_arm(arm: Arm, smoke: bool = False, storage: str | None = None):
+def load_arm(arm: Arm, smoke: bool = False, storage: str | None = None,
+             load_problem: bool = True):
     """The arm's validated SweepSpec (its smoke run's with `smoke`), as `dipddpm sweep run`
-    would load it: a typo in an arm fails here, before any sweep starts."""
+    would load it: a typo in an arm fails here, before any sweep starts. `load_problem`
+    false: the problem's keys are checked, its images not read (no data fetched yet)."""
     import tempfile
 
     import yaml
@@ -163,6 +165,6 @@ def load_arm(arm: Arm, smoke: bool = False, storage: str | None = None):
         path = Path(folder) / f"{arm.raw['name']}.yaml"
         path.write_text(yaml.safe_dump(arm.raw, sort_keys=False))
         try:
-            return load_spec(path, smoke=smoke, storage=storage)
+            return load_spec(path, smoke=smoke, storage=storage, load_problem=load_problem)
         except ConfigError as e:
             raise ConfigError(f"arm {arm.name}: {e}") from None

@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         only = args.arms.split(",") if args.arms else None
         family = load_family(args.spec, only)
         runnable(family, only is not None)
-        specs = {n: load_arm(a, args.smoke, args.storage) for n, a in family.arms.items()}
+        load = args.smoke or not args.check  # --check alone reads no image (none fetched yet)
+        specs = {n: load_arm(a, args.smoke, args.storage, load) for n, a in family.arms.items()}
         if args.check:
             for n, s in specs.items():
                 print(f"ok: arm {n}: {s.method}, {s.trials} trial(s), metric {s.metric}")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (RESULTS / f"{family.name}.json" if complete else
                        Path(ref.storage) / f"{ref.name}-verdict.json")
     write_json(out, doc)
-    print(family_table.render(doc))
+    print(family_table.render(doc, readme=False))
     print(f"wrote {out}")
     if out.resolve() == family_table.SOURCE.resolve():  # the README's table follows it
         family_table.write_readme(doc)
