@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import family  # noqa: E402
 import family_study  # noqa: E402
 import family_table  # noqa: E402
+import family_verdict  # noqa: E402, F401  (imported by name in a test)
 
 sys.path.remove(str(REPO / "benchmarks"))
 
@@ -139,3 +140,44 @@ def test_the_study_runs_end_to_end_on_the_methods_that_exist(ray_local, tmp_path
     assert not (REPO / "benchmarks" / "results" / "study_dip_family.json").exists() or \
         json.loads((REPO / "benchmarks" / "results" / "study_dip_family.json").read_text())[
             "complete"]
+
+
+def synthetic_sweep(tmp: Path):
+    """A study sweep of two configurations (lr 0.01: trial a, lr 0.02: trial b) on 2 images x
+    2 replicates, each with its ensemble rows (replicate -1): a's single runs are the better,
+    b's ensemble is."""
+    import pandas as pd
+
+    from dipddpm.analysis.load import Sweep
+
+    trials = pd.DataFrame({"trial_id": ["a", "b"], "status": ["COMPLETED"] * 2,
+                           "method": ["dip"] * 2, "config.lr": [0.01, 0.02],
+                           "git_sha": ["x"] * 2, "hostname": ["h"] * 2, "wall_s": [1.0, 2.0]})
+    rows = []
+    for tid, single, ens in (("a", 25.0, 26.0), ("b", 24.0, 30.0)):
+        for i, image in enumerate(("i1", "i2")):
+            for r in (0, 1):
+                rows.append({"trial_id": tid, "image": image, "replicate": r,
+                             "height": 8, "width": 8, "psnr_es": single + i + r / 10,
+                             "psnr_gt_best": single + 1})
+            rows.append({"trial_id": tid, "image": image, "replicate": -1, "height": 8,
+                         "width": 8, "psnr_es": ens + i, "psnr_gt_best": ens + 1})
+    (tmp / "pairs").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp / "pairs" / "part-0.parquet")
+    return Sweep(path=tmp, name="syn", trials=trials, metric_files=[])
+
+
+def test_an_arm_s_ensemble_is_its_best_configuration_s_against_each_single_run(tmp_path):
+    import family_verdict as fv
+
+    sweep = synthetic_sweep(tmp_path)
+    alone = fv.arm_side(sweep, "psnr_es", "alone", "x")
+    ens = fv.arm_side(sweep, "psnr_es", "ensemble", "x (ensemble)")
+    assert alone.config == ens.config == {"lr": 0.01}  # chosen by the single runs
+    assert set(ens.obs["replicate"]) == {-1} and len(ens.obs) == 2
+    assert ens.obs["value"].tolist() == [26.0, 27.0] and ens.obs["psnr_gt_best"].mean() == 27.0
+    ref = fv.Side("ref", "psnr_es", alone.obs)
+    v = fv.verdict(ref, ens)  # each image's ensemble against each of its single runs
+    assert v["n_pairs"] == 4 and v["wins"] == 4
+    assert v["mean_delta"] == pytest.approx(1.0 - 0.05)
+    assert set(v["per_image_delta"]) == {"i1", "i2"}
