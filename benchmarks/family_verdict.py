@@ -13,9 +13,11 @@ the paired verdict is the library's (dipddpm.analysis.effect.paired: mean differ
 - A baseline counts at its only output (psnr_gt_final), from the reference's sweep, which
   ran it once on the same observations.
 - An arm's ensemble is its best configuration's ensemble rows (a study's pairs rows with
-  `replicate` -1, one per image: the mean of the replicates' outputs at their GT-free picks).
-  It is compared with each replicate of the other side: an ensemble of k against a single run
-  (the ensemble row stands at every replicate of its image).
+  `ensemble` true and `replicate` -1, one per image: the mean of the replicates' outputs at
+  their GT-free picks), the configuration chosen by its single runs (so alone and ensemble
+  are one configuration, and their difference is the ensemble's). The library pairs an
+  ensemble's rows by observation (image and noise seed): each image's ensemble against the
+  other side's rows of that observation, averaged (an ensemble of k against a single run).
 - The oracle (psnr_gt_best, uses the ground truth) of the same configuration and rows stands
   beside the GT-free number; their difference is the arm's ES gap.
 """
@@ -36,6 +38,7 @@ BASELINE_METRIC = "psnr_gt_final"  # a baseline's one output
 ORACLE = "psnr_gt_best"
 ENSEMBLE_REPLICATE = -1  # the `replicate` of an ensemble row in a study's pairs table
 VARIANTS = ("alone", "ensemble")
+PAIRING = ("noise_seed", "ensemble", "height", "width")
 
 
 @dataclass
@@ -62,6 +65,12 @@ def pair_rows(sweep: Sweep, metric: str) -> pd.DataFrame:
     return rows
 
 
+def present(rows: pd.DataFrame) -> list[str]:
+    """The columns the library pairs and checks by, besides (image, replicate), that the rows
+    have: the observation's noise seed, whether a row is an ensemble's, its size."""
+    return [c for c in PAIRING if c in rows]
+
+
 def config_of(sweep: Sweep, trial_ids) -> dict:
     """The searched config values of a configuration (from its first trial)."""
     t = sweep.trials[sweep.trials["trial_id"].isin(list(trial_ids))]
@@ -83,8 +92,8 @@ def arm_side(sweep: Sweep, metric: str, variant: str, label: str) -> Side | None
     if pick.empty:
         return None
     ids = tuple(sorted(set(pick["trial_id"])))
-    obs = pick[["trial_id", *KEYS, *[c for c in ("height", "width") if c in pick],
-                metric, ORACLE]].rename(columns={metric: "value"})
+    obs = pick[["trial_id", *KEYS, *present(pick), metric, ORACLE]].rename(
+        columns={metric: "value"})
     return Side(label, metric, obs, ids, config_of(sweep, ids))
 
 
@@ -107,23 +116,16 @@ def baseline_side(sweep: Sweep, name: str) -> Side:
         raise DipddpmError(f"sweep {sweep.name} ran no baseline {name}; give the family's "
                            f"base spec baselines: [{name}]")
     b = b[b["baseline"] == name]
-    obs = b[[*KEYS, *[c for c in ("height", "width") if c in b], BASELINE_METRIC]].rename(
+    obs = b[[*KEYS, *present(b), BASELINE_METRIC]].rename(
         columns={BASELINE_METRIC: "value"}).assign(trial_id="baseline")
     return Side(name, BASELINE_METRIC, obs)
 
 
-def at_replicates(ens: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
-    """An ensemble's rows (one per image) standing at every replicate `other` has of it."""
-    reps = other[KEYS].drop_duplicates()
-    return ens.drop(columns="replicate").merge(reps, on="image", how="inner")
-
-
 def verdict(a: Side, b: Side) -> dict:
-    """B against A, paired by (image, replicate): the library's verdict, as a dict."""
-    bo = at_replicates(b.obs, a.obs) if (b.obs["replicate"] == ENSEMBLE_REPLICATE).all() \
-        else b.obs
+    """B against A: the library's paired verdict (by image and replicate; by observation
+    where a side is an ensemble's rows), as a dict."""
     metric = a.metric if a.metric == b.metric else f"{b.metric} - {a.metric}"
-    return paired(a.obs, bo, metric, a.label, b.label).as_dict()
+    return paired(a.obs, b.obs, metric, a.label, b.label).as_dict()
 
 
 def row(side: Side, arm: str, method: str, variant: str, against: Mapping[str, Side],

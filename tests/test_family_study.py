@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dipddpm.analysis import effect
 from dipddpm.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,16 +159,19 @@ def synthetic_sweep(tmp: Path):
         for i, image in enumerate(("i1", "i2")):
             for r in (0, 1):
                 rows.append({"trial_id": tid, "image": image, "replicate": r,
-                             "height": 8, "width": 8, "psnr_es": single + i + r / 10,
-                             "psnr_gt_best": single + 1})
-            rows.append({"trial_id": tid, "image": image, "replicate": -1, "height": 8,
-                         "width": 8, "psnr_es": ens + i, "psnr_gt_best": ens + 1})
+                             "ensemble": False, "noise_seed": i, "height": 8, "width": 8,
+                             "psnr_es": single + i + r / 10, "psnr_gt_best": single + 1})
+            rows.append({"trial_id": tid, "image": image, "replicate": -1, "ensemble": True,
+                         "noise_seed": i, "height": 8, "width": 8, "psnr_es": ens + i,
+                         "psnr_gt_best": ens + 1})
     (tmp / "pairs").mkdir()
     pd.DataFrame(rows).to_parquet(tmp / "pairs" / "part-0.parquet")
     return Sweep(path=tmp, name="syn", trials=trials, metric_files=[])
 
 
-def test_an_arm_s_ensemble_is_its_best_configuration_s_against_each_single_run(tmp_path):
+@pytest.mark.skipif(not hasattr(effect, "pair_keys"), reason="the library pairs an ensemble's "
+                    "rows by observation once issue 25's ensembles land (analysis/effect.py)")
+def test_an_arm_s_ensemble_is_its_best_configuration_s_against_its_single_runs(tmp_path):
     import family_verdict as fv
 
     sweep = synthetic_sweep(tmp_path)
@@ -177,7 +181,8 @@ def test_an_arm_s_ensemble_is_its_best_configuration_s_against_each_single_run(t
     assert set(ens.obs["replicate"]) == {-1} and len(ens.obs) == 2
     assert ens.obs["value"].tolist() == [26.0, 27.0] and ens.obs["psnr_gt_best"].mean() == 27.0
     ref = fv.Side("ref", "psnr_es", alone.obs)
-    v = fv.verdict(ref, ens)  # each image's ensemble against each of its single runs
-    assert v["n_pairs"] == 4 and v["wins"] == 4
+    # by observation: each image's ensemble against the mean of its single runs
+    v = fv.verdict(ref, ens)
+    assert v["n_pairs"] == 2 and v["wins"] == 2
     assert v["mean_delta"] == pytest.approx(1.0 - 0.05)
     assert set(v["per_image_delta"]) == {"i1", "i2"}
