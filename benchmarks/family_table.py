@@ -101,6 +101,11 @@ def meaning(doc: dict) -> list[str]:
         out.append(f"- With {n} paired observations the smallest two-sided Wilcoxon p is "
                    f"{2 / 2 ** n:.3f}, and a bootstrap CI over so few is too narrow: read a "
                    f"gap as real where both say so.")
+    if doc["protocol"]["problem"].get("shared_noise"):
+        out.append("- The replicates of an image share its noisy observation (an ensemble "
+                   "averages fits of one observation), so a single run's n counts each image "
+                   "once per replicate and overstates the independent observations, the "
+                   "images; an ensemble's verdict pairs by image.")
     out.append(f"- Each arm's configuration is the best of its neighbourhood on these same "
                f"{n} observations (plain DIP's too), so every lead here is biased upwards; "
                f"confirm a winner on other images before believing it.")
