@@ -131,9 +131,11 @@ def verdict(a: Side, b: Side) -> dict:
 def row(side: Side, arm: str, method: str, variant: str, against: Mapping[str, Side],
         reference: str) -> dict:
     """One line of the verdict: the side's numbers and its verdicts against each of `against`
-    (the reference's own alone line is not compared with itself)."""
+    (the reference's own alone line is not compared with itself; where it reports another
+    output than its better GT-free pick, it is compared with that pick)."""
     o = side.obs
-    vs = {name: (None if (arm == reference and variant == "alone" and name == reference)
+    vs = {name: (None if (arm == reference and variant == "alone" and name == reference
+                          and side.metric == a.metric)
                  else verdict(a, side)) for name, a in against.items()}
     return {"label": side.label, "arm": arm, "method": method, "variant": variant,
             "metric": side.metric, "config": side.config, "n_obs": int(len(o)),

@@ -186,3 +186,19 @@ def test_an_arm_s_ensemble_is_its_best_configuration_s_against_its_single_runs(t
     assert v["n_pairs"] == 2 and v["wins"] == 2
     assert v["mean_delta"] == pytest.approx(1.0 - 0.05)
     assert set(v["per_image_delta"]) == {"i1", "i2"}
+
+
+def test_plain_dip_s_own_line_is_compared_with_its_pick_unless_it_is_that_pick(tmp_path):
+    """The reference arm's line skips the comparison with itself only where it reports the
+    pick plain DIP counts at; reporting another output (e.g. the smoothed pick under output:
+    ensemble), it is compared with that pick."""
+    import family_verdict as fv
+
+    alone = fv.arm_side(synthetic_sweep(tmp_path), "psnr_es", "alone", "dip")
+    ref = fv.Side("dip (best GT-free pick)", "psnr_es", alone.obs)
+    same = fv.row(alone, "dip", "dip", "alone", {"dip": ref}, "dip")
+    assert same["vs"]["dip"] is None
+    other = fv.Side("dip", "psnr_output", alone.obs.assign(value=alone.obs["value"] - 1.0))
+    line = fv.row(other, "dip", "dip", "alone", {"dip": ref}, "dip")
+    assert line["vs"]["dip"]["mean_delta"] == pytest.approx(-1.0)
+    assert line["vs"]["dip"]["metric"] == "psnr_output - psnr_es"
