@@ -87,10 +87,10 @@ class Part:
     needs_data: bool = False  # the benchmark images (cset9/, butterfly/)
 
 
-def _ddpm(out: Path, amp: bool) -> list[str]:
+def _ddpm(out: Path, amp: bool, iters: int = 300) -> list[str]:
     return [PY, f"{B}/precision.py", "fp32", "--", "fit", "ddpm", "--dataset",
-            "skimage-patches", "--out", str(out), "--set", "net=small", "--set", "iters=300",
-            "--set", f"amp={str(amp).lower()}", "--json"]
+            "skimage-patches", "--out", str(out), "--set", "net=small", "--set",
+            f"iters={iters}", "--set", f"amp={str(amp).lower()}", "--json"]
 
 
 def _repro(protocol: str, *extra: str) -> list[str]:
@@ -123,10 +123,12 @@ def gpu_argv(r: Path) -> dict[str, list[str]]:
 
 def dry_argv(r: Path) -> dict[str, list[str]]:
     """The dry run: each GPU command with overrides appended (later options win), or the
-    reproduction's `_mini` protocol with the same flags."""
+    reproduction's `_mini` protocol with the same flags. A `--set` key is given once (the
+    fit commands refuse a key set twice), so the DDPM parts are rebuilt with the dry run's
+    iterations."""
     g = gpu_argv(r)
     shrink_ddpm = ["--size", "16", "--data", "count=256", "--data", "eval_count=64",
-                   "--set", "iters=10", "--set", "batch_size=8", "--set",
+                   "--set", "batch_size=8", "--set",
                    "val_max=32", "--set", "sample_count=4", "--set", "sample_steps=5", "--set",
                    "amp_cpu=true", "--device", "cpu"]
     return {
@@ -137,8 +139,8 @@ def dry_argv(r: Path) -> dict[str, list[str]]:
                    "--ks", "1", "2", "--iters", "4", "--packing-at", "small:64",
                    "--packing-ks", "2", "--packing-iters", "5", "--packing-warmup", "2",
                    "--out", str(r / "fusion-cpu.json")],
-        "ddpm_amp": [*g["ddpm_amp"], *shrink_ddpm],
-        "ddpm_fp32": [*g["ddpm_fp32"], *shrink_ddpm],
+        "ddpm_amp": [*_ddpm(r / "ddpm_amp", True, iters=10), *shrink_ddpm],
+        "ddpm_fp32": [*_ddpm(r / "ddpm_fp32", False, iters=10), *shrink_ddpm],
         "ddpm_sample": [*g["ddpm_sample"], "--steps", "3", "--n", "4", "--device", "cpu"],
         "repro_staged_f16": _repro("staged_dip_f16_mini", "--device", "cpu", "--jobs", "2",
                                    "--threads", "1", "--out", str(r), "--only", "dip",

@@ -465,6 +465,10 @@ MEANING: list[Case] = [
          files={"s.yaml": spec(problem__observation="gausian")}),
     Case("observation-schedule-typo", (*FIT, "--problem", "observation=forward", "--problem",
                                        "observation_schedule=cosin"), ("cosin", "'cosine'")),
+    Case("validate-tracking-server-down", ("sweep", "validate", "{tmp}/s.yaml"),
+         ("http://127.0.0.2:1", "does not answer", "drop mlflow"),
+         files={"s.yaml": spec(tracking=[{"mlflow": {"tracking_uri": "http://127.0.0.2:1",
+                                                     "timeout_s": 2}}])}),
     Case("fixed-bool-maybe", ("sweep", "validate", "{tmp}/s.yaml"), ("backtracking", "maybe"),
          files={"s.yaml": spec(fixed__backtracking="maybe")}),
     Case("fixed-literal-typo", ("sweep", "validate", "{tmp}/s.yaml"),
@@ -518,6 +522,10 @@ MESSAGES: list[Case] = [
                                      "--address", "junk"),
          ("--address junk", "overrides RAY_ADDRESS=garbage"), files={"s.yaml": spec()},
          env={"RAY_ADDRESS": "garbage"}, isolated=True),
+    Case("ray-address-nothing-listens", ("sweep", "run", "{tmp}/s.yaml", "--storage",
+                                         "{tmp}/res", "--address", "127.0.0.2:1"),
+         ("--address 127.0.0.2:1", "nothing answers at 127.0.0.2:1", "ray start --head"),
+         files={"s.yaml": spec()}, isolated=True),
     Case("data-image-not-fetched", ("fit", "dip", "--image", "data:butterfly/Image_1"),
          ("data:butterfly/Image_1", "dipddpm data fetch butterfly"),
          env={"DIPDDPM_DATA": "{tmp}/cache"}),
@@ -632,6 +640,12 @@ SWEEPS: list[Case] = [
 
 # --- the tools' own options ---------------------------------------------------------------------
 TOOLS: list[Case] = [
+    # click's own usage errors: one line naming the option, command or argument, and the help
+    Case("option-value-not-an-integer", ("fit", "dip", "--iters", "abc"),
+         ("--iters", "dipddpm fit dip -h")),
+    Case("option-unknown", ("fit", "dip", "--iterz", "5"), ("No such option: --iterz",)),
+    Case("command-unknown", ("sweep", "runn", "x.yaml"), ("No such command 'runn'",)),
+    Case("argument-missing", ("results", "summarize"), ("Missing argument 'DIR'",)),
     Case("data-fetch-unknown-set", ("data", "fetch", "cset10"),
          ("unknown data set 'cset10'", "did you mean 'cset9'")),
     Case("data-fetch-mirror-empty", ("data", "fetch", "f16", "--mirror", ""),

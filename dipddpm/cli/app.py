@@ -14,6 +14,54 @@ from typer.core import TyperGroup
 from dipddpm._compat import moved_names
 from dipddpm.cli.common import HELP_OPTIONS
 
+
+def _click():
+    """The click typer runs on: its own copy (typer >= 0.22 vendors click as typer._click), or
+    click itself (older typer)."""
+    from types import SimpleNamespace
+
+    try:
+        from typer._click import exceptions
+        from typer._click.utils import echo
+    except ImportError:
+        from click import echo, exceptions
+
+    return SimpleNamespace(echo=echo, NoArgsIsHelpError=exceptions.NoArgsIsHelpError,
+                           UsageError=exceptions.UsageError, Abort=typer.Abort,
+                           ClickException=exceptions.ClickException)
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The root command: a usage error (an option's value of the wrong type, an unknown option
+    or command, a missing argument) is one line on stderr, exit 2, like every other bad input,
+    instead of click's usage block and framed message. Everything else runs as click runs it."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        import sys
+
+        click = _click()
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.NoArgsIsHelpError as e:  # a group named alone: its help
+            click.echo(e.ctx.get_help())
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = f" (see `{e.ctx.command_path} -h`)" if e.ctx is not None else ""
+            message = " ".join(e.format_message().split())
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="dipddpm",
     help="Deep Image Prior x DDPM: fit, sample, inspect, and run distributed sweeps on Ray.",
@@ -21,6 +69,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings=HELP_OPTIONS,
+    cls=OneLineUsageErrors,
 )
 
 __getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES

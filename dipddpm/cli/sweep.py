@@ -61,10 +61,12 @@ def validate(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps
     from dipddpm.cluster.feasibility import check_this_machine
     from dipddpm.sweep.runner import prepare
     from dipddpm.sweep.spec import load_spec
+    from dipddpm.tracking import preflight
 
     s = load_spec(spec, smoke=smoke, sets=sets, storage=storage)
-    prepare(s)
+    sweep = prepare(s)
     check_this_machine(s)
+    preflight(s, sweep.uri)  # the tracking backends `sweep run` would use: installed, reachable
     if as_json:
         print_json({"ok": True, **_summary(s), "warnings": list(s.warnings)})
         return

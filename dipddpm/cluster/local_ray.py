@@ -117,6 +117,7 @@ def connect(address: str) -> None:
 
     from dipddpm.errors import DipddpmError, first_line
 
+    reachable(address)
     quiet_ray_logs()
     with held_stderr() as held:
         try:
@@ -137,6 +138,29 @@ def connect(address: str) -> None:
     raise DipddpmError(f"{origin}: cannot connect to a Ray cluster "
                        f"({first_line(error)}); start one with `ray start --head`, or "
                        f"{drop} for the embedded local Ray") from None
+
+
+def reachable(address: str) -> None:
+    """Refuse, in one line, an address of the form [ray://]HOST:PORT where nothing answers.
+    Without this ray.init retries a refused GCS port for about two minutes before it fails.
+    `auto` and forms without a port are left to Ray, which names its own error."""
+    import socket
+
+    from dipddpm.errors import DipddpmError
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    timeout = float(os.environ.get("DIPDDPM_CONNECT_TIMEOUT", "10"))
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        origin, drop = address_origin(address)
+        reason = e.strerror or type(e).__name__
+        raise DipddpmError(
+            f"{origin}: nothing answers at {host}:{port} ({reason.lower()}); start a head there "
+            f"with `ray start --head --port {port}`, or {drop} for the embedded local "
+            f"Ray") from None
 
 
 class _Held:
