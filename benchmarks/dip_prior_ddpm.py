@@ -1,4 +1,4 @@
-"""DIP-prior DDPM as a study: every arm on the SAME observations, paired verdicts (SPEC §5).
+"""DIP-prior DDPM as a study: every arm on the SAME observations, paired verdicts.
 
 1. Train a small DDPM (eps, linear T = 1000) on `skimage-patches` (32x32 grey crops of the
    bundled photos; the test photos astronaut and coffee are never trained on), at two budgets:
@@ -8,8 +8,11 @@
    --dip-max-iters run read every 10 iterations) and, per budget, the fixed t0 of DIP-prior
    DDPM (the best of T0S with the q_sample hand-off).
 3. The observations: --images test patches x --replicates noise seeds (sigma 25), one
-   (image, replicate) pair each; DIP's seed is the replicate. On every pair:
-     DIP alone; BM3D (dipddpm.methods.bm3d); DIP-prior DDPM (ancestral, t0 + 1 steps) with the
+   (image, replicate) pair each, made by the product's study pairs (the patches written as PNGs
+   and read as a study's `problem.images`, dipddpm/methods/study_pairs.py): replicate r is
+   noised with seed `seed + r` and fitted with seed `seed + r`. On every pair:
+     DIP alone; BM3D (the study's `bm3d` baseline, dipddpm/sweep/baselines.py, on the very
+     same observations); DIP-prior DDPM (ancestral, t0 + 1 steps) with the
      fixed t0 and with t0 auto (the method's own `auto_t0`: estimate_sigma of the DIP
      estimate), each with init_mode q_sample and scaled; DDPM from y at the matched t (the t
      whose forward noise equals sigma: init_mode scaled on y, x_t = sqrt(abar_t) (2y - 1)) and
@@ -22,7 +25,10 @@
 5. Time per sample against reverse steps (DDIM, batch 1 and 16; ancestral for all T steps).
 
     python benchmarks/dip_prior_ddpm.py [--train-steps N | --train-seconds S] [--images 6]
-        [--replicates 2] [--device cpu] [--out benchmarks/results]
+        [--replicates 2] [--seed 0] [--device cpu] [--out benchmarks/results] [--tiny]
+
+--tiny is a smoke run (about a minute on CPU: 4 DDPM steps on 64 patches, 2 patches x 2 seeds,
+a width-8 DIP net for 10 iterations, t0s 2 and 5); its numbers mean nothing.
 
 Writes OUT/dip_prior_ddpm-<device>.json and .md. Single-threaded on CPU (the machine is shared);
 numbers from a CPU-sized DDPM say what this pipeline does at that size, not what a CIFAR-sized
@@ -47,9 +53,8 @@ from provenance import stamp, write_json
 
 from dipddpm.analysis.effect import paired
 from dipddpm.config import build
-from dipddpm.data.images import ImageProblem, gaussian_noise
+from dipddpm.data.images import save_image
 from dipddpm.diffusion.sampling import SamplerConfig, reverse_chain
-from dipddpm.methods.bm3d import Bm3dConfig, run_bm3d
 from dipddpm.methods.ddpm import dataset_problem, train_ddpm
 from dipddpm.methods.ddpm_config import DdpmConfig
 from dipddpm.methods.device import pick_device
@@ -60,7 +65,9 @@ from dipddpm.methods.dip_prior_ddpm import (
     from_noise,
     refine,
 )
+from dipddpm.methods.study_pairs import Pair, build_pairs
 from dipddpm.metrics import psnr, ssim
+from dipddpm.sweep.baselines import baseline_rows
 
 T0S = (5, 10, 20, 50, 100, 200)
 SIGMA = 25.0
@@ -68,6 +75,10 @@ DDPM = {"net": "small", "net_widths": (16, 32, 64), "net_attention": (), "net_bl
         "batch_size": 32, "lr": 2e-3, "ema_decay": 0.99, "ema_every": 1, "report_every": 100,
         "val_max": 128, "sample_count": 0, "sample_steps": 50}
 DIP = {"dip_net": "skip", "dip_width": 64, "dip_depth": 4, "dip_input_depth": 32}
+TINY = {"train_steps": 4, "images": 2, "replicates": 2, "dip_max_iters": 10, "t0s": "2,5",
+        "timing_max_steps": 10}  # --tiny: a smoke run
+TINY_DATA = {"count": 64, "eval_count": 8}
+TINY_DIP = {**DIP, "dip_width": 8, "dip_depth": 2, "dip_input_depth": 4}
 DIP_ALONE, BM3D, NOISY = "DIP alone", "BM3D", "noisy input y"
 FLOOR = "DDPM from pure noise (DDIM 50)"
 
@@ -118,37 +129,64 @@ def steps_for(seconds: float, data, dev) -> int:
 # ---------------------------------------------------------------- observations, DIP, BM3D
 
 
-def observations(patches: torch.Tensor, images: int, replicates: int,
-                 seed0: int = 0) -> list[ImageProblem]:
-    """One problem per (image, replicate): its `seed` field holds the replicate r (DIP's seed
-    and the pair key); the noise is drawn with seed seed0 + 1000 r + i."""
+def patch_files(patches: torch.Tensor, folder: Path, prefix: str) -> list[str]:
+    """The patches (N,C,H,W uint8) as lossless 8-bit PNGs, the image set a study reads."""
+    folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for r in range(replicates):
-        for i in range(images):
-            clean = patches[i].float() / 255
-            seed = seed0 + 1000 * r + i
-            out.append(ImageProblem(clean=clean, observed=gaussian_noise(clean, SIGMA, seed),
-                                    name=f"patch{i}", sigma=SIGMA, seed=r))
+    for i, patch in enumerate(patches):
+        out.append(str(folder / f"{prefix}{i}.png"))
+        save_image(patch.float() / 255, out[-1])
     return out
 
 
-def pick_dip_iters(cfg: DipPriorDdpmConfig, val: list[ImageProblem], dev,
+def study_spec(files: list[str], replicates: int, seed: int, dip: dict, ckpt: Path):
+    """The observations as a sweep's study (the product's spec parser): the patches as
+    `problem.images`, `replicates` noise seeds from `seed`, the fits seeded from `seed`, and
+    BM3D as the study's baseline."""
+    from dipddpm.sweep.spec import parse_spec
+
+    return parse_spec({"name": "dip_prior_ddpm_bench", "method": "dip_prior_ddpm",
+                       "metric": "psnr_gt", "mode": "max", "seed": seed,
+                       "fixed": {**dip, "checkpoint": str(ckpt)},
+                       "problem": {"images": files, "replicates": replicates, "sigma": SIGMA,
+                                   "seed": seed},
+                       "baselines": ["bm3d"], "scheduler": {"type": "none"}},
+                      load_problem=False)
+
+
+def observations(spec) -> list[Pair]:
+    """One (image, replicate) pair each, as a trial of the study builds them: replicate r of an
+    image is noised with seed `problem.seed + r` and fitted with seed `seed + r`."""
+    from dipddpm.methods import METHODS
+    from dipddpm.sweep.trainable import trial_config
+
+    method = METHODS.get(spec.method)
+    return build_pairs(method, dict(spec.problem), trial_config(spec, {}), spec.trial_seed({}))
+
+
+def image_of(pair_image: str) -> str:
+    """A pair's image as its rows name it (the PNG's stem: patch0, ...)."""
+    return Path(pair_image).stem
+
+
+def pick_dip_iters(cfg: DipPriorDdpmConfig, val: list[Pair], dev,
                    max_iters: int) -> tuple[int, dict]:
     curves: dict[int, list[float]] = {}
     dcfg = dataclasses.replace(cfg.dip_config(), iters=max_iters, report_every=10)
     for p in val:
-        run_dip(dcfg, p, device=dev, report=lambda it, m, s: curves.setdefault(it, []).append(
-            m["psnr_gt"]))
+        run_dip(dcfg, p.problem, seed=p.seed, device=dev,
+                report=lambda it, m, s: curves.setdefault(it, []).append(m["psnr_gt"]))
     means = {it: statistics.mean(v) for it, v in curves.items()}
     return max(means, key=means.get), means
 
 
-def dip_fits(cfg: DipPriorDdpmConfig, obs: list[ImageProblem], dev) -> tuple:
-    """DIP's outputs (N,C,H,W) on every pair (seed = the replicate) and their walls."""
+def dip_fits(cfg: DipPriorDdpmConfig, obs: list[Pair], dev) -> tuple:
+    """DIP's outputs (N,C,H,W) on every pair (with the pair's fit seed) and their walls."""
     outs, walls = [], []
     for p in obs:
         t = time.perf_counter()
-        outs.append(run_dip(cfg.dip_config(), p, seed=p.seed, device=dev).images["output"])
+        outs.append(run_dip(cfg.dip_config(), p.problem, seed=p.seed,
+                            device=dev).images["output"])
         walls.append(time.perf_counter() - t)
     return torch.stack(outs), walls
 
@@ -159,16 +197,17 @@ def dip_fits(cfg: DipPriorDdpmConfig, obs: list[ImageProblem], dev) -> tuple:
 class Arms:
     """Per arm: one row per pair (image, replicate, psnr, ssim, steps, wall_s, t0)."""
 
-    def __init__(self, obs: list[ImageProblem]):
+    def __init__(self, obs: list[Pair]):
         self.obs, self.rows = obs, {}
 
     def add(self, name: str, outs: torch.Tensor, idx: list[int], steps: int, wall: float,
             t0: int | None = None, before: list[float] | None = None) -> None:
         for k, i in enumerate(idx):
-            p = self.obs[i]
+            p, clean = self.obs[i], self.obs[i].problem.clean
             self.rows.setdefault(name, []).append({
-                "image": p.name, "replicate": p.seed, "psnr": psnr(outs[k], p.clean),
-                "ssim": ssim(outs[k], p.clean), "steps": steps, "t0": t0,
+                "image": image_of(p.spec.image), "replicate": p.spec.replicate,
+                "psnr": psnr(outs[k], clean), "ssim": ssim(outs[k], clean), "steps": steps,
+                "t0": t0,
                 "wall_s": wall / len(idx) + (before[i] if before else 0.0)})
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -186,13 +225,14 @@ def chain(trained, priors: torch.Tensor, cfg: DipPriorDdpmConfig, seed: int, dev
     return out, time.perf_counter() - t
 
 
-def pick_t0(trained, base: DipPriorDdpmConfig, val: list[ImageProblem], dips: torch.Tensor,
+def pick_t0(trained, base: DipPriorDdpmConfig, val: list[Pair], dips: torch.Tensor,
             dev) -> tuple[int, dict]:
     """The fixed t0: the best of T0S on the validation pairs (q_sample hand-off)."""
     scores = {}
     for t0 in T0S:
         out, _ = chain(trained, dips, dataclasses.replace(base, t0=t0), 7 + t0, dev)
-        scores[t0] = statistics.mean(psnr(o, p.clean) for o, p in zip(out, val, strict=True))
+        scores[t0] = statistics.mean(psnr(o, p.problem.clean)
+                                    for o, p in zip(out, val, strict=True))
     return max(scores, key=scores.get), scores
 
 
@@ -215,7 +255,7 @@ def ddpm_arms(trained, base: DipPriorDdpmConfig, obs, dips, dip_walls,
               t_match: int, dev) -> tuple[Arms, tuple]:
     """Every DDPM-based arm of one training budget on every pair."""
     arms, idx = Arms(obs), list(range(len(obs)))
-    ys = torch.stack([p.observed for p in obs])
+    ys = torch.stack([p.problem.observed for p in obs])
     for t0 in T0S:  # the t0 sweep: DIP-prior (both hand-offs) and SDEdit from y
         for k, mode in enumerate(("q_sample", "scaled")):
             cfg = dataclasses.replace(base, t0=t0, init_mode=mode)
@@ -332,19 +372,16 @@ def timing(model, process, dev, max_steps: int) -> list[dict]:
 def shared_arms(arms: Arms, obs, dips, dip_walls, bm3d) -> None:
     """The arms without a DDPM (the same rows at every budget)."""
     idx = list(range(len(obs)))
-    arms.add(NOISY, torch.stack([p.observed for p in obs]), idx, 0, 0.0)
+    arms.add(NOISY, torch.stack([p.problem.observed for p in obs]), idx, 0, 0.0)
     arms.add(DIP_ALONE, dips, idx, 0, sum(dip_walls))
     arms.rows[BM3D] = bm3d
 
 
-def bm3d_rows(obs) -> list[dict]:
-    rows = []
-    for p in obs:
-        r = run_bm3d(Bm3dConfig(), p)
-        rows.append({"image": p.name, "replicate": p.seed, "psnr": r.metrics["psnr_gt_final"],
-                     "ssim": r.metrics["ssim_gt_final"], "steps": 0, "t0": None,
-                     "wall_s": r.metrics["wall_s"]})
-    return rows
+def bm3d_rows(spec) -> list[dict]:
+    """The study's BM3D baseline (a row per pair, as `sweep run` writes its baselines/)."""
+    return [{"image": image_of(r["image"]), "replicate": r["replicate"],
+             "psnr": r["psnr_gt_final"], "ssim": r["ssim_gt_final"], "steps": 0, "t0": None,
+             "wall_s": r["wall_s"]} for r in baseline_rows(spec, "bm3d")]
 
 
 def budget(trained, base, obs, dips, dip_walls, bm3d, val, val_dips, t_match, dev) -> dict:
@@ -364,21 +401,21 @@ def budget(trained, base, obs, dips, dip_walls, bm3d, val, val_dips, t_match, de
             "sweep_verdicts": verdicts(arms, sweep), "pairs": arms.rows}
 
 
-def method_check(ckpt: Path, base: DipPriorDdpmConfig, p: ImageProblem, budget_full: dict,
+def method_check(ckpt: Path, base: DipPriorDdpmConfig, p: Pair, budget_full: dict,
                  dip_psnr: float, dev) -> dict:
     """run_dip_prior_ddpm end to end (t0 auto) on the first pair: it must pick the t0 and
     reach the DIP estimate this study computed piecewise."""
     from dipddpm.methods.dip_prior_ddpm import run_dip_prior_ddpm
 
     cfg = dataclasses.replace(base, checkpoint=str(ckpt), t0="auto", baselines=False)
-    m = run_dip_prior_ddpm(cfg, p, seed=p.seed, device=dev).metrics
+    m = run_dip_prior_ddpm(cfg, p.problem, seed=p.seed, device=dev).metrics
     return {"t0_method": m["t0"], "t0_study": budget_full["t0_auto"][0],
             "psnr_dip_method": m["psnr_dip"], "psnr_dip_study": dip_psnr,
             "same": m["t0"] == budget_full["t0_auto"][0]
             and abs(m["psnr_dip"] - dip_psnr) < 1e-4}
 
 
-def parse() -> argparse.Namespace:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-steps", type=int, default=None,
                     help="the full budget N (the half budget is N/2); the same DDPM on a "
@@ -388,6 +425,11 @@ def parse() -> argparse.Namespace:
                          "this long")
     ap.add_argument("--images", type=int, default=6, help="test patches (>= 3)")
     ap.add_argument("--replicates", type=int, default=2, help="noise seeds per patch (>= 2)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="the study's seed: replicate r is noised and fitted with seed + r")
+    ap.add_argument("--tiny", action="store_true",
+                    help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                                     for k, v in TINY.items()))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--dip-max-iters", type=int, default=200,
@@ -398,7 +440,9 @@ def parse() -> argparse.Namespace:
                     help="only rewrite the .md beside an existing result JSON (no run)")
     ap.add_argument("--timing-max-steps", type=int, default=1000,
                     help="longest chain of the timing table (1000 adds the full ancestral)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.tiny:
+        vars(args).update(TINY)
     if args.images < 1 or args.replicates < 1:
         ap.error(f"--images and --replicates must be >= 1, got {args.images}, "
                  f"{args.replicates}")
@@ -421,7 +465,9 @@ def assemble(args, dev, data, ddpm: tuple, base, dip_curve, budgets, t_match) ->
                  "val_loss": full.result.metrics["val_loss_final"],
                  "val_loss_half": half.result.metrics["val_loss_final"],
                  "curve": curve, "train_patches": int(data.train.shape[0])},
-        "dip": {**DIP, "iters": base.dip_iters, "val_curve": dip_curve},
+        "dip": {**(TINY_DIP if args.tiny else DIP), "iters": base.dip_iters,
+                "val_curve": dip_curve},
+        "seed": args.seed, "tiny": args.tiny,
         "sigma": SIGMA, "t_matched": t_match, "t0s": list(T0S),
         "test_images": args.images, "replicates": args.replicates,
         "n_pairs": args.images * args.replicates,
@@ -430,21 +476,11 @@ def assemble(args, dev, data, ddpm: tuple, base, dip_curve, budgets, t_match) ->
     }
 
 
-def main() -> None:
-    global T0S
-    args = parse()
-    T0S = tuple(int(t) for t in args.t0s.split(","))
-    if args.md_from:
-        result = json.loads(Path(args.md_from).read_text())
-        T0S = tuple(result.get("t0s", T0S))
-        Path(args.md_from).with_suffix(".md").write_text("\n".join(report_md(result)) + "\n")
-        return
-    torch.set_num_threads(1)
-    dev = pick_device(args.device)
-    head = stamp("benchmarks/dip_prior_ddpm.py", device=dev)  # the code as it starts
-    t_all = time.perf_counter()
+def ddpm_budgets(args, dev) -> tuple:
+    """The DDPM trained at N/2 and N steps on the training patches, N saved (kept for reuse):
+    (data, (half, full, curve), checkpoint path)."""
     data = dataset_problem({"dataset": "skimage-patches", "size": 32, "grey": True,
-                            "count": 4096, "eval_count": 64})
+                            **(TINY_DATA if args.tiny else {"count": 4096, "eval_count": 64})})
     steps = args.train_steps or steps_for(args.train_seconds, data, dev)
     half, full, curve = train_two(data, steps, dev)
     print(f"DDPM: {half.step} and {full.step} steps, val loss "
@@ -453,35 +489,68 @@ def main() -> None:
     ckpt = Path(tempfile.mkdtemp(prefix="dipddpm-bench-")) / "ddpm.pt"  # kept for reuse
     full.save(ckpt)
     print(f"DDPM checkpoint (N steps): {ckpt}", flush=True)
+    return data, (half, full, curve), ckpt
 
-    base = build(DipPriorDdpmConfig, {**DIP, "checkpoint": str(ckpt)})
-    val = observations(data.val, 2, 1, seed0=100)
+
+def observe(args, data, ckpt: Path, dev) -> dict:
+    """The study's observations (test: --images x --replicates; val: 2 x 1, seed + 100), DIP's
+    iteration count picked on val, DIP on every pair, and BM3D, the study's baseline."""
+    dip = TINY_DIP if args.tiny else DIP
+    folder = ckpt.parent
+    test = study_spec(patch_files(data.test[:args.images], folder / "test", "patch"),
+                      args.replicates, args.seed, dip, ckpt)
+    val = observations(study_spec(patch_files(data.val[:2], folder / "val", "val"), 1,
+                                  args.seed + 100, dip, ckpt))
+    base = build(DipPriorDdpmConfig, {**dip, "checkpoint": str(ckpt)})
     dip_iters, dip_curve = pick_dip_iters(base, val, dev, args.dip_max_iters)
     base = dataclasses.replace(base, dip_iters=dip_iters)
     print(f"DIP iterations picked on val patches: {dip_iters}", flush=True)
-    val_dips, _ = dip_fits(base, val, dev)
-    obs = observations(data.test, args.images, args.replicates)
-    dips, dip_walls = dip_fits(base, obs, dev)
-    bm3d = bm3d_rows(obs)
+    obs = observations(test)
+    out = {"base": base, "dip_curve": dip_curve, "val": val, "obs": obs,
+           "val_dips": dip_fits(base, val, dev)[0]}
+    out["dips"], out["dip_walls"] = dip_fits(base, obs, dev)
+    out["bm3d"] = bm3d_rows(test)
     print(f"DIP and BM3D on {len(obs)} pairs done", flush=True)
-    t_match = matched_t(full.process, SIGMA)
-    budgets = {name: budget(tr, base, obs, dips, dip_walls, bm3d, val, val_dips, t_match, dev)
-               for name, tr in (("half", half), ("full", full))}
-    check = method_check(ckpt, base, obs[0], budgets["full"], psnr(dips[0], obs[0].clean),
-                         dev)
-    result = {"benchmark": "dip_prior_ddpm", **head,
-              **assemble(args, dev, data, (half, full, curve), base, dip_curve, budgets,
-                         t_match)}
-    result["method_check"] = check
-    result["timing"] = timing(full.model, full.process, dev, args.timing_max_steps)
-    result["total_wall_s"] = time.perf_counter() - t_all
-    out = Path(args.out)
+    return out
+
+
+def write(result: dict, out: Path, dev, t_all: float) -> None:
     stem = out / f"dip_prior_ddpm-{dev.type}"
     write_json(stem.with_suffix(".json"), result)
     md = "\n".join(report_md(result)) + "\n"
     stem.with_suffix(".md").write_text(md)
     print(md)
     print(f"wrote {stem}.json and .md in {time.perf_counter() - t_all:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    global T0S
+    args = parse(argv)
+    T0S = tuple(int(t) for t in args.t0s.split(","))
+    if args.md_from:
+        result = json.loads(Path(args.md_from).read_text())
+        T0S = tuple(result.get("t0s", T0S))
+        Path(args.md_from).with_suffix(".md").write_text("\n".join(report_md(result)) + "\n")
+        return
+    torch.set_num_threads(1)
+    dev = pick_device(args.device)
+    head = stamp("benchmarks/dip_prior_ddpm.py", argv, device=dev)  # the code as it starts
+    t_all = time.perf_counter()
+    data, (half, full, curve), ckpt = ddpm_budgets(args, dev)
+    o = observe(args, data, ckpt, dev)
+    t_match = matched_t(full.process, SIGMA)
+    budgets = {name: budget(tr, o["base"], o["obs"], o["dips"], o["dip_walls"], o["bm3d"],
+                            o["val"], o["val_dips"], t_match, dev)
+               for name, tr in (("half", half), ("full", full))}
+    check = method_check(ckpt, o["base"], o["obs"][0], budgets["full"],
+                         psnr(o["dips"][0], o["obs"][0].problem.clean), dev)
+    result = {"benchmark": "dip_prior_ddpm", **head,
+              **assemble(args, dev, data, (half, full, curve), o["base"], o["dip_curve"],
+                         budgets, t_match)}
+    result["method_check"] = check
+    result["timing"] = timing(full.model, full.process, dev, args.timing_max_steps)
+    result["total_wall_s"] = time.perf_counter() - t_all
+    write(result, Path(args.out), dev, t_all)
     if not all(math.isfinite(r["psnr"]) for r in result["table"]):
         raise SystemExit("a PSNR is not finite: see the table above")
 

@@ -1,7 +1,8 @@
 """The reproduction protocols: which fits to run, and the numbers the sources published.
 
 A protocol is a list of rows; a row is one fit (method, preset, config overrides, image,
-problem keys) plus the source's numbers for it, transcribed from SPEC.md §6. Source numbers
+problem keys) plus the source's numbers for it, transcribed from the papers and reports that
+docs/methods.md lists (its Reference numbers). Source numbers
 live here and only here; our numbers only ever come from a run (`reproduce.py`).
 
 Full-size protocols match the sources' setups (image size, net, iterations) and need a GPU.
@@ -25,7 +26,7 @@ class Row:
     image: str  # path relative to the data dir, e.g. "cset9/F16.png"
     overrides: dict = field(default_factory=dict)  # config keys on top of the preset
     problem: dict = field(default_factory=dict)  # problem keys (size, observation, ...)
-    source: dict = field(default_factory=dict)  # metric -> published number (SPEC §6)
+    source: dict = field(default_factory=dict)  # metric -> published number (docs/methods.md)
     label: str = ""  # what the row is, for the ledger
 
     @property
@@ -64,7 +65,8 @@ _STAGED_PROBLEM = {"sigma": 25, "seed": 0}  # full 512x512, no resize
 STAGED_DIP_F16 = Protocol(
     name="staged_dip_f16",
     title="Staged DIP on F16 (512², σ 25, 2000 iterations): max psnr_gt and its iteration",
-    source_ref="staged-DIP report (SPEC §6): 'steps' of 10 iterations converted to iterations",
+    source_ref="staged-DIP report (docs/methods.md, Reference numbers): 'steps' of 10 "
+               "iterations converted to iterations",
     rows=(
         Row("dip", "dip", "dip_original", F16, {"iters": 2000}, _STAGED_PROBLEM,
             {"psnr_gt_best": 30.32, "psnr_best_iter": 1960, "psnr_noisy_input": 20.35},
@@ -85,7 +87,8 @@ STAGED_DIP_F16 = Protocol(
     ),
     headline=("sharp_linear_k50", "psnr_gt_best"),
     reach_baseline="dip",
-    note="Stage timesteps reconstructed from the source's plots (SPEC §4.6).",
+    note="Stage timesteps reconstructed from the source's plots (docs/methods.md, Stage "
+         "timesteps and backbones).",
 )
 
 # --- guided_dip_butterfly: the guided-DIP source's table, backbone x beta schedule ----------
@@ -101,7 +104,8 @@ GUIDED_DIP_BUTTERFLY = Protocol(
     name="guided_dip_butterfly",
     title="Guided DIP on the butterfly (128², forward-noised observation at t 40, 2000 "
           "iterations): final and best psnr_gt",
-    source_ref="guided-DIP report's table (SPEC §6); PSNR in eval mode; stage targets from "
+    source_ref="guided-DIP report's table (docs/methods.md, Reference numbers); PSNR in "
+               "eval mode; stage targets from "
                "the clean image (oracle, as the source does)",
     rows=(
         Row("dip_unet", "guided_dip", "guided_dip", BUTTERFLY, {**_PLAIN, "net": "unet"},
@@ -140,7 +144,7 @@ DIP_CSET9 = Protocol(
     name="dip_cset9",
     title="DIP on the 9 colour images (512², σ 25, 1800 iterations, one run): last and "
           "smoothed output",
-    source_ref="Deep Image Prior paper (SPEC §6): 9-image averages only",
+    source_ref="Deep Image Prior paper (Ulyanov et al., CVPR 2018): 9-image averages only",
     rows=tuple(Row(n, "dip", "dip_paper", f"cset9/{n}.png", {}, {"sigma": 25, "seed": 0},
                    {}, f"DIP on {n}") for n in CSET9),
     aggregates=(

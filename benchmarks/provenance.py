@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def bench_data() -> Path:
     """The benchmark images (cset9/, butterfly/): $DIPDDPM_BENCH_DATA, else the first
-    `shared/data` beside the repository or beside one of its parent folders (a checkout's
-    ../shared/data; a CI clone one level deeper). Never needed by the product."""
+    `shared/data` folder holding cset9/ in a folder above the repository (a checkout's
+    neighbour; a CI clone's, one level higher). Never needed by the product."""
     env = os.environ.get("DIPDDPM_BENCH_DATA")
     if env:
         return Path(env).expanduser().resolve()

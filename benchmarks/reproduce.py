@@ -154,11 +154,13 @@ def summarize(p: protocols.Protocol, done: dict[str, dict]) -> dict:
 
 def es_rule_of(config: dict) -> str | None:
     """The GT-free rule a row was fitted with, e.g. 'emv (window 100, patience 1000)'."""
+    from dipddpm.early_stop import ES_RULES
+
     rule = config.get("es_rule")
     if rule is None:
         return None  # fitted before the rule existed
-    if rule == "none":
-        return "none (the last output)"
+    if rule not in ES_RULES:  # no rule watched the outputs
+        return f"{rule} (the last output)"
     return f"{rule} (window {config.get('es_window')}, patience {config.get('es_patience')})"
 
 
@@ -440,28 +442,37 @@ def main(argv: list[str] | None = None) -> int:
         return r, args.data, str(dev), threads, threshold, args.precision
 
     t0 = time.perf_counter()
-    pool = (cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) if jobs > 1
-            else None)
-    n = 0
-    try:
-        for wave in (first, second):
-            for p, r, out in run_fits(fusion_groups(wave, args.fuse), pool, make_args):
-                out["run"] = {"date": provenance.now(), **run_info,
-                              "command": command(p, args.only), **out.get("run", {})}
-                done[p.name][r.name] = out
-                n += 1
-                print(f"[{n}/{len(tasks)}] {p.name}/{r.name}: {_progress(out)}", flush=True)
-                write_protocol(p, done[p.name], out_dir, command(p, None), torch.__version__)
-    finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
-
+    run_waves((first, second), args, jobs, done, out_dir, command, make_args, run_info)
     failed = sum("error" in done[p.name].get(r.name, {}) for p, r in tasks)
     for p in {p.name: p for p, _ in tasks}.values():  # the protocols that ran a row
         path = write_protocol(p, done[p.name], out_dir, command(p, None), torch.__version__)
         print(f"wrote {path}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 1 if failed else 0
+
+
+def run_waves(waves, args, jobs: int, done: dict, out_dir: Path, command, make_args,
+              run_info: dict) -> None:
+    """Fit the waves' rows (in `jobs` worker processes when more than one), each result
+    written into its protocol's JSON as it comes."""
+    import torch
+
+    total = sum(len(w) for w in waves)
+    pool = (cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) if jobs > 1
+            else None)
+    n = 0
+    try:
+        for wave in waves:
+            for p, r, out in run_fits(fusion_groups(wave, args.fuse), pool, make_args):
+                out["run"] = {"date": provenance.now(), **run_info,
+                              "command": command(p, args.only), **out.get("run", {})}
+                done[p.name][r.name] = out
+                n += 1
+                print(f"[{n}/{total}] {p.name}/{r.name}: {_progress(out)}", flush=True)
+                write_protocol(p, done[p.name], out_dir, command(p, None), torch.__version__)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
 
 
 def _progress(out: dict) -> str:

@@ -8,13 +8,16 @@ is what a trial would report). A configuration's value is the set's: the mean ov
 (b) Rank fidelity: per family (plain, 4-stage, 8-stage, each scheduler) and rung rule, the
 Spearman correlation (scipy.stats.spearmanr) between the value at each ASHA rung (grace 100,
 reduction 3: rungs 100 and 300) and the final value.
-(c) Regret per compute: seeded TPE + asynchronous successive halving (Optuna's TPESampler and
-SuccessiveHalvingPruner, the same rungs) replayed on the recorded curves, 20 trials per
-search, one search per seed: regret = grid best - search best (dB, set means), compute = the
-iterations the search ran / the grid's.
+(c) Regret per compute: seeded TPE (the sweep's `tpe` sampler entry, dipddpm/sweep/samplers.py)
+with the ASHA scheduler `sweep run` builds (its registry entry, the same grace, reduction and
+max_t = the budget, driven by benchmarks/sweep_scheduler.py) replayed on the recorded curves,
+20 trials per search, one search per seed: regret = grid best - search best (dB, set means),
+compute = the iterations the search ran / the grid's.
 
-Rung rules (the time axis ASHA counts rungs on; compute is always total iterations):
-    total   iterations done (today's rule)
+Rung rules: the entries of dipddpm/sweep/spec/rung_rules.py (the time axis ASHA counts rungs
+on; compute is always total iterations), each report's time computed by the entry from the
+iteration and `iter_final` (iterations into the final stage) as the trainable reports it:
+    total   iterations done
     final   iterations done in the final stage (the observation itself); 0 before it
     gated   iterations done, but 0 until the final stage begins (a staged trial is judged
             at its real cost, once it fits the observation)
@@ -22,9 +25,12 @@ Rung rules (the time axis ASHA counts rungs on; compute is always total iteratio
     python benchmarks/rung_fidelity.py [--images 3] [--size 64] [--iters 400] [--workers 2]
     python benchmarks/rung_fidelity.py --from-curves benchmarks/results/rung_fidelity_curves.json
 
-Writes benchmarks/results/rung_fidelity.json (and the curves, so (b) and (c) rerun without
-fitting). Goals: rung-1 Spearman >= 0.7 for every staged family; regret <= 0.2 dB at <= 30%
-of the grid's compute.
+Writes OUT/rung_fidelity.json (OUT: --out, default benchmarks/results) and the curves
+(OUT/rung_fidelity_curves.json, so (b) and (c) rerun without fitting). Goals: rung-1 Spearman
+>= 0.7 for every staged family; regret <= 0.2 dB at <= 30% of the grid's compute.
+
+A smoke run (seconds): --tiny --images 1 --size 32 --iters 30 --grace 5 --seeds 0 --trials 3
+--workers 1 --out DIR (--tiny: plain DIP and the 4-stage uniform linear points, 4 in all).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import time
 from multiprocessing import Pool
 from pathlib import Path
 
-from provenance import stamp
+from provenance import rel, stamp, write_json
 
 SCHEDULERS = ["uniform", "sharp_linear", "log10_linspace", "exp_weighted"]
 BETAS = ["linear", "cosine", "sigmoid"]
@@ -46,15 +52,24 @@ STAGES = [4, 8]
 FIXED = {"width": 32, "depth": 4, "input_depth": 16, "report_every": 10, "t_min": 0,
          "t_drop_first": True}
 RULES = ("total", "final", "gated")
-GRACE, RF = 100, 3
+GRACE, RF = 100, 3  # ASHA: the first rung (iterations on the rule's axis), reduction factor
 OUT = Path(__file__).parent / "results"
 
 
-def grid_points() -> list[dict]:
+def grid_points(tiny: bool = False) -> list[dict]:
     points = [{"stages": 1}]
     for k, sch, beta, t in itertools.product(STAGES, SCHEDULERS, BETAS, T_MAX):
         points.append({"stages": k, "scheduler": sch, "beta_schedule": beta, "t_max": t})
-    return points
+    return points[:1 + len(T_MAX)] if tiny else points
+
+
+def space_of(points) -> dict[str, list]:
+    """The searched values the grid holds, in the grid's order (a --tiny grid: fewer)."""
+    staged = [p for p in points if p["stages"] > 1]
+    return {"stages": [1, *[k for k in STAGES if any(p["stages"] == k for p in staged)]],
+            **{name: [v for v in values if any(p[name] == v for p in staged)]
+               for name, values in (("scheduler", SCHEDULERS), ("beta_schedule", BETAS),
+                                    ("t_max", T_MAX))}}
 
 
 def key(point: dict) -> str:
@@ -81,8 +96,9 @@ def fit_one(job: tuple) -> dict:
             "final_start": iters - cfg.counts()[-1]}
 
 
-def run_grid(images: list[str], size: int, iters: int, workers: int) -> list[dict]:
-    jobs = [(p, im, size, iters) for p in grid_points() for im in images]
+def run_grid(images: list[str], size: int, iters: int, workers: int,
+             tiny: bool = False) -> list[dict]:
+    jobs = [(p, im, size, iters) for p in grid_points(tiny) for im in images]
     out, t0 = [], time.perf_counter()
     with Pool(workers) as pool:
         for i, r in enumerate(pool.imap_unordered(fit_one, jobs), 1):
@@ -92,11 +108,16 @@ def run_grid(images: list[str], size: int, iters: int, workers: int) -> list[dic
     return out
 
 
+def iter_final(it: int, final_start: int) -> int:
+    """Iterations into the final stage, as the fitting loop reports them (`iter_final`)."""
+    return max(0, it - final_start)
+
+
 def time_of(rule: str, it: int, final_start: int) -> int:
-    if rule == "total":
-        return it
-    in_final = max(0, it - final_start)
-    return in_final if rule == "final" else (it if in_final > 0 else 0)
+    """The report's time on the rung rule's axis (the rule's registry entry)."""
+    from dipddpm.sweep.spec.rung_rules import RUNG_RULES
+
+    return RUNG_RULES.get(rule).time(it, iter_final(it, final_start))
 
 
 class SetCurves:
@@ -154,34 +175,47 @@ def fidelity(sc: SetCurves, rungs: list[int]) -> dict:
     return out
 
 
-def replay(sc: SetCurves, rule: str, seed: int, trials: int, iters: int) -> dict:
-    """One seeded TPE + successive-halving search over the grid space on the recorded
+def scheduler(rule: str, iters: int, grace: int):
+    """The ASHA scheduler `sweep run` builds for a guided-DIP spec with this rung rule."""
+    from sweep_scheduler import SweepScheduler
+
+    from dipddpm.sweep.spec.schema import SchedulerSpec
+
+    section = SchedulerSpec(type="asha", grace_period=grace, reduction_factor=RF, max_t=iters,
+                            rung_rule=rule)
+    return SweepScheduler(section, "guided_dip", "psnr_best", "max")
+
+
+def replay(sc: SetCurves, rule: str, seed: int, trials: int, iters: int,
+           grace: int = GRACE) -> dict:
+    """One seeded TPE search over the grid space with the sweep's ASHA on the recorded
     curves: its regret (dB) and compute (fraction of the grid's iterations)."""
     import optuna
 
+    from dipddpm.sweep.samplers import SAMPLERS
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=GRACE, reduction_factor=RF))
+    study = optuna.create_study(direction="maximize",
+                                sampler=SAMPLERS.get("tpe").make(seed, trials))
+    asha = scheduler(rule, iters, grace)
+    space = space_of(sc.points.values())
     spent = 0
 
     def objective(trial: optuna.Trial) -> float:
         nonlocal spent
-        point = {"stages": trial.suggest_categorical("stages", [1, *STAGES])}
+        point = {"stages": trial.suggest_categorical("stages", space["stages"])}
         if point["stages"] > 1:
-            point.update(scheduler=trial.suggest_categorical("scheduler", SCHEDULERS),
-                         beta_schedule=trial.suggest_categorical("beta_schedule", BETAS),
-                         t_max=trial.suggest_categorical("t_max", T_MAX))
+            point.update({name: trial.suggest_categorical(name, space[name])
+                          for name in ("scheduler", "beta_schedule", "t_max")})
         k = key(point)
-        last_t = 0
-        for it, v in sc.curves[k]:
-            t = time_of(rule, it, sc.final_start[k])
-            if t > last_t:
-                trial.report(v, t)
-                last_t = t
-                if trial.should_prune():
-                    spent += it * sc.n_images
-                    raise optuna.TrialPruned()
+        reports = [(it, {"psnr_best": v, "iter_final": iter_final(it, sc.final_start[k])})
+                   for it, v in sc.curves[k]]
+        for it, m in reports:
+            trial.report(m["psnr_best"], it)  # as the sweep's searcher records every report
+        stop = asha.replay(str(trial.number), reports, iters)
+        if stop is not None:
+            spent += stop * sc.n_images
+            raise optuna.TrialPruned()
         spent += iters * sc.n_images
         return sc.final(k)
 
@@ -193,12 +227,13 @@ def replay(sc: SetCurves, rule: str, seed: int, trials: int, iters: int) -> dict
             "compute_fraction": spent / grid_compute, "completed": len(done)}
 
 
-def analyse(fits: list[dict], iters: int, seeds: list[int], trials: int) -> dict:
+def analyse(fits: list[dict], iters: int, seeds: list[int], trials: int,
+            grace: int = GRACE) -> dict:
     sc = SetCurves(fits)
-    rungs = [GRACE * RF**k for k in range(4) if GRACE * RF**k < iters]
+    rungs = [grace * RF**k for k in range(4) if grace * RF**k < iters]
     searches = {}
     for rule in RULES:
-        runs = [replay(sc, rule, s, trials, iters) for s in seeds]
+        runs = [replay(sc, rule, s, trials, iters, grace) for s in seeds]
         regrets = [r["regret_db"] for r in runs if r["regret_db"] is not None]
         fracs = [r["compute_fraction"] for r in runs]
         searches[rule] = {
@@ -215,7 +250,7 @@ def analyse(fits: list[dict], iters: int, seeds: list[int], trials: int) -> dict
             "n_images": sc.n_images}
 
 
-def main() -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=3, help="first N of skimage-set:photos")
     ap.add_argument("--size", type=int, default=64)
@@ -223,28 +258,47 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--trials", type=int, default=20, help="trials per replayed search")
+    ap.add_argument("--grace", type=int, default=GRACE, help="ASHA's first rung")
+    ap.add_argument("--tiny", action="store_true",
+                    help="plain DIP and the three 4-stage uniform linear points (a smoke run)")
     ap.add_argument("--from-curves", type=Path, default=None)
-    args = ap.parse_args()
-    head = stamp("benchmarks/rung_fidelity.py")
+    ap.add_argument("--out", type=Path, default=OUT, help="folder for the JSON files")
+    return ap.parse_args(argv)
+
+
+def fit_grid(args, head: dict) -> tuple[list[dict], dict]:
+    """Fit the grid and write its curves (OUT/rung_fidelity_curves.json)."""
     from dipddpm.data.image_sets import SKIMAGE_SETS
 
+    images = list(SKIMAGE_SETS["photos"][:args.images])
+    t0 = time.perf_counter()
+    fits = run_grid(images, args.size, args.iters, args.workers, args.tiny)
+    grid = {"images": images, "size": args.size, "iters": args.iters, "fixed": FIXED,
+            "tiny": args.tiny, "wall_s": time.perf_counter() - t0}
+    write_json(args.out / "rung_fidelity_curves.json", {**head, "grid": grid, "fits": fits})
+    return fits, grid
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    head = stamp("benchmarks/rung_fidelity.py", argv)
+    curves = None
     if args.from_curves:
         saved = json.loads(args.from_curves.read_text())
         fits, grid = saved["fits"], saved["grid"]
+        curves = {"file": rel(args.from_curves), "git_sha": saved.get("git_sha"),
+                  "date": saved.get("date"), "command": saved.get("command")}
     else:
-        images = list(SKIMAGE_SETS["photos"][:args.images])
-        t0 = time.perf_counter()
-        fits = run_grid(images, args.size, args.iters, args.workers)
-        grid = {"images": images, "size": args.size, "iters": args.iters, "fixed": FIXED,
-                "wall_s": time.perf_counter() - t0}
-        OUT.mkdir(exist_ok=True)
-        (OUT / "rung_fidelity_curves.json").write_text(json.dumps({**head, "grid": grid,
-                                                                   "fits": fits}))
-    result = {**head, "grid": grid, **analyse(fits, grid["iters"], args.seeds, args.trials),
-              "seeds": args.seeds, "trials_per_search": args.trials}
-    (OUT / "rung_fidelity.json").write_text(json.dumps(result, indent=1))
+        fits, grid = fit_grid(args, head)
+    result = {**head, "grid": grid, "curves_from": curves,
+              **analyse(fits, grid["iters"], args.seeds, args.trials, args.grace),
+              "grace": args.grace, "reduction_factor": RF, "seeds": args.seeds,
+              "trials_per_search": args.trials}
+    write_json(args.out / "rung_fidelity.json", result)
     for rule, s in result["searches"].items():
-        print(f"{rule:>6}: median regret {s['median_regret_db']:.3f} dB at "
+        regret = s["median_regret_db"]
+        print(f"{rule:>6}: median regret "
+              f"{'–' if regret is None else f'{regret:.3f}'} dB at "
               f"{s['median_compute_fraction']:.1%} of the grid's compute")
 
 

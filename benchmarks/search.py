@@ -1,4 +1,4 @@
-"""Run a sweeps/*.yaml search study with Optuna alone (no Ray): for GPU machines without Ray.
+"""Run a sweeps/*.yaml search study without a Ray cluster: for GPU machines that have none.
 
     python benchmarks/search.py sweeps/beat_staged_f16.yaml --device cuda --jobs 4 --timeout 480
     python benchmarks/search.py sweeps/reach_fast_f16.yaml --device cuda --jobs 4 \
@@ -7,44 +7,52 @@
     python benchmarks/search.py sweeps/reach_fast_f16_mini.yaml --device cpu \
         --target-from benchmarks/results/staged_dip_f16_mini.json
 
-The spec is parsed and validated by the runner's own `dipddpm.sweep.spec` and its space sampled
-define-by-run by `dipddpm.sweep.spec.space` (neither imports Ray); `scheduler: asha` becomes
-Optuna's SuccessiveHalvingPruner on the spec's best-so-far metric (iterations as the resource), so
-a stopped trial is PRUNED, not COMPLETE. A trial whose fit raises anything (a bad config, NaN, a
-CUDA out-of-memory) is FAIL with its error text, and the study goes on. `--jobs N` worker processes
-share one Optuna journal file (`<out>/<study>.optuna.log`: resumable, `optuna-dashboard` can open
-it). The result is written to `<out>/search-<study>.json` for the ledger: the best trial, its max
-psnr_gt, the honest number (the best trial's final smoothed output at its fixed iteration count: no
-ground-truth stopping) and, for a reach study, the fastest trial's first iteration at the
-baseline's max psnr_gt as a fraction of the baseline's best iteration.
+The spec is parsed and validated by the runner's own `dipddpm.sweep.spec`, its space sampled
+define-by-run by `dipddpm.sweep.spec.space` and its seeded sampler built by
+`dipddpm.sweep.samplers`. Trials are stopped by the very scheduler `sweep run` gives Ray Tune
+(the spec's `scheduler:` entry, on the time axis of its rung rule: benchmarks/sweep_scheduler.py
+drives it without a Tune run, so Ray must be installed but no Ray starts), so the same YAML
+prunes here as in `sweep run`; a stopped trial is PRUNED, not COMPLETE. As the sweep's searcher
+does, every report is an intermediate value of its Optuna trial and a trial's value is the
+metric of its last report. A trial whose fit raises anything (a bad config, NaN, a CUDA
+out-of-memory) is FAIL with its error text, and the study goes on. `--jobs N` worker processes
+share one Optuna journal file (`<out>/<study>.optuna.log`: resumable, `optuna-dashboard` can
+open it) and one scheduler (in a manager process, as Tune's driver holds one; a resumed study's
+trials are replayed into it first). The result is written to `<out>/search-<study>.json` for
+the ledger: the best trial, its max psnr_gt, the honest number (the best trial's final smoothed
+output at its fixed iteration count: no ground-truth stopping) and, for a reach study, the
+fastest trial's first iteration at the baseline's max psnr_gt as a fraction of the baseline's
+best iteration.
 
 A reach study (protocols.STUDIES kind 'reach') needs --target-from: the reproduce.py JSON of its
 baseline protocol, on the same image, size and noise (a _mini baseline is refused for a
 full-size study). `--smoke` runs are pipeline checks: they go to `search-<study>-smoke.json`
 and their own journal, are marked smoke and not comparable, and the ledger lists them apart.
 
-With Ray installed, the same spec runs on a cluster through `dipddpm sweep run SPEC`.
+The same spec runs on a Ray cluster through `dipddpm sweep run SPEC`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import os
 import sys
 import time
 from collections import Counter
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocols  # noqa: E402
 import provenance  # noqa: E402
+from sweep_scheduler import SweepScheduler  # noqa: E402
 
 provenance.ensure_repo_on_path()
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SUMMARY_KEY = {"psnr_best": "psnr_gt_best", "psnr_best_iter": "psnr_best_iter"}
 STATES = ("COMPLETE", "PRUNED", "FAIL")
 CATCH = (Exception,)  # any failed fit is a FAIL trial (error text kept); the study goes on
 HONEST_RULE = ("final smoothed output (psnr_gt_sm_final) of the trial the study's objective "
@@ -80,8 +88,31 @@ def recording_errors(objective):
     return wrapped
 
 
-def make_objective(spec, device: str, threads: int):
-    """The Optuna objective: sample the spec's space, fit, report best-so-far for pruning."""
+class TrialReports:
+    """A trial's report callback, as the trainable's: every report goes to the Optuna trial as
+    an intermediate value (as the sweep's searcher records it) and to the sweep's scheduler,
+    which may stop the trial (a stop at the budget is the trial's end, not a prune)."""
+
+    def __init__(self, trial, scheduler, metric: str, budget: int) -> None:
+        self.trial, self.scheduler, self.metric, self.budget = trial, scheduler, metric, budget
+        self.tid = str(trial.number)
+        self.value: float | None = None  # the metric of the last report: the trial's value
+        self.sent: list = []  # [iteration, the report's scheduler keys]: a resumed run replays
+
+    def __call__(self, it: int, m: dict, state) -> None:
+        import optuna
+
+        self.value = float(m[self.metric])
+        self.trial.report(self.value, it)
+        keys = {k: float(m[k]) for k in (self.metric, "iter_final") if m.get(k) is not None}
+        self.sent.append([it, keys])
+        if self.scheduler.result(self.tid, it, keys) and it < self.budget:
+            self.trial.set_user_attr("pruned_at", it)
+            raise optuna.TrialPruned()
+
+
+def make_objective(spec, device: str, threads: int, scheduler):
+    """The Optuna objective: sample the spec's space, fit, report to the sweep's scheduler."""
     import optuna
     import torch
 
@@ -97,8 +128,6 @@ def make_objective(spec, device: str, threads: int):
         torch.backends.cudnn.benchmark = True
     torch.set_num_threads(threads)
     space = define_by_run(spec.search)
-    asha = spec.scheduler.type == "asha"
-    every = max(10, spec.scheduler.grace_period // 4) if asha else 0
 
     def objective(trial) -> float:
         params = decode(spec.search, space(trial))
@@ -106,24 +135,28 @@ def make_objective(spec, device: str, threads: int):
         problem = method.make_problem(dict(spec.problem), cfg)
         trial.set_user_attr("config", to_dict(cfg))
         trial.set_user_attr("torch_threads", torch.get_num_threads())
-
-        def report(it, m, state):
-            if every and it % every == 0:
-                trial.report(float(m[spec.metric]), it)
-                if trial.should_prune():
-                    trial.set_user_attr("pruned_at", it)
-                    raise optuna.TrialPruned()
-
-        result = method.run(cfg, problem, report=report, seed=spec.trial_seed(params),
-                            device=dev)
+        reports = TrialReports(trial, scheduler, spec.metric, int(getattr(cfg, method.iters_key)))
+        scheduler.start(reports.tid)
+        failed = True  # until the fit returns or the scheduler stops it
+        try:
+            result = method.run(cfg, problem, report=reports, seed=spec.trial_seed(params),
+                                device=dev)
+            failed = False
+        except optuna.TrialPruned:
+            failed = False
+            raise
+        finally:
+            scheduler.end(reports.tid, error=failed)
+            trial.set_user_attr("scheduler_reports", reports.sent)
         trial.set_user_attr("metrics", result.metrics)
-        return float(result.metrics[SUMMARY_KEY.get(spec.metric, spec.metric)])
+        return reports.value
 
     return recording_errors(objective)
 
 
 def open_study(spec, storage_path: Path):
-    """The study in a journal file (safe for several processes; resumable)."""
+    """The study in a journal file (safe for several processes; resumable). Its pruner is
+    Optuna's no-op: the sweep's scheduler stops trials (TrialReports)."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -131,18 +164,39 @@ def open_study(spec, storage_path: Path):
     from dipddpm.sweep.samplers import make_sampler
 
     storage = JournalStorage(JournalFileBackend(str(storage_path)))
-    pruner = (optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=spec.scheduler.grace_period,
-        reduction_factor=int(spec.scheduler.reduction_factor))
-        if spec.scheduler.type == "asha" else optuna.pruners.NopPruner())
     return optuna.create_study(study_name=spec.name, storage=storage,
-                               sampler=make_sampler(spec), pruner=pruner,
+                               sampler=make_sampler(spec), pruner=optuna.pruners.NopPruner(),
                                direction="maximize" if spec.mode == "max" else "minimize",
                                load_if_exists=True)
 
 
+class SchedulerManager(BaseManager):
+    """Serves one sweep scheduler to every worker process (as Tune's driver holds one)."""
+
+
+SchedulerManager.register("SweepScheduler", SweepScheduler)
+
+
+def serve_scheduler(spec, jobs: int, study):
+    """The sweep's scheduler: in this process for one job, else in a manager process (returned
+    too, to shut down). The trials a resumed study already holds are replayed into it first, in
+    the order they were started."""
+    manager = None
+    if jobs == 1:
+        scheduler = SweepScheduler.of(spec)
+    else:
+        manager = SchedulerManager(ctx=mp.get_context("spawn"))
+        manager.start()
+        scheduler = manager.SweepScheduler(spec.scheduler, spec.method, spec.metric, spec.mode)
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        sent = t.user_attrs.get("scheduler_reports")
+        if sent:
+            scheduler.replay(str(t.number), [(it, keys) for it, keys in sent], math.inf)
+    return scheduler, manager
+
+
 def worker(spec, device: str, threads: int, storage_path: str, n_trials: int,
-           deadline: float) -> None:
+           deadline: float, scheduler) -> None:
     """One process's share of the study: trials until n_trials exist or the deadline."""
     import optuna
 
@@ -158,10 +212,12 @@ def worker(spec, device: str, threads: int, storage_path: str, n_trials: int,
                 f"max psnr_gt {m.get('psnr_gt_best', float('nan')):.2f} "
                 f"@{m.get('psnr_best_iter', '–')}  smoothed final "
                 f"{m.get('psnr_gt_sm_final', float('nan')):.2f}")
+        if t.state.name == "PRUNED":
+            what = f"stopped at iteration {t.user_attrs.get('pruned_at')}"
         print(f"trial {t.number:3d} {t.state.name:8s} {spec.metric} {value}  {what}  "
               f"{json.dumps(t.params)}", flush=True)
 
-    study.optimize(make_objective(spec, device, threads),
+    study.optimize(make_objective(spec, device, threads, scheduler),
                    timeout=max(1.0, deadline - time.time()), callbacks=[stop, log],
                    catch=CATCH)
 
@@ -191,7 +247,7 @@ def summarize(study, baseline: dict | None = None, max_fraction: float | None = 
            "failures": [{"number": t.number, "params": t.params,
                          "error": t.user_attrs.get("error", "(no error text recorded)")}
                         for t in trials if t.state == optuna.trial.TrialState.FAIL]}
-    if ranked:
+    if ranked and "psnr_gt_sm_final" in ranked[0].user_attrs["metrics"]:  # an image fit
         m = ranked[0].user_attrs["metrics"]
         out["honest"] = {"rule": HONEST_RULE, "number": ranked[0].number,
                          "params": ranked[0].params, "psnr_gt_sm_final": m["psnr_gt_sm_final"],
@@ -263,7 +319,7 @@ def check_same_problem(spec, baseline: dict) -> None:
                          "image, sigma and noise seed")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("spec", help="a sweeps/*.yaml spec")
@@ -283,64 +339,62 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true",
                     help="apply the spec's smoke: block (recorded as a smoke run, apart)")
     ap.add_argument("--out", default=str(RESULTS), help="folder for search-<study>.json")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    import optuna
 
-    from dipddpm.errors import DipddpmError
+def load(args) -> tuple:
+    """(study name, protocols.STUDIES entry or None, baseline or None, the parsed spec);
+    raises DipddpmError or UsageError for a bad command line."""
     from dipddpm.methods.device import pick_device
     from dipddpm.sweep.spec import load_spec, load_yaml
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sets = list(args.sets)
-    try:
-        name = str(load_yaml(args.spec)["name"])  # the study (load_spec may suffix -smoke)
-        info = protocols.STUDIES.get(name)
-        if info is not None and info.kind == "reach" and not args.target_from:
-            raise UsageError(f"{info.name} is a reach study: pass --target-from with the "
-                             f"baseline's result, e.g. benchmarks/results/{info.baseline}.json "
-                             f"(python benchmarks/reproduce.py {info.baseline})")
-        baseline = (load_baseline(args.target_from, info, args.smoke) if args.target_from
-                    else None)
-        if baseline is not None:
-            sets.append(f"fixed.psnr_threshold={baseline['psnr_gt_best']!r}")
-        spec = load_spec(args.spec, smoke=args.smoke, sets=sets,
-                         num_samples=args.trials or None)
-        if baseline is not None:
-            check_same_problem(spec, baseline)
-        dev = pick_device(args.device)
-    except (DipddpmError, UsageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
-    tag = name + ("-smoke" if args.smoke else "")  # a smoke run has its own journal and JSON
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage_path = out / f"{tag}.optuna.log"
-    trials_before = len(open_study(spec, storage_path).get_trials(deepcopy=False))
-    deadline = time.time() + (args.timeout or spec.time_budget_s or 10 ** 9)
-    hw = provenance.hardware(dev)
-    print(f"study {tag}: {spec.num_samples} trials on {hw['name']} with {args.jobs} job(s) x "
-          f"{threads} thread(s); journal {storage_path}"
-          + (f" (resuming: {trials_before} trials already)" if trials_before else ""),
-          flush=True)
-    t0 = time.time()
-    wargs = (spec, args.device, threads, str(storage_path), spec.num_samples, deadline)
-    exit_codes = [0]
-    if args.jobs > 1:
-        ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=worker, args=wargs) for _ in range(args.jobs)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        exit_codes = [p.exitcode for p in procs]
-        if any(exit_codes):
-            print(f"warning: worker exit codes {exit_codes}: a worker died; its running trial "
-                  "stays RUNNING in the journal", file=sys.stderr)
-    else:
-        worker(*wargs)
+    name = str(load_yaml(args.spec)["name"])  # the study (load_spec may suffix -smoke)
+    info = protocols.STUDIES.get(name)
+    if info is not None and info.kind == "reach" and not args.target_from:
+        raise UsageError(f"{info.name} is a reach study: pass --target-from with the "
+                         f"baseline's result, e.g. benchmarks/results/{info.baseline}.json "
+                         f"(python benchmarks/reproduce.py {info.baseline})")
+    baseline = (load_baseline(args.target_from, info, args.smoke) if args.target_from
+                else None)
+    if baseline is not None:
+        sets.append(f"fixed.psnr_threshold={baseline['psnr_gt_best']!r}")
+    spec = load_spec(args.spec, smoke=args.smoke, sets=sets, num_samples=args.trials or None)
+    if baseline is not None:
+        check_same_problem(spec, baseline)
+    pick_device(args.device)
+    return name, info, baseline, spec
+
+
+def run_workers(args, spec, threads: int, storage_path: Path, deadline: float) -> list:
+    """The study's trials in --jobs processes (or this one) with one sweep scheduler; the
+    workers' exit codes."""
     study = open_study(spec, storage_path)
+    scheduler, manager = serve_scheduler(spec, args.jobs, study)
+    wargs = (spec, args.device, threads, str(storage_path), spec.num_samples, deadline,
+             scheduler)
+    exit_codes = [0]
+    try:
+        if args.jobs > 1:
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=worker, args=wargs) for _ in range(args.jobs)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+            exit_codes = [p.exitcode for p in procs]
+            if any(exit_codes):
+                print(f"warning: worker exit codes {exit_codes}: a worker died; its running "
+                      "trial stays RUNNING in the journal", file=sys.stderr)
+        else:
+            worker(*wargs)
+    finally:
+        if manager is not None:
+            manager.shutdown()
+    return exit_codes
+
+
+def command_of(args, threads: int) -> str:
     cmd = [args.spec, "--device", args.device, "--jobs", str(args.jobs), "--threads",
            str(threads)]
     for flag, v in (("--trials", args.trials), ("--timeout", args.timeout),
@@ -351,32 +405,82 @@ def main(argv: list[str] | None = None) -> int:
         cmd += ["--set", item]
     if args.smoke:
         cmd.append("--smoke")
+    return provenance.command("benchmarks/search.py", cmd)
+
+
+def goal_met(doc: dict, info, smoke: bool) -> bool | None:
+    best = doc["best"]
+    if smoke or info is None:
+        return None
+    if info.kind == "reach":
+        fastest = doc["reach"]["fastest"]
+        return fastest is not None and fastest["fraction"] <= info.max_fraction
+    if info.source is not None and best:
+        return best["metrics"].get("psnr_gt_best", 0) > info.source
+    return None
+
+
+def document(args, run: dict, spec, study, info, baseline) -> dict:
+    """The result file's content: provenance, the run's settings, the study's summary."""
+    import optuna
+
     torch_threads = sorted({t.user_attrs["torch_threads"] for t in study.get_trials()
                             if "torch_threads" in t.user_attrs})
-    doc = {"schema": "dipddpm.search/2", "study": name, "spec": args.spec,
+    doc = {"schema": "dipddpm.search/2", "study": run["name"], "spec": args.spec,
            "smoke": args.smoke, "kind": info.kind if info else "beat",
            "method": spec.method, "metric": spec.metric,
            "direction": study.direction.name.lower(),
            "source": info.source if info else None,
            "comparable": bool(info and info.comparable and not args.smoke),
-           "hardware": hw, "date": provenance.now(), **provenance.git_sha(),
-           "command": provenance.command("benchmarks/search.py", cmd),
-           "jobs": args.jobs, "threads": threads, "torch_threads": torch_threads,
-           "wall_s": time.time() - t0, "trials_before": trials_before,
-           "worker_exit_codes": exit_codes, "storage": provenance.rel(storage_path),
-           "optuna": optuna.__version__,
-           **summarize(study, baseline, (info and info.max_fraction) or protocols.REACH_FRACTION)}
-    best = doc["best"]
-    if args.smoke or info is None:
-        doc["goal_met"] = None
-    elif info.kind == "reach":
-        fastest = doc["reach"]["fastest"]
-        doc["goal_met"] = fastest is not None and fastest["fraction"] <= info.max_fraction
-    elif info.source is not None and best:
-        doc["goal_met"] = best["metrics"].get("psnr_gt_best", 0) > info.source
+           "hardware": run["hardware"], "date": provenance.now(), **provenance.git_sha(),
+           "command": command_of(args, run["threads"]),
+           "jobs": args.jobs, "threads": run["threads"], "torch_threads": torch_threads,
+           "wall_s": run["wall_s"], "trials_before": run["trials_before"],
+           "worker_exit_codes": run["exit_codes"],
+           "storage": provenance.rel(run["storage"]), "optuna": optuna.__version__,
+           "scheduler": {"type": spec.scheduler.type,
+                         "time_attr": SweepScheduler.of(spec).time_attr},
+           **summarize(study, baseline,
+                       (info and info.max_fraction) or protocols.REACH_FRACTION)}
+    doc["goal_met"] = goal_met(doc, info, args.smoke)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    import optuna
+
+    from dipddpm.errors import DipddpmError
+    from dipddpm.methods.device import pick_device
+
+    args = parse(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        name, info, baseline, spec = load(args)
+    except (DipddpmError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    tag = name + ("-smoke" if args.smoke else "")  # a smoke run has its own journal and JSON
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage_path = out / f"{tag}.optuna.log"
+    trials_before = len(open_study(spec, storage_path).get_trials(deepcopy=False))
+    deadline = time.time() + (args.timeout or spec.time_budget_s or 10 ** 9)
+    hw = provenance.hardware(pick_device(args.device))
+    print(f"study {tag}: {spec.num_samples} trials on {hw['name']} with {args.jobs} job(s) x "
+          f"{threads} thread(s); journal {storage_path}"
+          + (f" (resuming: {trials_before} trials already)" if trials_before else ""),
+          flush=True)
+    t0 = time.time()
+    exit_codes = run_workers(args, spec, threads, storage_path, deadline)
+    run = {"name": name, "hardware": hw, "threads": threads, "wall_s": time.time() - t0,
+           "trials_before": trials_before, "exit_codes": exit_codes, "storage": storage_path}
+    study = open_study(spec, storage_path)
+    doc = document(args, run, spec, study, info, baseline)
     path = out / f"search-{tag}.json"
     provenance.write_json(path, doc)
     print(f"wrote {path}")
+    best = doc["best"]
     if best:
         print(f"best trial {best['number']}: {spec.metric} {best['value']:.3f}  "
               f"{json.dumps(best['params'])}")

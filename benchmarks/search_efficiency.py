@@ -13,7 +13,9 @@ Goal: median (b) <= 30% of (a).
 
     python benchmarks/search_efficiency.py [--samples 10] [--iters 150] [--seeds 0 1 2 3 4]
 
-Writes benchmarks/results/search_efficiency.json.
+Writes OUT/search_efficiency.json (OUT: --out, default benchmarks/results), with the rung rule
+the sweeps ran under (guided DIP's default: dipddpm/sweep/spec/rung_rules.py). A smoke run
+(about a minute, starts a local Ray): --samples 2 --iters 20 --seeds 0 --out DIR.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from provenance import stamp
+from provenance import stamp, write_json
 
 SCHEDULERS = ["uniform", "sharp_linear", "log10_linspace", "exp_weighted"]
 BETAS = ["linear", "cosine", "sigmoid"]
@@ -77,15 +79,19 @@ def sweep(samples: int, iters: int, storage: Path, seed: int) -> list[dict]:
               "config.scheduler", "config.beta_schedule", "config.stages"]].to_dict("records")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from dipddpm.sweep.spec.rung_rules import rule_for
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--iters", type=int, default=150)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                     help="searcher seeds: one sweep each")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                    help="folder for search_efficiency.json")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    head = stamp("benchmarks/search_efficiency.py")  # the code as it starts
+    head = stamp("benchmarks/search_efficiency.py", argv)  # the code as it starts
     g = grid(args.iters)
     grid_compute = sum(r["iters"] for r in g)
     best = max(r["psnr_best"] for r in g)
@@ -105,15 +111,14 @@ def main() -> None:
                                                        "beta_schedule": BETAS,
                                                        "stages": STAGES},
            "fixed": FIXED, "iters": args.iters, "problem": PROBLEM,
+           "rung_rule": rule_for("guided_dip", None).name,
            "grid": g, "grid_best": best, "grid_compute_iters": grid_compute, "target": target,
            "grid_points_within_target": sum(r["psnr_best"] >= target for r in g),
            "runs": runs, "median_fraction_of_grid_to_target": median,
            "seeds_reaching_target": sum(r["sweep_iters_to_target"] is not None for r in runs),
            "goal": "median over searcher seeds <= 0.30", "met": median <= 0.30,
            "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    dest = Path(__file__).parent / "results" / "search_efficiency.json"
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    write_json(args.out / "search_efficiency.json", json.loads(json.dumps(out, default=str)))
     for r in runs:
         print(f"seed {r['seed']}: best {r['sweep_best']:.3f}; to within 0.2 dB: "
               f"{r['sweep_iters_to_target']} it; whole sweep {r['sweep_total_iters']} it")

@@ -9,8 +9,8 @@ the oracle best (psnr_gt_best) and the last output (psnr_gt_final); BM3D (the st
 baseline, on the same observations) against plain DIP (also by its GT-free pick, psnr_es) and
 against the best configuration. B is the best
 of its group on these same pairs, so its lead over A is biased upwards (winner's curse).
-Writes benchmarks/results/study_guided_vs_dip.json (with the study's own provenance: the git
-sha and host its trials ran on, from the trials table).
+Writes benchmarks/results/study_guided_vs_dip.json (or --out), with the study's own
+provenance: the git sha and host its trials ran on, from the trials table.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from provenance import stamp
+from provenance import stamp, write_json
 
 from dipddpm.analysis.effect import effect
 from dipddpm.analysis.load import load_sweep
@@ -45,11 +45,12 @@ def configurations(sweep) -> list[dict]:
     return json.loads(rows.to_json(orient="records"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", type=Path)
-    args = ap.parse_args()
-    head = stamp("benchmarks/study_verdict.py", [str(args.sweep)])
+    ap.add_argument("--out", type=Path, default=OUT, help="the verdicts' JSON")
+    args = ap.parse_args(argv)
+    head = stamp("benchmarks/study_verdict.py", argv)
     sweep = load_sweep(args.sweep)
     t = sweep.trials
     out = {**head, "study": sweep.name,
@@ -65,8 +66,8 @@ def main() -> None:
         ci = "—" if e.ci is None else f"[{e.ci[0]:+.3f}, {e.ci[1]:+.3f}]"
         print(f"{metric:>13}: B ({e.b}) - A ({e.a}) = {e.mean:+.3f} dB, CI {ci}, "
               f"W/T/L {e.wins}/{e.ties}/{e.losses}, p {e.p_wilcoxon}")
-    OUT.write_text(json.dumps(out, indent=1))
-    print(f"wrote {OUT}")
+    write_json(args.out, out)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

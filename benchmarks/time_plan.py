@@ -304,12 +304,14 @@ def load() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help=f"write {PLAN_JSON.name}")
+    ap.add_argument("--out", type=Path, default=PLAN_JSON,
+                    help="where --write writes the plan (a smoke run: elsewhere)")
     args = ap.parse_args(argv)
     doc = document()
     print(markdown(doc))
     if args.write:
-        pv.write_json(PLAN_JSON, doc)
-        print(f"wrote {PLAN_JSON}")
+        pv.write_json(args.out, doc)
+        print(f"wrote {args.out}")
     return 0
 
 

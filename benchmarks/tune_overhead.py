@@ -10,7 +10,8 @@ ratio >= 0.95, judged on the CI (met: the CI lies above 0.95; missed: below; els
 
     python benchmarks/tune_overhead.py [--iters 1000] [--repeats 10] [--size 64]
 
-Writes benchmarks/results/tune_overhead.json.
+Writes OUT/tune_overhead.json (OUT: --out, default benchmarks/results). A smoke run (under a
+minute, starts a local Ray): --iters 20 --repeats 2 --size 32 --out DIR.
 """
 
 from __future__ import annotations
@@ -90,18 +91,20 @@ def verdict(low: float, high: float, goal: float) -> str:
     return "met" if low >= goal else "missed" if high < goal else "undecided"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--size", type=int, default=64)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                    help="folder for tune_overhead.json")
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = {**CFG, "iters": args.iters}
     problem = {"image": "skimage:astronaut", "size": args.size, "sigma": 25, "seed": 0}
     from dipddpm.cluster.local_ray import start_local
 
-    head = stamp("benchmarks/tune_overhead.py")
+    head = stamp("benchmarks/tune_overhead.py", argv)
     start_local(num_cpus=2)
     with tempfile.TemporaryDirectory() as tmp:
         pairs = paired(cfg, problem, args.repeats, Path(tmp))
@@ -115,7 +118,7 @@ def main() -> None:
            "loadavg_1m_end": round(os.getloadavg()[0], 2),
            "note": "each repeat is a direct run and a Tune trial back to back (ABBA order); "
                    "the ratio is Tune/direct of that pair"}
-    dest = Path(__file__).parent / "results" / "tune_overhead.json"
+    dest = args.out / "tune_overhead.json"
     write_json(dest, out)
     print(f"median paired ratio {med:.3f}, 95% CI [{low:.3f}, {high:.3f}] (goal >= {GOAL}: "
           f"{out['verdict']}) -> {dest}")

@@ -4,6 +4,7 @@ The Python API (`dipddpm.api`, imported on first use, so `import dipddpm` stays 
 
     dipddpm.load(path_or_uri) -> Results      a sweep's Parquet results
     dipddpm.run(spec_or_path, smoke=False, storage=None, **overrides) -> Results
+    dipddpm.resume(sweep_dir, address=None, drop_orphans=False) -> Results
     dipddpm.fit(method, image=..., **config) -> FitResult   one fit, no Ray
 """
 
@@ -15,13 +16,13 @@ from dipddpm import _compat
 
 __version__ = "0.1.0"
 
-API = ("load", "run", "fit", "Results", "Verdict", "FitResult")
+API = ("load", "run", "resume", "fit", "compare", "Results", "Verdict", "FitResult")
 __all__ = ["__version__", *API]
 
 _compat.install()  # old import paths of moved modules keep working (dipddpm/_compat.py)
 
 if TYPE_CHECKING:
-    from dipddpm.api import FitResult, Results, Verdict, fit, load, run  # noqa: F401
+    from dipddpm.api import FitResult, Results, Verdict, compare, fit, load, resume, run  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -40,6 +40,8 @@ MOVED_MODULES: dict[str, str | tuple[str, ...]] = {
     "dipddpm.sweep.corners": "dipddpm.sweep.spec.corners",
     "dipddpm.sweep.rung_rules": "dipddpm.sweep.spec.rung_rules",
     "dipddpm.sweep.estimate": "dipddpm.sweep.spec.estimate",
+    # Tune schedulers: entries owning their sections, beside both sweep and analysis
+    "dipddpm.sweep.tune_schedulers": "dipddpm.trial_schedulers",
 }
 
 MOVED_NAMES: dict[str, dict[str, str]] = {
@@ -71,7 +73,8 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "check_image_path": "dipddpm.cli.common",
     },
     "dipddpm.sweep.rows": {"STATUSES": "dipddpm.dataset.columns"},
-    "dipddpm.sweep.spec": {"RESOURCE_GRANULARITY": "dipddpm.cluster.devices"},
+    "dipddpm.sweep.spec": {"RESOURCE_GRANULARITY": "dipddpm.cluster.devices",
+                           "SEARCHERS": "dipddpm.sweep.searchers"},
 }
 
 

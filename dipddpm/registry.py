@@ -1,8 +1,10 @@
 """A registry per plug-in kind: beta schedules, stage schedulers, nets, methods, Tune
-schedulers, Optuna samplers, plot kinds. An entry declares its own parameters (its dataclass
-says how); the CLI's help texts and the spec validator read the names from here.
+schedulers, searchers, Optuna samplers, baselines, storage backends, plot kinds. An entry
+declares its own parameters and facts (its dataclass says how); the CLI's help texts, the spec
+validator and the runner read them from here, never by comparing a name.
 
 Names are registered once and never change meaning; add a new name instead of redefining one.
+`Registry.every()` lists every registry made so far (tests cover them all without a list).
 """
 
 from __future__ import annotations
@@ -16,15 +18,27 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
+    _every: list[Registry] = []  # every registry made, in order (see `every`)
+
     def __init__(self, kind: str) -> None:
         self.kind = kind  # e.g. "beta schedule"; used in error messages
         self._items: dict[str, T] = {}
+        Registry._every.append(self)
+
+    @classmethod
+    def every(cls) -> list[Registry]:
+        """Every registry made so far (import the modules that make them first)."""
+        return list(cls._every)
+
+    def _entries(self) -> dict[str, T]:
+        """Name -> entry; a registry derived from another one overrides this."""
+        return self._items
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: `@SCHEDULES.register("cosine")`. Refuses a duplicate name."""
 
         def add(obj: T) -> T:
-            if name in self._items:
+            if name in self._entries():
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
             return obj
@@ -37,7 +51,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         try:
-            return self._items[name]
+            return self._entries()[name]
         except KeyError:
             valid = self.names()
             raise ConfigError(
@@ -46,10 +60,11 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        return sorted(self._entries())
 
     def items(self) -> list[tuple[str, T]]:
-        return [(n, self._items[n]) for n in self.names()]
+        entries = self._entries()
+        return [(n, entries[n]) for n in sorted(entries)]
 
     def help(self, sep: str = ", ") -> str:
         """The names for a help text: 'a, b or c'."""
@@ -57,10 +72,10 @@ class Registry(Generic[T]):
         return names[0] if len(names) == 1 else f"{sep.join(names[:-1])} or {names[-1]}"
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._entries()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._entries())

@@ -67,6 +67,12 @@ def results_sweep(tmp_path_factory):
     return shared_sweep(tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def sweep_dir(results_sweep):
+    """The fixture sweep's directory, read only (the `dipddpm results` tests' one fixture)."""
+    return results_sweep
+
+
 @pytest.fixture
 def sweep(results_sweep, tmp_path):
     """A copy of the fixture sweep (12 trials, one part file each in trials/ and metrics/),

@@ -15,25 +15,97 @@ def help_of(*args) -> str:
     return r.output
 
 
-def _registries():
-    from dipddpm.data.datasets import DATASETS
-    from dipddpm.diffusion.schedules import SCHEDULES
+def every_registry():
+    """Every registry of the package (each module imported: `Registry.every()`)."""
+    import importlib
+    import pkgutil
+
+    import dipddpm
+    from dipddpm.registry import Registry
+
+    for mod in pkgutil.walk_packages(dipddpm.__path__, "dipddpm."):
+        importlib.import_module(mod.name)
+    return Registry.every()
+
+
+def help_texts() -> dict[str, str]:
+    """Every command's help text (its own and its options'), filled as a user reads it."""
+    def walk(cmd, ctx, path: str):
+        if hasattr(cmd, "list_commands"):  # a group
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                yield from walk(sub, type(ctx)(sub, parent=ctx, info_name=name),
+                                f"{path} {name}")
+        else:
+            yield path, " ".join([cmd.help or "", *(getattr(p, "help", "") or ""
+                                                    for p in cmd.params)])
+
+    root = typer.main.get_command(app)
+    return dict(walk(root, root.make_context("dipddpm", ["--help"], resilient_parsing=True),
+                     "dipddpm"))
+
+
+def listing(texts: dict[str, str], names: list[str]) -> list[str]:
+    """The commands whose help names every one of `names` (a listing of a registry)."""
+    return [p for p, t in texts.items() if all(n in t for n in names)]
+
+
+# registries a help text lists, and a command that lists each (a listing must not vanish)
+LISTED = {"dataset": "dipddpm fit ddpm", "beta schedule": "dipddpm inspect betas",
+          "stage scheduler": "dipddpm inspect stages"}
+
+
+# help texts written when their module is imported: a plug-in registered later is missing
+# from them (a follow-up: make each a {names:KEY} placeholder, cli/app.py HELP_REGISTRIES)
+AT_IMPORT = {"plot kind": "cli/results.py `results plot`",
+             "stage scheduler": "cli/inspect.py SCHEDULER_HELP",
+             "data set": "cli/data.py `data fetch`",
+             "storage backend": "sweep run's and results' --storage help",
+             "reverse sampler": "cli/ddpm.py `sample` --sampler",
+             "time U-Net preset": "cli/ddpm.py `fit ddpm` --preset"}
+
+
+def _every_registry_marked():
+    return [pytest.param(r, id=r.kind, marks=[pytest.mark.xfail(
+        strict=True, reason=f"listed at import: {AT_IMPORT[r.kind]}")] if r.kind in AT_IMPORT
+        else []) for r in every_registry()]
+
+
+@pytest.mark.parametrize("registry", _every_registry_marked())
+def test_a_help_text_that_lists_a_registry_lists_a_new_entry(registry):
+    """Wherever a help text lists every name of a registry, an entry registered now (a
+    plug-in's) appears there too: the text comes from the registry, not a hand-kept copy."""
+    names = registry.names()
+    before = listing(help_texts(), names) if len(names) > 1 else []
+    if registry.kind in LISTED:
+        assert LISTED[registry.kind] in before, (registry.kind, before)
+    if not before:
+        pytest.skip(f"no help text lists every {registry.kind}")
+    registry.register("zz_toy_entry")(registry.get(names[0]))
+    try:
+        after = listing(help_texts(), [*names, "zz_toy_entry"])
+    finally:
+        registry.unregister("zz_toy_entry")
+    assert [p for p in before if p not in after] == []
+
+
+def _methods() -> list[str]:
     from dipddpm.methods import METHODS
-    from dipddpm.stages import STAGE_SCHEDULERS
 
-    return [(("fit", "dip"), sorted(METHODS.get("dip").presets)),
-            (("fit", "guided-dip"), sorted(METHODS.get("guided_dip").presets)),
-            (("fit", "ddpm"), DATASETS.names() + sorted(METHODS.get("ddpm").presets)),
-            (("fit", "dip-prior-ddpm"), sorted(METHODS.get("dip_prior_ddpm").presets)),
-            (("inspect", "betas"), SCHEDULES.names()),
-            (("inspect", "stages"), STAGE_SCHEDULERS.names())]
+    return METHODS.names()
 
 
-@pytest.mark.parametrize("i", range(6))
-def test_a_help_text_names_every_registered_entry(i):
-    command, names = _registries()[i]
-    out = help_of(*command)
-    assert [n for n in names if n not in out] == []
+@pytest.mark.parametrize("name", _methods())
+def test_a_method_commands_help_names_its_presets(name):
+    from dipddpm.methods import METHODS
+
+    presets = sorted(METHODS.get(name).presets)
+    if not presets:
+        pytest.skip(f"{name} has no presets")
+    out = help_of("fit", name)
+    if "--preset" not in out:
+        pytest.skip(f"fit {name} takes no --preset")
+    assert [n for n in presets if n not in out] == []
 
 
 def test_no_help_text_keeps_a_placeholder():

@@ -122,14 +122,28 @@ def test_method_contract(name, request):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_problem_presets_are_declared_on_the_entry(name):
-    """The entry's problem presets are the ones the spec loader finds (it still looks in the
-    method's module); each names a preset of the method."""
-    from dipddpm.sweep.spec import problem_preset
+    """Each of the entry's problem presets names a preset of the method, and a spec with that
+    preset gets its problem keys (the spec's own problem: keys win)."""
+    from dipddpm.sweep.spec import parse_spec
 
     method = METHODS.get(name)
     assert set(method.problem_presets) <= set(method.presets)
     for preset in [None, *method.presets]:
-        assert method.problem_preset(preset) == problem_preset(method, preset)
+        implied = method.problem_preset(preset)
+        assert implied == dict(method.problem_presets.get(preset, {}))
+        if not implied:
+            continue
+        metric = next(m for m in method.metrics if m != "iter")
+        own = {k: v for k, v in method.example_problem.items() if k not in implied}
+        raw = {"name": "p", "method": name, "metric": metric, "search": {}, "preset": preset,
+               "fixed": dict(method.example_config), "problem": own,
+               "searcher": {"type": "grid"}, "scheduler": {"type": "none"}}
+        assert parse_spec(raw, load_problem=False).problem == {**implied, **own}
+        mine = {**raw, "problem": dict(method.example_problem)}  # the spec's own keys win
+        assert parse_spec(mine, load_problem=False).problem == {**implied,
+                                                                 **method.example_problem}
+    if not method.problem_presets:
+        pytest.skip(f"{name} declares no problem presets")
 
 
 # ---------------------------------------------------------------- through the Ray trainable

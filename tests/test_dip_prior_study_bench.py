@@ -24,25 +24,60 @@ def bench():
     return dip_prior_ddpm
 
 
-def test_observations_share_the_clean_image_and_differ_in_noise(bench):
-    patches = (torch.arange(3 * 16 * 16, dtype=torch.float32).reshape(3, 1, 16, 16) % 256)
-    obs = bench.observations(patches.to(torch.uint8), images=3, replicates=2)
-    assert [(p.name, p.seed) for p in obs] == [(f"patch{i}", r) for r in (0, 1)
-                                               for i in range(3)]
-    a, b = obs[0], obs[3]  # patch0, replicates 0 and 1
-    assert torch.equal(a.clean, b.clean) and not torch.equal(a.observed, b.observed)
+@pytest.fixture(scope="module")
+def ckpt(tiny_ddpm):
+    return tiny_ddpm  # one grey channel, 16x16
 
 
-def test_verdicts_pair_arms_by_image_and_replicate(bench):
+def _pairs(bench, tmp_path, patches, replicates: int, seed: int = 0, ckpt=None):
+    files = bench.patch_files(patches, tmp_path / "set", "patch")
+    dip = {**bench.TINY_DIP, "dip_depth": 1}
+    return bench.observations(bench.study_spec(files, replicates, seed, dip, ckpt))
+
+
+def test_observations_are_the_study_pairs(bench, tmp_path, ckpt):
+    """The benchmark's observations are the product's study pairs: replicate r of every
+    patch is noised with seed `seed + r` (the same rule as a sweep's study trial) and fitted
+    with seed `seed + r`; the PNG round trip keeps the patch exactly."""
+    from dipddpm.data.images import gaussian_noise
+
+    patches = (torch.arange(3 * 16 * 16).reshape(3, 1, 16, 16) * 7 % 256).to(torch.uint8)
+    obs = _pairs(bench, tmp_path, patches, replicates=2, seed=5, ckpt=ckpt)
+    assert [(bench.image_of(p.spec.image), p.spec.replicate, p.seed) for p in obs] == [
+        (f"patch{i}", r, 5 + r) for i in range(3) for r in (0, 1)]
+    for p in obs:
+        i = int(bench.image_of(p.spec.image)[5:])
+        assert torch.equal(p.problem.clean, patches[i].float() / 255)
+        assert torch.equal(p.problem.observed,
+                           gaussian_noise(p.problem.clean, 25.0, 5 + p.spec.replicate))
+
+
+def test_bm3d_rows_are_the_studys_baseline_on_the_same_observations(bench, tmp_path, ckpt):
+    from dipddpm.methods.bm3d import Bm3dConfig, run_bm3d
+    from dipddpm.metrics import psnr
+
+    patches = (torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 255)
+    files = bench.patch_files(patches.to(torch.uint8), tmp_path / "set", "patch")
+    spec = bench.study_spec(files, 2, 0, {**bench.TINY_DIP, "dip_depth": 1}, ckpt)
+    rows = bench.bm3d_rows(spec)
+    obs = bench.observations(spec)
+    assert [(r["image"], r["replicate"]) for r in rows] == [
+        (bench.image_of(p.spec.image), p.spec.replicate) for p in obs]
+    for r, p in zip(rows, obs, strict=True):
+        out = run_bm3d(Bm3dConfig(), p.problem).images["output"]
+        assert r["psnr"] == pytest.approx(psnr(out, p.problem.clean))
+
+
+def test_verdicts_pair_arms_by_image_and_replicate(bench, tmp_path, ckpt):
     """B has half of A's noise on every pair, A's noise level differs 20-fold across pairs:
     paired by (image, replicate), every delta is about +6 dB; mispaired, they scatter."""
-    clean = torch.full((1, 8, 8), 0.5)
-    obs = bench.observations((clean * 255).to(torch.uint8)[None].expand(4, -1, -1, -1),
-                             images=4, replicates=2)
+    clean = torch.full((1, 16, 16), 0.5)
+    obs = _pairs(bench, tmp_path, (clean * 255).to(torch.uint8)[None].expand(4, -1, -1, -1),
+                 replicates=2, ckpt=ckpt)
     idx = list(range(len(obs)))
     std = torch.linspace(0.01, 0.2, len(obs)).view(-1, 1, 1, 1)
-    noise = torch.randn(len(obs), 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    x = torch.stack([p.clean for p in obs])
+    noise = torch.randn(len(obs), 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x = torch.stack([p.problem.clean for p in obs])
     arms = bench.Arms(obs)
     arms.add("A", x + std * noise, idx, 0, 0.0)
     arms.add("B", (x + std / 2 * noise).flip(0), idx[::-1], 0, 0.0)  # rows in another order

@@ -13,10 +13,7 @@ CITES = [re.escape(p) for p in ("SPEC" + " §", "SPEC" + ".md", "DESIGN" + ".md"
                                 "PARQUET" + ".md", ".." + "/shared")] + ["SPEC" + r" C\d"]
 PATTERN = re.compile("|".join(CITES))
 HISTORY = ("benchmarks/results/", "benchmarks/RESULTS.md")  # recorded runs, and their ledger
-# benchmarks/ reads the benchmark images through provenance.py; these files still cite the
-# internal notes and are their owner's to change: drop a name here once it is clean
-PENDING = {"benchmarks/ledger.py", "benchmarks/protocols.py", "benchmarks/dip_prior_ddpm.py",
-           "benchmarks/provenance.py"}
+PENDING: set[str] = set()  # files still citing internal notes, their owner's to clean
 # the docs site's hook drops such citations from the history it shows (RESULTS.md), and its
 # test checks the built site holds none: both name the citations to find them
 SCRUBBERS = ("docs/hooks.py", "tests/test_docs.py")

@@ -1,6 +1,7 @@
 """The package's import graph: no two modules import each other at module level, and the layers
 hold (the core never imports the sweep runner, its Ray plumbing, the CLI, the API or tracking;
-the dataset sits under both the sweep runner and the analysis, which never imports the runner).
+the dataset and the Tune schedulers' entries sit under both the sweep runner and the analysis,
+which never imports the runner, not even inside a function).
 
 The graph is read with `ast` from dipddpm/**.py, so it covers every module whether or not a test
 imports it. A module-level import is a statement in the module's body (or in a top-level try or
@@ -19,14 +20,6 @@ PKG = ROOT / "dipddpm"
 
 CORE = ("nn", "diffusion", "stages", "methods", "metrics", "data", "dataset")
 ABOVE_CORE = ("sweep", "cluster", "cli", "api", "tracking")
-# imports of the sweep runner that analysis still makes inside a function, each with its reason
-ANALYSIS_LAZY_SWEEP = {
-    # ASHA's rung iterations for the learning-curve rung lines: the Tune scheduler's entry will
-    # own its rung maths and report text (issue 22, item 1), and analysis will ask it
-    ("dipddpm.analysis.learning_curves", "dipddpm.sweep.spec"),
-    ("dipddpm.analysis.learning_curves", "dipddpm.sweep.trainable"),
-}
-
 # pairs of modules that import each other, one side inside a function; a new pair (such as the
 # old cli/app.py <-> cli/fit_method.py loop) fails the test
 LAZY_PAIRS = {
@@ -159,7 +152,7 @@ def test_analysis_never_imports_the_sweep_runner():
                   for t in ts if package(t) == "sweep") == []
     lazy = {(m, t) for m, ts in imports(top_level_only=False).items()
             if package(m) == "analysis" for t in ts if package(t) == "sweep"}
-    assert lazy <= ANALYSIS_LAZY_SWEEP, sorted(lazy - ANALYSIS_LAZY_SWEEP)
+    assert lazy == set()  # not even inside a function: the entries analysis asks sit below
 
 
 def test_the_dataset_never_imports_the_sweep_runner_or_the_analysis():

@@ -6,17 +6,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def sweep_dir(tmp_path_factory):
-    return shared_sweep(tmp_path_factory)
 
 
 def fails(*args, message: str):

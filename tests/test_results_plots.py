@@ -5,7 +5,6 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.analysis import load_sweep
@@ -19,11 +18,6 @@ from dipddpm.analysis.plots import (
 from dipddpm.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def sweep_dir(tmp_path_factory):
-    return shared_sweep(tmp_path_factory)
 
 
 def png_size(path) -> tuple[int, int]:

@@ -8,18 +8,12 @@ import shutil
 import subprocess
 
 import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
 
 runner = CliRunner()
 DATA_PNG = re.compile(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'")
-
-
-@pytest.fixture(scope="session")
-def sweep_dir(tmp_path_factory):
-    return shared_sweep(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from results_data import shared_sweep
 from typer.testing import CliRunner
 
 from dipddpm.analysis import load_sweep
 from dipddpm.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def sweep_dir(tmp_path_factory):
-    return shared_sweep(tmp_path_factory)
 
 
 def invoke(*args):

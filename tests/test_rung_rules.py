@@ -8,7 +8,7 @@ import pytest
 from dipddpm.config import build
 from dipddpm.errors import ConfigError
 from dipddpm.methods import METHODS
-from dipddpm.sweep.spec.rung_rules import DEFAULT_RULE, RUNG_RULES, rule_for
+from dipddpm.sweep.spec.rung_rules import RUNG_RULES, rule_for
 
 TINY = {"width": 8, "depth": 2, "input_depth": 4, "report_every": 5, "iters": 40}
 
@@ -34,7 +34,7 @@ def test_rule_times():
     assert [RUNG_RULES.get(n).time(50, 0) for n in ("total", "final", "gated")] == [50, 0, 0]
     assert [RUNG_RULES.get(n).time(50, 20) for n in ("total", "final", "gated")] == [50, 20, 50]
     assert rule_for("dip", None).name == "total"
-    assert rule_for("guided_dip", None).name == DEFAULT_RULE["guided_dip"]
+    assert rule_for("guided_dip", None).name == METHODS.get("guided_dip").rung_rule == "final"
     assert rule_for("guided_dip", "gated").time_attr == "iter_gated"
 
 

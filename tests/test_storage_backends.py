@@ -134,3 +134,20 @@ def test_the_wait_is_configurable_and_checked(monkeypatch):
             storage_backends.probe_timeout()
     monkeypatch.delenv("DIPDDPM_STORAGE_TIMEOUT")
     assert storage_backends.probe_timeout() == storage_backends.DEFAULT_TIMEOUT_S
+
+
+@pytest.mark.parametrize("name", STORAGE_BACKENDS.names())
+def test_every_backend_owns_its_schemes_and_options(name):
+    """The storage contract, over every registered entry: each of its schemes (any case) finds
+    it, a storage_options key it does not take is one line listing the ones it does, and a
+    key it takes passes its own check (a remote backend's; a local path takes none)."""
+    entry = STORAGE_BACKENDS.get(name)
+    assert entry.help
+    uris = [f"{s.upper()}://bkt/x" for s in entry.schemes] or ["results"]
+    for uri in uris:
+        assert backend_for(uri) is entry and is_remote(uri) is entry.remote
+        with pytest.raises(ConfigError, match=r"storage_options.no_such_key does not apply"):
+            check_options(uri, {"no_such_key": "1"})
+    for key in entry.options:
+        value = "false" if key == "anonymous" else "http://127.0.0.1:1"
+        assert check_options(uris[0], {key: value}) == {key: value}

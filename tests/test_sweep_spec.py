@@ -160,10 +160,21 @@ OVERRIDES = {"quick": [],
              "guided_dip_butterfly": ["problem.image=skimage:chelsea"],
              "ddpm_mnist": ["problem={dataset: skimage-patches, size: 16, count: 64}"],
              "dip_prior_ddpm": None,  # needs a trained DDPM: tests/test_sweep_specs.py
-             "study_guided_vs_dip": [], "dip_cset9": ["problem.images=[skimage:camera]"]}
+             "study_guided_vs_dip": [], "dip_cset9": ["problem.images=[skimage:camera]"],
+             **{name: ["problem.image=skimage:camera"] for name in (
+                 "beat_staged_f16", "beat_staged_f16_mini", "reach_fast_f16",
+                 "reach_fast_f16_mini")}}
 
 
-@pytest.mark.parametrize("name", sorted(OVERRIDES))
+# bundled specs whose opening comment lacks the # Purpose / # Command / # Cost headings (the
+# search benchmarks' specs, written to their own layout; left to whoever owns benchmarks/)
+UNDOCUMENTED = {"beat_staged_f16", "beat_staged_f16_mini", "reach_fast_f16",
+                "reach_fast_f16_mini"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.xfail(
+    strict=True, reason="opening comment lacks the headings")] if n in UNDOCUMENTED else [])
+    for n in sorted(OVERRIDES)])
 def test_bundled_spec_validates_and_documents_itself(name):
     path = SWEEPS / f"{name}.yaml"
     text = path.read_text()
@@ -180,11 +191,22 @@ def test_bundled_spec_validates_and_documents_itself(name):
     assert smoke.num_samples <= full.num_samples
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in SWEEPS.glob("*.yaml")
-                                        if p.stem != "dip_prior_ddpm"))
+# smoke blocks that train their own tiny model (`recipe:tiny-ddpm`): seconds, so marked slow
+SLOW_SMOKE = {"dip_prior_ddpm"}
+
+
+def test_every_bundled_spec_is_listed():
+    """A spec added to sweeps/ is checked by the two tests above and below, never left out."""
+    assert sorted(p.stem for p in SWEEPS.glob("*.yaml")) == sorted(OVERRIDES)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(p.stem, marks=[pytest.mark.slow] if p.stem in SLOW_SMOKE else [])
+    for p in sorted(SWEEPS.glob("*.yaml"))])
 def test_every_spec_in_sweeps_validates_with_smoke(name, monkeypatch):
     monkeypatch.chdir(SWEEPS.parent)  # specs name images relative to the repo root
-    load_spec(SWEEPS / f"{name}.yaml", smoke=True)  # smoke blocks need no fetched data
+    spec = load_spec(SWEEPS / f"{name}.yaml", smoke=True)  # smoke blocks need no fetched data
+    assert spec.name == f"{name}-smoke"
 
 
 def test_cli_validate_and_show_json():

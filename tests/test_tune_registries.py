@@ -24,12 +24,11 @@ def test_the_spec_validator_accepts_exactly_the_registered_names():
     refused with the registered names listed."""
     from dipddpm.errors import ConfigError
     from dipddpm.sweep.samplers import SAMPLERS
-    from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
+    from dipddpm.trial_schedulers import TUNE_SCHEDULERS
 
     for name in SAMPLERS.names():
         assert quick_spec(searcher={"type": "optuna", "sampler": name}).searcher.sampler == name
-    for name in TUNE_SCHEDULERS.names():
-        assert quick_spec(scheduler={"type": name, "grace_period": 10}).scheduler.type == name
+    # every Tune scheduler validates: tests/test_contract_tune_schedulers.py
     with pytest.raises(ConfigError, match=", ".join(SAMPLERS.names())):
         quick_spec(searcher={"type": "optuna", "sampler": "annealing"})
     with pytest.raises(ConfigError, match=", ".join(TUNE_SCHEDULERS.names())):
@@ -52,7 +51,7 @@ def test_every_sampler_is_built_from_its_entry_and_seeded(name, cls):
 
 
 def test_a_sampler_needing_a_missing_package_is_one_line_before_ray(monkeypatch):
-    from dipddpm.sweep.runner import check_sampler
+    from dipddpm.sweep.optuna_searcher import check_sampler
     from dipddpm.sweep.samplers import SAMPLERS, Sampler, random
 
     SAMPLERS.register("toy")(Sampler(random, "test only", requires="dipddpm_no_such_pkg"))
@@ -71,16 +70,16 @@ def test_a_sampler_needing_a_missing_package_is_one_line_before_ray(monkeypatch)
 def test_tune_schedulers_are_built_from_their_entries():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS, make_scheduler
+    from dipddpm.trial_schedulers import TUNE_SCHEDULERS, make_scheduler
 
     spec = quick_spec(scheduler={"type": "asha", "grace_period": 7, "reduction_factor": 4})
-    asha = make_scheduler(spec.scheduler)
+    asha = make_scheduler(spec)
     assert isinstance(asha, ASHAScheduler)
     assert asha._max_t == spec.scheduler.max_t and asha._reduction_factor == 4
     assert min(asha._brackets[0]._rungs)[0] == 7  # the first rung: the grace period
     for p in TUNE_SCHEDULERS.get("asha").params:
         assert hasattr(spec.scheduler, p)
-    none = make_scheduler(quick_spec(scheduler={"type": "none"}).scheduler)
+    none = make_scheduler(quick_spec(scheduler={"type": "none"}))
     assert type(none) is FIFOScheduler
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from dipddpm.analysis.load import Sweep
+from dipddpm.config import NULLS
 from dipddpm.errors import DipddpmError
 
 TIE_DB = 1e-6  # |B - A| at or below this is a tie (identical outputs up to float noise)
@@ -65,8 +66,8 @@ def parse_filters(items: list[str] | None, flag: str) -> dict[str, str]:
 
 
 def _matches(column: pd.Series, value: str) -> pd.Series:
-    """String comparison, so `stages=4` matches 4 and 4.0; null, none or — match nulls."""
-    if value.lower() in ("null", "none", "—", ""):
+    """String comparison, so `stages=4` matches 4 and 4.0; null, none, ~ or — match nulls."""
+    if value.lower() in (*NULLS, "—", ""):
         return column.isna()
     as_text = column.astype("string")
     num = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]

@@ -1,14 +1,13 @@
 """Learning curves of every trial: the sweep's metric against iteration, COMPLETED trials in
-colour, PRUNED ones grey, FAILED ones red and dotted, with ASHA's rungs (the iterations at
-which it compared trials and stopped the worse ones) as dashed vertical lines.
+colour, PRUNED ones grey, FAILED ones red and dotted, with the Tune scheduler's rungs (the
+iterations at which it judged trials: ASHA's rungs, PBT's perturbations; its entry in
+dipddpm/trial_schedulers/ says where and what to call them) as dashed vertical lines.
 
 One plotly trace per status (trials separated by gaps), so thousands of trials draw quickly;
 hovering a point names its trial. The MAX_TRIALS best trials are drawn (a note says so).
 """
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import pandas as pd
 
@@ -33,20 +32,13 @@ def curve_metric(sweep: Sweep) -> str:
     return names[0]
 
 
-def asha_rungs(sweep: Sweep) -> list[float]:
-    """ASHA's rung iterations from the spec as run (none without ASHA or without the spec)."""
-    from dipddpm.sweep.spec import SchedulerSpec
-    from dipddpm.sweep.trainable import milestones
+def scheduler_rungs(sweep: Sweep) -> tuple[str, list[float]]:
+    """(label, iterations) of the Tune scheduler's rungs from the spec as run (none without a
+    scheduler that has rungs, or without the spec)."""
+    from dipddpm.trial_schedulers import rung_lines
 
-    raw = (sweep.spec or {}).get("scheduler") if isinstance(sweep.spec, dict) else None
-    if not isinstance(raw, dict) or raw.get("type") != "asha":
-        return []
-    try:
-        sched = SchedulerSpec(**raw)
-        return [float(m) for m in milestones(SimpleNamespace(scheduler=sched))
-                if m < sched.max_t]
-    except (TypeError, ValueError, ZeroDivisionError):
-        return []
+    return rung_lines((sweep.spec or {}).get("scheduler") if isinstance(sweep.spec, dict)
+                      else None)
 
 
 def _trace(go, curves: pd.DataFrame, ids: list[str], metric: str, status: str):
@@ -79,9 +71,10 @@ def learning_curves(sweep: Sweep, metric: str | None = None):
         ids = list(ranked.loc[ranked["status"] == status, "trial_id"])
         if ids:
             fig.add_trace(_trace(go, curves, ids, name, status))
-    for i, r in enumerate(asha_rungs(sweep)):
+    label, rungs = scheduler_rungs(sweep)
+    for i, r in enumerate(rungs):
         fig.add_vline(x=r, line={"color": "#555", "dash": "dash", "width": 1},
-                      annotation_text="ASHA rung" if i == 0 else "",
+                      annotation_text=label if i == 0 else "",
                       annotation_position="top left")
     left = len(sweep.trials) - len(ranked)
     title = f"{sweep.name}: {name} per trial" + (f" (the {MAX_TRIALS} best; {left} more not "

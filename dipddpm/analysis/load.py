@@ -21,14 +21,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from dipddpm.dataset.columns import SCHEMA_VERSION, STATUSES  # declared once, there
+from dipddpm.dataset.columns import (  # declared once, there
+    SCHEMA_VERSION,
+    STATUSES,
+    TRIALS,
+    is_metric,
+)
 from dipddpm.errors import DipddpmError, closest, first_line
 
 TRIAL_COLUMNS = ("sweep", "trial_id", "status", "method", "iters_done")
 METRIC_COLUMNS = ("sweep", "trial_id", "iter", "metric", "value")
 LAYOUT = "<storage>/<sweep>/trials/part-*.parquet, as `dipddpm sweep run` writes"
-# trial-level columns that are bookkeeping, not something to rank or group trials by
-NOT_METRICS = ("seed", "retries", "resumed_from_iter", "iters_done", "wall_s", "artifact_iter")
+# trial-level columns that are bookkeeping, not something to rank or group trials by: their
+# declared role (dipddpm/dataset/columns.py, `is_metric`); this tuple is that list at import
+NOT_METRICS = tuple(c for c in TRIALS if not is_metric(c))
 
 
 @dataclass

@@ -64,7 +64,7 @@ def _filmstrip(sweep: Sweep, top: int) -> str:
 PANELS: tuple[tuple[str, Callable[[Sweep, int], str]], ...] = (
     ("Leaderboard", _leaderboard),
     ("Parallel coordinates of the searched parameters", _parallel),
-    ("Learning curves (pruned grey, failed red, ASHA rungs dashed)", _curves),
+    ("Learning curves (pruned grey, failed red, the scheduler's rungs dashed)", _curves),
     ("Outputs over iterations, best trials", _filmstrip),
 )
 

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dipddpm.analysis.groups import groups
-from dipddpm.analysis.load import NOT_METRICS, Sweep
+from dipddpm.analysis.load import Sweep
+from dipddpm.dataset.columns import is_metric
 from dipddpm.errors import DipddpmError, closest
 
 DEFAULT_METRICS = ("psnr_gt_best", "objective")
@@ -39,11 +40,12 @@ BEST_ITER = {"psnr_gt_best": "psnr_best_iter", "psnr_gt_sm_best": "psnr_gt_sm_be
 
 
 def numeric_columns(sweep: Sweep) -> list[str]:
-    """Trials columns one can rank by: numeric, not config / problem / bookkeeping."""
+    """Trials columns one can rank by: numeric, and a metric by their declared role
+    (dipddpm/dataset/columns.py), not config / problem / bookkeeping."""
     t = sweep.trials
     return [c for c in t.columns
             if pd.api.types.is_numeric_dtype(t[c]) and not pd.api.types.is_bool_dtype(t[c])
-            and not c.startswith(("config.", "problem.")) and c not in NOT_METRICS]
+            and is_metric(c)]
 
 
 def resolve_metric(sweep: Sweep, metric: str | None) -> str:

@@ -3,15 +3,17 @@
     import dipddpm
     results = dipddpm.run("sweeps/quick.yaml", smoke=True)   # a sweep -> Results
     results = dipddpm.load("results/quick")                   # a results folder -> Results
+    results = dipddpm.resume("results/quick")                 # continue a stopped sweep
     results.trials, results.metrics, results.best(n=5)       # pandas DataFrames
     v = results.effect(a={"stages": 1}, b={"stages": 4})      # a paired verdict
+    c = dipddpm.compare("results/a", "results/b")             # tables across sweeps
     r = dipddpm.fit("dip", image="skimage:astronaut", preset="tiny", iters=100)  # no Ray
 
 They return what the `dipddpm` commands print (the same analysis code), as objects.
 """
 
 from dipddpm.api.fit_image import FitResult, fit
-from dipddpm.api.results import Results, Verdict, load
-from dipddpm.api.run_spec import run
+from dipddpm.api.results import Results, Verdict, compare, load
+from dipddpm.api.run_spec import resume, run
 
-__all__ = ["FitResult", "Results", "Verdict", "fit", "load", "run"]
+__all__ = ["FitResult", "Results", "Verdict", "compare", "fit", "load", "resume", "run"]

@@ -8,7 +8,7 @@ valid ones), the problem the method's (the preset's problem keys, then `image=`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,12 +45,15 @@ class FitResult:
 
 def fit(method: str, image: str | None = None, *, preset: str | None = None,
         problem: Mapping[str, Any] | None = None, seed: int = 0, device: str = "auto",
+        progress: Callable[[int, Mapping[str, float], Any], None] | None = None,
         **config: Any) -> FitResult:
     """Fit `method` to one image without Ray and return the result as arrays.
 
     `image`: a PNG/JPEG path or a bundled photo (`skimage:astronaut`). `preset`: a named
     preset (e.g. `tiny`, `dip_original`). `problem`: more problem keys (size, sigma, seed).
     `config`: config fields (`iters=300`, `lr=0.01`). `device`: auto, cpu, cuda[:N].
+    `progress`: called at each report with (iteration, metrics, state), as the method's loop
+    reports them (the CLI's progress bar takes these).
 
     >>> import dipddpm
     >>> r = dipddpm.fit("dip", image="skimage:astronaut", preset="tiny",
@@ -58,6 +61,12 @@ def fit(method: str, image: str | None = None, *, preset: str | None = None,
     >>> r.output.shape, r.output.dtype.name, float(r.output.min()) >= 0.0
     ((32, 32, 3), 'float32', True)
     >>> list(r.history["iter"])
+    [5, 10]
+    >>> seen = []
+    >>> r = dipddpm.fit("dip", image="skimage:astronaut", preset="tiny", problem={"size": 32},
+    ...                 iters=10, report_every=5, device="cpu",
+    ...                 progress=lambda it, metrics, state: seen.append(it))
+    >>> seen
     [5, 10]
     >>> dipddpm.fit("dip", image="skimage:astronaut", preset="tiny", iterz=10)
     Traceback (most recent call last):
@@ -75,6 +84,8 @@ def fit(method: str, image: str | None = None, *, preset: str | None = None,
 
     def report(it: int, metrics: Mapping[str, float], state: Any) -> None:
         reports.append({"iter": it, **{k: v for k, v in metrics.items() if k != "iter"}})
+        if progress is not None:
+            progress(it, metrics, state)
 
     res = m.run(cfg, prob, report=report, seed=seed, device=device)
     images = {k: to_array(v) for k, v in res.images.items() if getattr(v, "ndim", 0) == 3}

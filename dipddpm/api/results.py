@@ -9,7 +9,8 @@ s3:// URI, works.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,22 @@ class Results:
     ['trial_id', 'iter', 'metric', 'value']
     """
 
-    def __init__(self, sweep: Sweep, source: str | Path | None = None) -> None:
-        self._sweep = sweep
+    def __init__(self, sweep: Sweep | None, source: str | Path | None = None,
+                 outcome: dict[str, Any] | None = None) -> None:
+        if sweep is None and source is None:
+            raise ValueError("Results needs a loaded sweep or its source (a path or URI)")
+        self._loaded = sweep
         self.source = str(source if source is not None else sweep.uri)
+        self.outcome = outcome  # `dipddpm.run`/`resume`: what `sweep run --json` prints
+
+    @property
+    def _sweep(self) -> Sweep:
+        """The sweep's tables, read from `source` when first needed (after `dipddpm.run`)."""
+        if self._loaded is None:
+            from dipddpm.analysis import load_sweep
+
+            self._loaded = load_sweep(self.source)
+        return self._loaded
 
     def __repr__(self) -> str:
         c = self._sweep.counts()
@@ -156,29 +170,97 @@ class Results:
         e = effect(self._sweep, sb, _filters(a), _filters(b), metric=metric, mode=mode)
         return Verdict(**vars(e))
 
-    def plot(self, kind: str = "curves", **options: Any):
+    def export(self, fmt: str, table: str = "trials", out: str | Path | None = None) -> str:
+        """`results export`: the `table` (trials, metrics, pairs or baselines) as `fmt` (csv,
+        or json: an array of row objects); written to `out` atomically (its path returned),
+        else returned as text.
+
+        >>> import dipddpm
+        >>> text = dipddpm.load("results/quick").export("csv")
+        >>> text.splitlines()[0].split(",")[:2], len(text.splitlines())
+        (['sweep', 'trial_id'], 13)
+        """
+        from dipddpm.analysis.export import export
+
+        return export(self._sweep, fmt, table, out)
+
+    def plot(self, kind: str = "curves", out: str | Path | None = None, **options: Any):
         """A matplotlib figure of `results plot --kind KIND` (curves, stages, pareto,
-        importance, ...; options: by, metric, top, x)."""
-        from dipddpm.analysis.plots import plot
+        importance, ...; options: by, metric, top, x). `out`: also write it there (.png,
+        .svg or .pdf), whole or not at all."""
+        from dipddpm.analysis.plots import plot, save_figure
 
         by = options.pop("by", None)
-        return plot(self._sweep, kind, by=[by] if isinstance(by, str) else by, **options)
+        fig = plot(self._sweep, kind, by=[by] if isinstance(by, str) else by, **options)
+        if out is not None:
+            save_figure(fig, out)
+        return fig
 
     def report(self, path: str | Path, top: int = 6, a: Mapping[str, Any] | None = None,
-               b: Mapping[str, Any] | None = None) -> Path:
+               b: Mapping[str, Any] | None = None, *,
+               status: Callable[[str], AbstractContextManager] | None = None) -> Path:
         """Write `results report`'s self-contained HTML page to `path` (with `a` and `b`:
-        the paired verdict too); returns its path."""
+        the paired verdict too); returns its path. `status`: a context manager around the
+        build, given a message (the CLI's spinner, e.g. `rich.console.Console().status`)."""
         from dipddpm.analysis import load_sweep
         from dipddpm.analysis.report import write_report
+        from dipddpm.dataset.storage import is_remote
 
-        sweep = load_sweep(self.source, artifacts=True) if self._sweep.uri != str(
-            self._sweep.path) else self._sweep
+        sweep = load_sweep(self.source, artifacts=True) if is_remote(self.source) else \
+            self._sweep  # a remote sweep is copied with its artifacts (the thumbnails)
         sides = (_filters(a), _filters(b)) if a or b else None
-        return Path(write_report(sweep, Path(path), top=top, sides=sides))
+        with (status or _no_status)(f"building the report of {sweep.name}"):
+            return Path(write_report(sweep, Path(path), top=top, sides=sides))
+
+    def watch_report(self, path: str | Path, top: int = 6, a: Mapping[str, Any] | None = None,
+                     b: Mapping[str, Any] | None = None, *, every: float = 30.0,
+                     echo: Callable[[str], None] = print,
+                     status: Callable[[str], AbstractContextManager] | None = None) -> int:
+        """`results report --watch`: rewrite the report every `every` seconds while the sweep
+        runs (its driver.json says so), re-reading its files each time, and stop after the
+        report that sees its end; `echo` gets a line per report. Returns how many were
+        written. Only a sweep on this machine's filesystem can be watched."""
+        from dipddpm.analysis.watch import watch
+
+        def write() -> str:
+            return report_line(Results(None, self.source).report(path, top, a, b,
+                                                                 status=status))
+
+        return watch(self.source, write, every, echo)
 
 
-def load(path_or_uri: str | Path) -> Results:
-    """Read a sweep's results folder (`<storage>/<sweep>`, local or an s3:// URI).
+def _no_status(message: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+def report_line(path: Path) -> str:
+    """The line `results report` prints about a page it wrote."""
+    return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+def compare(*sweeps: Results | str | Path, by: list[str] | str | None = None,
+            metric: str | None = None):
+    """`results compare`: the two source-style tables across sweeps (Results, or paths or
+    URIs to load), one row per sweep (or per sweep and group of `by`): `.reach_max`
+    (iterations to reach max PSNR / SSIM) and `.final_best` (final vs best PSNR and best
+    iteration), each row the best COMPLETED trial of its group by `metric`.
+
+    >>> import dipddpm
+    >>> c = dipddpm.compare("results/quick", by="stages")
+    >>> len(c.reach_max), c.by
+    (2, ['stages'])
+    """
+    from dipddpm.analysis.compare import compare as compare_sweeps
+
+    loaded = [s if isinstance(s, Results) else load(s) for s in sweeps]
+    return compare_sweeps([r._sweep for r in loaded], by=[by] if isinstance(by, str) else by,
+                          metric=metric)
+
+
+def load(path_or_uri: str | Path, *, lazy: bool = False) -> Results:
+    """Read a sweep's results folder (`<storage>/<sweep>`, local or an s3:// URI). `lazy`:
+    read it when first asked for (so a report of an s3:// sweep copies it once, with its
+    artifacts; a missing folder is then an error at first use).
 
     >>> import dipddpm
     >>> results = dipddpm.load("results/quick")
@@ -187,4 +269,4 @@ def load(path_or_uri: str | Path) -> Results:
     """
     from dipddpm.analysis import load_sweep
 
-    return Results(load_sweep(path_or_uri), path_or_uri)
+    return Results(None if lazy else load_sweep(path_or_uri), path_or_uri)

@@ -50,8 +50,8 @@ def effect_command(
                              "side is its best."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.effect import effect, parse_filters
+    from dipddpm.analysis.effect import parse_filters
+    from dipddpm.api import load
     from dipddpm.errors import DipddpmError
 
     if mode not in ("max", "min"):
@@ -60,9 +60,8 @@ def effect_command(
     if other is None and not fa and not fb:
         raise DipddpmError("give --a and/or --b filters (KEY=VALUE), e.g. --a stages=1 "
                            "--b stages=4, or a second sweep DIR_B")
-    sa = load_sweep(directory)
-    sb = load_sweep(other) if other is not None else sa
-    e = effect(sa, sb, fa, fb, metric=metric, mode=mode)
+    e = load(directory).effect(a=fa, b=fb, metric=metric, mode=mode,
+                               other=None if other is None else load(other))
     if as_json:
         print_json(e.as_dict())
     else:

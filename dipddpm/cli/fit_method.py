@@ -1,9 +1,10 @@
 """`dipddpm fit METHOD`: a command for every registered method, built when it is first asked
 for (so `dipddpm --help` loads no torch), its options taken from one table (OPTIONS).
 
-The image forms (`fit dip|guided-dip|bm3d|nlm`: IMAGE_FORMS, run by cli/fit.py) take --image and
-the problem's options; `fit ddpm|dip-prior-ddpm` are hand-written (cli/ddpm.py); every other
-registered method (noop, or one a plug-in registers) gets the generic form:
+The image forms (`fit dip|guided-dip|bm3d|nlm`: a method entry's `image_form`, run by cli/fit.py)
+take --image and the problem's options; `fit ddpm|dip-prior-ddpm` are hand-written
+(cli/ddpm.py); every other registered method (noop, or one a plug-in registers) gets the
+generic form:
 
     dipddpm fit noop --iters 20 --x 0.1 --json
     dipddpm fit METHOD --preset tiny --problem image=skimage:camera --set lr=0.01
@@ -185,21 +186,6 @@ def _common_params() -> list[inspect.Parameter]:
     return params(COMMON_FORM)
 
 
-# the methods whose `fit` form is an image form (cli/fit.py), and its help text
-IMAGE_FORMS = {
-    "dip": "Fit Deep Image Prior (Ulyanov et al., CVPR 2018) to one noisy image. Presets: "
-           "{presets:dip}.",
-    "guided_dip": "Fit staged / guided DIP (docs/methods.md). Presets: {presets:guided_dip}.",
-    "bm3d": "Denoise one noisy image with BM3D (CBM3D for colour), the classical baseline, on "
-            "the same observation a DIP fit would get; sigma from --sigma unless --set "
-            "sigma=S.",
-    "nlm": "Denoise one noisy image with non-local means (scikit-image's denoise_nl_means), "
-           "the second classical baseline, on the same observation a DIP fit would get; h, "
-           "patch size and search distance as scikit-image's documentation gives them for the "
-           "problem's sigma (--sigma) unless --set h_factor=, patch_size=, patch_distance=.",
-}
-
-
 def _click(name: str, command, help_text: str, signature: list[inspect.Parameter]):
     command.__signature__ = inspect.Signature(signature)
     one = typer.Typer(add_completion=False)
@@ -213,12 +199,13 @@ def method_command(name: str):
 
     if name not in METHODS:
         return None
-    if name in IMAGE_FORMS:
+    method = METHODS.get(name)
+    presets = ", ".join(sorted(method.presets)) or "none"
+    if method.image_form is not None:  # its entry's help text
         from dipddpm.cli.fit import image_form
 
-        return _click(name, image_form(name), IMAGE_FORMS[name],
-                      params(form_options(METHODS.get(name))))
-    method = METHODS.get(name)
+        return _click(name, image_form(name), f"{method.image_form} Presets: {presets}.",
+                      params(form_options(method)))
 
     def command(**kw) -> None:
         fields = {k.removeprefix("field_"): v for k, v in kw.items()
@@ -235,7 +222,6 @@ def method_command(name: str):
             if k != "config":
                 typer.echo(f"{k:>24}  {v}")
 
-    presets = ", ".join(sorted(method.presets)) or "none"
     return _click(name, command, f"Run method {name} once (options: its "
                   f"{method.config_cls.__name__} fields). Presets: {presets}.",
                   _common_params() + _field_params(method.config_cls))

@@ -71,14 +71,13 @@ def summarize_command(
     as_csv: bool = typer.Option(False, "--csv", help="Print the group table as CSV (the "
                                 "best-trials table without --by)."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.summarize import summarize
     from dipddpm.analysis.tables import GROUP_NOTE, records, to_csv
+    from dipddpm.api import load
     from dipddpm.config import coerce
 
     _one_format(as_json, as_csv)
     coerce("--threshold", threshold, float | None)  # a finite PSNR or none
-    s = summarize(load_sweep(directory), by=by, metric=metric, top=top, threshold=threshold)
+    s = load(directory).summary(by=by, metric=metric, top=top, threshold=threshold)
     if as_json:
         print_json({"sweep": s.sweep.name, "path": s.sweep.uri, "metric": s.metric,
                     "mode": s.mode, "by": s.by, "threshold": s.threshold, "counts": s.counts,
@@ -117,11 +116,10 @@ def compare_command(
                                       "trial of each row."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.compare import compare
     from dipddpm.analysis.tables import records
+    from dipddpm.api import compare
 
-    c = compare([load_sweep(d) for d in directories], by=by, metric=metric)
+    c = compare(*directories, by=by, metric=metric)
     if as_json:
         print_json({"metric": c.metric, "by": c.by, "reach_max": records(c.reach_max),
                     "final_best": records(c.final_best)})
@@ -148,18 +146,17 @@ def plot_command(
         f"{name} {k.top}" for name, k in PLOT_KINDS.items() if k.top) + ")."),
     x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.plots import KINDS, SUFFIXES, plot, save_figure
+    from dipddpm.analysis.plots import KINDS, SUFFIXES
+    from dipddpm.api import load
 
     check_output(out, "--out", suffixes=SUFFIXES)
     if kind not in KINDS:
         raise DipddpmError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if top is not None and top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
-    fig = plot(load_sweep(directory), kind, metric=metric, top=top, by=by, x=x)
-    path = save_figure(fig, out)
+    fig = load(directory).plot(kind, out=out, metric=metric, top=top, by=by, x=x)
     w, h = fig.get_size_inches() * fig.dpi
-    typer.echo(f"wrote {path} ({kind}, {int(w)}x{int(h)} px)")
+    typer.echo(f"wrote {out} ({kind}, {int(w)}x{int(h)} px)")
 
 
 @results_app.command(
@@ -180,35 +177,26 @@ def report_command(
                                        "B against A (as `results effect`), A's KEY=VALUE."),
     b: list[str] | None = typer.Option(None, "--b", help="B's KEY=VALUE (repeatable)."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.report import write_report
+    from dipddpm.analysis.effect import parse_filters
+    from dipddpm.api import load
+    from dipddpm.api.results import report_line
 
     check_output(out, "--out", suffixes=(".html", ".htm"))
     if top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
     if every <= 0:
         raise DipddpmError(f"--every must be > 0 seconds, got {every}")
-    from dipddpm.analysis.effect import parse_filters
-
-    sides = None
-    if a or b:
-        sides = (parse_filters(a, "--a"), parse_filters(b, "--b"))
-        if not (sides[0] and sides[1]):
-            raise DipddpmError("the report's paired verdict needs both --a and --b "
-                               "(KEY=VALUE each), e.g. --a stages=1 --b stages=4")
-
-    def write() -> str:
-        sweep = load_sweep(directory, artifacts=True)
-        with Console(stderr=True).status(f"building the report of {sweep.name}"):
-            path = write_report(sweep, out, top=top, sides=sides)
-        return f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)"
-
+    sides = parse_filters(a, "--a"), parse_filters(b, "--b")
+    if any(sides) and not all(sides):
+        raise DipddpmError("the report's paired verdict needs both --a and --b "
+                           "(KEY=VALUE each), e.g. --a stages=1 --b stages=4")
+    status = Console(stderr=True).status
     if not watch:
-        typer.echo(write())
+        typer.echo(report_line(load(directory, lazy=True).report(out, top, *sides,
+                                                                  status=status)))
         return
-    from dipddpm.analysis.watch import watch as watch_loop
-
-    watch_loop(directory, write, every, typer.echo)
+    load(directory, lazy=True).watch_report(out, top, *sides, every=every, echo=typer.echo,
+                                            status=status)
 
 
 @results_app.command(
@@ -222,14 +210,14 @@ def export_command(
                               "metrics (long: trial_id, iter, metric, value)."),
     out: Path | None = typer.Option(None, "--out", help="File to write (default: stdout)."),
 ) -> None:
-    from dipddpm.analysis import load_sweep
-    from dipddpm.analysis.export import FORMATS, export
+    from dipddpm.analysis.export import FORMATS
+    from dipddpm.api import load
 
     if fmt not in FORMATS:  # checked before reading anything
         raise DipddpmError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if out is not None:
         check_output(out, "--out")
-    result = export(load_sweep(directory), fmt, table, out)
+    result = load(directory).export(fmt, table, out)
     if out is None:
         sys.stdout.write(result)
     else:

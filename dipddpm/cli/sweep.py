@@ -38,8 +38,8 @@ def _summary(spec) -> dict:
             "metric": spec.metric, "mode": spec.mode, "num_samples": spec.num_samples,
             "trials": spec.trials,
             "searcher": spec.searcher.type, "sampler": spec.searcher.sampler,
-            "scheduler": spec.scheduler.type, "max_t": spec.scheduler.max_t,
-            "grace_period": spec.scheduler.grace_period,
+            "scheduler": spec.scheduler.type, "max_t": spec.scheduler.value("max_t"),
+            "grace_period": spec.scheduler.value("grace_period"),
             "rung_rule": rule_for(spec.method, spec.scheduler.rung_rule).name,
             "search": [d.key for d in spec.search], "grid_points": grid_size(spec.search),
             "storage": spec.storage, "resources": {"cpu": spec.resources.cpu,
@@ -110,8 +110,9 @@ def _resolved(s) -> dict:
     from dipddpm.sweep.spec.rung_rules import rule_for
 
     out = s.resolved_dict()
-    out["scheduler"] = {**out["scheduler"],
-                        "rung_rule": rule_for(s.method, s.scheduler.rung_rule).name}
+    if "rung_rule" in out["scheduler"]:  # a scheduler counting on a rung rule
+        out["scheduler"] = {**out["scheduler"],
+                            "rung_rule": rule_for(s.method, s.scheduler.rung_rule).name}
     return out
 
 
@@ -142,16 +143,14 @@ def show(spec: Path = typer.Argument(..., help="YAML sweep spec."), smoke: bool 
 
 
 def _echo_space(s, space: dict) -> None:
-    from dipddpm.sweep.spec.space import distributions
+    from dipddpm.sweep.searchers import searcher_of
 
-    typer.echo("# search space (Optuna distributions):")
-    dists = distributions(s.search) if s.searcher.type == "optuna" else {}
+    typer.echo(f"# search space ({searcher_of(s).describe(s)} searcher):")
+    shown = searcher_of(s).shown(s.search)  # e.g. Optuna's distributions
     for key, entry in space.items():
         cond = f"   when {entry['when']}" if "when" in entry else ""
-        typer.echo(f"#   {key}: {dists.get(key, entry)}{cond}")
-    typer.echo(f"# {_trials(s)}; " + (
-        f"ASHA max_t {s.scheduler.max_t} it, grace {s.scheduler.grace_period} it"
-        if s.scheduler.type == "asha" else "no early stopping"))
+        typer.echo(f"#   {key}: {shown.get(key, entry)}{cond}")
+    typer.echo(f"# {_trials(s)}; {s.scheduler.entry.describe(s.scheduler.options)}")
 
 
 def _echo_footprint(s, footprint: dict) -> None:
@@ -203,24 +202,13 @@ def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quic
         dashboard: bool = typer.Option(False, "--dashboard", help="Start Ray's dashboard on "
                                        "127.0.0.1 (embedded Ray only)."),
         as_json: bool = JSON) -> None:
-    from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import run_spec
-    from dipddpm.sweep.spec import load_spec
+    from dipddpm.api import run as run_sweep
 
-    s = load_spec(spec, smoke=smoke, sets=sets, num_samples=num_samples, storage=storage)
-    echo_warnings(s)
-    out = run_spec(s, address=cluster_address(address), resume=resume, dashboard=dashboard,
-                   console=SweepConsole(s.metric, s.mode, quiet=as_json))
+    r = run_sweep(spec, smoke=smoke, storage=storage, address=address, resume=resume,
+                  quiet=as_json, dashboard=dashboard, sets=sets, num_samples=num_samples,
+                  on_warning=lambda w: typer.echo(f"warning: {w}", err=True))
     if as_json:
-        print_json(_outcome(out))
-
-
-def _outcome(out) -> dict:
-    from dipddpm.sweep.rows import best_trial, status_counts
-
-    return {"path": out.path, "trials": len(out.rows), **status_counts(out.rows),
-            "metric": out.spec.metric, "best": best_trial(out.rows, out.spec),
-            "already_finished": out.finished, "dropped": out.dropped}
+        print_json(r.outcome)
 
 
 @sweep_app.command("resume", help="Continue a sweep whose driver stopped (killed, crashed, "
@@ -240,15 +228,11 @@ def resume(sweep_dir: str = typer.Argument(..., help="The sweep directory, "
                                              "listed, so Tune runs their places again. "
                                              "Without it such a resume is refused."),
            as_json: bool = JSON) -> None:
-    from dipddpm.sweep.console import SweepConsole
-    from dipddpm.sweep.runner import load_sweep_spec, resume_sweep
+    from dipddpm.api import resume as resume_sweep
 
-    spec, _ = load_sweep_spec(sweep_dir, load_problem=False)  # for the console; resume checks it
-    out = resume_sweep(sweep_dir, address=cluster_address(address),
-                       console=SweepConsole(spec.metric, spec.mode, quiet=as_json),
-                       drop_orphans=drop_orphans)
+    r = resume_sweep(sweep_dir, address=address, drop_orphans=drop_orphans, quiet=as_json)
     if as_json:
-        print_json(_outcome(out))
+        print_json(r.outcome)
 
 
 @sweep_app.command("status", help="Trials so far of a sweep directory (also while it runs): "

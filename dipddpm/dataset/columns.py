@@ -9,6 +9,11 @@ Families (a prefix and how its type is found):
     last.*     float64: the last report's values
     extra.*    string (JSON): the method's extra result info (guided DIP's stage counts)
     summary metrics: int64 where they count iterations, else float64 (numbers only)
+
+Each declared trials column also has its role, on the same line: a `metric` is a result one
+ranks or compares trials by (`results summarize`, the leaderboard); `bookkeeping` (a seed, a
+count of retries, a time stamp) is not. Analysis asks `is_metric`; a family's role follows
+from it (config., problem., extra.: bookkeeping; last. and summary metrics: metrics).
 """
 
 from __future__ import annotations
@@ -25,16 +30,37 @@ STATUSES = ("COMPLETED", "PRUNED", "FAILED")  # the values of the trials' `statu
 
 STRING, INT, FLOAT, TIME, BOOL = "string", "int64", "float64", "timestamp", "bool"
 
-TRIALS: dict[str, str] = {
-    **dict.fromkeys(("sweep", "trial_id", "status", "stopped_by", "error", "method", "preset",
-                     "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
-                     "dipddpm_version", "torch_version", "ray_version", "optuna_version",
-                     "git_sha", "python_version", "reproduce"), STRING),
-    **dict.fromkeys(("seed", "retries", "resumed_from_iter", "iters_done", "artifact_iter",
-                     "n_pairs"), INT),
-    **dict.fromkeys(("objective", "wall_s"), FLOAT),
-    **dict.fromkeys(("started_at", "ended_at"), TIME),
-}
+METRIC, BOOKKEEPING = "metric", "bookkeeping"  # a trials column's role
+TRIALS: dict[str, str] = {}  # trials column -> its arrow kind
+ROLES: dict[str, str] = {}  # trials column -> its role
+
+
+def declare(kind: str, role: str, *names: str) -> None:
+    """Declare trials columns: their kind and their role (a column is declared once)."""
+    for name in names:
+        if name in TRIALS:
+            raise ValueError(f"trials column {name!r} is already declared")
+        TRIALS[name], ROLES[name] = kind, role
+
+
+def undeclare(*names: str) -> None:
+    """Take declared columns out again (a column a test declared)."""
+    for name in names:
+        TRIALS.pop(name)
+        ROLES.pop(name)
+
+
+declare(STRING, BOOKKEEPING, "sweep", "trial_id", "status", "stopped_by", "error", "method",
+        "preset", "node_ip", "node_id", "hostname", "gpu", "gpu_uuid", "artifact_output",
+        "dipddpm_version", "torch_version", "ray_version", "optuna_version", "git_sha",
+        "python_version", "reproduce")
+declare(STRING, BOOKKEEPING, "cloned_from")  # the trial whose checkpoint it last continued
+# from (a Tune scheduler's clone, PBT's exploit); null: its own
+declare(INT, BOOKKEEPING, "seed", "retries", "resumed_from_iter", "iters_done",
+        "artifact_iter", "n_pairs")
+declare(FLOAT, METRIC, "objective")
+declare(FLOAT, BOOKKEEPING, "wall_s")
+declare(TIME, BOOKKEEPING, "started_at", "ended_at")
 METRICS: dict[str, str] = {"sweep": STRING, "trial_id": STRING, "iter": INT, "metric": STRING,
                            "value": FLOAT, "image": STRING, "replicate": INT}
 PAIRS: dict[str, str] = {
@@ -45,6 +71,15 @@ BASELINES = {**PAIRS, "baseline": STRING}  # sweep/baselines.py: a row per basel
 TABLES = {"trials": TRIALS, "metrics": METRICS, "pairs": PAIRS, "baselines": BASELINES}
 # summary metrics that count iterations (int64); every other summary metric is float64
 INT_METRICS = ("iters", "n_backtracks")
+
+
+def is_metric(key: str) -> bool:
+    """Whether a trials column is a result to rank trials by (its declared role; undeclared
+    columns by family: config., problem. and extra. are not, last.* and summary metrics
+    are)."""
+    if key in ROLES:
+        return ROLES[key] == METRIC
+    return not key.startswith(("config.", "problem.", "extra."))
 
 
 def arrow(kind: str):

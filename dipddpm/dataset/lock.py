@@ -41,9 +41,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
-from dipddpm.dataset.storage import Location
+from dipddpm.dataset.storage import Location, backend_for
 from dipddpm.errors import DipddpmError
-from dipddpm.registry import Registry
 
 LOCK_FILE = "driver.lock"
 HEARTBEAT_S = 15.0  # how often the holder rewrites its heartbeat
@@ -287,10 +286,11 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=self.key)
 
 
-# how a sweep directory is locked, by the scheme of its storage ("file": a POSIX path)
-LOCK_STORES: Registry[Callable[..., object]] = Registry("lock store")
-LOCK_STORES.register("file")(PosixStore)
-LOCK_STORES.register("s3")(S3Store)
+def lock_store(loc: Location, options: Mapping[str, str] | None = None):
+    """The store of a sweep directory's lock: its storage backend's `lock` field
+    (storage_backends.py); None where the backend has no driver lock."""
+    make = backend_for(loc.uri).lock
+    return None if make is None else make(loc, options)
 
 
 def scheme(loc: Location) -> str:
@@ -313,12 +313,11 @@ class SweepLock:
         self._beat: threading.Thread | None = None
 
     def _open(self):
-        kind = scheme(self.sweep)
-        if kind not in LOCK_STORES:
-            self.notes.append(f"note: {kind}:// storage has no driver lock; run one driver "
-                              f"at a time on {self.sweep.uri}")
-            return None
-        return LOCK_STORES.get(kind)(self.sweep, self.options)
+        store = lock_store(self.sweep, self.options)
+        if store is None:
+            self.notes.append(f"note: {scheme(self.sweep)}:// storage has no driver lock; run "
+                              f"one driver at a time on {self.sweep.uri}")
+        return store
 
     def acquire(self) -> SweepLock:
         if self.held is not None:
@@ -428,11 +427,9 @@ def read_lock(sweep: Location, options: Mapping[str, str] | None = None
               ) -> tuple[Holder | None, str | None] | None:
     """(the record or None when unreadable, why it is stale or None while live) of `sweep`'s
     lock; None when there is none or the storage has no lock (`sweep status`, `driver_state`)."""
-    kind = scheme(sweep)
-    if kind not in LOCK_STORES:
-        return None
     try:
-        found = LOCK_STORES.get(kind)(sweep, options).read()
+        store = lock_store(sweep, options)
+        found = None if store is None else store.read()
     except Exception:  # unreachable storage: say nothing about a lock
         return None
     if found is None:

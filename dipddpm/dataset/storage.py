@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 from dipddpm.atomic import atomic_bytes
 from dipddpm.dataset.storage_backends import (
     TIMEOUT_ENV,
+    Backend,
     NoAnswer,
     all_options,
     backend_for,
@@ -64,15 +65,16 @@ class Location:
     fs: object  # pyarrow.fs.FileSystem
     path: str
     endpoint: str = ""  # where a remote backend connects (for error messages)
+    remote: bool | None = None  # on a remote backend (None: asked of the registry)
 
     @property
     def local(self) -> bool:
-        return not is_remote(self.uri)
+        return not (is_remote(self.uri) if self.remote is None else self.remote)
 
     def child(self, *parts: str) -> Location:
         sub = "/".join(p.strip("/") for p in parts)
         return Location(f"{self.uri.rstrip('/')}/{sub}", self.fs,
-                        f"{self.path.rstrip('/')}/{sub}", self.endpoint)
+                        f"{self.path.rstrip('/')}/{sub}", self.endpoint, self.remote)
 
     def exists(self) -> bool:
 
@@ -191,16 +193,18 @@ def split_uri(uri: str) -> tuple[str, str]:
     return scheme, rest.rstrip("/")
 
 
-def resolve(uri: str | os.PathLike, options: Mapping[str, str] | None = None) -> Location:
+def resolve(uri: str | os.PathLike, options: Mapping[str, str] | None = None,
+            backend: Backend | None = None) -> Location:
     """A Location for a local path (made absolute) or a registered URI (storage_backends.py);
     `options` (a spec's storage_options) are the backend's own (an s3:// endpoint and
-    region). Remote storage is probed once per process, within DIPDDPM_STORAGE_TIMEOUT."""
+    region); `backend`: its entry (None: the registry's for the URI's scheme). Remote storage
+    is probed once per process, within DIPDDPM_STORAGE_TIMEOUT."""
     uri = str(uri)
-    backend = backend_for(uri)
-    options = check_options(uri, options)
+    backend = backend or backend_for(uri)
+    options = check_options(uri, options, backend)
     if not backend.remote:
         path = local_path(uri)
-        return Location(path, pafs.LocalFileSystem(), path)
+        return Location(path, pafs.LocalFileSystem(), path, remote=False)
     uri = normalize(uri)
     scheme, path = split_uri(uri)
     endpoint = backend.endpoint(options)
@@ -220,7 +224,7 @@ def resolve(uri: str | os.PathLike, options: Mapping[str, str] | None = None) ->
         raise DipddpmError(f"storage {uri}: cannot open ({type(e).__name__}: "
                            f"{first_line(e)}); check the URI and "
                            f"credentials") from None
-    return Location(uri.rstrip("/"), fs, path.rstrip("/"), endpoint)
+    return Location(uri.rstrip("/"), fs, path.rstrip("/"), endpoint, remote=True)
 
 
 def unreachable(uri: str, endpoint: str) -> DipddpmError:
@@ -236,7 +240,7 @@ def _open_and_probe(backend, uri: str, options: Mapping[str, str]):
     operation that needs them, which names it."""
     fs, path = backend.open(uri, options)
     bucket = path.split("/", 1)[0]
-    loc = Location(uri, fs, path, backend.endpoint(options))
+    loc = Location(uri, fs, path, backend.endpoint(options), remote=True)
     try:
         info = fs.get_file_info(bucket)
     except Exception as e:

@@ -1,7 +1,8 @@
 """Storage backends by URI scheme: a local or NFS path (no scheme), s3:// and gs:// (gcs://).
 
 An entry owns its schemes, the `storage_options` keys it takes and their validation, how it
-opens a pyarrow filesystem, and the endpoint its errors name. Schemes are matched without
+opens a pyarrow filesystem, the endpoint its errors name and the store of its sweeps' driver
+lock (dataset/lock.py). Schemes are matched without
 regard to case (RFC 3986: `S3://b/x` is `s3://b/x`); any other `NAME://` is refused naming
 the registered schemes, never taken for a local folder called `NAME:`. An empty storage (an
 unset shell variable) is refused too.
@@ -39,6 +40,9 @@ class Backend:
     options: tuple[str, ...] = ()  # the storage_options keys it takes
     check_option: Callable[[str, str], None] | None = None  # (key, value): raise if bad
     endpoint: Callable[[Mapping[str, str]], str] = lambda options: "the default endpoint"
+    # (sweep Location, options) -> the store of its driver lock (dataset/lock.py: a record
+    # written only if absent, or only over the version read); None: no driver lock there
+    lock: Callable[[Any, Mapping[str, str] | None], Any] | None = None
 
     @property
     def remote(self) -> bool:
@@ -93,9 +97,10 @@ def check_storage(value: Any) -> str:
     return value
 
 
-def check_options(uri: str, options: Mapping[str, Any] | None) -> dict[str, str]:
-    """The spec's storage_options, checked against the backend of `uri`."""
-    backend = backend_for(uri)
+def check_options(uri: str, options: Mapping[str, Any] | None,
+                  backend: Backend | None = None) -> dict[str, str]:
+    """The spec's storage_options, checked against the backend of `uri` (or `backend`)."""
+    backend = backend or backend_for(uri)
     options = dict(options or {})
     for key, value in options.items():
         if key not in backend.options:
@@ -201,11 +206,24 @@ def _open_gs(uri: str, options: Mapping[str, str]):
     return pafs.GcsFileSystem(**kw), path
 
 
+def _posix_lock(sweep: Any, options: Mapping[str, str] | None):
+    from dipddpm.dataset.lock import PosixStore
+
+    return PosixStore(sweep, options)
+
+
+def _s3_lock(sweep: Any, options: Mapping[str, str] | None):
+    from dipddpm.dataset.lock import S3Store
+
+    return S3Store(sweep, options)
+
+
 STORAGE_BACKENDS.register("local")(Backend(
-    (), _open_local, "a local or NFS folder (relative to the working folder)"))
+    (), _open_local, "a local or NFS folder (relative to the working folder)",
+    lock=_posix_lock))
 STORAGE_BACKENDS.register("s3")(Backend(
     ("s3",), _open_s3, "S3 or an S3 API (MinIO, Ceph): AWS_* variables, or storage_options",
-    options=("endpoint_url", "region"), endpoint=_s3_endpoint))
+    options=("endpoint_url", "region"), endpoint=_s3_endpoint, lock=_s3_lock))
 STORAGE_BACKENDS.register("gs")(Backend(
     ("gs", "gcs"), _open_gs, "Google Cloud Storage: Google's default credentials",
     options=("endpoint_url", "anonymous", "project_id"), check_option=_check_gs_option,

@@ -143,6 +143,7 @@ class ReverseSampler:
     # (process, x_t, x0_hat, eps_hat, t, s, cfg, noise) -> x_s
     step: Callable[..., torch.Tensor]
     help: str
+    strided: bool = False  # it takes S < t0 + 1 steps (SamplerConfig.steps); else every step
 
 
 def _ancestral(process, x, x0, eps, t, s, cfg, noise):
@@ -158,7 +159,7 @@ REVERSE_SAMPLERS: Registry[ReverseSampler] = Registry("reverse sampler")
 REVERSE_SAMPLERS.register("ddpm")(ReverseSampler(
     _ancestral_pairs, _ancestral, "ancestral DDPM: every step from t0 to 0"))
 REVERSE_SAMPLERS.register("ddim")(ReverseSampler(
-    _ddim_pairs, _ddim, "DDIM: S steps (eta 0: deterministic)"))
+    _ddim_pairs, _ddim, "DDIM: S steps (eta 0: deterministic)", strided=True))
 
 
 @torch.no_grad()

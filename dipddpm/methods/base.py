@@ -72,6 +72,33 @@ class Method:
     # a problem spec's keys and types checked without loading anything (no image, dataset or
     # checkpoint read): `sweep show`/`validate` and fit's options use it; None: not checked
     check_problem_spec: Callable[[Mapping[str, Any]], Any] | None = None
+    # the summary metrics every run returns (the keys of Result.metrics), declared once where
+    # several methods share them (methods/keys.py: the image fits and their baselines); the
+    # contract suite (tests/test_contract_methods.py) holds every run to them; (): undeclared
+    summary: tuple[str, ...] = ()
+    # the rung rule a spec's `scheduler.rung_rule: null` means for it (sweep/spec/rung_rules.py;
+    # a staged method: `final`, judged once it fits the observation)
+    rung_rule: str = "total"
+    # the command re-running one trial without Ray (a sweep's `reproduce` column): its words
+    # before the options (sweep/reproduce.py adds the problem, preset, seed and every config
+    # value), e.g. "dipddpm fit guided-dip"; None: the method has no one-image command
+    reproduce: str | None = None
+    # the help text of `dipddpm fit NAME` as an image form (--image, --size, --sigma ...:
+    # cli/fit.py); None: the generic form (its config fields as options, cli/fit_method.py)
+    image_form: str | None = None
+    # its config values as a study's baseline (a spec's `baselines: [NAME]`, run once on the
+    # study's observations: sweep/baselines.py); None: it may not serve as a baseline
+    baseline: Mapping[str, Any] | None = None
+    help: str = ""  # one line: what it does (help texts, the list of baselines)
+    # config keys a run resumed from a checkpoint takes from its new config (the rest lives in
+    # the checkpoint, e.g. a learning rate in Adam's state): what a Tune scheduler that
+    # changes a running trial's config (PBT) may change
+    mutable: tuple[str, ...] = ()
+
+    @property
+    def can_fuse(self) -> bool:
+        """Whether its fits can run as the members of one fused net (it has a stage plan)."""
+        return self.plan is not None
 
     def preset_values(self, preset: str | None) -> dict[str, Any]:
         """The config values of `preset` (None: none); an unknown name is an error that lists

@@ -3,8 +3,9 @@
 Grey images use `bm3d.bm3d`; colour images CBM3D (`bm3d.bm3d_rgb`: the opponent colour
 transform, grouping on luminance). The noise level is the problem's sigma (0-255 units, as the
 observation was made) unless the config names another. BM3D has no iterations: a run is one
-pass, reported once, with the same report keys and summary metrics as a DIP fit (its "best" is
-its only output), so it sits in the same sweep tables and studies on the same observations.
+pass, reported once, with the same report keys and summary metrics as a DIP fit
+(methods/keys.py; its "best" is its only output), so it sits in the same sweep tables and
+studies on the same observations.
 """
 
 from __future__ import annotations

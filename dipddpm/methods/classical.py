@@ -3,8 +3,8 @@
 BM3D and NL-means have no iterations: their only output is their "best", their "final" and
 their GT-free pick at once, so they sit in the same sweep tables, studies and paired verdicts
 as the DIP family, on the same observations. `one_pass` gives such a run its report keys
-(methods.FIT_METRICS, and the GT-free picks psnr_es_sm and psnr_output a DIP-family fit also
-reports) and summary metrics from its output image.
+(FIT_METRICS) and summary (FIT_SUMMARY, methods/keys.py; and the GT-free picks psnr_es_sm and
+psnr_output a DIP-family fit also reports) from its output image.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from dipddpm.data.images import ImageProblem, make_image_problem
 from dipddpm.methods.base import Report, Result, no_report
+from dipddpm.methods.keys import FIT_SUMMARY, summary
 from dipddpm.methods.problems import check_image_spec
 from dipddpm.metrics import psnr, ssim
 
@@ -36,11 +37,11 @@ def one_pass(out: torch.Tensor, problem: ImageProblem, sigma: float, wall_s: flo
                "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0,
                "iter_final": 1, "psnr_es_sm": p_gt, "iter_es_sm": 1, "psnr_output": p_gt},
            lambda: {})
-    metrics = {"iters": 1, "wall_s": wall_s, "psnr_noisy_input": psnr(y, x),
-               "psnr_gt_final": p_gt, "psnr_gt_best": p_gt, "psnr_best_iter": 1,
-               "psnr_gt_sm_final": p_gt, "psnr_gt_sm_best": p_gt, "psnr_gt_sm_best_iter": 1,
-               "psnr_noisy_final": p_noisy, "ssim_gt_final": s_gt, "ssim_gt_sm_final": s_gt,
-               "first_reach_iter": None, "n_backtracks": 0, "sigma_used": sigma,
-               "iter_es": 1, "psnr_es": p_gt, "es_gap_db": 0.0,
-               "iter_es_sm": 1, "psnr_es_sm": p_gt, "psnr_output": p_gt}
+    metrics = summary(FIT_SUMMARY, iters=1, wall_s=wall_s, psnr_noisy_input=psnr(y, x),
+                      psnr_gt_final=p_gt, psnr_gt_best=p_gt, psnr_best_iter=1,
+                      psnr_gt_sm_final=p_gt, psnr_gt_sm_best=p_gt, psnr_gt_sm_best_iter=1,
+                      psnr_noisy_final=p_noisy, ssim_gt_final=s_gt, ssim_gt_sm_final=s_gt,
+                      first_reach_iter=None, n_backtracks=0, sigma_used=sigma, iter_es=1,
+                      psnr_es=p_gt, es_gap_db=0.0, iter_es_sm=1, psnr_es_sm=p_gt,
+                      psnr_output=p_gt)
     return Result(metrics=metrics, images={"output": out, "output_sm": out})

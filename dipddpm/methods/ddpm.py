@@ -34,7 +34,7 @@ from dipddpm.data.datasets import ImageDataset
 from dipddpm.data.grid import make_grid
 from dipddpm.diffusion import DiffusionProcess
 from dipddpm.diffusion.loss import diffusion_loss
-from dipddpm.diffusion.sampling import SamplerConfig, sample
+from dipddpm.diffusion.sampling import REVERSE_SAMPLERS, SamplerConfig, sample
 from dipddpm.errors import ConfigError, DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.ddpm_checkpoint import Trained
@@ -207,8 +207,9 @@ def _finish(tr: _Training, data: ImageDataset) -> Trained:
     images, extra = {}, {"net_spec": to_dict(trained.spec), "steps_per_epoch": tr.spe}
     model = trained.model.eval()
     gen = torch.Generator(device=dev).manual_seed(tr.seed + 2)
-    scfg = SamplerConfig(sampler=cfg.sample_sampler, steps=cfg.sample_steps
-                         if cfg.sample_sampler == "ddim" else None)
+    strided = REVERSE_SAMPLERS.get(cfg.sample_sampler).strided  # takes fewer steps
+    scfg = SamplerConfig(sampler=cfg.sample_sampler,
+                         steps=cfg.sample_steps if strided else None)
     spec = trained.spec
 
     def draw(n: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ and t_k = 0 means the observation itself. A stage scheduler splits the N iterati
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ import torch  # noqa: E402,I001
 
 from dipddpm.config import check
 from dipddpm.diffusion import DiffusionProcess
+from dipddpm.diffusion.schedules import SCHEDULES
 from dipddpm.methods.base import Report, Result, no_report
 from dipddpm.methods.dip import DipConfig
 from dipddpm.methods.fitting import Stage, StagePlan, fit
@@ -54,7 +56,9 @@ class GuidedDipConfig(DipConfig):
         check_every_stage(self.scheduler, self.counts())
 
     def process(self) -> DiffusionProcess:
-        params = {"min_beta": self.min_beta} if self.beta_schedule == "cosine" else {}
+        # the schedule's own parameters say whether it clips at a min_beta (cosine does)
+        takes = inspect.signature(SCHEDULES.get(self.beta_schedule)).parameters
+        params = {"min_beta": self.min_beta} if "min_beta" in takes else {}
         return DiffusionProcess.from_schedule(self.beta_schedule, self.timesteps, **params)
 
     def timesteps_list(self) -> list[int]:

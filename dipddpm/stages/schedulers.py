@@ -118,10 +118,15 @@ class StageScheduler:
         return out
 
 
+# exp_weighted's c when unset, by the config's beta schedule (the guided-DIP report: 250 with
+# linear betas), and with any other schedule
+EXP_C = {"linear": 250.0}
+EXP_C_OTHER = 400.0
+
+
 def exp_c_fallback(cfg: Any) -> float:
-    """exp_weighted's c when unset: 250 with linear betas, 400 with the others (the guided-DIP
-    report)."""
-    return 250.0 if cfg.beta_schedule == "linear" else 400.0
+    """exp_weighted's c when unset: EXP_C of the config's beta schedule, else EXP_C_OTHER."""
+    return EXP_C.get(cfg.beta_schedule, EXP_C_OTHER)
 
 
 # registered after definition (not as decorators), so mutation testing reaches them

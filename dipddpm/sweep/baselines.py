@@ -1,10 +1,15 @@
 """Baselines of a study: classical methods run once on the study's own observations.
 
-`baselines: [bm3d, nlm]` in a spec runs each named baseline on every (image, replicate) pair of the
+`baselines: [bm3d]` in a spec runs each named baseline on every (image, replicate) pair of the
 problem when the sweep starts (on the driver, no Ray: a baseline has nothing to search) and
 writes `baselines/part-<name>.parquet`, a row per pair with the same summary columns as the
 `pairs/` table. `results effect DIR --a baseline=bm3d --b stages=4` and the report then put
 the DIP family next to the baseline on the same observations, paired.
+
+A method serves as a baseline when its entry says so (`Method.baseline`: its config values
+there; methods/__init__.py); the baselines are those methods, by their own names, plus any
+variant registered here (`BASELINES.register("bm3d_vn")(Baseline("bm3d", {"profile": "vn"}))`).
+A baseline returns the method's declared summary keys (methods/keys.py), as the fits do.
 """
 
 from __future__ import annotations
@@ -25,12 +30,19 @@ class Baseline:
     help: str = ""
 
 
-BASELINES: Registry[Baseline] = Registry("baseline")
-BASELINES.register("bm3d")(Baseline(
-    "bm3d", {}, "BM3D (CBM3D for colour) with the problem's sigma, bm3d's default profile"))
-BASELINES.register("nlm")(Baseline(
-    "nlm", {}, "non-local means (scikit-image) with the problem's sigma and the h, patch size "
-    "and search distance scikit-image's documentation gives for it"))
+class MethodBaselines(Registry[Baseline]):
+    """Every method whose entry declares `baseline` config, by its name, and the variants
+    registered here (a registered name wins)."""
+
+    def _entries(self) -> dict[str, Baseline]:
+        from dipddpm.methods import METHODS
+
+        own = {name: Baseline(name, dict(m.baseline), m.help) for name, m in METHODS.items()
+               if m.baseline is not None}
+        return {**own, **self._items}
+
+
+BASELINES: Registry[Baseline] = MethodBaselines("baseline")
 
 
 def check_baselines(names: Any, problem: Mapping[str, Any]) -> tuple[str, ...]:

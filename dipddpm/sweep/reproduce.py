@@ -2,8 +2,9 @@
 without Ray (method, preset, every config value, the problem, the trial and noise seeds).
 
 Every config field goes on the command line (`--set key=value`), not only the searched ones,
-so the command stays exact if a default changes later. Methods without a one-image fit command
-(ddpm; dip_prior_ddpm, which needs its checkpoint) get no command (null).
+so the command stays exact if a default changes later. The command's first words are the
+method entry's `reproduce` (methods/__init__.py); a method without one (ddpm; dip_prior_ddpm,
+which needs its checkpoint) gets no command (null).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-FIT_COMMANDS = {"dip": "dip", "guided_dip": "guided-dip", "bm3d": "bm3d", "nlm": "nlm"}
 PROBLEM_OPTIONS = {"image": "--image", "size": "--size", "sigma": "--sigma",
                    "seed": "--noise-seed"}
 
@@ -30,9 +30,12 @@ def _yaml(v: Any) -> str:
 def command(method: str, preset: str | None, config: Mapping[str, Any],
             problem: Mapping[str, Any], seed: int) -> str | None:
     """The fit command line of one trial, or None where the method has no such command."""
-    if method not in FIT_COMMANDS:
+    from dipddpm.methods import METHODS
+
+    head = METHODS.get(method).reproduce
+    if head is None:
         return None
-    args = ["dipddpm", "fit", FIT_COMMANDS[method]]
+    args = shlex.split(head)
     for key, opt in PROBLEM_OPTIONS.items():
         if problem.get(key) is not None:
             args += [opt, str(problem[key])]

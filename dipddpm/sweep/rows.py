@@ -88,7 +88,10 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
         cfg = to_dict(trial_config(spec, params))
     except Exception:  # a config that breaks a rule is the trial's error; keep its values
         cfg = unbuilt_config(spec, params)
-    reproduce = trial_command(spec.method, spec.preset, cfg, spec.problem, spec.trial_seed(params))
+    # a trial that continued another's checkpoint (PBT's exploit) ran more than its config:
+    # no command re-runs it
+    reproduce = None if info.get("cloned_from") else trial_command(
+        spec.method, spec.preset, cfg, spec.problem, spec.trial_seed(params))
     for d in spec.search:  # a conditional key that did not apply to this trial: null
         if d.key in cfg and not d.active(params):
             cfg[d.key] = None
@@ -98,6 +101,7 @@ def trial_row(spec: SweepSpec, trial_id: str, params: Mapping[str, Any],
         # restarts of the trial (crash or lost node) and the checkpoint the last one
         # continued from (0: it started from scratch)
         "retries": int(retries), "resumed_from_iter": int(info.get("resumed_from") or 0),
+        "cloned_from": info.get("cloned_from"),
         "stopped_by": stopped_by,
         "iters_done": int(result.get("iter", 0)), "objective": objective,
         "wall_s": (ended - started).total_seconds(),

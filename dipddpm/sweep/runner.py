@@ -14,7 +14,6 @@ Ray Tune's own files live in `<sweep dir>/tune/` (experiment state, trial checkp
 
 from __future__ import annotations
 
-import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -22,11 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from dipddpm.dataset.optuna_study import STUDY_FILE, storage_url
 from dipddpm.dataset.storage import Location, check_writable, resolve
 from dipddpm.errors import DipddpmError, first_line
 from dipddpm.sweep.console import SweepConsole
 from dipddpm.sweep.continuation import FINISHED, TUNE_DIR, Plan, Start
+from dipddpm.sweep.optuna_searcher import (  # noqa: F401  (their home before sweep/searchers.py)
+    check_sampler,
+    optuna_db,
+)
 from dipddpm.sweep.spec import SweepSpec, load_spec, parse_spec
 
 SPEC_FILE = "spec.resolved.yaml"
@@ -47,12 +49,27 @@ def resolved_yaml(spec: SweepSpec) -> str:
 
 def same_spec(stored_text: str, spec: SweepSpec) -> bool:
     """Whether a stored spec.resolved.yaml is this spec (where it is stored aside)."""
-    stored = yaml.safe_load(stored_text) or {}
+    stored = legacy_sections(yaml.safe_load(stored_text) or {})
     new = yaml.safe_load(resolved_yaml(spec))  # both as YAML reads them
     # where a sweep is stored, and where else it is recorded, is not what it runs
     where = ("storage", "storage_options", "tracking")
     return ({k: v for k, v in stored.items() if k not in where}
             == {k: v for k, v in new.items() if k not in where})
+
+
+def legacy_sections(raw: dict) -> dict:
+    """A spec.resolved.yaml as this version writes it: one written before each Tune scheduler
+    had its own section holds ASHA's keys under every scheduler type; the keys the named
+    scheduler's section does not have are dropped (they never applied to it)."""
+    from dipddpm.trial_schedulers import TUNE_SCHEDULERS
+
+    section = raw.get("scheduler")
+    if not isinstance(section, dict) or section.get("type", "asha") not in TUNE_SCHEDULERS:
+        return raw
+    own = ("type", *TUNE_SCHEDULERS.get(section.get("type", "asha")).params)
+    every = {p for _, e in TUNE_SCHEDULERS.items() for p in e.params}
+    kept = {k: v for k, v in section.items() if k in own or k not in every}
+    return {**raw, "scheduler": kept}
 
 
 def provenance() -> dict[str, str]:
@@ -72,28 +89,11 @@ def provenance() -> dict[str, str]:
             "git_sha": sha or "unknown", "python_version": platform.python_version()}
 
 
-def check_sampler(spec: SweepSpec) -> None:
-    """The spec's Optuna sampler can be built here: the package it needs is installed."""
-    import importlib
-
-    from dipddpm.sweep.samplers import SAMPLERS
-
-    if spec.searcher.type != "optuna":
-        return
-    name = spec.searcher.sampler
-    needs = SAMPLERS.get(name).requires
-    if needs is None:
-        return
-    try:
-        importlib.import_module(needs)
-    except ImportError:
-        raise DipddpmError(f"searcher.sampler {name} needs the `{needs}` package: pip install "
-                           f"{needs}, or use sampler: tpe") from None
-
-
 def prepare(spec: SweepSpec, resume: bool = False) -> Location:
     """Check storage and an existing sweep dir; writes nothing. Returns the sweep dir."""
-    check_sampler(spec)
+    from dipddpm.sweep.searchers import searcher_of
+
+    searcher_of(spec).check(spec)
     storage = resolve(spec.storage, spec.storage_options)
     check_writable(storage)
     sweep = storage.child(spec.name)
@@ -104,21 +104,6 @@ def prepare(spec: SweepSpec, resume: bool = False) -> Location:
             f"it with `dipddpm sweep resume {sweep.uri}` (or run --resume), or pick another "
             f"name:/--storage")
     return sweep
-
-
-def optuna_db(sweep: Location) -> tuple[str, callable]:
-    """The local SQLite path of the study, and a function publishing it to the sweep dir
-    (a no-op when the sweep dir is local: the study is written in place)."""
-    if sweep.local:
-        return os.path.join(sweep.path, STUDY_FILE), lambda: None
-    cache = Path.home() / ".cache" / "dipddpm" / sweep.path.strip("/").replace("/", "_")
-    cache.mkdir(parents=True, exist_ok=True)
-    local = cache / STUDY_FILE
-    remote = sweep.child(STUDY_FILE)
-    if remote.exists():  # the published study is the truth; a cached copy may be stale
-        with remote.fs.open_input_stream(remote.path) as f:
-            local.write_bytes(f.read())
-    return str(local), lambda: remote.write_bytes(local.read_bytes())
 
 
 def write_problem_images(spec: SweepSpec, sweep: Location) -> None:
@@ -160,21 +145,18 @@ def restore_tuner(spec: SweepSpec, tune_path: Location, trainable, ctx):
     trial list, and the trials it restores told to the searcher (`ctx.restored`)."""
     from ray import tune
 
-    from dipddpm.sweep.checkpoints import (
-        align_search_counter,
-        repair_missing_checkpoints,
-        saved_trials,
-    )
+    from dipddpm.sweep.checkpoints import repair_missing_checkpoints, saved_trials
 
     where = tune_storage(tune_path)
     path, fs = where["storage_path"], where.get("storage_filesystem")
     if not tune.Tuner.can_restore(path, storage_filesystem=fs):  # the plan read it: gone since
         raise DipddpmError(f"{tune_path.uri}: Tune's saved state vanished while the driver "
                            f"started (another program removed it); see `dipddpm sweep status`")
+    from dipddpm.sweep.searchers import searcher_of
+
     trials = saved_trials(path, fs)
     ctx.restored = {t.trial_id: t.status for t in trials}
-    if spec.searcher.type == "optuna":
-        align_search_counter(path, fs or tune_path.fs, len(trials))
+    searcher_of(spec).restored(path, fs or tune_path.fs, len(trials))
     for tid in repair_missing_checkpoints(path, fs, trials):
         ctx.console.line(f"trial {tid}: the saved state names a checkpoint already replaced; "
                          f"it resumes from the one after it")
@@ -188,39 +170,29 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
     from dipddpm.sweep.disk_space import SpaceWatch
     from dipddpm.sweep.driver import DriverContext, set_current
     from dipddpm.sweep.recorder import Recorder
-    from dipddpm.sweep.search import TruthfulOptunaSearch
-    from dipddpm.sweep.spec.space import tune_space
+    from dipddpm.sweep.searchers import searcher_of
     from dipddpm.sweep.trainable import make_trainable
     from dipddpm.sweep.tune_results import TuneResultFiles
-    from dipddpm.sweep.tune_schedulers import make_scheduler
     from dipddpm.tracking import tracking_callbacks
+    from dipddpm.trial_schedulers import make_scheduler
 
     trainable = make_trainable(spec, sweep.uri)
     tune_path = sweep.child(TUNE_DIR)
-    publish = lambda: None  # noqa: E731
-    db = None
-    if spec.searcher.type == "optuna":
-        db, publish = optuna_db(sweep)
-        searcher, space = TruthfulOptunaSearch(spec, db), {}
-    else:
-        from ray.tune.search import BasicVariantGenerator
-
-        searcher = BasicVariantGenerator(random_state=spec.searcher.seed,
-                                         max_concurrent=spec.searcher.max_concurrent)
-        space = tune_space(spec.search)
+    search = searcher_of(spec).make(spec, sweep)
+    searcher, publish = search.searcher, search.publish
     prov = provenance()
     # a restored Tuner unpickles the first driver's recorder and searcher: they take these
-    ctx = DriverContext(console=console, provenance=prov, optuna_db=db, publish=publish,
+    ctx = DriverContext(console=console, provenance=prov, optuna_db=search.db, publish=publish,
                         sweep_uri=sweep.uri, watch=SpaceWatch(sweep))
     set_current(ctx)
     if restore:
         return restore_tuner(spec, tune_path, trainable, ctx), publish
-    if spec.searcher.type == "optuna":
-        searcher.close_orphans()  # a fresh start on an existing study: nothing is running
-    scheduler = make_scheduler(spec.scheduler, spec.method)
+    searcher_of(spec).fresh(searcher)
+    scheduler = make_scheduler(spec)
     recorder = Recorder(spec, sweep.uri, prov, console, on_trial_end=publish)
+    kept = spec.scheduler.entry.checkpoints_kept
     tuner = tune.Tuner(
-        trainable, param_space=space,
+        trainable, param_space=search.space,
         tune_config=tune.TuneConfig(
             metric=spec.metric, mode=spec.mode, search_alg=searcher, scheduler=scheduler,
             num_samples=spec.num_samples, max_concurrent_trials=spec.searcher.max_concurrent,
@@ -229,7 +201,7 @@ def build_tuner(spec: SweepSpec, sweep: Location, console: SweepConsole, restore
             name=TUNE_DIR, **tune_storage(sweep), verbose=0,
             callbacks=[recorder, TuneResultFiles(), *tracking_callbacks(spec, sweep.uri)],
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1), log_to_file=True))
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=kept), log_to_file=True))
     return tuner, publish
 
 
@@ -295,20 +267,16 @@ def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: Sw
               plan: Plan) -> None:
     """Build (or restore) the Tuner, run it, and end the sweep when every trial is done."""
     from dipddpm.dataset.parquet import harmonize
+    from dipddpm.sweep.searchers import searcher_of
 
     run_baselines_once(spec, sweep, console)
     tuner, publish = build_tuner(spec, sweep, console, plan.start is Start.RESTORE)
     where = "cluster " + address if address else "embedded local Ray (127.0.0.1 only)"
     console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.num_samples} trials, "
-                 f"searcher {spec.searcher.type}"
-                 + (f"/{spec.searcher.sampler}" if spec.searcher.type == "optuna" else "")
-                 + f", scheduler {spec.scheduler.type} on {where}")
-    if spec.searcher.type == "optuna" and sweep.local:
-        db = storage_url(f"{sweep.path}/{STUDY_FILE}")
-        console.line(f"study: optuna-dashboard {db}")
-    elif spec.searcher.type == "optuna":
-        console.line(f"study: {sweep.uri}/{STUDY_FILE} (published as trials are asked, "
-                     f"checkpoint and end; copy it, then optuna-dashboard sqlite:///...)")
+                 f"searcher {searcher_of(spec).describe(spec)}, scheduler "
+                 f"{spec.scheduler.type} on {where}")
+    for note in searcher_of(spec).notes(spec, sweep):
+        console.line(note)
     tuner.fit()
     harmonize(sweep)  # a driver killed while adding a new column to the files left some
     publish()
@@ -330,17 +298,14 @@ def drop_planned(spec: SweepSpec, sweep: Location, plan: Plan,
     """Delete what the plan drops, each path said: the files of trials that ended after Tune's
     last saved state (asked for: --drop-orphans; their Optuna trials are marked `dropped`), and
     the reports of trials that never ended and that nothing continues."""
-    from dipddpm.dataset.optuna_study import mark_dropped
     from dipddpm.dataset.parquet import drop_trials
+    from dipddpm.sweep.searchers import searcher_of
 
     dropped = drop_trials(sweep, plan.orphans)
     for path in dropped:
         console.line(f"dropped {path} (--drop-orphans: its trial ended after Tune's last "
                      f"saved state; Tune runs its place again)")
-    if plan.orphans and spec.searcher.type == "optuna":
-        db, publish = optuna_db(sweep)
-        mark_dropped(db, spec.name, plan.orphans)
-        publish()
+    searcher_of(spec).dropped(spec, sweep, plan.orphans)
     for path in drop_trials(sweep, plan.dead):
         console.line(f"removed {path}: reports of a trial that never ended and that no "
                      f"restore continues")
@@ -460,7 +425,7 @@ def load_sweep_spec(sweep_dir: str, load_problem: bool = True) -> tuple[SweepSpe
     (see `parse_spec`)."""
     sweep = resolve(sweep_dir)
     spec_file = sweep.child(SPEC_FILE)
-    raw = read_resolved(sweep, spec_file)
+    raw = legacy_sections(read_resolved(sweep, spec_file))
     parent = sweep.uri.rstrip("/").rsplit("/", 1)[0] if "/" in sweep.uri else "."
     raw = {**raw, "storage": parent}
     raw.setdefault("name", sweep.uri.rstrip("/").rsplit("/", 1)[-1])

@@ -52,12 +52,9 @@ def scheduler_summary(spec: SweepSpec) -> dict:
     """The sweep's Tune scheduler: its type, the fields its registry entry reads, and the rung
     rule it counts on, resolved (null in a spec means the method's default)."""
     from dipddpm.sweep.spec.rung_rules import rule_for
-    from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
 
     section = spec.scheduler
-    out = {"type": section.type}
-    for key in TUNE_SCHEDULERS.get(section.type).params:
-        out[key] = getattr(section, key)
+    out = section.as_dict()
     if "rung_rule" in out:
         out["rung_rule"] = rule_for(spec.method, section.rung_rule).name
     return out

@@ -36,8 +36,8 @@ metrics in `pairs`, its checkpoints hold every pair, and its final result carrie
 
 from __future__ import annotations
 
-import math
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +51,33 @@ from dipddpm.sweep.trial_reporter import (  # noqa: F401  (their home before the
 )
 
 
+@dataclass(frozen=True)
+class TrialParts:
+    """What a trial needs of the registries, asked on the driver and handed to the trial's
+    process with the trainable: that process looks nothing up by name, so an entry the
+    driver has (one a plug-in or a test registered) is the one the trial uses."""
+
+    method: Any  # the method's entry (methods/base.py Method)
+    rule: Any  # the rung rule the scheduler counts on (sweep/spec/rung_rules.py)
+    rungs: tuple[float, ...]  # where the scheduler judges a trial (its entry's rungs)
+    checkpoint_at_rungs: bool  # it clones checkpoints taken there (PBT)
+    backend: Any  # the storage backend of the sweep dir (dataset/storage_backends.py)
+
+    @classmethod
+    def of(cls, spec: SweepSpec, sweep_uri: str) -> TrialParts:
+        from dipddpm.dataset.storage_backends import backend_for
+        from dipddpm.methods import METHODS
+        from dipddpm.sweep.spec.rung_rules import rule_for
+
+        return cls(METHODS.get(spec.method), rule_for(spec.method, spec.scheduler.rung_rule),
+                   tuple(milestones(spec)), spec.scheduler.entry.checkpoint_at_rungs,
+                   backend_for(sweep_uri))
+
+
 def milestones(spec: SweepSpec) -> list[float]:
-    """The iterations at which ASHA looks at a trial (its rungs, every bracket)."""
-    s = spec.scheduler
-    if s.type != "asha":
-        return []
-    out = set()
-    for b in range(s.brackets):
-        rungs = int(math.log(s.max_t / s.grace_period) / math.log(s.reduction_factor) - b + 1)
-        out.update(s.grace_period * s.reduction_factor ** (k + b) for k in range(rungs))
-    return sorted(out)
+    """The iterations at which the spec's Tune scheduler judges a trial (its entry's rungs:
+    ASHA's rungs, every bracket; PBT's perturbation points; none without early stopping)."""
+    return spec.scheduler.entry.rungs(spec.scheduler.options)
 
 
 def host_info(device) -> dict[str, Any]:
@@ -84,37 +101,49 @@ def back_to_working_dir() -> None:
         os.chdir(orig)
 
 
-def config_values(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+def config_values(spec: SweepSpec, params: dict[str, Any], method: Any = None
+                  ) -> dict[str, Any]:
     """What a trial's config is built from: preset, then fixed:, then its (decoded) params
-    (trial keys such as `seed` are not config fields)."""
+    (trial keys such as `seed` are not config fields). `method`: its entry (None: asked of
+    the registry)."""
     from dipddpm.sweep.spec import TRIAL_KEYS
 
-    return {**spec.base_values, **{k: v for k, v in params.items() if k not in TRIAL_KEYS}}
+    base = spec.base_values if method is None else {**method.preset_values(spec.preset),
+                                                    **spec.fixed}
+    return {**base, **{k: v for k, v in params.items() if k not in TRIAL_KEYS}}
 
 
-def trial_config(spec: SweepSpec, params: dict[str, Any]):
+def trial_config(spec: SweepSpec, params: dict[str, Any], method: Any = None):
     """The method config of a trial (see `config_values`)."""
     from dipddpm.config import build
     from dipddpm.methods import METHODS
 
-    return build(METHODS.get(spec.method).config_cls, config_values(spec, params))
+    method = METHODS.get(spec.method) if method is None else method
+    return build(method.config_cls, config_values(spec, params, method))
 
 
-def _restart_point() -> tuple[dict | None, int, int]:
-    """(loop state, retries, iteration) of the checkpoint Tune restarts the trial from."""
+def _restart_point(trial_id: str) -> tuple[dict | None, int, int, str | None]:
+    """(loop state, retries, iteration, the trial it was cloned from) of the checkpoint Tune
+    restarts the trial from. Another trial's checkpoint is a clone (PBT's exploit: that
+    trial's state under this trial's new config), not a retry of this one."""
     import torch
     from ray import tune
 
     ckpt = tune.get_checkpoint()
     if ckpt is None:
-        return None, 0, 0
+        return None, 0, 0, None
     with ckpt.as_directory() as d:  # a restart (crash or driver resume) continues from here
         saved = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-    return saved["loop"], int(saved["retries"]) + 1, int(saved["iter"])
+    donor = saved.get("trial_id", trial_id)
+    if donor != trial_id:
+        return saved["loop"], 0, int(saved["iter"]), donor
+    return saved["loop"], int(saved["retries"]) + 1, int(saved["iter"]), saved.get("cloned_from")
 
 
-def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
-    """Body of the Tune function trainable for one trial."""
+def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any],
+              parts: TrialParts | None = None) -> None:
+    """Body of the Tune function trainable for one trial (`parts`: the entries it uses;
+    None: asked of the registries here)."""
     import torch
     from ray import tune
 
@@ -123,30 +152,34 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any]) -> None:
     from dipddpm.errors import DipddpmError
     from dipddpm.sweep.spec.space import decode
 
+    parts = parts or TrialParts.of(spec, sweep_uri)
     back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = trial_device(spec.resources.gpu)
     params = decode(spec.search, config)
-    resume, retries, start = _restart_point()
+    trial_id = tune.get_context().get_trial_id()
+    resume, retries, start, cloned_from = _restart_point(trial_id)
     info: dict[str, Any] = {"budget": None, "retries": retries, "resumed_from": start,
                             **host_info(device)}
-    reporter = TrialReporter(spec, resolve(sweep_uri, spec.storage_options),
-                             tune.get_context().get_trial_id(), info, start, retries,
-                             [f for f in spec.faults if f.matches(params)], milestones(spec))
+    if cloned_from is not None:  # PBT: this trial runs another's state, its config changed
+        info["cloned_from"] = cloned_from
+    sweep = resolve(sweep_uri, spec.storage_options, backend=parts.backend)
+    reporter = TrialReporter(spec, sweep, trial_id, info, start, retries,
+                             [f for f in spec.faults if f.matches(params)], list(parts.rungs),
+                             rule=parts.rule, checkpoint_rungs=parts.checkpoint_at_rungs)
     try:  # a config or problem that breaks a rule fails the same way on every retry
-        _run(spec, params, reporter, resume, device)
+        _run(spec, params, reporter, resume, device, parts.method)
     except (FloatingPointError, DipddpmError) as e:
         reporter.fail(e)
 
 
-def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resume, device):
+def _run(spec: SweepSpec, params: dict[str, Any], reporter: TrialReporter, resume, device,
+         method: Any):
     """Build the trial's config and problem, run the method's loop (a study: every pair),
     write the output images and send the final result."""
-    from dipddpm.methods import METHODS
     from dipddpm.methods.study_pairs import build_pairs, is_study
 
-    method = METHODS.get(spec.method)
-    cfg = trial_config(spec, params)
+    cfg = trial_config(spec, params, method)
     reporter.info["budget"] = int(getattr(cfg, method.iters_key))
     seed = spec.trial_seed(params)
     if not is_study(spec.problem):
@@ -177,8 +210,10 @@ def make_trainable(spec: SweepSpec, sweep_uri: str):
     """A Tune trainable (with the spec's resources) running `run_trial` for every trial."""
     from ray import tune
 
+    parts = TrialParts.of(spec, sweep_uri)  # asked here, on the driver
+
     def dipddpm_trial(config: dict) -> None:
-        run_trial(spec, sweep_uri, config)
+        run_trial(spec, sweep_uri, config, parts)
 
     res = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     return tune.with_resources(dipddpm_trial, res)

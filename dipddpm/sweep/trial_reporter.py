@@ -65,17 +65,23 @@ class TrialReporter:
     """Holds a trial's reporting state (what was sent, held back and checkpointed)."""
 
     def __init__(self, spec, sweep, trial_id: str, info: dict, start: int, retries: int,
-                 faults: list, rungs: list[float]) -> None:
+                 faults: list, rungs: list[float], rule=None, checkpoint_rungs: bool = False
+                 ) -> None:
         from dipddpm.sweep.spec.rung_rules import rule_for
 
         self.spec, self.sweep, self.trial_id, self.info = spec, sweep, trial_id, info
-        self.rule = rule_for(spec.method, spec.scheduler.rung_rule)  # ASHA's time axis
+        # the scheduler's time axis (None: asked of the registries)
+        self.rule = rule or rule_for(spec.method, spec.scheduler.rung_rule)
         self.retries, self.faults = retries, faults
         self.last: dict[str, Any] = {"iter": 0, spec.metric: math.nan}
         self.held: list[dict] = []  # the last iteration's result, reported with the summary
         self.last_ckpt = start  # iteration of the last checkpoint
         self.batch: list[dict] = []  # reports not yet sent to Tune (see REPORT_EVERY_S)
-        self.rungs = list(rungs)  # milestones on the rule's axis not yet sent
+        # milestones on the rule's axis not yet sent (a restart has passed those up to its
+        # start: when the axis is iterations, they are not sent again)
+        self.rungs = [r for r in rungs if self.rule.needs is not None or r > start]
+        # the scheduler clones a trial's state at its rungs (PBT): a checkpoint at each
+        self.checkpoint_rungs = checkpoint_rungs
         self.time = 0  # the rule's time of the last report
         self.sent = time.monotonic()
 
@@ -115,12 +121,13 @@ class TrialReporter:
         if self.rule.time_attr not in result:  # iter_gated: reported for the gated rule
             result[self.rule.time_attr] = float(self.time)
         self.last = dict(result)
+        at_rung = bool(self.rungs) and self.time >= self.rungs[0]
         if it >= self.info["budget"]:
             self.held.append(result)
-        elif checkpoint_due(it, self.last_ckpt, self.spec.checkpoint_every):
+        elif checkpoint_due(it, self.last_ckpt, self.spec.checkpoint_every) or \
+                (at_rung and self.checkpoint_rungs):
             self.checkpoint(it, result, state())
-        elif (self.rungs and self.time >= self.rungs[0]) or \
-                time.monotonic() - self.sent >= REPORT_EVERY_S:
+        elif at_rung or time.monotonic() - self.sent >= REPORT_EVERY_S:
             self.send(result)
         else:
             self.batch.append(result)
@@ -132,7 +139,8 @@ class TrialReporter:
         self.last_ckpt = it
         self.write_images(snapshot_images(loop_state), it, history=True)
         with tempfile.TemporaryDirectory(prefix="dipddpm-ckpt-") as d:
-            torch.save({"loop": loop_state, "retries": self.retries, "iter": it},
+            torch.save({"loop": loop_state, "retries": self.retries, "iter": it,
+                        "trial_id": self.trial_id, "cloned_from": self.info.get("cloned_from")},
                        os.path.join(d, STATE_FILE))
             self.send(result, tune.Checkpoint.from_directory(d))
 

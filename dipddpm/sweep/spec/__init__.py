@@ -27,12 +27,12 @@ space's corner trials), `rung_rules.py` (what a rung counts) and `estimate.py` (
 and memory before it runs).
 """
 
+from dipddpm._compat import moved_names
 from dipddpm.sweep.spec.load import load_spec, load_yaml, merge, overrides, set_override
 from dipddpm.sweep.spec.schema import (
     DOMAIN_KINDS,
     FAULT_KINDS,
     RESOURCE_GRANULARITY,
-    SEARCHERS,
     TOP_KEYS,
     TRIAL_KEYS,
     Domain,
@@ -53,9 +53,10 @@ from dipddpm.sweep.spec.validate import (
     problem_preset,
 )
 
-__all__ = ["DOMAIN_KINDS", "FAULT_KINDS", "NAMED_FIELDS", "RESOURCE_GRANULARITY", "SEARCHERS",
+__all__ = ["DOMAIN_KINDS", "FAULT_KINDS", "NAMED_FIELDS", "RESOURCE_GRANULARITY",
            "TOP_KEYS", "TRIAL_KEYS", "Domain", "Fault", "Resources", "SchedulerSpec",
            "SearcherSpec", "SweepSpec", "check_named", "check_problem", "check_space",
            "condition_order", "load_spec", "load_yaml", "max_budget", "merge", "overrides",
            "parse_faults", "parse_search", "parse_spec", "parse_storage_options",
            "problem_preset", "set_override"]
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES

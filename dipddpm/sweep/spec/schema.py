@@ -13,7 +13,6 @@ from dipddpm.cluster.devices import RESOURCE_GRANULARITY
 from dipddpm.errors import ConfigError, closest
 
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
-SEARCHERS = ("optuna", "grid")
 FAULT_KINDS = ("raise", "nan")
 # searchable keys that are not method config fields: `seed` is the trial seed (net init, z,
 # stage noise), so `search: {seed: {grid: [0, 1, 2]}}` repeats each configuration over seeds
@@ -39,17 +38,18 @@ class Domain:
 
 @dataclass(frozen=True)
 class SearcherSpec:
-    type: str = "optuna"  # optuna | grid (Tune's grid/random variant generator)
+    # a registered searcher (sweep/searchers.py): optuna | grid (Tune's variant generator)
+    type: str = "optuna"
     sampler: str = "tpe"  # optuna sampler: tpe (seeded, constant liar) | cmaes | gp | random
     seed: int = 0
     max_concurrent: int = 2  # trials running at once
 
     def __post_init__(self) -> None:
+        from dipddpm.config import check_name
         from dipddpm.sweep.samplers import SAMPLERS
+        from dipddpm.sweep.searchers import SEARCHERS
 
-        if self.type not in SEARCHERS:
-            raise ConfigError(f"searcher.type must be one of {', '.join(SEARCHERS)}, got "
-                              f"{self.type!r}")
+        check_name("searcher.type", self.type, SEARCHERS)
         if self.sampler not in SAMPLERS:
             names = SAMPLERS.names()
             raise ConfigError(f"searcher.sampler must be one of {', '.join(names)}, got "
@@ -61,35 +61,59 @@ class SearcherSpec:
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    type: str = "asha"  # asha | none (sweep/tune_schedulers.py)
-    grace_period: int = 50  # iterations before ASHA may stop a trial
-    reduction_factor: float = 3.0
-    max_t: int | None = None  # iterations; null = the largest iteration budget in the space
-    brackets: int = 1
-    # the axis rungs are counted on: total | final | gated (sweep/spec/rung_rules.py); null = the
-    # method's default (staged methods: see rung_rules.DEFAULT_RULE)
-    rung_rule: str | None = None
+    """The `scheduler:` section: `type` names a Tune scheduler (dipddpm/trial_schedulers/), the
+    other keys are that scheduler's own section (its entry's `section` dataclass, which checks
+    itself). `spec.scheduler.KEY` reads a key of that section."""
+
+    type: str = "asha"  # a registered Tune scheduler (the Registries below): asha | none | pbt
+    options: Any = None  # its section (the keys beside type); null: its defaults
 
     def __post_init__(self) -> None:
-        from dipddpm.sweep.spec.rung_rules import RUNG_RULES
-        from dipddpm.sweep.tune_schedulers import TUNE_SCHEDULERS
+        from dipddpm.config import check_name
+        from dipddpm.trial_schedulers import TUNE_SCHEDULERS
 
-        if self.type not in TUNE_SCHEDULERS:
-            raise ConfigError(f"scheduler.type must be one of "
-                              f"{', '.join(TUNE_SCHEDULERS.names())}, got {self.type!r}")
-        if self.type != "asha":
-            return
-        if self.grace_period < 1:
-            raise ConfigError(f"scheduler.grace_period must be >= 1 iteration, got "
-                              f"{self.grace_period}")
-        if self.reduction_factor <= 1:
-            raise ConfigError(f"scheduler.reduction_factor must be > 1, got "
-                              f"{self.reduction_factor}")
-        if self.rung_rule is not None and self.rung_rule not in RUNG_RULES:
-            try:
-                RUNG_RULES.get(self.rung_rule)
-            except ConfigError as e:  # it lists the valid names
-                raise ConfigError(f"scheduler.rung_rule: {e}") from None
+        check_name("scheduler.type", self.type, TUNE_SCHEDULERS)
+        section = TUNE_SCHEDULERS.get(self.type).section
+        if self.options is None:
+            object.__setattr__(self, "options", section())
+        elif not isinstance(self.options, section):
+            raise ConfigError(f"scheduler: a {self.type} section must be {section.__name__}, "
+                              f"got {type(self.options).__name__}")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> SchedulerSpec:
+        """The section from the spec's mapping: `type` (default asha) and its entry's keys."""
+        from dipddpm.config import check_name
+        from dipddpm.trial_schedulers import TUNE_SCHEDULERS
+
+        kind = str(raw.get("type", "asha"))
+        check_name("scheduler.type", kind, TUNE_SCHEDULERS)
+        entry = TUNE_SCHEDULERS.get(kind)
+        return cls(kind, entry.build({k: v for k, v in raw.items() if k != "type"}))
+
+    def __getattr__(self, key: str) -> Any:  # a key of the scheduler's own section
+        if key.startswith("__") or key in ("type", "options"):
+            raise AttributeError(key)
+        return getattr(self.options, key)
+
+    @property
+    def entry(self) -> Any:
+        from dipddpm.trial_schedulers import TUNE_SCHEDULERS
+
+        return TUNE_SCHEDULERS.get(self.type)
+
+    @property
+    def rung_rule(self) -> str | None:
+        """The section's rung rule; null (also for a scheduler without one): the method's."""
+        return getattr(self.options, "rung_rule", None)
+
+    def value(self, key: str) -> Any:
+        """A key of its section, None where the section has no such key."""
+        return getattr(self.options, key, None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """As the spec writes it: `type` and its section's keys."""
+        return {"type": self.type, **self.entry.values(self.options)}
 
 
 @dataclass(frozen=True)
@@ -166,10 +190,12 @@ class SweepSpec:
 
     @property
     def trials(self) -> int:
-        """The trials the sweep runs: Tune's grid searcher runs every grid point num_samples
-        times; the Optuna searcher runs num_samples trials."""
+        """The trials the sweep runs: a grid searcher (its entry's `grid`) runs every grid
+        point num_samples times; the others run num_samples trials."""
+        from dipddpm.sweep.searchers import searcher_of
+
         n = self.num_samples
-        if self.searcher.type == "grid":
+        if searcher_of(self).grid:
             for d in self.search:
                 n *= len(d.values) if d.kind == "grid" else 1
         return n
@@ -196,7 +222,9 @@ class SweepSpec:
             if f.name in ("raw", "search", "faults", "warnings"):
                 continue  # the mapping itself; domains and faults as written; derived
             v = getattr(self, f.name)
-            if dataclasses.is_dataclass(v):
+            if hasattr(v, "as_dict"):  # a section whose keys depend on its type
+                v = v.as_dict()
+            elif dataclasses.is_dataclass(v):
                 v = dataclasses.asdict(v)
             elif isinstance(v, Mapping):
                 v = dict(v)

@@ -25,6 +25,7 @@ from dipddpm.sweep.spec.schema import (
 )
 from dipddpm.sweep.spec.search_space import parse_search
 from dipddpm.tracking.spec import parse_tracking
+from dipddpm.trial_schedulers import SweepFacts
 
 
 def _mapping(data: Mapping, key: str) -> dict:
@@ -107,35 +108,45 @@ def _config_and_space(data: Mapping[str, Any], method, preset_values: dict):
 
 
 def _searcher(data: Mapping[str, Any], search: tuple[Domain, ...]) -> SearcherSpec:
+    from dipddpm.sweep.searchers import SEARCHERS
+
     searcher = _sub(SearcherSpec, data, "searcher")
+    entry = SEARCHERS.get(searcher.type)
     grids = [d.key for d in search if d.kind == "grid"]
-    if grids and searcher.type == "optuna":
-        raise ConfigError(f"search.{grids[0]}: grid domains need `searcher: {{type: grid}}`; "
-                          f"with the Optuna searcher use choice: instead")
+    if grids and not entry.grid:
+        takes = ", ".join(n for n, e in SEARCHERS.items() if e.grid)
+        raise ConfigError(f"search.{grids[0]}: grid domains need a grid searcher (searcher: "
+                          f"{{type: {takes}}}); with the {searcher.type} searcher use choice: "
+                          f"instead")
     conditional = [d.key for d in search if d.when]
-    if conditional and searcher.type == "grid":
-        raise ConfigError(f"search.{conditional[0]}.when: conditional keys need the Optuna "
-                          f"searcher (searcher: {{type: optuna}}); drop when: for a grid")
+    if conditional and not entry.conditional:
+        takes = ", ".join(n for n, e in SEARCHERS.items() if e.conditional)
+        raise ConfigError(f"search.{conditional[0]}.when: conditional keys need a searcher "
+                          f"that samples define-by-run (searcher: {{type: {takes}}}); drop "
+                          f"when: for the {searcher.type} searcher")
     return searcher
 
 
-def _scheduler(data: Mapping[str, Any], method, budget: int) -> SchedulerSpec:
-    """The scheduler section, its max_t defaulting to the largest budget in the space."""
-    scheduler = _sub(SchedulerSpec, data, "scheduler")
-    if scheduler.type == "asha":
-        max_t = scheduler.max_t if scheduler.max_t is not None else budget
-        if scheduler.grace_period > max_t:
-            raise ConfigError(f"scheduler.grace_period ({scheduler.grace_period}) > max_t "
-                              f"({max_t} iterations); lower grace_period or raise max_t / "
-                              f"{method.iters_key}")
-        if max_t < budget:
-            raise ConfigError(f"scheduler.max_t ({max_t}) < the largest {method.iters_key} "
-                              f"budget ({budget}): ASHA would stop every trial at max_t and "
-                              f"none could complete; raise max_t or leave it out (default: "
-                              f"{budget})")
-        scheduler = dataclasses.replace(scheduler, max_t=max_t)
-    check_rung_rule(scheduler, method)
-    return scheduler
+def _scheduler(data: Mapping[str, Any], facts: SweepFacts,
+               searcher: SearcherSpec) -> SchedulerSpec:
+    """The scheduler section (its entry's own keys), resolved against the sweep: its
+    defaults that depend on the space filled in, its rules joining the spec checked."""
+    from dipddpm.sweep.searchers import SEARCHERS
+
+    raw = _mapping(data, "scheduler")
+    try:
+        section = SchedulerSpec.parse(raw)
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(("scheduler.", "scheduler:"))
+                          else f"scheduler: {msg}") from None
+    entry = section.entry
+    if entry.mutates_config and SEARCHERS.get(searcher.type).holds_params:
+        free = ", ".join(n for n, e in SEARCHERS.items() if not e.holds_params)
+        raise ConfigError(f"scheduler: {section.type} changes a running trial's config, but "
+                          f"the {searcher.type} searcher records each trial's params as it "
+                          f"suggested them; use searcher: {{type: {free}}}")
+    return dataclasses.replace(section, options=entry.resolve(section.options, facts))
 
 
 def _counts(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,12 +181,15 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         raise ConfigError(f"summary_by: {summary_by!r} is not a searched key; use one of: "
                           f"{', '.join(sorted(searched)) or '(none)'}")
     preset = data.get("preset")
+    counts = _counts(data)
+    searcher = _searcher(data, search)
+    facts = SweepFacts(method, max_budget(search, base_cfg, method.iters_key), search,
+                       counts.get("checkpoint_every", SweepSpec.checkpoint_every))
     spec = SweepSpec(
         name=name, method=method.name, metric=metric, mode=mode, preset=preset,
         problem={**method.problem_preset(preset), **_mapping(data, "problem")},
         description=str(data.get("description") or ""), fixed=fixed, search=search,
-        searcher=_searcher(data, search),
-        scheduler=_scheduler(data, method, max_budget(search, base_cfg, method.iters_key)),
+        searcher=searcher, scheduler=_scheduler(data, facts, searcher),
         resources=_sub(Resources, data, "resources"),
         storage=check_storage(data.get("storage", "results")),
         storage_options=parse_storage_options(data.get("storage_options")),
@@ -184,7 +198,7 @@ def parse_spec(data: Mapping[str, Any], load_problem: bool = True) -> SweepSpec:
         compact=coerce("compact", data.get("compact", True), bool),
         baselines=check_baselines(data.get("baselines"), data.get("problem") or {}),
         tracking=parse_tracking(data.get("tracking")),
-        **_counts(data))
+        **counts)
     check_problem_keys(method, spec.problem)
     warnings = check_space(spec, base_cfg, load_problem)
     return dataclasses.replace(spec, warnings=warnings) if warnings else spec
@@ -226,7 +240,7 @@ def check_identical_trials(spec: SweepSpec) -> None:
 def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str, ...]:
     """Every corner of the search space builds a valid config (`corners.py`); with the problem
     loaded (a missing image fails here, before Ray starts) it also meets the method's rules
-    joining config and problem. Returns the warnings the corners raise (`idle_asha`)."""
+    joining config and problem. Returns the warnings the corners raise (the scheduler's)."""
     from dipddpm.methods import METHODS
     from dipddpm.sweep.spec.corners import check_corners
 
@@ -246,27 +260,13 @@ def check_space(spec: SweepSpec, base_cfg: Any, load_problem: bool) -> tuple[str
                 for problem in problems:
                     _check_image(method, cfg, problem)
     check_corners(spec.search, build_trial, check)
-    return idle_asha(spec, method, built)
+    return scheduler_warnings(spec, method, built)
 
 
-def idle_asha(spec: SweepSpec, method: Any, configs: list[Any]) -> tuple[str, ...]:
-    """Under the `final` rung rule ASHA counts final-stage iterations only: when no corner's
-    final stage reaches grace_period, ASHA reaches no rung and stops nothing (a warning, not an
-    error: the corners sample the space, and the sweep itself is sound)."""
-    from dipddpm.sweep.spec.rung_rules import rule_for
-
-    sch = spec.scheduler
-    if sch.type != "asha" or method.final_stage_iters is None or not configs:
-        return ()
-    if rule_for(method.name, sch.rung_rule).name != "final":
-        return ()
-    longest = max(method.final_stage_iters(cfg) for cfg in configs)
-    if longest >= sch.grace_period:
-        return ()
-    return (f"scheduler: under rung_rule final ASHA counts final-stage iterations only, and "
-            f"the longest final stage in the search space is {longest} iterations (at its "
-            f"corners), under grace_period ({sch.grace_period}): ASHA is likely to stop no "
-            f"trial; lower grace_period to <= {longest}, or use rung_rule: gated",)
+def scheduler_warnings(spec: SweepSpec, method: Any, configs: list[Any]) -> tuple[str, ...]:
+    """What the Tune scheduler's entry warns of over the space's corner configs (ASHA: no
+    final stage reaches its grace period, so it would stop nothing)."""
+    return spec.scheduler.entry.warn(spec.scheduler.options, method, configs)
 
 
 def _check_image(method: Any, cfg: Any, problem: Any) -> None:
@@ -317,20 +317,6 @@ def parse_faults(raw: Any) -> tuple:
             raise ConfigError(f"faults[{i}]{sep}{msg}") from None
         out.append(fault)
     return tuple(out)
-
-
-def check_rung_rule(scheduler: SchedulerSpec, method: Any) -> None:
-    """A rung rule computed from a key the method does not report is refused."""
-    from dipddpm.sweep.spec.rung_rules import rule_for
-
-    try:
-        rule = rule_for(method.name, scheduler.rung_rule)
-    except ConfigError as e:  # scheduler.type none: its __post_init__ did not check it
-        raise ConfigError(f"scheduler.rung_rule: {e}") from None
-    if rule.needs is not None and rule.needs not in method.metrics:
-        raise ConfigError(f"scheduler.rung_rule: {rule.name!r} counts rungs in the final stage,"
-                          f" which {method.name} has no notion of (it reports no "
-                          f"{rule.needs}); use rung_rule: total")
 
 
 def check_es_metric(metric: str, base_cfg: Any, search: tuple[Domain, ...]) -> None:
