@@ -175,8 +175,6 @@ FILESYSTEM: list[Case] = [
          ("--save", "shots.png is a folder"), setup=folder("shots.png")),
     Case("fit-save-read-only", (*FIT, "--save", "{tmp}/ro/out.png"),
          ("--save", "{tmp}/ro"), setup=read_only("ro")),
-    Case("fit-noop-save-read-only", ("fit", "noop", "--save", "{tmp}/ro/x.png"),
-         ("--save", "{tmp}/ro"), setup=read_only("ro")),
     Case("fit-ddpm-out-is-a-file", ("fit", "ddpm", "--dataset", "skimage-patches", "--set",
                                     "iters=2", "--out", "{tmp}/afile"),
          ("--out", "afile is a file"), files={"afile": "x"}),
@@ -645,6 +643,8 @@ TOOLS: list[Case] = [
          ("--iters", "dipddpm fit dip -h")),
     Case("option-unknown", ("fit", "dip", "--iterz", "5"), ("No such option: --iterz",)),
     Case("command-unknown", ("sweep", "runn", "x.yaml"), ("No such command 'runn'",)),
+    Case("fit-save-without-an-output-image", ("fit", "noop", "--save", "{tmp}/out/x.png"),
+         ("No such option: --save",)),  # refused before the run, not after it
     Case("argument-missing", ("results", "summarize"), ("Missing argument 'DIR'",)),
     Case("data-fetch-unknown-set", ("data", "fetch", "cset10"),
          ("unknown data set 'cset10'", "did you mean 'cset9'")),

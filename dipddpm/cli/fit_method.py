@@ -182,8 +182,9 @@ def form_options(method) -> tuple[str, ...]:
     return tuple(n for n in IMAGE_FORM if method.plan is not None or n not in ITERATIVE)
 
 
-def _common_params() -> list[inspect.Parameter]:
-    return params(COMMON_FORM)
+def _common_params(method) -> list[inspect.Parameter]:
+    """COMMON_FORM, without --save for a method that returns no output image."""
+    return params(tuple(n for n in COMMON_FORM if method.image_output or n != "save"))
 
 
 def _click(name: str, command, help_text: str, signature: list[inspect.Parameter]):
@@ -204,8 +205,9 @@ def method_command(name: str):
     if method.image_form is not None:  # its entry's help text
         from dipddpm.cli.fit import image_form
 
-        return _click(name, image_form(name), f"{method.image_form} Presets: {presets}.",
-                      params(form_options(method)))
+        text = method.image_form  # lists its presets itself where it says {presets:NAME}
+        text = text if "{presets:" in text else f"{text} Presets: {presets}."
+        return _click(name, image_form(name), text, params(form_options(method)))
 
     def command(**kw) -> None:
         fields = {k.removeprefix("field_"): v for k, v in kw.items()
@@ -214,7 +216,7 @@ def method_command(name: str):
         summary = run_method(name, MethodFitArgs(
             preset=kw["preset"], sets=kw["sets"], fields=fields,
             problem_sets=kw["problem_sets"], seed=kw["seed"], device=kw["device"],
-            save=kw["save"], show_progress=not as_json))
+            save=kw.get("save"), show_progress=not as_json))
         if as_json:
             print_json(summary)
             return
@@ -224,7 +226,7 @@ def method_command(name: str):
 
     return _click(name, command, f"Run method {name} once (options: its "
                   f"{method.config_cls.__name__} fields). Presets: {presets}.",
-                  _common_params() + _field_params(method.config_cls))
+                  _common_params(method) + _field_params(method.config_cls))
 
 
 def method_names() -> list[str]:

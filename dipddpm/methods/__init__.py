@@ -80,7 +80,7 @@ METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,
     example_config={"iters": 6, "report_every": 2}, summary=("score_best", "iters", "wall_s"),
-    mutable=("x",),  # its checkpoint holds the iteration only
+    mutable=("x",), image_output=False,  # its checkpoint holds the iteration only
     help="no work: a score from the config (benchmarks of the sweep machinery)"))
 
 __all__ = ["FIT_METRICS", "FIT_SUMMARY", "METHODS", "Method", "Result"]

@@ -94,6 +94,8 @@ class Method:
     # the checkpoint, e.g. a learning rate in Adam's state): what a Tune scheduler that
     # changes a running trial's config (PBT) may change
     mutable: tuple[str, ...] = ()
+    # its Result holds images["output"], which `fit --save` writes; False: fit offers no --save
+    image_output: bool = True
 
     @property
     def can_fuse(self) -> bool:

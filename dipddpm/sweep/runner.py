@@ -272,7 +272,7 @@ def fit_tuner(spec: SweepSpec, sweep: Location, address: str | None, console: Sw
     run_baselines_once(spec, sweep, console)
     tuner, publish = build_tuner(spec, sweep, console, plan.start is Start.RESTORE)
     where = "cluster " + address if address else "embedded local Ray (127.0.0.1 only)"
-    console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.num_samples} trials, "
+    console.line(f"sweep [bold]{spec.name}[/]: {spec.method}, {spec.trials} trials, "
                  f"searcher {searcher_of(spec).describe(spec)}, scheduler "
                  f"{spec.scheduler.type} on {where}")
     for note in searcher_of(spec).notes(spec, sweep):
