@@ -511,6 +511,9 @@ MEANING: list[Case] = [
                              "aseq_every=0"), ("aseq_every", "0")),
     Case("fit-tv-weight-negative", ("fit", "dip-tv", "--image", "skimage:astronaut", "--set",
                                     "tv_weight=-0.5"), ("tv_weight", "-0.5")),
+    Case("fit-nlm-grey-image-colour-axis", ("fit", "nlm", "--image", "skimage:camera", "--grey",
+                                            "--size", "32", "--set", "channel_axis=-1"),
+         ("channel_axis=-1", "greyscale", "channel_axis=null")),
 ]
 
 # --- messages that name what happened -----------------------------------------------------------

@@ -177,6 +177,9 @@ ELSEWHERE = {
     "device_wheels": ("tests/test_device_rehearsal.py", "benchmarks/device_prepare.sh"),
     "device_unpack": ("tests/test_device_rehearsal.py", "benchmarks/device_unpack.py"),
     "device_venv": ("tests/test_device_rehearsal.py", "benchmarks/device_venv.py"),
+    # the family study's driver (its --smoke run on the methods that exist) and its README table
+    "family_study": ("tests/test_family_study.py", "benchmarks/family_study.py"),
+    "family_table": ("tests/test_family_study.py", "benchmarks/family_table.py"),
     "ledger": ("tests/test_reproduce.py", "benchmarks/ledger.py"),  # the committed RESULTS.md
     "packing": ("tests/test_benchmark_smoke.py", "benchmarks/fusion.py"),  # --packing rows
     "precision": ("tests/test_benchmark_smoke.py", "benchmarks/precision.py"),

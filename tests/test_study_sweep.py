@@ -176,7 +176,7 @@ def test_bad_studies_are_one_line_before_ray(tmp_path, problem, fixed, metric, m
 
 
 @pytest.mark.parametrize("baselines, problem, match", [
-    (["nlm"], None, "unknown baseline 'nlm'"), ("bm3d", None, "list of names"),
+    (["wnnm"], None, "unknown baseline 'wnnm'"), ("bm3d", None, "list of names"),
     (["bm3d"], {"image": "skimage:astronaut", "size": 32}, "one image and seed")])
 def test_bad_baselines_are_one_line(tmp_path, baselines, problem, match):
     from typer.testing import CliRunner

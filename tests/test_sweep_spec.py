@@ -161,6 +161,8 @@ OVERRIDES = {"quick": [],
              "ddpm_mnist": ["problem={dataset: skimage-patches, size: 16, count: 64}"],
              "dip_prior_ddpm": None,  # needs a trained DDPM: tests/test_sweep_specs.py
              "study_guided_vs_dip": [], "dip_cset9": ["problem.images=[skimage:camera]"],
+             "study_dip_family": [],
+             "study_dip_family_cset9": ["problem.images=[skimage:camera]"],
              **{name: ["problem.image=skimage:camera"] for name in (
                  "beat_staged_f16", "beat_staged_f16_mini", "reach_fast_f16",
                  "reach_fast_f16_mini")}}

@@ -1,4 +1,4 @@
-"""`dipddpm fit dip|guided-dip|bm3d`, the image forms: one fit on one image, no Ray needed.
+"""`dipddpm fit dip|guided-dip|bm3d|nlm`, the image forms: one fit on one image, no Ray needed.
 
 Their options are declared once, with the generic form's, in cli/fit_method.py (which builds
 every `fit METHOD` command when it is asked for); this is their run path and their summary.
@@ -18,7 +18,7 @@ from dipddpm.errors import DipddpmError, closest
 
 @dataclass(frozen=True)
 class FitArgs:
-    """The options of `dipddpm fit dip|guided-dip|bm3d`."""
+    """The options of `dipddpm fit dip|guided-dip|bm3d|nlm`."""
 
     image: str
     preset: str | None = None
@@ -197,7 +197,7 @@ def _print_summary(s: dict) -> None:
 
 
 def image_form(method_name: str):
-    """The callback of an image form (`fit dip|guided-dip|bm3d`): its keywords are FitArgs'
+    """The callback of an image form (`fit dip|guided-dip|bm3d|nlm`): its keywords are FitArgs'
     (the options cli/fit_method.py declares), its output the summary or --json."""
 
     def command(**kw) -> None:

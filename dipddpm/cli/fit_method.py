@@ -1,7 +1,7 @@
 """`dipddpm fit METHOD`: a command for every registered method, built when it is first asked
 for (so `dipddpm --help` loads no torch), its options taken from one table (OPTIONS).
 
-The image forms (`fit dip|guided-dip|bm3d`: a method entry's `image_form`, run by cli/fit.py)
+The image forms (`fit dip|guided-dip|bm3d|nlm`: a method entry's `image_form`, run by cli/fit.py)
 take --image and the problem's options; `fit ddpm|dip-prior-ddpm` are hand-written
 (cli/ddpm.py); every other registered method (noop, or one a plug-in registers) gets the
 generic form:

@@ -12,10 +12,12 @@ from dipddpm.methods import (
     dip_sure,
     dip_tv,
     guided_dip,
+    nlm,
     noop,
     self_diffusion,
 )
 from dipddpm.methods.base import Method, Result
+from dipddpm.methods.classical import image_problem as uncropped_problem
 from dipddpm.methods.keys import FIT_METRICS, FIT_SUMMARY
 from dipddpm.methods.problems import IMAGE_32, check_image_spec, check_net_size, image_problem
 from dipddpm.registry import Registry
@@ -66,7 +68,7 @@ METHODS.register("dip_prior_ddpm")(Method(
     check_problem_spec=lambda spec: check_image_spec(spec, dip_prior_ddpm.DipPriorProblemSpec),
     summary=DIP_PRIOR_SUMMARY, help="a DIP estimate refined by a trained DDPM's reverse chain"))
 METHODS.register("bm3d")(Method(
-    name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=bm3d.bm3d_problem,
+    name="bm3d", config_cls=bm3d.Bm3dConfig, run=bm3d.run_bm3d, make_problem=uncropped_problem,
     metrics=FIT_METRICS, presets=bm3d.PRESETS, example_problem=IMAGE_32,
     check_problem_spec=check_image_spec, summary=FIT_SUMMARY, reproduce="dipddpm fit bm3d",
     baseline={}, help="BM3D (CBM3D for colour) with the problem's sigma, bm3d's default profile",
@@ -76,6 +78,18 @@ METHODS.register("bm3d")(Method(
 # the DIP family from the literature: each file holds its method's entry
 for _module in (self_diffusion, dip_sure, aseq_dip, dip_tv):
     METHODS.register(_module.METHOD.name)(_module.METHOD)
+METHODS.register("nlm")(Method(
+    name="nlm", config_cls=nlm.NlmConfig, run=nlm.run_nlm, make_problem=uncropped_problem,
+    metrics=FIT_METRICS, presets=nlm.PRESETS, check_trial=nlm.check_trial,
+    example_problem=IMAGE_32, check_problem_spec=check_image_spec, summary=FIT_SUMMARY,
+    reproduce="dipddpm fit nlm", baseline={},
+    help="non-local means (scikit-image) with the problem's sigma and the h, patch size and "
+         "search distance scikit-image's documentation gives for it",
+    image_form="Denoise one noisy image with non-local means (scikit-image's denoise_nl_means), "
+               "the second classical baseline, on the same observation a DIP fit would get; h, "
+               "patch size and search distance as scikit-image's documentation gives them for "
+               "the problem's sigma (--sigma) unless --set h_factor=, patch_size=, "
+               "patch_distance=."))
 METHODS.register("noop")(Method(  # benchmarks of the sweep machinery only
     name="noop", config_cls=noop.NoopConfig, run=noop.run_noop, make_problem=noop.no_problem,
     metrics=noop.METRICS, presets=noop.PRESETS,

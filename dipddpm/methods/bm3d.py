@@ -11,19 +11,16 @@ studies on the same observations.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 from dipddpm.config import check
-from dipddpm.data.images import ImageProblem, make_image_problem
+from dipddpm.data.images import ImageProblem
 from dipddpm.errors import DipddpmError
 from dipddpm.methods.base import Report, Result, no_report
-from dipddpm.methods.keys import FIT_SUMMARY, summary
-from dipddpm.methods.problems import check_image_spec
-from dipddpm.metrics import psnr, ssim
+from dipddpm.methods.classical import one_pass
 
 
 @dataclass(frozen=True)
@@ -41,11 +38,6 @@ class Bm3dConfig:
 
 
 PRESETS: dict[str, dict[str, Any]] = {"default": {}, "tiny": {}}
-
-
-def bm3d_problem(spec: Mapping[str, Any], cfg: Bm3dConfig) -> ImageProblem:
-    """The image problem as DIP's (no crop: BM3D takes any size)."""
-    return make_image_problem(**check_image_spec(spec))
 
 
 def denoise(y: torch.Tensor, sigma255: float, cfg: Bm3dConfig) -> torch.Tensor:
@@ -72,19 +64,4 @@ def run_bm3d(cfg: Bm3dConfig, problem: ImageProblem, report: Report = no_report,
                            "--set sigma=S (0-255 units)")
     t0 = time.perf_counter()
     out = denoise(problem.observed, sigma, cfg)
-    wall = time.perf_counter() - t0
-    x, y = problem.clean, problem.observed
-    p_gt, p_noisy, s_gt = psnr(out, x), psnr(out, y), ssim(out, x)
-    report(1, {"iter": 1, "loss": float(torch.mean((out - y) ** 2)), "psnr_noisy": p_noisy,
-               "psnr_gt": p_gt, "psnr_gt_sm": p_gt, "ssim_gt": s_gt, "psnr_best": p_gt,
-               "psnr_best_iter": 1, "psnr_es": p_gt, "iter_es": 1, "stage": 1, "stage_t": 0,
-               "iter_final": 1, "psnr_es_sm": p_gt, "iter_es_sm": 1, "psnr_output": p_gt},
-           lambda: {})
-    metrics = summary(FIT_SUMMARY, iters=1, wall_s=wall, psnr_noisy_input=psnr(y, x),
-                      psnr_gt_final=p_gt, psnr_gt_best=p_gt, psnr_best_iter=1,
-                      psnr_gt_sm_final=p_gt, psnr_gt_sm_best=p_gt, psnr_gt_sm_best_iter=1,
-                      psnr_noisy_final=p_noisy, ssim_gt_final=s_gt, ssim_gt_sm_final=s_gt,
-                      first_reach_iter=None, n_backtracks=0, sigma_used=sigma, iter_es=1,
-                      psnr_es=p_gt, es_gap_db=0.0, iter_es_sm=1, psnr_es_sm=p_gt,
-                      psnr_output=p_gt)
-    return Result(metrics=metrics, images={"output": out, "output_sm": out})
+    return one_pass(out, problem, sigma, time.perf_counter() - t0, report)
