@@ -17,11 +17,19 @@ from contract_sweep import cli, noop_spec, shipped, through_everything, write_sp
 from dipddpm.errors import ConfigError
 from dipddpm.trial_schedulers import TUNE_SCHEDULERS, TuneScheduler
 
+# the smallest study: what an entry that races over a study's pairs needs (noop has no pairs)
+STUDY = {"method": "dip", "metric": "psnr_best",
+         "problem": {"images": ["skimage:astronaut", "skimage:coffee"], "size": 32, "sigma": 25},
+         "fixed": {"iters": 12, "width": 8, "depth": 3, "input_depth": 4, "report_every": 4},
+         "search": {"lr": {"grid": [0.01, 0.001]}}}
+
 
 def spec_with(name: str, tmp_path, **over) -> dict:
     entry = TUNE_SCHEDULERS.get(name)
+    races = entry.pair_block(entry.section(**entry.example)) is not None
     return noop_spec(f"sched-{name}", tmp_path / "results",
-                     **{"scheduler": {"type": name, **entry.example}, **over})
+                     **{"scheduler": {"type": name, **entry.example}, **(STUDY if races else {}),
+                        **over})
 
 
 def parsed(raw: dict):
