@@ -86,7 +86,7 @@ def run(smoke: bool) -> dict:
         found = counts(clone / "results" / name)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     return {"wall_s": round(wall, 1), "goal_s": GOAL_S, "goal_met": wall <= GOAL_S,
-            "smoke": smoke, "command": " ".join(argv), **found,
+            "smoke": smoke, "sweep_command": " ".join(argv), **found,
             "last_lines": lines[-10:], "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()]}
 

@@ -112,6 +112,15 @@ SMOKES: dict[str, Smoke] = {
                    str(t / "fusion.json")],
         "fusion.json", lambda d: [r["packed_trial_it_s"] for r in _rows("trial_it_s")(d)
                                   if r["K"] == 2]),
+    "es_smoothed": Smoke(  # the loop's own psnr_es_sm equals the offline pick (it asserts)
+        lambda t: ["--iters", "24", "--size", "32", "--replicates", "1", "--out",
+                   str(t / "es_smoothed.json")],
+        "es_smoothed.json", lambda d: (d["verdict"]["mean_at_raw_stop"], len(d["pairs"]))),
+    "main_job": Smoke(  # the README's main job from a fresh clone of HEAD, its smoke block
+        lambda t: ["--smoke", "--out", str(t / "main_job.json")], "main_job.json",
+        lambda d: (d["wall_s"] > 0 and sum(d["by_status"].values()) == 3
+                   or pytest.fail(str(d["by_status"])), d["quoted_line"]),
+        marks=RAY),
     "dip_prior_ddpm": Smoke(
         lambda t: ["--tiny", "--out", str(t)], "dip_prior_ddpm-cpu.json",
         lambda d: ([r["psnr"] for r in d["table"]], d["verdicts"][0]["mean_delta"],
@@ -181,6 +190,7 @@ ELSEWHERE = {
     "family_study": ("tests/test_family_study.py", "benchmarks/family_study.py"),
     "family_table": ("tests/test_family_study.py", "benchmarks/family_table.py"),
     "ledger": ("tests/test_reproduce.py", "benchmarks/ledger.py"),  # the committed RESULTS.md
+    "racing": ("tests/test_benchmark_racing.py", "benchmarks/racing.py"),  # --tiny, replayed
     "packing": ("tests/test_benchmark_smoke.py", "benchmarks/fusion.py"),  # --packing rows
     "precision": ("tests/test_benchmark_smoke.py", "benchmarks/precision.py"),
 }
