@@ -96,6 +96,32 @@ def test_every_loss_term_fused_equals_separate(float64, name):
     assert_same(*run_both(cfg, lambda p: plan_with(p, (*MSE, term), ObservationInput())))
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyL1:
+    """CONTRIBUTING.md's loss-term guide followed: an L1 data term, per member."""
+
+    weight: float = 0.1
+
+    def __call__(self, x: LossInputs) -> torch.Tensor:
+        return self.weight * (x.out - x.target).abs().flatten(1).mean(1)
+
+
+def test_a_loss_term_registered_in_a_test_is_checked_by_the_same_helpers(float64):
+    LOSSES.register("toy_l1")(ToyL1)
+    try:
+        assert "toy_l1" in LOSSES.names()
+        term = LOSSES.get("toy_l1")()
+        cfg = build(DipConfig, TINY)
+        assert_same(*run_both(cfg, lambda p: plan_with(p, (*MSE, term))))
+        # it changes the fit: the same plan without it ends elsewhere
+        with_term = run_both(cfg, lambda p: plan_with(p, (*MSE, term)), seeds=(3,))[0]
+        without = run_both(cfg, lambda p: plan_with(p, MSE), seeds=(3,))[0]
+        assert with_term[0][1].metrics["psnr_gt_final"] != without[0][1].metrics["psnr_gt_final"]
+    finally:
+        LOSSES.unregister("toy_l1")
+    assert "toy_l1" not in LOSSES.names()
+
+
 @pytest.mark.parametrize("name", INPUTS.names())
 def test_every_input_rule_fused_equals_separate(float64, name):
     rule = INPUTS.get(name)()
