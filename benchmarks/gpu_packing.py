@@ -92,7 +92,7 @@ def run_fraction(args, fraction: float, gpus: float, cpus: float) -> dict:
     base = load_spec(args.spec, sets=args.set)
     sets = [*args.set, f"name={base.name}_gpu{fraction:g}", f"resources.gpu={fraction}",
             f"resources.cpu={args.cpu}", f"searcher.max_concurrent={at_once}",
-            "scheduler.type=none"]
+            "scheduler={type: none}"]  # the whole section: no ASHA keys left under none
     storage = tempfile.mkdtemp(prefix="gpu_packing-")
     spec = load_spec(args.spec, sets=sets, num_samples=args.num_samples, storage=storage)
     print(f"gpu {fraction:g} per trial: {args.num_samples} trials, {at_once} at once",

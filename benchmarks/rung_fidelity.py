@@ -181,8 +181,8 @@ def scheduler(rule: str, iters: int, grace: int):
 
     from dipddpm.sweep.spec.schema import SchedulerSpec
 
-    section = SchedulerSpec(type="asha", grace_period=grace, reduction_factor=RF, max_t=iters,
-                            rung_rule=rule)
+    section = SchedulerSpec.parse({"type": "asha", "grace_period": grace,
+                                   "reduction_factor": RF, "max_t": iters, "rung_rule": rule})
     return SweepScheduler(section, "guided_dip", "psnr_best", "max")
 
 

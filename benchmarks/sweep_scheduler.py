@@ -45,11 +45,13 @@ class SweepScheduler:
 
     def __init__(self, section, method: str, metric: str, mode: str) -> None:
         from dipddpm.sweep.spec.rung_rules import rule_for
-        from dipddpm.sweep.tune_schedulers import make_scheduler
+        from dipddpm.trial_schedulers import make_scheduler
 
         self.metric = metric
         self.rule = rule_for(method, section.rung_rule)  # as the trial's reporter picks it
-        self.tune = make_scheduler(section, method)
+        # the entry builds Ray's scheduler from the spec's facts it reads (method, metric)
+        self.tune = make_scheduler(SimpleNamespace(scheduler=section, method=method,
+                                                   metric=metric, mode=mode))
         self.tune.set_search_properties(metric, mode)
         self.last: dict[str, dict] = {}  # trial id -> its last result
 

@@ -147,7 +147,7 @@ SMOKES: dict[str, Smoke] = {
         lambda t: ["--write", "--out", str(t / "time_plan.json")], "time_plan.json",
         lambda d: (d["calls"]["A"]["estimate_s"], d["device_s"]), hardware=False),
     "search_efficiency": Smoke(
-        lambda t: ["--samples", "2", "--iters", "20", "--seeds", "0", "--out", str(t)],
+        lambda t: ["--samples", "2", "--iters", "60", "--seeds", "0", "--out", str(t)],
         "search_efficiency.json",
         lambda d: (d["grid_best"], d["runs"][0]["sweep_total_iters"], d["rung_rule"]),
         marks=RAY),
