@@ -8,7 +8,8 @@ A page holds a marker comment that `on_page_markdown` replaces:
     <!-- generate: cli -->         every `dipddpm` command and option, from the typer app
     <!-- include: PATH -->         a repository file (cluster/README.md, benchmarks/RESULTS.md),
                                    its relative links to files outside the site as plain text
-    <!-- readme: HEADING -->       one section of README.md (the set-up commands)
+    <!-- readme: HEADING -->       one section of README.md (the set-up commands, the family
+                                   study's table)
 
 Run by `mkdocs build` (mkdocs.yml `hooks:`); tests/test_docs.py builds the site --strict.
 """
@@ -213,7 +214,16 @@ def readme_section(heading: str) -> str:
     m = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     if m is None:
         raise ValueError(f"README.md has no section '## {heading}'")
-    return re.sub(r"<!--.*?-->\n?", "", m.group(1)).strip() + "\n"
+    text = re.sub(r"<!--.*?-->\n?", "", m.group(1)).strip() + "\n"
+    # README's links are relative to the repository root: docs/PAGE.md is the site's PAGE.md,
+    # any other file (outside the site) becomes plain text, as include() writes it
+    def link(m: re.Match) -> str:
+        label, target = m.groups()
+        if target.startswith("docs/"):
+            return f"[{label}]({target.removeprefix('docs/')})"
+        return f"{label} (`{target}`)"
+
+    return re.sub(r"\[([^\]]+)\]\((?!https?://|#)([^)]+)\)", link, text)
 
 
 GENERATORS = {"spec": spec_reference, "cli": cli_reference}

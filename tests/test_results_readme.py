@@ -1,7 +1,9 @@
-"""README's results sections run as written: the three `dipddpm results` commands and the
-pandas / polars / DuckDB snippets, on the fixture sweep (tests/results_data.py: real trials
-written by the sweep runner's writer, in seconds) placed at results/quick, where
-`dipddpm sweep run sweeps/quick.yaml` writes. A missing section fails: docs are part of CI."""
+"""The results sections run as written: the three `dipddpm results` commands and the paired
+verdict (README.md, and in full docs/index.md, the site's Getting started), and the pandas /
+polars / DuckDB snippets (docs/api.md, the site's Python API), on the fixture sweep
+(tests/results_data.py: real trials written by the sweep runner's writer, in seconds) placed
+at results/quick, where `dipddpm sweep run sweeps/quick.yaml` writes. A missing section fails:
+docs are part of CI."""
 
 import re
 import shlex
@@ -15,16 +17,20 @@ from typer.testing import CliRunner
 
 from dipddpm.cli import app
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+PAGES = ("README.md", "docs/index.md")  # the teaser, and the site's page that says it in full
+API = "docs/api.md"
 COMMANDS = "## Look at the results: three commands"
 SNIPPETS = "## Analyse with pandas / polars / DuckDB"
 EFFECT = "## Is B better than A? A paired verdict"
 
 
-def section(title: str) -> str:
-    text = README.read_text() if README.is_file() else ""
+def section(title: str, where: str = "README.md") -> str:
+    path = REPO / where
+    text = path.read_text() if path.is_file() else ""
     if title not in text:
-        pytest.fail(f"README.md has no {title!r} section")
+        pytest.fail(f"{where} has no {title!r} section")
     body = text.split(title, 1)[1]
     return re.split(r"^## ", body, maxsplit=1, flags=re.M)[0]
 
@@ -51,8 +57,9 @@ def test_the_main_job_writes_results_quick():
     assert f"{spec.storage}/{spec.name}" == "results/quick"
 
 
-def test_the_three_commands(in_results):
-    lines = [ln for b in blocks(section(COMMANDS), "bash") for ln in b.splitlines()
+@pytest.mark.parametrize("where", PAGES)
+def test_the_three_commands(in_results, where):
+    lines = [ln for b in blocks(section(COMMANDS, where), "bash") for ln in b.splitlines()
              if ln.startswith("dipddpm results")]
     assert len(lines) == 3
     args = [shlex.split(line)[1:] for line in lines]
@@ -68,7 +75,7 @@ def test_the_three_commands(in_results):
 
 
 def test_the_snippets(in_results):
-    text = section(SNIPPETS)
+    text = section(SNIPPETS, API)
     codes = blocks(text, "python")
     assert len(codes) >= 3
     assert "pip install polars duckdb" in text  # they are in the test extra only
@@ -81,8 +88,9 @@ def test_the_snippets(in_results):
         assert p.stdout.strip()
 
 
-def test_the_effect_command(in_results):
-    (line,) = [ln for b in blocks(section(EFFECT), "bash") for ln in b.splitlines()
+@pytest.mark.parametrize("where", PAGES)
+def test_the_effect_command(in_results, where):
+    (line,) = [ln for b in blocks(section(EFFECT, where), "bash") for ln in b.splitlines()
                if ln.startswith("dipddpm results effect")]
     r = CliRunner().invoke(app, shlex.split(line)[1:])
     assert r.exit_code == 0, f"{line}\n{r.output}"
