@@ -23,18 +23,23 @@ KEEP_WHOLE = ("search", "problem")  # overrides that replace a whole mapping (se
 def as_sets(overrides: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Keyword overrides as `--set key=value` items: nested mappings become dotted keys (so
     `fixed={"iters": 30}` changes one value and keeps the others), values as JSON (which YAML
-    reads). A domain under `search` and a `problem` naming an image are replaced whole.
+    reads). A domain under `search`, a `problem` naming an image and a section naming its
+    `type` (another scheduler or searcher has other keys) are replaced whole.
 
     >>> as_sets({"num_samples": 3, "fixed": {"iters": 30, "lr": 0.01}})
     ['num_samples=3', 'fixed.iters=30', 'fixed.lr=0.01']
     >>> as_sets({"search": {"iters": {"choice": [20, 30]}}})
     ['search.iters={"choice": [20, 30]}']
+    >>> as_sets({"scheduler": {"type": "none"}})
+    ['scheduler={"type": "none"}']
     """
     out: list[str] = []
     for k, v in overrides.items():
         key = f"{prefix}{k}"
         nested = isinstance(v, Mapping) and v and prefix.rstrip(".") not in KEEP_WHOLE
-        if nested and not (k == "problem" and {"image", "images", "dataset"} & set(v)):
+        whole = "type" in v if nested else False
+        if nested and not whole and not (k == "problem" and {"image", "images", "dataset"}
+                                         & set(v)):
             out += as_sets(v, prefix=f"{key}.")
         else:
             out.append(f"{key}={json.dumps(v)}")
