@@ -124,7 +124,9 @@ def test_api_docstring_examples_run(results_sweep, tmp_path, monkeypatch):
     ran = run_doctests(results, tmp_path, monkeypatch)
     ran += run_doctests(fit, tmp_path, monkeypatch)
     ran += run_doctests(run, tmp_path, monkeypatch, skip=("run",))
-    assert ran >= 12
+    ran += run_doctests(importlib.import_module("dipddpm.api.fit_request"), tmp_path,
+                        monkeypatch)
+    assert ran >= 15
 
 
 @pytest.mark.slow

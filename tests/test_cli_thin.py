@@ -11,6 +11,7 @@ counterpart hold no logic of their own, and give the numbers the API gives.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 from pathlib import Path
 
@@ -23,6 +24,8 @@ THIN = {  # module -> the commands (functions) that are parse -> one API call ->
                                "report_command", "export_command"),
     "dipddpm/cli/effect.py": ("effect_command",),
     "dipddpm/cli/sweep.py": ("run", "resume"),
+    "dipddpm/cli/fit.py": ("image_command",),  # fit dip|guided-dip|bm3d|nlm|...
+    "dipddpm/cli/fit_method.py": ("generic_command",),  # fit noop, a plug-in's method
 }
 PARSE_AND_PRINT = {  # module -> names a thin command may import besides dipddpm.api
     "dipddpm.analysis.tables": {"GROUP_NOTE", "records", "to_csv"},  # printing
@@ -30,6 +33,7 @@ PARSE_AND_PRINT = {  # module -> names a thin command may import besides dipddpm
     "dipddpm.analysis.plots": {"KINDS", "SUFFIXES"},  # option checks
     "dipddpm.analysis.export": {"FORMATS"},  # option check
     "dipddpm.api.results": {"report_line"},  # printing
+    "dipddpm.cli.progress": {"ProgressReport"},  # printing (the progress bar the API drives)
     "dipddpm.config": {"coerce"},  # option check
     "dipddpm.errors": {"DipddpmError"},
 }
@@ -71,6 +75,17 @@ def test_the_check_finds_logic():
     func = ast.parse(src).body[0]
     with pytest.raises(AssertionError, match="logic of its own"):
         test_a_command_is_parse_one_api_call_print("x.py", func)
+
+
+def test_the_fit_commands_run_the_checked_bodies():
+    """`fit dip` and `fit noop` call image_command and generic_command (checked above)."""
+    from dipddpm.cli.fit import image_command
+    from dipddpm.cli.fit_method import generic_command, method_command
+
+    for name, body in (("dip", image_command), ("bm3d", image_command),
+                       ("noop", generic_command)):
+        callback = inspect.unwrap(method_command(name).callback)  # typer, user_errors
+        assert callback.func is body and callback.args == (name,)
 
 
 def cli(*args: str):
@@ -177,3 +192,72 @@ def test_sweep_run_and_resume_json_is_the_api_outcome(ray_local, tmp_path):
     assert len(again.trials) == 2
     cli_resume = json.loads(cli("sweep", "resume", sweep, "--json").stdout)
     assert dipddpm.resume(sweep, quiet=True).outcome == cli_resume == again.outcome
+
+
+FIT_DIP = ("--image", "skimage:astronaut", "--size", "32", "--preset", "tiny", "--iters", "6",
+           "--set", "report_every=3", "--device", "cpu", "--seed", "1")
+
+
+def same_run(a: dict, b: dict) -> bool:
+    """Two summaries of one run: equal but for the wall-clock seconds."""
+    return {k: v for k, v in a.items() if k != "wall_s"} == {
+        k: v for k, v in b.items() if k != "wall_s"}
+
+
+def test_fit_json_is_the_api_summary():
+    import dipddpm
+
+    out = json.loads(cli("fit", "dip", *FIT_DIP, "--json").stdout)
+    r = dipddpm.fit_request(dipddpm.FitRequest(
+        "dip", image="skimage:astronaut", size=32, preset="tiny", iters=6,
+        sets=["report_every=3"], device="cpu", seed=1))
+    assert same_run(out, r.summary) and out["size"] == [32, 32] and out["config"]["iters"] == 6
+    assert list(r.history["iter"]) == [3, 6] and r.output.shape == (32, 32, 3)
+    noop = json.loads(cli("fit", "noop", "--iters", "4", "--x", "0.25", "--json").stdout)
+    api = dipddpm.fit_request(dipddpm.FitRequest("noop", fields={"iters": "4", "x": "0.25"}))
+    assert same_run(noop, api.summary) and noop["config"]["x"] == 0.25
+
+
+def test_fit_replicates_through_the_api(tmp_path):
+    """K=2 serial replicates: the replicates block, a history row per member report, the
+    output written to save, and the bar counting K x iters."""
+    import dipddpm
+
+    bars, seen = [], []
+
+    class Bar:  # what the CLI's ProgressReport is to the API: (total, fields, description)
+        def __init__(self, total, fields, description):
+            bars.append((total, description))
+
+        def __enter__(self):
+            return lambda it, metrics, state: seen.append(it)
+
+        def __exit__(self, *exc):
+            return None
+
+    r = dipddpm.fit_request(dipddpm.FitRequest(
+        "dip", image="skimage:astronaut", size=32, preset="tiny", iters=4,
+        sets=["report_every=2"], device="cpu", replicates=2, fusion="serial",
+        save=tmp_path / "out.png"), bar=Bar)
+    s = r.summary
+    assert bars == [(8, "2 serial fits")] and seen == [2, 4, 6, 8]  # member 1 after 0
+    assert s["replicates"] == 2 and s["fusion"] == "serial"
+    assert [m["seed"] for m in s["members"]] == [0, 1]
+    assert s["mean"]["psnr_gt_final"] == (s["members"][0]["psnr_gt_final"]
+                                          + s["members"][1]["psnr_gt_final"]) / 2
+    rows = r.history[["member", "iter"]].itertuples(index=False, name=None)
+    assert sorted(rows) == [(0, 2), (0, 4), (1, 2), (1, 4)]
+    assert s["saved"] == str(tmp_path / "out.png") and (tmp_path / "out.png").stat().st_size
+
+
+def test_fit_request_refuses_what_its_form_does_not_take():
+    import dipddpm
+    from dipddpm.errors import DipddpmError
+
+    with pytest.raises(DipddpmError, match="noop has no image form: image, sigma apply"):
+        dipddpm.fit_request(dipddpm.FitRequest("noop", image="skimage:camera", sigma=10))
+    with pytest.raises(DipddpmError, match="fit dip needs an image"):
+        dipddpm.fit_request(dipddpm.FitRequest("dip", device="cpu"))
+    with pytest.raises(DipddpmError, match="generic form's options"):
+        dipddpm.fit_request(dipddpm.FitRequest("dip", image="skimage:camera",
+                                               fields={"lr": "0.1"}))

@@ -3,11 +3,14 @@
 The same run as `dipddpm fit METHOD --image ... --preset ... --set key=value`: the config is
 the preset's values overlaid with the keyword arguments (an unknown key is an error listing the
 valid ones), the problem the method's (the preset's problem keys, then `image=`, then
-`problem=`), and the loop the method's own.
+`problem=`), and the loop the method's own. The command itself is `fit_request`
+(api/fit_request.py), which takes its options as given (--sigma, --replicates, --save) and
+its defaults (an image form's noise seed is --seed).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,12 +38,50 @@ class FitResult:
     clean: np.ndarray | None = None  # the problem's clean image (for metrics only)
     observed: np.ndarray | None = None  # what the method saw (the noisy image)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)  # a row per report
+    # what `dipddpm fit ... --json` prints (filled by `fit_request`, the commands' entry)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         shape = None if self.output is None else self.output.shape
         keys = ", ".join(f"{k}={v:.3f}" for k, v in self.metrics.items()
                          if k in ("psnr_gt_final", "psnr_gt_best"))
         return f"<FitResult {self.method}: output {shape}{', ' + keys if keys else ''}>"
+
+
+class History:
+    """A report callback that keeps a row per report (`FitResult.history`) and passes each on
+    to `progress` (None: to nothing)."""
+
+    def __init__(self, progress: Callable[[int, Mapping[str, float], Any], None] | None = None):
+        self.rows: list[dict[str, Any]] = []
+        self.progress = progress
+
+    def __call__(self, it: int, metrics: Mapping[str, float], state: Any) -> None:
+        self.rows.append({"iter": it, **{k: v for k, v in metrics.items() if k != "iter"}})
+        if self.progress is not None:
+            self.progress(it, metrics, state)
+
+
+def progress_bar(bar: Callable[..., Any] | None, total: int, live: tuple[str, ...],
+                 description: str = "fitting"):
+    """`bar`'s context for `total` iterations showing the `live` metrics (None: no bar)."""
+    if bar is None:
+        return contextlib.nullcontext(None)
+    return bar(total, live, description=description)
+
+
+def as_fit_result(method: str, cfg: Any, prob: Any, res: Any, rows: list[dict[str, Any]],
+                  summary: dict[str, Any] | None = None) -> FitResult:
+    """A method's Result (tensors) as a FitResult (arrays), with its problem's images."""
+    from dipddpm.config import to_dict
+
+    images = {k: to_array(v) for k, v in res.images.items() if getattr(v, "ndim", 0) == 3}
+    arr = {k: to_array(getattr(prob, k)) for k in ("clean", "observed")
+           if getattr(getattr(prob, k, None), "ndim", 0) == 3}
+    return FitResult(method=method, config=to_dict(cfg), metrics=dict(res.metrics),
+                     output=images.get("output"), images=images, clean=arr.get("clean"),
+                     observed=arr.get("observed"), history=pd.DataFrame(rows),
+                     summary=dict(summary or {}))
 
 
 def fit(method: str, image: str | None = None, *, preset: str | None = None,
@@ -72,7 +113,7 @@ def fit(method: str, image: str | None = None, *, preset: str | None = None,
     Traceback (most recent call last):
     dipddpm.errors.ConfigError: unknown config key 'iterz' for DipConfig (did you mean ...
     """
-    from dipddpm.config import build, to_dict
+    from dipddpm.config import build
     from dipddpm.methods import METHODS
 
     m = METHODS.get(method)
@@ -80,17 +121,6 @@ def fit(method: str, image: str | None = None, *, preset: str | None = None,
     spec = {**m.problem_preset(preset), **({"image": image} if image is not None else {}),
             **dict(problem or {})}
     prob = m.make_problem(spec, cfg)
-    reports: list[dict[str, Any]] = []
-
-    def report(it: int, metrics: Mapping[str, float], state: Any) -> None:
-        reports.append({"iter": it, **{k: v for k, v in metrics.items() if k != "iter"}})
-        if progress is not None:
-            progress(it, metrics, state)
-
-    res = m.run(cfg, prob, report=report, seed=seed, device=device)
-    images = {k: to_array(v) for k, v in res.images.items() if getattr(v, "ndim", 0) == 3}
-    arr = {k: to_array(getattr(prob, k)) for k in ("clean", "observed")
-           if getattr(getattr(prob, k, None), "ndim", 0) == 3}
-    return FitResult(method=method, config=to_dict(cfg), metrics=dict(res.metrics),
-                     output=images.get("output"), images=images, clean=arr.get("clean"),
-                     observed=arr.get("observed"), history=pd.DataFrame(reports))
+    history = History(progress)
+    res = m.run(cfg, prob, report=history, seed=seed, device=device)
+    return as_fit_result(method, cfg, prob, res, history.rows)

@@ -18,75 +18,47 @@ problem spec, checked for type and range before anything is loaded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import typer
 
-from dipddpm.cli.common import check_image_path, print_json, user_errors
-from dipddpm.cli.progress import ProgressReport
-from dipddpm.config import build, parse_set, to_dict
-from dipddpm.errors import DipddpmError
-from dipddpm.yaml_input import load_value
+from dipddpm.cli.common import print_json, user_errors
 
 # the generic command's own options; a config field of the same name is set with --set
 COMMON = ("preset", "set", "problem", "seed", "device", "save", "json", "help")
 
 
-@dataclass(frozen=True)
-class MethodFitArgs:
-    """The options of `dipddpm fit METHOD` (the generic form)."""
+def generic_command(name: str, *, as_json: bool = False, preset: str | None = None,
+                    sets: list[str] | None = None, problem_sets: list[str] | None = None,
+                    seed: int = 0, device: str = "auto", save: Path | None = None,
+                    **field_options: str | None) -> None:
+    """The generic form (`fit noop ...`): its options -> `dipddpm.fit_request` -> one line per
+    summary value, or --json. `field_options`: field_NAME -> the text of --NAME (None: not
+    given)."""
+    from dipddpm.api import FitRequest, fit_request
+    from dipddpm.cli.progress import ProgressReport
 
-    preset: str | None = None
-    sets: list[str] | None = None
-    fields: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> its option
-    problem_sets: list[str] | None = None
-    seed: int = 0
-    device: str = "auto"
-    save: Path | None = None
-    show_progress: bool = True
+    fields = {k.removeprefix("field_"): v for k, v in field_options.items() if v is not None}
+    result = fit_request(FitRequest(name, preset=preset, sets=sets, fields=fields, seed=seed,
+                                    problem_sets=problem_sets, device=device, save=save),
+                         bar=None if as_json else ProgressReport,
+                         notes=functools.partial(typer.echo, err=True))
+    if as_json:
+        print_json(result.summary)
+    else:
+        _print_fields(result.summary)
 
 
-def run_method(name: str, a: MethodFitArgs) -> dict:
-    """Build the config (preset, then --set, then the field options) and the problem, run
-    the method with a progress bar and return its summary."""
-    from dipddpm.data.images import save_image
-    from dipddpm.methods import METHODS
-    from dipddpm.methods.device import pick_device
-
-    pick_device(a.device)  # a device this machine lacks: before any work
-    method = METHODS.get(name)
-    sets = parse_set(a.sets)
-    own = {k: load_value(v, f"--{command_name(k)}") for k, v in a.fields.items()}
-    for k in sorted(set(own) & set(sets)):  # documented: the field's own option wins
-        typer.echo(f"note: --{command_name(k)} {a.fields[k]} overrides --set {k}={sets[k]}",
-                   err=True)
-    cfg = build(method.config_cls, {**method.preset_values(a.preset), **sets, **own})
-    problem_spec = {**method.problem_preset(a.preset), **parse_set(a.problem_sets, "--problem")}
-    if method.check_problem_spec is not None:
-        method.check_problem_spec(problem_spec)
-    if a.save is not None:
-        check_image_path(a.save, "--save")
-    problem = method.make_problem(problem_spec, cfg)
-    if method.check_trial is not None:  # the rules joining config and problem, before any fit
-        method.check_trial(cfg, problem)
-    live = tuple(m for m in method.metrics if m != "iter")[:2]
-    total = max(int(getattr(cfg, method.iters_key, 1) or 1), 1)
-    with ProgressReport(total, live, enabled=a.show_progress) as bar:
-        result = method.run(cfg, problem, report=bar, seed=a.seed, device=a.device)
-    summary = {"method": name, "preset": a.preset, **result.metrics, "config": to_dict(cfg)}
-    if a.save is not None:
-        if "output" not in result.images:
-            raise DipddpmError(f"{name} returns no output image (it has: "
-                               f"{', '.join(result.images) or 'none'}); drop --save")
-        save_image(result.images["output"], a.save)
-        summary["saved"] = str(a.save)
-    return summary
+def _print_fields(summary: dict) -> None:
+    for k, v in summary.items():
+        if k != "config":
+            typer.echo(f"{k:>24}  {v}")
 
 
 def command_name(method: str) -> str:
@@ -211,23 +183,8 @@ def method_command(name: str):
         text = text if "{presets:" in text else f"{text} Presets: {presets}."
         return _click(name, image_form(name), text, params(form_options(method)))
 
-    def command(**kw) -> None:
-        fields = {k.removeprefix("field_"): v for k, v in kw.items()
-                  if k.startswith("field_") and v is not None}
-        as_json = kw["as_json"]
-        summary = run_method(name, MethodFitArgs(
-            preset=kw["preset"], sets=kw["sets"], fields=fields,
-            problem_sets=kw["problem_sets"], seed=kw["seed"], device=kw["device"],
-            save=kw.get("save"), show_progress=not as_json))
-        if as_json:
-            print_json(summary)
-            return
-        for k, v in summary.items():
-            if k != "config":
-                typer.echo(f"{k:>24}  {v}")
-
-    return _click(name, command, f"Run method {name} once (options: its "
-                  f"{method.config_cls.__name__} fields). Presets: {presets}.",
+    return _click(name, functools.partial(generic_command, name), f"Run method {name} once "
+                  f"(options: its {method.config_cls.__name__} fields). Presets: {presets}.",
                   _common_params(method) + _field_params(method.config_cls))
 
 
