@@ -168,15 +168,7 @@ OVERRIDES = {"quick": [],
                  "reach_fast_f16_mini")}}
 
 
-# bundled specs whose opening comment lacks the # Purpose / # Command / # Cost headings (the
-# search benchmarks' specs, written to their own layout; left to whoever owns benchmarks/)
-UNDOCUMENTED = {"beat_staged_f16", "beat_staged_f16_mini", "reach_fast_f16",
-                "reach_fast_f16_mini"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.xfail(
-    strict=True, reason="opening comment lacks the headings")] if n in UNDOCUMENTED else [])
-    for n in sorted(OVERRIDES)])
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
 def test_bundled_spec_validates_and_documents_itself(name):
     path = SWEEPS / f"{name}.yaml"
     text = path.read_text()

@@ -31,7 +31,77 @@ def _click():
                            ClickException=exceptions.ClickException)
 
 
-class OneLineUsageErrors(TyperGroup):
+# registries whose names a help text may list as {names:KEY} ('a, b or c'), or whose entries'
+# `help` it may list as {about:KEY} ('a: its help; b: ...'); {presets:METHOD} lists a method's
+# presets. Filled in when the command is looked up (its modules may load torch), so a plug-in
+# registered after its module was imported is listed too. ("datasets" are the DDPM training
+# datasets, "data_sets" the benchmark images of `dipddpm data`.)
+HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
+                   "data_sets": ("dipddpm.data.catalog", "DATA"),
+                   "beta_schedules": ("dipddpm.diffusion.schedules", "SCHEDULES"),
+                   "nets": ("dipddpm.nn", "NETS"),
+                   "unet_presets": ("dipddpm.nn.time_unet", "UNET_PRESETS"),
+                   "stage_schedulers": ("dipddpm.stages.schedulers", "STAGE_SCHEDULERS"),
+                   "reverse_samplers": ("dipddpm.diffusion.sampling", "REVERSE_SAMPLERS"),
+                   "plot_kinds": ("dipddpm.analysis.plots", "PLOT_KINDS"),
+                   "storage_backends": ("dipddpm.dataset.storage_backends", "STORAGE_BACKENDS")}
+_PLACEHOLDER = re.compile(r"\{(names|about|presets):([a-z_]+)\}")
+
+
+def _names(kind: str, key: str) -> str:
+    import importlib
+
+    if kind == "presets":
+        from dipddpm.methods import METHODS
+
+        presets = sorted(METHODS.get(key).presets)
+        return ", ".join(presets[:-1]) + f" or {presets[-1]}" if len(presets) > 1 else "".join(
+            presets)
+    module, attr = HELP_REGISTRIES[key]
+    registry = getattr(importlib.import_module(module), attr)
+    if kind == "about":
+        return "; ".join(f"{name}: {entry.help}" for name, entry in registry.items())
+    return registry.help()
+
+
+def fill_help(text: str | None) -> str | None:
+    """A help text with its {names:KEY}, {about:KEY} and {presets:METHOD} filled from the
+    registries."""
+    return text if not text else _PLACEHOLDER.sub(lambda m: _names(*m.groups()), text)
+
+
+class RegistryHelpGroup(TyperGroup):
+    """A command group whose commands' help texts name registry entries (`fill_help`). Its own
+    help lists its commands by their own help alone: their options' help texts (and the
+    modules those name) wait until the command is looked up by itself."""
+
+    _listing = False  # True while this group's own help is written
+
+    def format_help(self, ctx, formatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def get_command(self, ctx, name: str):
+        return filled(super().get_command(ctx, name), options=not self._listing)
+
+
+def filled(cmd, options: bool = True):
+    """The command with its help text filled (`fill_help`), and its options' too unless
+    `options` is False; each once."""
+    if cmd is not None and not getattr(cmd, "_help_filled", False):
+        cmd.help = fill_help(cmd.help)
+        if options:
+            for p in cmd.params:
+                if getattr(p, "help", None):
+                    p.help = fill_help(p.help)
+            cmd._help_filled = True
+    return cmd
+
+
+class OneLineUsageErrors(RegistryHelpGroup):
     """The root command: a usage error (an option's value of the wrong type, an unknown option
     or command, a missing argument) is one line on stderr, exit 2, like every other bad input,
     instead of click's usage block and framed message. Everything else runs as click runs it."""
@@ -89,50 +159,6 @@ def _root(version: bool = typer.Option(False, "--version", callback=_print_versi
           ) -> None:
     """Deep Image Prior x DDPM: fit, sample, inspect, and run distributed sweeps on Ray."""
 
-# registries whose names a help text may list as {names:KEY}; {presets:METHOD} lists a
-# method's presets. Filled in when the command is looked up (its modules may load torch).
-HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
-                   "beta_schedules": ("dipddpm.diffusion.schedules", "SCHEDULES"),
-                   "nets": ("dipddpm.nn", "NETS")}
-_PLACEHOLDER = re.compile(r"\{(names|presets):([a-z_]+)\}")
-
-
-def _names(kind: str, key: str) -> str:
-    import importlib
-
-    if kind == "presets":
-        from dipddpm.methods import METHODS
-
-        presets = sorted(METHODS.get(key).presets)
-        return ", ".join(presets[:-1]) + f" or {presets[-1]}" if len(presets) > 1 else "".join(
-            presets)
-    module, attr = HELP_REGISTRIES[key]
-    return getattr(importlib.import_module(module), attr).help()
-
-
-def fill_help(text: str | None) -> str | None:
-    """A help text with its {names:KEY} and {presets:METHOD} filled from the registries."""
-    return text if not text else _PLACEHOLDER.sub(lambda m: _names(*m.groups()), text)
-
-
-class RegistryHelpGroup(TyperGroup):
-    """A command group whose commands' help texts name registry entries (`fill_help`)."""
-
-    def get_command(self, ctx, name: str):
-        return filled(super().get_command(ctx, name))
-
-
-def filled(cmd):
-    """The command with its help texts filled (`fill_help`), once."""
-    if cmd is not None and not getattr(cmd, "_help_filled", False):
-        cmd.help = fill_help(cmd.help)
-        for p in cmd.params:
-            if getattr(p, "help", None):
-                p.help = fill_help(p.help)
-        cmd._help_filled = True
-    return cmd
-
-
 class FitGroup(RegistryHelpGroup):
     """`dipddpm fit`: the hand-written commands (cli/ddpm.py), and `fit METHOD` for every other
     registered method (cli/fit_method.py), built when asked for; METHOD may be written with _
@@ -150,7 +176,8 @@ class FitGroup(RegistryHelpGroup):
             return own
         from dipddpm.cli.fit_method import method_command
 
-        return filled(method_command(name.replace("-", "_")))
+        return filled(method_command(name.replace("-", "_")),
+                      options=not self._listing)
 
 
 fit_app = typer.Typer(help="Fit one method on one problem (no Ray needed).", no_args_is_help=True,
@@ -159,9 +186,9 @@ inspect_app = typer.Typer(help="Inspect stage schedulers and beta schedules.",
                           no_args_is_help=True, cls=RegistryHelpGroup,
                           context_settings=HELP_OPTIONS)
 sweep_app = typer.Typer(help="Run Ray Tune + Optuna + ASHA sweeps from YAML specs.",
-                        no_args_is_help=True, context_settings=HELP_OPTIONS)
+                        no_args_is_help=True, cls=RegistryHelpGroup, context_settings=HELP_OPTIONS)
 results_app = typer.Typer(help="Analyse a sweep's Parquet results.", no_args_is_help=True,
-                          context_settings=HELP_OPTIONS)
+                          cls=RegistryHelpGroup, context_settings=HELP_OPTIONS)
 cluster_app = typer.Typer(help="Check and use Ray clusters.", no_args_is_help=True,
                           context_settings=HELP_OPTIONS)
 app.add_typer(fit_app, name="fit")

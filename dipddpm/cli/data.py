@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from dipddpm.cli.app import app
+from dipddpm.cli.app import RegistryHelpGroup, app
 from dipddpm.cli.common import HELP_OPTIONS, print_json, user_errors
 from dipddpm.errors import DipddpmError
 
 data_app = typer.Typer(help="The benchmark images specs name as data:SET/IMAGE: list them, "
                        "fetch them into the data cache.", no_args_is_help=True,
-                       context_settings=HELP_OPTIONS)
+                       cls=RegistryHelpGroup, context_settings=HELP_OPTIONS)
 app.add_typer(data_app, name="data")
 
 
@@ -48,8 +48,8 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print one J
                   "instead, offline. Specs then name them as data:SET/IMAGE.")
 @user_errors
 def fetch_command(
-    names: list[str] = typer.Argument(..., metavar="NAME...", help="Data sets, e.g. cset9, "
-                                      "f16, butterfly (`dipddpm data list`)."),
+    names: list[str] = typer.Argument(..., metavar="NAME...", help="Data sets, one or more "
+                                      "of {names:data_sets} (`dipddpm data list`)."),
     mirror: str | None = typer.Option(None, "--mirror", help="A folder or http(s) URL "
                                       "holding the files as FOLDER/FILE (e.g. cset9/F16.png "
                                       "or cset9/F16_clean.npz); nothing else is contacted."),

@@ -121,7 +121,8 @@ def fit_ddpm_command(
                              "and train_state.pt."),
     preset: str | None = typer.Option(None, "--preset", help="{presets:ddpm}."),
     sets: list[str] | None = typer.Option(None, "--set", help="DdpmConfig override key=value "
-                                          "(repeatable), e.g. --set iters=2000 --set net=small."),
+                                          "(repeatable), e.g. --set iters=2000 --set net=small "
+                                          "(net: {names:unet_presets})."),
     data: list[str] | None = typer.Option(None, "--data", help="Dataset option key=value "
                                           "(repeatable), e.g. --data count=4096 --data "
                                           "path=./imgs (folder)."),
@@ -253,8 +254,9 @@ def sample_command(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="A DDPM checkpoint (ddpm.pt)."),
     steps: int | None = typer.Option(None, "--steps", help="Reverse steps: DDIM's S (implies "
                                      "--sampler ddim); ddpm always takes t0 + 1 steps."),
-    sampler: str | None = typer.Option(None, "--sampler", help="ddpm (ancestral, every step) "
-                                       "or ddim (default: ddim with --steps, else ddpm)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="{names:reverse_samplers} "
+                                       "(default: ddim with --steps, else ddpm: ancestral, "
+                                       "every step)."),
     t0: int | None = typer.Option(None, "--t0", help="Start step (0-based, < T) of the "
                                   "truncated chain from pure noise; default T-1."),
     out: Path = typer.Option(..., "--out", help="The grid of samples (.png or .jpg)."),

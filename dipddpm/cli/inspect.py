@@ -69,18 +69,18 @@ def _plot_stages(plan: dict, out: Path) -> None:
     save_figure(fig, out, "--plot")
 
 
-def _scheduler_help() -> tuple[str, str]:
-    """--scheduler and --set help texts, from the stage scheduler registry."""
+def _stage_set_help() -> str:
+    """--set help text, from the stage scheduler registry's declared parameters."""
     from dipddpm.stages import STAGE_SCHEDULERS
 
     params = [f"{p.name}={e.default(p):g} ({name})" for name, e in STAGE_SCHEDULERS.items()
               for p in e.params]
-    return (STAGE_SCHEDULERS.help() + ".",
-            ", ".join(params) + ", or guided-DIP keys such as beta_schedule=cosine, "
+    return (", ".join(params) + ", or guided-DIP keys such as beta_schedule=cosine, "
             "t_max=500, t_min=40.")
 
 
-SCHEDULER_HELP, STAGE_SET_HELP = _scheduler_help()
+SCHEDULER_HELP = "{names:stage_schedulers}."  # filled when the command is looked up (cli/app.py)
+STAGE_SET_HELP = _stage_set_help()
 
 
 @inspect_app.command("stages")

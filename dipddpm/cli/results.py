@@ -131,12 +131,11 @@ def compare_command(
 
 
 @results_app.command(
-    "plot", help=f"Draw one figure of a sweep ({PLOT_KINDS.help()}) and write it to --out.")
+    "plot", help="Draw one figure of a sweep ({names:plot_kinds}) and write it to --out.")
 @user_errors
 def plot_command(
     directory: str = typer.Argument(..., metavar="DIR", help=DIR_HELP),
-    kind: str = typer.Option(..., "--kind", help="; ".join(
-        f"{name}: {k.help}" for name, k in PLOT_KINDS.items()) + "."),
+    kind: str = typer.Option(..., "--kind", help="{about:plot_kinds}."),
     out: Path = typer.Option(..., "--out", help="Image to write (.png, .svg or .pdf)."),
     by: list[str] | None = typer.Option(None, "--by", help=BY_HELP + " curves: mean ± std per "
                                         "group; stages: each group's best trial."),
@@ -146,12 +145,12 @@ def plot_command(
         f"{name} {k.top}" for name, k in PLOT_KINDS.items() if k.top) + ")."),
     x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
 ) -> None:
-    from dipddpm.analysis.plots import KINDS, SUFFIXES
+    from dipddpm.analysis.plots import SUFFIXES
     from dipddpm.api import load
 
     check_output(out, "--out", suffixes=SUFFIXES)
-    if kind not in KINDS:
-        raise DipddpmError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in PLOT_KINDS:  # the registry now: a plug-in's kind too, as --kind lists it
+        raise DipddpmError(f"--kind must be one of {', '.join(PLOT_KINDS.names())}, got {kind!r}")
     if top is not None and top < 1:
         raise DipddpmError(f"--top must be >= 1, got {top}")
     fig = load(directory).plot(kind, out=out, metric=metric, top=top, by=by, x=x)

@@ -188,7 +188,8 @@ def _echo_time(s, t: dict) -> None:
 def run(spec: Path = typer.Argument(..., help="YAML sweep spec, e.g. sweeps/quick.yaml."),
         smoke: bool = SMOKE,
         storage: str | None = typer.Option(None, "--storage", help="Results root: a local/NFS "
-                                           "path, s3://bucket/prefix or gs://... (default: the "
+                                           "path, s3://bucket/prefix or gs://... (storage "
+                                           "backends: {names:storage_backends}; default: the "
                                            "spec's storage:, else ./results)."),
         address: str | None = typer.Option(None, "--address", help="Existing Ray cluster: auto, "
                                            "host:port or ray://host:10001. Default: "
