@@ -137,7 +137,7 @@ def test_run_docstring_example_runs_a_smoke_sweep(ray_local, tmp_path, monkeypat
     (tmp_path / "sweeps").mkdir()
     shutil.copy(REPO / "sweeps" / "quick.yaml", tmp_path / "sweeps" / "quick.yaml")
     module = importlib.import_module("dipddpm.api.run_spec")
-    assert run_doctests(module, tmp_path, monkeypatch) == 7  # as_sets 2, resume 2, run 3
+    assert run_doctests(module, tmp_path, monkeypatch) == 8  # as_sets 3, resume 2, run 3
     assert (tmp_path / "results" / "quick-smoke" / "trials").is_dir()
 
 
