@@ -249,7 +249,9 @@ def _run_raced(spec: SweepSpec, method, cfg, pairs, block: int, reporter: TrialR
         reporter.batch = [dict(r) for r in reports[:-1]]
         reporter.info["race"] = race
         if done.done < done.total:
-            reporter.send({**last, "info": {**reporter.info, "pairs": done.rows}})
+            # wait for Tune's answer, as at an ASHA rung: the race scheduler may stop the
+            # trial here, before it fits another block
+            reporter.send({**last, "info": {**reporter.info, "pairs": done.rows}}, wait=True)
             return
         reporter.last, reporter.held = last, []
         reporter.finish(done.summary(curve), new.result.extra, pairs=done.rows,
