@@ -37,6 +37,15 @@ def ray_local():
 
 
 @pytest.fixture
+def float64():
+    """float64 as torch's default dtype for one test (fused = separate to 1e-9)."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
+@pytest.fixture
 def tiny_image_problem():
     """A 32x32 RGB crop of a bundled photo with sigma 25 noise."""
     from dipddpm.data.images import make_image_problem

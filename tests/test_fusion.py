@@ -25,14 +25,6 @@ NETS = {"skip": {}, "skip_snail": {}, "skip_small": {"width": None, "depth": Non
 TOL = 1e-9
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def problem(seed: int, dtype=torch.float64):
     p = make_image_problem("skimage:astronaut", size=32, sigma=25, multiple=8, seed=seed)
     return dataclasses.replace(p, observed=p.observed.to(dtype), clean=p.clean.to(dtype))

@@ -31,14 +31,6 @@ TINY = {"width": 8, "depth": 2, "input_depth": 4, "iters": 9, "report_every": 3,
 TOL = 1e-9
 
 
-@pytest.fixture
-def float64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def problem(seed: int, dtype=torch.float64):
     p = make_image_problem("skimage:astronaut", size=16, sigma=25, multiple=4, seed=seed)
     return dataclasses.replace(p, observed=p.observed.to(dtype), clean=p.clean.to(dtype))
