@@ -32,7 +32,10 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 @dataclass(frozen=True)
 class Backend:
-    """One kind of storage: `open(uri, options) -> (pyarrow filesystem, path)`."""
+    """One kind of storage: `open(uri, options) -> (pyarrow filesystem, path)`. A remote store
+    is written as an object store is: a file is written at its path with no folder created
+    first (a backend over a filesystem with folders creates them as it writes, e.g. fsspec's
+    `auto_mkdir`). tests/test_contract_storage.py runs every entry, and a toy, end to end."""
 
     schemes: tuple[str, ...]  # lower case, without "://"; () for a local path
     open: Callable[[str, Mapping[str, str]], tuple[Any, str]]
