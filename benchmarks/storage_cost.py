@@ -20,6 +20,7 @@ remote period (dipddpm.cluster.local_ray.STATE_PERIOD_S). Requests that grow wit
 with wall time, show as a steady per-trial count from N to 2N.
 
     python benchmarks/storage_cost.py [--trials 3] [--out benchmarks/results/storage_cost.json]
+    python benchmarks/storage_cost.py --smoke --trials 1     # two runs: the test's size
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=3, help="N: trials of the smaller sweeps")
     ap.add_argument("--out", default=str(HERE / "results" / "storage_cost.json"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="two runs only (local and s3, N trials each): the test's size")
     args = ap.parse_args()
     from dipddpm.cluster.local_ray import STATE_PERIOD_S
 
@@ -149,22 +152,26 @@ def main() -> None:
            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
            "AWS_EC2_METADATA_DISABLED": "true"}
     n = args.trials
+    plan = [("local", str(tmp / "local"), n, base, None),
+            ("s3, state every 2 s", f"s3://{BUCKET}/a", n,
+             {**base, **aws, "TUNE_GLOBAL_CHECKPOINT_S": "2"}, log),
+            ("s3", f"s3://{BUCKET}/b", n, {**base, **aws}, log),
+            ("s3, twice the trials", f"s3://{BUCKET}/c", 2 * n, {**base, **aws}, log)]
+    if args.smoke:
+        plan = [p for p in plan if p[0] in ("local", "s3")]
     try:
-        runs = [one("local", str(tmp / "local"), n, base, None),
-                one("s3, state every 2 s", f"s3://{BUCKET}/a", n,
-                    {**base, **aws, "TUNE_GLOBAL_CHECKPOINT_S": "2"}, log),
-                one("s3", f"s3://{BUCKET}/b", n, {**base, **aws}, log),
-                one("s3, twice the trials", f"s3://{BUCKET}/c", 2 * n, {**base, **aws}, log)]
+        runs = [one(*p) for p in plan]
     finally:
         proc.terminate()
-    local, s3 = runs[0], runs[2]
+    local, s3 = (next(r for r in runs if r["run"] == name) for name in ("local", "s3"))
     doc = {"benchmark": "storage_cost", "date": provenance.now(), **provenance.git_sha(),
            "hardware": provenance.hardware(__import__("torch").device("cpu")),
            "command": provenance.command("benchmarks/storage_cost.py", sys.argv[1:]),
            "spec": "sweeps/quick.yaml --smoke (32x32, 20 or 30 iterations, ASHA)",
            "remote_state_period_s": STATE_PERIOD_S[True],
            "s3_server": "moto (standalone server, loopback)", "runs": runs,
-           "s3_over_local_wall": round(s3["wall_s"] / local["wall_s"], 2)}
+           "s3_over_local_wall": round(s3["wall_s"] / local["wall_s"], 2),
+           **({"smoke": True} if args.smoke else {})}
     provenance.write_json(Path(args.out), doc)
     print(f"wrote {args.out}")
 

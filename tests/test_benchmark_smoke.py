@@ -152,7 +152,7 @@ SMOKES: dict[str, Smoke] = {
         lambda d: (d["grid_best"], d["runs"][0]["sweep_total_iters"], d["rung_rule"]),
         marks=RAY),
     "storage_cost": Smoke(
-        lambda t: ["--trials", "1", "--out", str(t / "storage_cost.json")],
+        lambda t: ["--smoke", "--trials", "1", "--out", str(t / "storage_cost.json")],
         "storage_cost.json", lambda d: (d["s3_over_local_wall"], d["runs"][1]["requests"]),
         marks=RAY),
     "gpu_packing": Smoke(
