@@ -219,3 +219,30 @@ def test_a_method_registered_in_a_test_is_checked_by_the_same_helpers():
             check_report_keys(Method(**{**toy.__dict__, "metrics": ("iter", "y")}), first[1])
     finally:
         METHODS.unregister("toy")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_toy_method_goes_through_validate_run_and_summarize(ray_local, tmp_path):
+    """The toy, registered here, is a sweep's method with no other edit: `sweep validate`, one
+    Ray run (the trial's process gets the entry from the driver) and `results summarize`."""
+    from contract_sweep import shipped, through_everything
+
+    toy = Method(name="toy", config_cls=ToyConfig, run=run_toy,
+                 make_problem=lambda spec, cfg: None, metrics=("iter", "x"), presets={},
+                 example_config={"iters": 3})
+    METHODS.register("toy")(toy)
+    try:
+        with shipped(__name__):
+            spec = {"name": "toy-method", "method": "toy", "problem": {}, "metric": "x",
+                    "fixed": {"iters": 6}, "search": {"step": {"grid": [0.5, 1.0]}},
+                    "searcher": {"type": "grid", "max_concurrent": 2},
+                    "scheduler": {"type": "none"}, "num_samples": 1,
+                    "resources": {"cpu": 0.5}, "storage": str(tmp_path / "results")}
+            _, outcome, summary = through_everything(tmp_path, spec)
+    finally:
+        METHODS.unregister("toy")
+    assert summary["counts"]["COMPLETED"] == 2
+    rows = sorted(outcome.rows, key=lambda r: r["config.step"])
+    assert [r["method"] for r in rows] == ["toy", "toy"] and rows[0]["iters_done"] == 6
+    assert rows[1]["x_final"] - rows[0]["x_final"] == pytest.approx(6 * 0.5)  # 6 steps of 1.0
