@@ -5,12 +5,20 @@ validator and the runner read them from here, never by comparing a name.
 
 Names are registered once and never change meaning; add a new name instead of redefining one.
 `Registry.every()` lists every registry made so far (tests cover them all without a list).
+
+A plug-in is an entry registered from outside the dipddpm package (a user's script, a
+notebook, a test, a plug-in package). Ray's trial processes import dipddpm afresh, so they have
+the built-in entries but not those: `Registry.plugins()` on the driver lists them, the
+trainable carries them, and `Registry.install()` in the trial's process registers them there
+(sweep/trainable.py TrialParts).
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from dipddpm.errors import ConfigError, closest
 
@@ -23,7 +31,25 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind  # e.g. "beta schedule"; used in error messages
         self._items: dict[str, T] = {}
+        self._plugins: set[str] = set()  # names registered from outside dipddpm
+        self.home = _caller_module(1)  # the module that made it (a trial process imports it)
         Registry._every.append(self)
+
+    @classmethod
+    def plugins(cls) -> tuple[tuple[str, str, str, Any], ...]:
+        """(home module, kind, name, entry) of every plug-in entry registered now."""
+        return tuple((r.home, r.kind, n, r._items[n]) for r in cls._every
+                     for n in sorted(r._plugins) if n in r._items)
+
+    @classmethod
+    def install(cls, plugins: tuple[tuple[str, str, str, Any], ...]) -> None:
+        """Register, in this process, the plug-ins `plugins()` listed on the driver (those
+        this process lacks)."""
+        for home, kind, name, entry in plugins:
+            importlib.import_module(home)
+            reg = next(r for r in cls._every if r.home == home and r.kind == kind)
+            if name not in reg._items:
+                reg.register(name)(entry)
 
     @classmethod
     def every(cls) -> list[Registry]:
@@ -41,6 +67,8 @@ class Registry(Generic[T]):
             if name in self._entries():
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = obj
+            if not _is_ours(_caller_module(1)):
+                self._plugins.add(name)
             return obj
 
         return add
@@ -48,6 +76,7 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         """Remove `name` (a plug-in registered by a test, taken out again after it)."""
         self._items.pop(name)
+        self._plugins.discard(name)
 
     def get(self, name: str) -> T:
         try:
@@ -79,3 +108,12 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries())
+
+
+def _caller_module(depth: int) -> str:
+    """The __name__ of the module running `depth` frames above the function calling this."""
+    return sys._getframe(depth + 1).f_globals.get("__name__", "")
+
+
+def _is_ours(module: str) -> bool:
+    return module == "dipddpm" or module.startswith("dipddpm.")

@@ -93,3 +93,27 @@ def test_a_net_registered_in_a_test_is_checked_by_the_same_helpers():
         assert smallest_size(build_net("toy", 4, 3)) == 8
     finally:
         NETS.unregister("toy")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_toy_net_fits_in_a_ray_trial_with_no_other_edit(ray_local, tmp_path):
+    """The toy, registered in this (driver) process only, is a DIP sweep's net through `sweep
+    validate`, one Ray run and `results summarize`: the trial's process imports dipddpm afresh
+    and gets the plug-in from the driver (registry.py Registry.plugins)."""
+    from contract_sweep import shipped, through_everything
+
+    NETS.register("toy")(lambda i, o, width=None, depth=None: Toy(i, o, width or 4))
+    try:
+        with shipped(__name__):
+            spec = {"name": "toy-net", "method": "dip", "preset": "tiny", "metric": "psnr_best",
+                    "problem": {"image": "skimage:camera", "size": 32, "sigma": 25},
+                    "fixed": {"net": "toy", "width": 4, "iters": 6, "report_every": 3},
+                    "search": {"lr": {"grid": [0.01]}}, "searcher": {"type": "grid"},
+                    "scheduler": {"type": "none"}, "num_samples": 1,
+                    "resources": {"cpu": 1}, "storage": str(tmp_path / "results")}
+            _, outcome, summary = through_everything(tmp_path, spec)
+    finally:
+        NETS.unregister("toy")
+    assert summary["counts"]["COMPLETED"] == 1, outcome.rows[0].get("error")
+    assert outcome.rows[0]["config.net"] == "toy" and outcome.rows[0]["iters_done"] == 6

@@ -95,11 +95,12 @@ def _fuse_children(target: nn.Module, members: list[nn.Module]) -> None:
 
 def fuse(nets: list[nn.Module], name: str = "net") -> nn.Module:
     """One net computing all of `nets` (same architecture, own weights) member by member;
-    input (B, K*C_in, H, W), output (B, K*C_out, H, W). One member: that net itself."""
-    for net in nets:
-        check_fusable(net, name)
+    input (B, K*C_in, H, W), output (B, K*C_out, H, W). One member: that net itself, whatever
+    its modules (a net with no per-member form still fits alone)."""
     if len(nets) == 1:
         return nets[0]
+    for net in nets:
+        check_fusable(net, name)
     fused = copy.deepcopy(nets[0])
     _fuse_children(fused, nets)
     return fused
