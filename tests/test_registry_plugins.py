@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from ray import cloudpickle
 
 from dipddpm.nn import NETS
@@ -51,3 +52,25 @@ def test_a_fresh_process_gets_the_plugins_installed():
                        timeout=120)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert r.stdout.decode().split() == ["Conv2d", "True"]
+
+
+def test_a_reverse_sampler_registered_is_taken_by_every_config_naming_one():
+    """A config field naming a plug-in checks it against the registry, not a Literal list:
+    a sampler registered later is taken by the sampling, DDPM and DIP-prior DDPM configs."""
+    from dipddpm.config import build
+    from dipddpm.diffusion.sampling import REVERSE_SAMPLERS, SamplerConfig
+    from dipddpm.errors import ConfigError
+    from dipddpm.methods.ddpm_config import DdpmConfig
+    from dipddpm.methods.dip_prior_ddpm import DipPriorDdpmConfig
+
+    fields = ((SamplerConfig, "sampler"), (DdpmConfig, "sample_sampler"),
+              (DipPriorDdpmConfig, "sampler"))
+    for cls, key in fields:
+        with pytest.raises(ConfigError, match="unknown reverse sampler 'ddim_toy'"):
+            build(cls, {key: "ddim_toy"})
+    REVERSE_SAMPLERS.register("ddim_toy")(REVERSE_SAMPLERS.get("ddim"))
+    try:
+        for cls, key in fields:
+            assert getattr(build(cls, {key: "ddim_toy"}), key) == "ddim_toy"
+    finally:
+        REVERSE_SAMPLERS.unregister("ddim_toy")

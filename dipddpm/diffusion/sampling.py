@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dipddpm.config import check
+from dipddpm.config import check, check_name
 from dipddpm.diffusion.process import DiffusionProcess
 from dipddpm.errors import DipddpmError
 from dipddpm.registry import Registry
@@ -39,13 +39,14 @@ Objective = Literal["eps", "x0", "v"]
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    sampler: Literal["ddpm", "ddim"] = "ddpm"  # ancestral DDPM (every t) or DDIM (S steps)
+    sampler: str = "ddpm"  # a reverse sampler (REVERSE_SAMPLERS): ddpm (every t) or ddim (S steps)
     steps: int | None = None  # DDIM steps S (<= t0 + 1); null = t0 + 1; ddpm: null or t0 + 1
     eta: float = 0.0  # DDIM noise scale: 0 = deterministic, 1 = DDPM-like posterior noise
     var_type: Literal["beta", "beta_tilde"] = "beta_tilde"  # ancestral sigma^2: beta_t / posterior
     clip_x0: bool = True  # clip the predicted x0 to [-1, 1] at every step
 
     def __post_init__(self) -> None:
+        check_name("sampler", self.sampler, REVERSE_SAMPLERS)
         check(self.steps is None or self.steps >= 1,
               f"steps must be >= 1 (or null = every step), got {self.steps}")
         check(self.eta >= 0, f"eta must be >= 0, got {self.eta}")

@@ -10,6 +10,7 @@ import torch
 
 from dipddpm.config import check, check_name
 from dipddpm.diffusion import DiffusionProcess
+from dipddpm.diffusion.sampling import REVERSE_SAMPLERS
 from dipddpm.diffusion.schedules import SCHEDULES
 from dipddpm.nn.time_unet import UNET_PRESETS, UNetSpec, unet_spec
 
@@ -42,12 +43,13 @@ class DdpmConfig:
     report_every: int = 50  # report every this many steps (and at the last)
     val_max: int = 512  # val images for val_loss (fixed t and noise); 0 = no val_loss
     sample_count: int = 16  # samples drawn at the end (Result.images["samples"]); 0 = none
-    sample_sampler: Literal["ddpm", "ddim"] = "ddim"  # sampler of those samples
+    sample_sampler: str = "ddim"  # reverse sampler of those samples (REVERSE_SAMPLERS)
     sample_steps: int | None = 50  # DDIM steps of those samples; null = all T
     fid_samples: int = 0  # > 0: FID/KID of this many samples vs the test split (needs local
     #                       Inception weights; otherwise the result says FID was skipped)
 
     def __post_init__(self) -> None:
+        check_name("sample_sampler", self.sample_sampler, REVERSE_SAMPLERS)
         check(self.iters >= 1, f"iters must be >= 1, got {self.iters}")
         check(self.epochs is None or self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -38,6 +38,7 @@ from dipddpm.checkpoint import read_checkpoint
 from dipddpm.config import check, check_name
 from dipddpm.data.images import ImageProblem, load_image, make_image_problem
 from dipddpm.diffusion.sampling import (
+    REVERSE_SAMPLERS,
     SamplerConfig,
     check_t0,
     reverse_chain,
@@ -82,7 +83,7 @@ class DipPriorDdpmConfig:
     # start step of the reverse chain (0-based, < T); 0 = return x_dip unchanged; auto = the
     # step whose noise matches the DIP estimate's remaining noise (see the module docstring)
     t0: int | Literal["auto"] = 20
-    sampler: Literal["ddpm", "ddim"] = "ddpm"  # reverse chain: ancestral DDPM or DDIM
+    sampler: str = "ddpm"  # the reverse chain's sampler (REVERSE_SAMPLERS): ddpm or ddim
     steps: int | None = None  # DDIM steps (<= t0 + 1); null = t0 + 1
     eta: float = 0.0  # DDIM eta
     var_type: Literal["beta", "beta_tilde"] = "beta_tilde"  # ancestral variance
@@ -96,6 +97,7 @@ class DipPriorDdpmConfig:
               "net is only meaningful with noise_passes)")
         check(self.dip_passes >= 1, f"dip_passes must be >= 1, got {self.dip_passes}")
         check_name("dip_net", self.dip_net, NETS)
+        check_name("sampler", self.sampler, REVERSE_SAMPLERS)
         check(self.dip_report_every >= 1,
               f"dip_report_every must be >= 1, got {self.dip_report_every}")
         if self.t0 == "auto":
