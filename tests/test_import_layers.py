@@ -159,3 +159,12 @@ def test_the_dataset_never_imports_the_sweep_runner_or_the_analysis():
     bad = sorted((m, t) for m, ts in imports(top_level_only=False).items()
                  if package(m) == "dataset" for t in ts if package(t) in ("sweep", "analysis"))
     assert bad == []
+
+
+def test_only_the_cli_imports_the_cli():
+    """The CLI is the top layer: nothing else imports it, not even inside a function (the
+    API it calls holds what both need, e.g. dipddpm/outputs.py's path checks)."""
+    bad = sorted((m, t) for m, ts in imports(top_level_only=False).items()
+                 if package(m) not in ("cli", "", "__main__", "_compat")
+                 for t in ts if package(t) == "cli")
+    assert bad == []

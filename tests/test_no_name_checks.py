@@ -44,8 +44,8 @@ ALLOWED = {
     ("dipddpm/sweep/spec/validate.py", "none", "rules"): "no early-stopping rule",
     # a timestep spacing (linear or quadratic strides), not the beta schedule `linear`
     ("dipddpm/stages/timesteps.py", "linear", "spacing"): "a timestep spacing",
-    # what a path is on disk (cli/outputs.py), not the dataset `folder`
-    ("dipddpm/cli/outputs.py", "folder", "kind"): "a kind of path",
+    # what a path is on disk (outputs.py), not the dataset `folder`
+    ("dipddpm/outputs.py", "folder", "kind"): "a kind of path",
 }
 
 

@@ -15,8 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from dipddpm.cli import app
-from dipddpm.cli.outputs import check_output, os_error_line
 from dipddpm.errors import DipddpmError
+from dipddpm.outputs import check_output, os_error_line
 
 
 def test_check_output_refuses_what_cannot_be_written_and_creates_nothing(tmp_path):

@@ -243,7 +243,7 @@ def option(field_name: str) -> str:
 
 def check_save(path: str | Path) -> None:
     """--save names a PNG or JPEG file that can be written (before any work)."""
-    from dipddpm.cli.common import check_image_path
+    from dipddpm.outputs import check_image_path
 
     check_image_path(path, "--save")
 

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from dipddpm.errors import DipddpmError
+from dipddpm.outputs import IMAGE_SUFFIXES, check_image_path  # noqa: F401  (kept here too)
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # context_settings of every app
 
@@ -31,7 +32,7 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
         except OSError as e:  # the file system (or a socket) said no: not a bug of ours
-            from dipddpm.cli.outputs import os_error_line
+            from dipddpm.outputs import os_error_line
 
             typer.echo(f"error: {os_error_line(e)}", err=True)
             raise typer.Exit(2) from None
@@ -57,17 +58,3 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(clean(obj)) + "\n")
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def check_image_path(path, option: str) -> None:
-    """An output image path (--save, --out) must name a PNG or JPEG file that can be written
-    (`outputs.check_output`)."""
-    from pathlib import Path
-
-    from dipddpm.cli.outputs import check_output
-    from dipddpm.errors import ConfigError
-
-    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-        raise ConfigError(f"{option} must end in .png or .jpg, got {path}")
-    check_output(path, option, suffixes=IMAGE_SUFFIXES)

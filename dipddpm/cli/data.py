@@ -55,9 +55,9 @@ def fetch_command(
                                       "or cset9/F16_clean.npz); nothing else is contacted."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    from dipddpm.cli.outputs import check_output
     from dipddpm.data.catalog import DATA
     from dipddpm.data.fetch import CACHE_ENV, cache_root, fetch
+    from dipddpm.outputs import check_output
 
     sets = [DATA.get(n) for n in names]  # an unknown name: refused before any download
     if mirror is not None and not mirror.strip():

@@ -8,9 +8,9 @@ import typer
 
 from dipddpm.cli.app import inspect_app
 from dipddpm.cli.common import print_json, user_errors
-from dipddpm.cli.outputs import check_output
 from dipddpm.config import parse_set
 from dipddpm.errors import ConfigError
+from dipddpm.outputs import check_output
 
 
 def scheduler_values(scheduler: str, sets: list[str] | None) -> dict:

@@ -18,8 +18,8 @@ from rich.table import Table
 from dipddpm.analysis.plots import PLOT_KINDS
 from dipddpm.cli.app import results_app
 from dipddpm.cli.common import print_json, user_errors
-from dipddpm.cli.outputs import check_output
 from dipddpm.errors import DipddpmError
+from dipddpm.outputs import check_output
 
 DIR_HELP = ("Sweep results directory: <storage>/<sweep> (holds trials/ and metrics/), a local "
             "path or an s3://bucket/prefix/<sweep> URI.")
