@@ -110,3 +110,20 @@ def test_no_help_text_keeps_a_placeholder():
     assert len(texts) > 20
     assert {p: t for p, t in texts.items()
             if any(f"{{{kind}:" in t for kind in ("names", "about", "presets"))} == {}
+
+
+def test_help_built_from_entries_fields_shows_a_new_entry():
+    """--set of `inspect stages` (each stage scheduler's parameters) and --top of `results
+    plot` (each plot kind's default) are built from the entries when the help is read."""
+    from dipddpm.analysis.plots import PLOT_KINDS
+    from dipddpm.stages import STAGE_SCHEDULERS
+
+    STAGE_SCHEDULERS.register("zz_stage_toy")(STAGE_SCHEDULERS.get("exp_weighted"))
+    PLOT_KINDS.register("zz_plot_toy")(PLOT_KINDS.get("curves"))
+    try:
+        texts = help_texts()
+    finally:
+        STAGE_SCHEDULERS.unregister("zz_stage_toy")
+        PLOT_KINDS.unregister("zz_plot_toy")
+    assert any("(zz_stage_toy)" in t for t in texts["dipddpm inspect stages"])
+    assert any("zz_plot_toy 8" in t for t in texts["dipddpm results plot"])

@@ -33,8 +33,10 @@ def _click():
 
 # registries whose names a help text may list as {names:KEY} ('a, b or c'), or whose entries'
 # `help` it may list as {about:KEY} ('a: its help; b: ...'); {presets:METHOD} lists a method's
-# presets. Filled in when the command is looked up (its modules may load torch), so a plug-in
-# registered after its module was imported is listed too. ("datasets" are the DDPM training
+# presets; {call:MODULE.FUNCTION} is what that function returns (a text built from entries'
+# own fields, e.g. the stage schedulers' parameters). Filled in when the command is looked up
+# (its modules may load torch), so a plug-in registered after its module was imported is
+# listed too. ("datasets" are the DDPM training
 # datasets, "data_sets" the benchmark images of `dipddpm data`.)
 HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
                    "data_sets": ("dipddpm.data.catalog", "DATA"),
@@ -45,7 +47,7 @@ HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
                    "reverse_samplers": ("dipddpm.diffusion.sampling", "REVERSE_SAMPLERS"),
                    "plot_kinds": ("dipddpm.analysis.plots", "PLOT_KINDS"),
                    "storage_backends": ("dipddpm.dataset.storage_backends", "STORAGE_BACKENDS")}
-_PLACEHOLDER = re.compile(r"\{(names|about|presets):([a-z_]+)\}")
+_PLACEHOLDER = re.compile(r"\{(names|about|presets|call):([a-z_.]+)\}")
 
 
 def _names(kind: str, key: str) -> str:
@@ -57,6 +59,9 @@ def _names(kind: str, key: str) -> str:
         presets = sorted(METHODS.get(key).presets)
         return ", ".join(presets[:-1]) + f" or {presets[-1]}" if len(presets) > 1 else "".join(
             presets)
+    if kind == "call":
+        module, func = key.rsplit(".", 1)
+        return getattr(importlib.import_module(module), func)()
     module, attr = HELP_REGISTRIES[key]
     registry = getattr(importlib.import_module(module), attr)
     if kind == "about":

@@ -69,7 +69,7 @@ def _plot_stages(plan: dict, out: Path) -> None:
     save_figure(fig, out, "--plot")
 
 
-def _stage_set_help() -> str:
+def stage_set_help() -> str:
     """--set help text, from the stage scheduler registry's declared parameters."""
     from dipddpm.stages import STAGE_SCHEDULERS
 
@@ -80,7 +80,7 @@ def _stage_set_help() -> str:
 
 
 SCHEDULER_HELP = "{names:stage_schedulers}."  # filled when the command is looked up (cli/app.py)
-STAGE_SET_HELP = _stage_set_help()
+STAGE_SET_HELP = "{call:dipddpm.cli.inspect.stage_set_help}"  # filled when looked up
 
 
 @inspect_app.command("stages")

@@ -130,6 +130,11 @@ def compare_command(
                  c.final_best, console)
 
 
+def plot_tops() -> str:
+    """--top's defaults, from each plot kind's entry (`PlotKind.top`)."""
+    return ", ".join(f"{name} {k.top}" for name, k in PLOT_KINDS.items() if k.top)
+
+
 @results_app.command(
     "plot", help="Draw one figure of a sweep ({names:plot_kinds}) and write it to --out.")
 @user_errors
@@ -141,8 +146,8 @@ def plot_command(
                                         "group; stages: each group's best trial."),
     metric: str | None = typer.Option(None, "--metric", help=METRIC_HELP + " Picks the trials "
                                       "shown; pareto's y axis (default objective)."),
-    top: int | None = typer.Option(None, "--top", help="Trials shown (" + ", ".join(
-        f"{name} {k.top}" for name, k in PLOT_KINDS.items() if k.top) + ")."),
+    top: int | None = typer.Option(None, "--top", help="Trials shown (default "
+                                   "{call:dipddpm.cli.results.plot_tops})."),
     x: str = typer.Option("iters", "--x", help="pareto: compute as iters or seconds."),
 ) -> None:
     from dipddpm.analysis.plots import SUFFIXES
