@@ -356,7 +356,8 @@ def plot(sweep: Sweep, kind: str, metric: str | None = None, top: int | None = N
          by: list[str] | None = None, x: str = "iters") -> Figure:
     """Draw the figure of plot kind `kind` (see PLOT_KINDS), given the options it reads."""
     if kind not in PLOT_KINDS:
-        raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: {', '.join(KINDS)}")
+        raise DipddpmError(f"unknown plot kind {kind!r}; expected one of: "
+                           f"{', '.join(PLOT_KINDS.names())}")
     entry = PLOT_KINDS.get(kind)
     given = {"metric": metric, "top": top or entry.top, "by": by, "x": x}
     return entry.draw(sweep, **{k: given[k] for k in entry.params})
