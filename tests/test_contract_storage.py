@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,18 +26,11 @@ from pathlib import Path
 import pytest
 import s3_server
 from contract_sweep import noop_spec, shipped, through_everything, write_spec
+from test_storage_backends import closed_port
 
 from dipddpm.dataset.storage_backends import STORAGE_BACKENDS, Backend
 
 BUCKET = "contract-bkt"
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def read_trials(uri: str):
