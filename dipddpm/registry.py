@@ -37,8 +37,9 @@ class Registry(Generic[T]):
 
     @classmethod
     def plugins(cls) -> tuple[tuple[str, str, str, Any], ...]:
-        """(home module, kind, name, entry) of every plug-in entry registered now."""
-        return tuple((r.home, r.kind, n, r._items[n]) for r in cls._every
+        """(home module, kind, name, entry) of every plug-in entry registered now in one of
+        dipddpm's registries (a registry a script makes for itself is its own business)."""
+        return tuple((r.home, r.kind, n, r._items[n]) for r in cls._every if _is_ours(r.home)
                      for n in sorted(r._plugins) if n in r._items)
 
     @classmethod
