@@ -42,6 +42,8 @@ MOVED_MODULES: dict[str, str | tuple[str, ...]] = {
     "dipddpm.sweep.estimate": "dipddpm.sweep.spec.estimate",
     # Tune schedulers: entries owning their sections, beside both sweep and analysis
     "dipddpm.sweep.tune_schedulers": "dipddpm.trial_schedulers",
+    # the output-path checks: below the CLI, so the API uses them too
+    "dipddpm.cli.outputs": "dipddpm.outputs",
 }
 
 MOVED_NAMES: dict[str, dict[str, str]] = {
@@ -69,9 +71,11 @@ MOVED_NAMES: dict[str, dict[str, str]] = {
         "HELP_OPTIONS": "dipddpm.cli.common",
         "user_errors": "dipddpm.cli.common",
         "print_json": "dipddpm.cli.common",
-        "IMAGE_SUFFIXES": "dipddpm.cli.common",
-        "check_image_path": "dipddpm.cli.common",
+        "IMAGE_SUFFIXES": "dipddpm.outputs",
+        "check_image_path": "dipddpm.outputs",
     },
+    "dipddpm.cli.common": {"IMAGE_SUFFIXES": "dipddpm.outputs",
+                           "check_image_path": "dipddpm.outputs"},
     "dipddpm.sweep.rows": {"STATUSES": "dipddpm.dataset.columns"},
     "dipddpm.sweep.spec": {"RESOURCE_GRANULARITY": "dipddpm.cluster.devices",
                            "SEARCHERS": "dipddpm.sweep.searchers"},

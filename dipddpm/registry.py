@@ -48,7 +48,10 @@ class Registry(Generic[T]):
         this process lacks)."""
         for home, kind, name, entry in plugins:
             importlib.import_module(home)
-            reg = next(r for r in cls._every if r.home == home and r.kind == kind)
+            reg = next((r for r in cls._every if r.home == home and r.kind == kind), None)
+            if reg is None:
+                raise ConfigError(f"no {kind} registry in {home} here, for plug-in {name!r}: "
+                                  f"is the same dipddpm installed where this runs?")
             if name not in reg._items:
                 reg.register(name)(entry)
 

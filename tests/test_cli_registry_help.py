@@ -109,7 +109,7 @@ def test_no_help_text_keeps_a_placeholder():
                       "dipddpm"))
     assert len(texts) > 20
     assert {p: t for p, t in texts.items()
-            if any(f"{{{kind}:" in t for kind in ("names", "about", "presets"))} == {}
+            if any(f"{{{kind}:" in t for kind in ("names", "about", "presets", "call"))} == {}
 
 
 def test_help_built_from_entries_fields_shows_a_new_entry():

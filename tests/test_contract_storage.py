@@ -51,7 +51,8 @@ def check_sweep(uri: str, summary: dict, trials: int = 2) -> None:
 
 
 # ---------------------------------------------------------------- how each entry is run
-def on_local(tmp_path: Path, ray_local) -> None:
+def on_local(tmp_path: Path, request, monkeypatch) -> None:
+    request.getfixturevalue("ray_local")
     _, outcome, summary = through_everything(tmp_path, noop_spec("store-local",
                                                                  tmp_path / "results"))
     check_sweep(str(outcome.path), summary)
@@ -62,43 +63,43 @@ def cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProc
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def on_s3(tmp_path: Path, ray_local) -> None:
+def on_s3(tmp_path: Path, request, monkeypatch) -> None:
+    """The driver (and its embedded Ray) in a process of its own, as a user runs it."""
     server = s3_server.start(tmp_path / "moto.log")
-    try:
-        server.make_bucket(BUCKET)
-        env = {**os.environ, **server.env(), "HOME": str(tmp_path / "home")}
-        for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "RAY_ADDRESS"):
-            env.pop(k, None)
-        path = write_spec(tmp_path, noop_spec("store-s3", f"s3://{BUCKET}/sweeps"))
-        for args in (("sweep", "validate", str(path), "--json"), ("sweep", "run", str(path))):
-            r = cli(*args, env=env)
-            assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-        uri = f"s3://{BUCKET}/sweeps/store-s3"
-        r = cli("results", "summarize", uri, "--json", env=env)
-        assert r.returncode == 0, r.stderr[-2000:]
-        for k, v in server.env().items():  # this process reads the bucket back
-            os.environ[k] = v
-        check_sweep(uri, json.loads(r.stdout))
-    finally:
-        for k in server.env():
-            os.environ.pop(k, None)
-        server.stop()
-        assert not (tmp_path / "results").exists()  # all of it went to the bucket
+    request.addfinalizer(server.stop)
+    server.make_bucket(BUCKET)
+    for k, v in {**server.env(), "HOME": str(tmp_path / "home")}.items():
+        monkeypatch.setenv(k, v)  # this process reads the bucket back with the same variables
+    for k in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "RAY_ADDRESS"):
+        monkeypatch.delenv(k, raising=False)
+    env = dict(os.environ)
+    path = write_spec(tmp_path, noop_spec("store-s3", f"s3://{BUCKET}/sweeps"))
+    for args in (("sweep", "validate", str(path), "--json"), ("sweep", "run", str(path))):
+        r = cli(*args, env=env)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    uri = f"s3://{BUCKET}/sweeps/store-s3"
+    r = cli("results", "summarize", uri, "--json", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    check_sweep(uri, json.loads(r.stdout))
+    assert not (tmp_path / "results").exists()  # all of it went to the bucket
 
 
 def offline(name: str, tmp_path: Path, monkeypatch) -> None:
     """A backend without a local server: its scheme validates offline, and a store that does
-    not answer is one line naming its endpoint, within the wait."""
+    not answer is one line naming its endpoint, within the wait. It must take an endpoint
+    (pointed at a closed loopback port here, so nothing leaves the machine); one that does not
+    is run against a live store: name it in RUNS."""
     from typer.testing import CliRunner
 
     from dipddpm.cli import app
     from dipddpm.sweep.spec import parse_spec
 
     entry = STORAGE_BACKENDS.get(name)
+    assert "endpoint_url" in entry.options, f"{name}: no endpoint to point at loopback; add " \
+                                            f"it to RUNS with a live store"
     uri = f"{entry.schemes[0]}://bkt/sweeps"
-    endpoint = f"http://127.0.0.1:{closed_port()}"
-    options = {"endpoint_url": endpoint} if "endpoint_url" in entry.options else {}
-    raw = noop_spec("store-off", uri, storage_options=options)
+    raw = noop_spec("store-off", uri,
+                    storage_options={"endpoint_url": f"http://127.0.0.1:{closed_port()}"})
     assert parse_spec(raw).storage == uri
     monkeypatch.setenv("DIPDDPM_STORAGE_TIMEOUT", "2")
     t0 = time.monotonic()
@@ -120,7 +121,7 @@ def test_every_backend_holds_a_sweep_through_validate_run_and_summarize(
     run = RUNS.get(name)
     if run is None:
         return offline(name, tmp_path, monkeypatch)
-    run(tmp_path, request.getfixturevalue("ray_local"))
+    run(tmp_path, request, monkeypatch)
 
 
 # ---------------------------------------------------------------- a toy, registered here

@@ -79,10 +79,10 @@ def test_a_raced_study_races_out_a_bad_config_and_keeps_the_survivor_whole(ray_l
     is raced out would depend on which Ray worker started first."""
     import optuna
     import pandas as pd
+    from test_study_sweep import write_spec
+    from test_sweep_run import quiet
 
     from dipddpm.sweep.runner import run_sweep
-    from tests.test_study_sweep import write_spec
-    from tests.test_sweep_run import quiet
 
     spec = write_spec(
         tmp_path, name="race", problem={"images": ["skimage:astronaut", "skimage:coffee",
@@ -92,7 +92,11 @@ def test_a_raced_study_races_out_a_bad_config_and_keeps_the_survivor_whole(ray_l
         searcher={"type": "optuna", "sampler": "random", "seed": 0, "max_concurrent": 1},
         scheduler={"type": "race", "block": 2, "alpha": 0.05})
     sweep = run_sweep(spec, console=quiet())
-    trials = pd.read_parquet(f"{sweep.path}/trials").set_index("config.lr")
+    trials = pd.read_parquet(f"{sweep.path}/trials")
+    assert list(trials.sort_values("started_at")["config.lr"]) == [0.01, 1.0e-7], (
+        "Optuna's random sampler at seed 0 no longer draws 0.01 then 1e-7: pick the seed that "
+        "does")
+    trials = trials.set_index("config.lr")
     pairs = pd.read_parquet(f"{sweep.path}/pairs")
     good, bad = trials.loc[0.01], trials.loc[1.0e-7]
     assert good["status"] == "COMPLETED" and pd.isna(good["stopped_by"])

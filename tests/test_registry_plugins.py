@@ -5,14 +5,18 @@ in for the trial's process (Ray's test: tests/test_contract_nets.py's toy net)."
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ray import cloudpickle
 
 from dipddpm.nn import NETS
 from dipddpm.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def toy_net(i, o, width=None, depth=None):
@@ -34,24 +38,44 @@ def test_only_entries_registered_outside_dipddpm_are_plugins():
     assert Registry.plugins() == ()
 
 
-def test_a_fresh_process_gets_the_plugins_installed():
+def other_net(i, o, width=None, depth=None):
+    import torch
+
+    return torch.nn.Conv2d(i, o, 1)
+
+
+def test_a_fresh_process_gets_the_plugins_installed_and_one_line_for_one_it_cannot_load():
+    """As a Ray trial does (sweep/plugins.py): the plug-in shipped by value is registered; the
+    one whose module the process cannot import is left out with one line, and breaks nothing."""
+    from dipddpm.sweep import plugins
+
     NETS.register("toy_plugin")(toy_net)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        blob = cloudpickle.dumps(Registry.plugins())
+        packed = plugins.pack()
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         NETS.unregister("toy_plugin")
+    NETS.register("toy_elsewhere")(other_net)  # pickled by reference to this test module
+    try:
+        packed += plugins.pack()[-1:]
+    finally:
+        NETS.unregister("toy_elsewhere")
+    assert [p[2] for p in packed] == ["toy_plugin", "toy_elsewhere"]
     code = ("import sys, pickle\n"
-            "from dipddpm.registry import Registry\n"
-            "Registry.install(pickle.loads(sys.stdin.buffer.read()))\n"
+            "from dipddpm.sweep import plugins\n"
+            "problems = plugins.unpack(pickle.loads(sys.stdin.buffer.read()))\n"
             "from dipddpm.nn import NETS, build_net\n"
-            "net = build_net('toy_plugin', 4, 3)\n"
-            "print(type(net).__name__, 'toy_plugin' in NETS)\n")
-    r = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True,
-                       timeout=120)
+            "print(type(build_net('toy_plugin', 4, 3)).__name__, 'toy_elsewhere' in NETS)\n"
+            "print(*problems, sep='\\n')\n")
+    r = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(packed),
+                       capture_output=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
-    assert r.stdout.decode().split() == ["Conv2d", "True"]
+    first, *problems = r.stdout.decode().strip().splitlines()
+    assert first.split() == ["Conv2d", "False"]
+    assert len(problems) == 1 and problems[0].startswith("net 'toy_elsewhere' registered on "
+                                                         "the driver is not available"), problems
+    assert "register_pickle_by_value" in problems[0]
 
 
 def test_a_reverse_sampler_registered_is_taken_by_every_config_naming_one():

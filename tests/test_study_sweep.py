@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.test_sweep_run import quiet  # the one quiet console of the sweep tests
+from test_sweep_run import quiet  # the one quiet console of the sweep tests
 
 TINY = {"width": 8, "depth": 2, "input_depth": 4, "report_every": 5, "es_window": 4,
         "es_patience": 10}
@@ -126,8 +125,7 @@ def test_a_crashed_chunked_study_restarts_from_its_checkpoint(ray_local, tmp_pat
 @pytest.mark.slow
 def test_sigkill_driver_then_resume_a_study(ray_local, tmp_path):
     import pandas as pd
-
-    from tests.test_sweep_resume import files_settle, kill_driver_at_a_checkpoint
+    from test_sweep_resume import files_settle, kill_driver_at_a_checkpoint
 
     spec = write_spec(tmp_path, name="killstudy", method="guided_dip",
                       fixed={**TINY, "iters": 120, "stages": 2},

@@ -47,7 +47,7 @@ HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
                    "reverse_samplers": ("dipddpm.diffusion.sampling", "REVERSE_SAMPLERS"),
                    "plot_kinds": ("dipddpm.analysis.plots", "PLOT_KINDS"),
                    "storage_backends": ("dipddpm.dataset.storage_backends", "STORAGE_BACKENDS")}
-_PLACEHOLDER = re.compile(r"\{(names|about|presets|call):([a-z_.]+)\}")
+_PLACEHOLDER = re.compile(r"\{(names|about|presets|call):([A-Za-z0-9_.]+)\}")
 
 
 def _names(kind: str, key: str) -> str:

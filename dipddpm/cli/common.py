@@ -15,8 +15,8 @@ from typing import Any
 
 import typer
 
+from dipddpm._compat import moved_names
 from dipddpm.errors import DipddpmError
-from dipddpm.outputs import IMAGE_SUFFIXES, check_image_path  # noqa: F401  (kept here too)
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}  # context_settings of every app
 
@@ -58,3 +58,4 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(clean(obj)) + "\n")
 
 
+__getattr__ = moved_names(__name__)  # names that moved out: _compat.MOVED_NAMES

@@ -16,11 +16,11 @@ from pathlib import Path
 import typer
 
 from dipddpm.cli.app import app, fit_app
-from dipddpm.cli.common import check_image_path, print_json, user_errors
+from dipddpm.cli.common import print_json, user_errors
 from dipddpm.cli.progress import ProgressReport
 from dipddpm.config import build, coerce, merge_sources, parse_set, to_dict
 from dipddpm.errors import ConfigError
-from dipddpm.outputs import check_output
+from dipddpm.outputs import check_image_path, check_output
 
 
 def _preset_overrides(method, preset: str | None, sets: list[str] | None) -> dict:

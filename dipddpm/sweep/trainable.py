@@ -39,6 +39,7 @@ metrics in `pairs`, its checkpoints hold every pair, and its final result carrie
 from __future__ import annotations
 
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,18 +65,18 @@ class TrialParts:
     rungs: tuple[float, ...]  # where the scheduler judges a trial (its entry's rungs)
     checkpoint_at_rungs: bool  # it clones checkpoints taken there (PBT)
     backend: Any  # the storage backend of the sweep dir (dataset/storage_backends.py)
-    plugins: tuple = ()  # entries registered outside dipddpm (registry.py Registry.plugins)
+    plugins: tuple = ()  # entries registered outside dipddpm, pickled (sweep/plugins.py)
 
     @classmethod
     def of(cls, spec: SweepSpec, sweep_uri: str) -> TrialParts:
         from dipddpm.dataset.storage_backends import backend_for
         from dipddpm.methods import METHODS
-        from dipddpm.registry import Registry
+        from dipddpm.sweep import plugins
         from dipddpm.sweep.spec.rung_rules import rule_for
 
         return cls(METHODS.get(spec.method), rule_for(spec.method, spec.scheduler.rung_rule),
                    tuple(milestones(spec)), spec.scheduler.entry.checkpoint_at_rungs,
-                   backend_for(sweep_uri), Registry.plugins())
+                   backend_for(sweep_uri), plugins.pack())
 
 
 def milestones(spec: SweepSpec) -> list[float]:
@@ -154,11 +155,12 @@ def run_trial(spec: SweepSpec, sweep_uri: str, config: dict[str, Any],
     from dipddpm.cluster.devices import trial_device
     from dipddpm.dataset.storage import resolve
     from dipddpm.errors import DipddpmError
-    from dipddpm.registry import Registry
+    from dipddpm.sweep import plugins
     from dipddpm.sweep.spec.space import decode
 
     parts = parts or TrialParts.of(spec, sweep_uri)
-    Registry.install(parts.plugins)  # a net, schedule, ... the driver's script registered
+    for line in plugins.unpack(parts.plugins):  # a net, schedule, ... the driver registered
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     back_to_working_dir()
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     device = trial_device(spec.resources.gpu)
