@@ -18,11 +18,16 @@ the incumbent, Holm over the racing trials, at alpha) may stop it.
                psnr_best: the best of the set's mean psnr_gt curve, over every pair)
     verdict  = the best configuration, and its delta against plain DIP (stages 1) in each
                pair's best psnr_gt, with a 95% bootstrap CI over the pairs (scipy.stats
-               .bootstrap, paired); in the raced study over the pairs plain DIP kept.
+               .bootstrap, paired); in the raced study over the pairs plain DIP kept;
+    same verdict = the raced study's verdict has the unraced one's sign, and its CI excludes 0
+               exactly when the unraced CI does.
+Plain DIP is the study's reference and is never raced out (`scheduler.keep: {stages: 1}`);
+--no-keep races it like any other configuration (then a verdict may rest on 2 pairs).
 Goal: the same best configuration, or regret <= 0.1 dB, at <= 50% of the compute.
 
     python benchmarks/racing.py                                # the study (CPU: ~30 min)
-    python benchmarks/racing.py --from-curves benchmarks/results/racing_curves.json
+    python benchmarks/racing.py --from-curves benchmarks/results/racing_curves.json \
+        [--alpha 0.2] [--seeds 10] [--no-keep] --out benchmarks/results/racing-alpha0.2.json
     python benchmarks/racing.py --tiny                         # smoke: its smoke block, seconds
 
 Writes benchmarks/results/racing.json (racing-tiny.json for --tiny) and the fits beside it
@@ -122,14 +127,15 @@ class Study:
         return max(statistics.fmean(cv[n][1] for cv in cs) for n in range(len(cs[0])))
 
 
-def race(study: Study, seed: int, block: int, alpha: float, concurrent: int) -> dict:
+def race(study: Study, seed: int, block: int, alpha: float, concurrent: int,
+         keep: str | None = None) -> dict:
     """One replayed race (see the module docstring): who survived, pairs fitted."""
     from dipddpm.trial_schedulers.race import RaceBook
 
     rng = random.Random(seed)
     order = rng.sample(study.configs, len(study.configs))
     pairs = rng.sample(range(study.n_pairs), study.n_pairs)
-    book = RaceBook(alpha=alpha)
+    book = RaceBook(alpha=alpha, kept={keep} if keep else set())
     queue, running, fitted, clock = list(order), [], 0, 0
     while queue or running:
         while queue and len(running) < concurrent:
@@ -159,7 +165,16 @@ def delta_ci(study: Study, best: str, plain: str, pairs: list[int]) -> dict:
     return out
 
 
-def summarize(data: dict, seeds: int, block: int, alpha: float) -> dict:
+def same_verdict(a: dict, b: dict) -> bool:
+    """The same sign, and a CI excluding 0 in both or in neither."""
+    def decided(v: dict) -> bool:
+        ci = v.get("ci95")
+        return bool(ci) and (ci[0] > 0 or ci[1] < 0)
+
+    return (a["delta_db"] > 0) == (b["delta_db"] > 0) and decided(a) == decided(b)
+
+
+def summarize(data: dict, seeds: int, block: int, alpha: float, keep: bool = True) -> dict:
     study = Study(data)
     plain = next(c for c in study.configs if json.loads(c).get("stages") == 1)
     best = max(study.configs, key=study.objective)
@@ -168,7 +183,7 @@ def summarize(data: dict, seeds: int, block: int, alpha: float) -> dict:
                "verdict_vs_plain": delta_ci(study, best, plain, list(range(study.n_pairs)))}
     rows = []
     for seed in range(seeds):
-        r = race(study, seed, block, alpha, data["max_concurrent"])
+        r = race(study, seed, block, alpha, data["max_concurrent"], plain if keep else None)
         win = max(r["survivors"], key=study.objective)
         kept = r["pairs_order"][:len(r["values"][plain])]  # plain DIP's pairs in the race
         rows.append({"seed": seed, "compute_fraction": r["fitted"] / full,
@@ -177,15 +192,19 @@ def summarize(data: dict, seeds: int, block: int, alpha: float) -> dict:
                      "plain_survived": plain in r["survivors"],
                      "survivors": len(r["survivors"]),
                      "verdict_vs_plain": delta_ci(study, win, plain, kept)})
+        rows[-1]["same_verdict"] = same_verdict(rows[-1]["verdict_vs_plain"],
+                                                unraced["verdict_vs_plain"])
     frac = [r["compute_fraction"] for r in rows]
     regret = [r["regret_db"] for r in rows]
     met = all((r["same_best"] or r["regret_db"] <= 0.1) and r["compute_fraction"] <= 0.5
               for r in rows)
-    return {"block": block, "alpha": alpha, "configurations": len(study.configs),
+    return {"block": block, "alpha": alpha, "keep_plain": keep,
+            "configurations": len(study.configs),
             "pairs": study.n_pairs, "unraced": unraced, "races": rows,
             "compute_fraction_mean": statistics.fmean(frac), "compute_fraction_max": max(frac),
             "regret_db_mean": statistics.fmean(regret), "regret_db_max": max(regret),
             "same_best_in": sum(r["same_best"] for r in rows),
+            "same_verdict_in": sum(r["same_verdict"] for r in rows),
             "goal": "same best or regret <= 0.1 dB, at <= 50% compute, in every race",
             "goal_met": met}
 
@@ -200,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--blocks", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--alpha", type=float, default=0.05)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-keep", action="store_true",
+                    help="race plain DIP too (default: never, as scheduler.keep: {stages: 1})")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     head = stamp("benchmarks/racing.py", argv if argv is not None else sys.argv[1:])
@@ -213,7 +234,8 @@ def main(argv: list[str] | None = None) -> dict:
         (out.parent / f"{out.stem}_curves.json").write_text(json.dumps(data))
     res = {**head, "spec": data["spec"], "smoke": data["smoke"], "fit_s": data["fit_s"],
            "seeds": args.seeds,
-           "by_block": [summarize(data, args.seeds, b, args.alpha) for b in args.blocks
+           "by_block": [summarize(data, args.seeds, b, args.alpha, not args.no_keep)
+                        for b in args.blocks
                         if b <= data["n_pairs"]]}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=1))
@@ -222,6 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"block {b['block']}: compute {b['compute_fraction_mean']:.2f} (max "
               f"{b['compute_fraction_max']:.2f}), regret {b['regret_db_mean']:.3f} dB (max "
               f"{b['regret_db_max']:.3f}), same best in {b['same_best_in']}/{args.seeds}, "
+              f"same verdict in {b['same_verdict_in']}/{args.seeds}, "
               f"goal met: {b['goal_met']}")
     return res
 

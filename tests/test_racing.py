@@ -157,10 +157,43 @@ def test_the_scheduler_reads_a_block_result_as_tune_gives_it_and_stops_the_loser
     assert race_of(nested)["values"] == race_of(flat)["values"] == [1.0, 2.0]
     assert race_of({"iter": 3}) is None
     s = RaceScheduler(RaceBook(alpha=0.05))
-    inc, bad = SimpleNamespace(trial_id="inc"), SimpleNamespace(trial_id="bad")
+    inc, bad = (SimpleNamespace(trial_id=t, config={}) for t in ("inc", "bad"))
     on = s.on_trial_result
     assert on(None, inc, {"info/race/values": [30.0, 29.0, 31.0, 30.5], "info/race/of": 6,
                           "info/race/done": 4}) == TrialScheduler.CONTINUE
     assert on(None, bad, {"info/race/values": [20.0, 19.1, 21.2, 20.4], "info/race/of": 6,
                           "info/race/done": 4}) == TrialScheduler.STOP
     assert on(None, bad, {"iter": 5}) == TrialScheduler.CONTINUE  # not a block result
+
+
+def test_a_kept_configuration_is_never_raced_out_and_not_in_the_family():
+    """scheduler.keep (the study's reference): a trial whose config matches is never stopped,
+    however much worse, and is left out of Holm's family; the others race as before."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from dipddpm.sweep.spec import parse_spec
+
+    raw = {"name": "k", "method": "dip", "preset": "tiny", "metric": "psnr_best",
+           "problem": {"images": ["skimage:camera"], "replicates": 6, "size": 32, "sigma": 25},
+           "search": {"lr": {"choice": [0.01, 1.0e-3, 1.0e-7]}}, "num_samples": 3,
+           "searcher": {"type": "optuna", "sampler": "random", "seed": 0},
+           "scheduler": {"type": "race", "block": 2, "keep": {"lr": 1.0e-7}}}
+    spec = parse_spec(raw, load_problem=False)
+    s = spec.scheduler.entry.make(spec.scheduler.options, spec)
+    inc, ref, bad = (SimpleNamespace(trial_id=t, config={"lr": lr}) for t, lr in
+                     (("inc", 0.01), ("ref", 1.0e-7), ("bad", 1.0e-3)))
+    block = {"info/race/of": 6, "info/race/done": 4}
+    assert s.on_trial_result(None, inc, {**block, "info/race/values": [30.0, 29.0, 31.0, 30.5]}
+                             ) == TrialScheduler.CONTINUE
+    for trial in (ref, bad):  # the same clearly worse values
+        got = s.on_trial_result(None, trial, {**block,
+                                              "info/race/values": [20.0, 19.1, 21.2, 20.4]})
+        assert got == (TrialScheduler.CONTINUE if trial is ref else TrialScheduler.STOP)
+    assert s.book.kept == {"ref"} and s.book.stopped == {"bad"}
+    assert "never lr=1e-07" in spec.scheduler.entry.describe(spec.scheduler.options)
+    for keep, words in (({"lr": 5.0}, "not one of its values"),
+                        ({"width": 8}, "not a searched key"), ({}, "must map")):
+        with pytest.raises(Exception, match=words):
+            parse_spec({**raw, "scheduler": {"type": "race", "keep": keep}}, load_problem=False)

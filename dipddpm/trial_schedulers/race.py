@@ -15,6 +15,11 @@ differences and can decide after 2 pairs when they are large and consistent. Fri
 also needs every configuration on the same blocks at the same time, which Tune's asynchronous
 trials do not give.
 
+A configuration matching `keep` (e.g. `keep: {stages: 1}`, plain DIP: the study's reference)
+is never stopped, so every survivor's verdict against it stays paired over every pair: raced
+out after 2 pairs, a reference would leave a verdict on 2 pairs whose CI says far more than the
+full study does (measured: benchmarks/results/racing*.json).
+
 The incumbent: the trial not stopped with the best mean over the pairs all trials not stopped
 have (trials run concurrently, so one may be ahead of another by blocks); a challenger is
 tested against it on every pair the two share. The decision is made in the driver
@@ -25,6 +30,7 @@ workers share one incumbent.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +43,13 @@ from dipddpm.trial_schedulers.entry import SweepFacts
 class RaceSection:
     block: int = 2  # pairs a trial fits before each test (the last block may be smaller)
     alpha: float = 0.05  # the one-sided test's level, Holm-corrected over the racing trials
+    # searched values whose configurations are never raced out (the study's reference)
+    keep: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        check(self.keep is None or (isinstance(self.keep, Mapping) and bool(self.keep)),
+              f"scheduler.keep must map searched keys to values, e.g. keep: {{stages: 1}}; "
+              f"got {self.keep!r}")
         check(self.block >= 1, f"scheduler.block must be >= 1 pair, got {self.block}")
         check(0 < self.alpha < 1, f"scheduler.alpha must be in (0, 1), got {self.alpha}; "
                                   f"e.g. alpha: 0.05")
@@ -56,17 +67,37 @@ def resolve(s: RaceSection, facts: SweepFacts) -> RaceSection:
     if s.block > facts.pairs:
         raise ConfigError(f"scheduler.block ({s.block}) > the study's {facts.pairs} pairs per "
                           f"trial; use block: 1 to {facts.pairs}")
+    searched = {d.key: d for d in facts.search}
+    for key, value in (s.keep or {}).items():
+        d = searched.get(key)
+        if d is None:
+            raise ConfigError(f"scheduler.keep.{key}: not a searched key (searched: "
+                              f"{', '.join(searched) or 'none'}); keep names a searched value")
+        if getattr(d, "values", None) is not None and value not in d.values:
+            raise ConfigError(f"scheduler.keep.{key}: {value!r} is not one of its values "
+                              f"{list(d.values)}")
     return s
 
 
 def make(s: RaceSection, spec: Any):
     from dipddpm.trial_schedulers.race_tune import RaceScheduler
 
-    return RaceScheduler(RaceBook(alpha=s.alpha, maximize=spec.mode == "max"))
+    return RaceScheduler(RaceBook(alpha=s.alpha, maximize=spec.mode == "max"),
+                         keeps=lambda config: kept(s, spec, config))
+
+
+def kept(s: RaceSection, spec: Any, config: Mapping[str, Any]) -> bool:
+    """Whether a trial's Tune config is one `keep` protects."""
+    from dipddpm.sweep.spec.space import decode
+
+    params = decode(spec.search, config)
+    return bool(s.keep) and all(params.get(k) == v for k, v in s.keep.items())
 
 
 def describe(s: RaceSection) -> str:
-    return f"racing over pairs, {s.block} a block, paired t-test at alpha {s.alpha:g} (Holm)"
+    keep = ", never " + ", ".join(f"{k}={v}" for k, v in s.keep.items()) if s.keep else ""
+    return (f"racing over pairs, {s.block} a block, paired t-test at alpha {s.alpha:g} "
+            f"(Holm){keep}")
 
 
 def pair_block(s: RaceSection) -> int:
@@ -108,6 +139,7 @@ class RaceBook:
     values: dict[str, list[float]] = field(default_factory=dict)
     total: dict[str, int] = field(default_factory=dict)
     stopped: set[str] = field(default_factory=set)
+    kept: set[str] = field(default_factory=set)  # never stopped (RaceSection.keep)
 
     def add(self, trial: str, values: list[float], total: int) -> None:
         self.values[trial], self.total[trial] = [float(v) for v in values], int(total)
@@ -136,8 +168,8 @@ class RaceBook:
         if inc is None or inc == trial or trial in self.stopped:
             return False
         family = {t: p_worse(self.values[t], self.values[inc], self.maximize)
-                  for t in self.racing() if t != inc}
-        if trial not in family:  # through all its pairs: it ran to the end
+                  for t in self.racing() if t != inc and t not in self.kept}
+        if trial not in family:  # through all its pairs (it ran to the end), or kept
             return False
         if trial in holm(family, self.alpha):
             self.stopped.add(trial)

@@ -6,6 +6,7 @@ per-pair values are shared between trials without any store of their own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
@@ -23,14 +24,18 @@ def race_of(result: dict) -> dict | None:
 
 
 class RaceScheduler(FIFOScheduler):
-    def __init__(self, book: Any) -> None:  # race.py RaceBook
+    def __init__(self, book: Any, keeps: Callable[[dict], bool] = lambda config: False
+                 ) -> None:  # race.py RaceBook; keeps: config -> never raced out
         super().__init__()
         self.book = book
+        self.keeps = keeps
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         race = race_of(result)
         if race is None:
             return TrialScheduler.CONTINUE
+        if self.keeps(trial.config):
+            self.book.kept.add(trial.trial_id)
         self.book.add(trial.trial_id, race["values"], race["of"])
         return TrialScheduler.STOP if self.book.decide(trial.trial_id) \
             else TrialScheduler.CONTINUE
