@@ -166,7 +166,7 @@ def delta_ci(study: Study, best: str, plain: str, pairs: list[int]) -> dict:
 
 
 def same_verdict(a: dict, b: dict) -> bool:
-    """The same sign, and a CI excluding 0 in both or in neither."""
+    """The same sign (0 counts as no gain), and a CI excluding 0 in both or in neither."""
     def decided(v: dict) -> bool:
         ci = v.get("ci95")
         return bool(ci) and (ci[0] > 0 or ci[1] < 0)
@@ -185,7 +185,7 @@ def summarize(data: dict, seeds: int, block: int, alpha: float, keep: bool = Tru
     for seed in range(seeds):
         r = race(study, seed, block, alpha, data["max_concurrent"], plain if keep else None)
         win = max(r["survivors"], key=study.objective)
-        kept = r["pairs_order"][:len(r["values"][plain])]  # plain DIP's pairs in the race
+        kept = sorted(r["pairs_order"][:len(r["values"][plain])])  # plain DIP's, in pair order
         rows.append({"seed": seed, "compute_fraction": r["fitted"] / full,
                      "regret_db": study.objective(best) - study.objective(win),
                      "best": json.loads(win), "same_best": win == best,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dipddpm.errors import ConfigError
 from dipddpm.trial_schedulers.race import RaceBook, holm, p_worse
 
 
@@ -194,6 +195,27 @@ def test_a_kept_configuration_is_never_raced_out_and_not_in_the_family():
     assert s.book.kept == {"ref"} and s.book.stopped == {"bad"}
     assert "never lr=1e-07" in spec.scheduler.entry.describe(spec.scheduler.options)
     for keep, words in (({"lr": 5.0}, "not one of its values"),
-                        ({"width": 8}, "not a searched key"), ({}, "must map")):
-        with pytest.raises(Exception, match=words):
+                        ({"lrr": 1.0e-7}, "not a searched key .did you mean 'lr'"),
+                        ({}, "must map")):
+        with pytest.raises(ConfigError, match=words):
             parse_spec({**raw, "scheduler": {"type": "race", "keep": keep}}, load_problem=False)
+
+
+@pytest.mark.parametrize("keep, words", [
+    ({"width": 8}, "searched only when"),  # width is searched only at lr 0.01
+    ({"iters": 5}, "outside its range"),
+])
+def test_a_keep_no_configuration_can_have_is_one_line(keep, words):
+    from dipddpm.sweep.spec import parse_spec
+
+    raw = {"name": "k", "method": "dip", "preset": "tiny", "metric": "psnr_best",
+           "problem": {"images": ["skimage:camera"], "replicates": 4, "size": 32, "sigma": 25},
+           "search": {"lr": {"choice": [0.01, 1.0e-3]},
+                      "width": {"choice": [8, 16], "when": {"lr": [0.01]}},
+                      "iters": {"int": [10, 20]}},
+           "searcher": {"type": "optuna", "sampler": "random", "seed": 0},
+           "scheduler": {"type": "race", "block": 2, "keep": keep}}
+    with pytest.raises(ConfigError, match=words):
+        parse_spec(raw, load_problem=False)
+    ok = {"width": 8, "lr": 0.01} if "width" in keep else {"iters": 15}
+    parse_spec({**raw, "scheduler": {"type": "race", "keep": ok}}, load_problem=False)

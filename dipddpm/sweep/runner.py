@@ -14,6 +14,7 @@ Ray Tune's own files live in `<sweep dir>/tune/` (experiment state, trial checkp
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -66,10 +67,14 @@ def legacy_sections(raw: dict) -> dict:
     section = raw.get("scheduler")
     if not isinstance(section, dict) or section.get("type", "asha") not in TUNE_SCHEDULERS:
         return raw
-    own = ("type", *TUNE_SCHEDULERS.get(section.get("type", "asha")).params)
+    entry = TUNE_SCHEDULERS.get(section.get("type", "asha"))
+    own = ("type", *entry.params)
     every = {p for _, e in TUNE_SCHEDULERS.items() for p in e.params}
     kept = {k: v for k, v in section.items() if k in own or k not in every}
-    return {**raw, "scheduler": kept}
+    # a key the section gained since (race's keep): its default, as this version writes it
+    added = {f.name: f.default for f in dataclasses.fields(entry.section)
+             if f.name not in kept and f.default is not dataclasses.MISSING}
+    return {**raw, "scheduler": {**kept, **added}}
 
 
 def provenance() -> dict[str, str]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dipddpm.config import check
-from dipddpm.errors import ConfigError
+from dipddpm.errors import ConfigError, closest
 from dipddpm.trial_schedulers.entry import SweepFacts
 
 
@@ -56,7 +56,9 @@ class RaceSection:
 
 
 def resolve(s: RaceSection, facts: SweepFacts) -> RaceSection:
-    """Racing needs a study of at least two pairs, and a block no larger than the pairs."""
+    """Racing needs a study of at least two pairs, and a block no larger than the pairs; `keep`
+    names values of the search space that some configuration has."""
+    check_keep(s.keep or {}, facts.search)
     if facts.pairs is None:  # the problem breaks a rule: said when it is built
         return s
     if facts.pairs < 2:
@@ -67,16 +69,29 @@ def resolve(s: RaceSection, facts: SweepFacts) -> RaceSection:
     if s.block > facts.pairs:
         raise ConfigError(f"scheduler.block ({s.block}) > the study's {facts.pairs} pairs per "
                           f"trial; use block: 1 to {facts.pairs}")
-    searched = {d.key: d for d in facts.search}
-    for key, value in (s.keep or {}).items():
+    return s
+
+
+def check_keep(keep: Mapping[str, Any], search: tuple) -> None:
+    """Each kept key is searched, its value is one the domain gives, and it is active where
+    the other kept values hold (a `when:` they do not meet would keep nothing)."""
+    searched = {d.key: d for d in search}
+    for key, value in keep.items():
         d = searched.get(key)
         if d is None:
-            raise ConfigError(f"scheduler.keep.{key}: not a searched key (searched: "
-                              f"{', '.join(searched) or 'none'}); keep names a searched value")
-        if getattr(d, "values", None) is not None and value not in d.values:
-            raise ConfigError(f"scheduler.keep.{key}: {value!r} is not one of its values "
-                              f"{list(d.values)}")
-    return s
+            raise ConfigError(f"scheduler.keep.{key}: not a searched key"
+                              f"{closest(key, list(searched))}; keep names searched values "
+                              f"(searched: {', '.join(searched) or 'none'})")
+        if d.values and value not in d.values:
+            raise ConfigError(f"scheduler.keep.{key}: {value!r} is not one of its values; use "
+                              f"one of {list(d.values)}")
+        if not d.values and not (d.low <= value <= d.high):
+            raise ConfigError(f"scheduler.keep.{key}: {value!r} is outside its range; use a "
+                              f"value in [{d.low}, {d.high}]")
+        if not d.active(keep):
+            raise ConfigError(f"scheduler.keep.{key} is searched only when "
+                              f"{dict((k, list(v)) for k, v in d.when)}, which keep does not "
+                              f"give; add those keys to keep")
 
 
 def make(s: RaceSection, spec: Any):

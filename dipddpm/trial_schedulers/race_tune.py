@@ -24,6 +24,8 @@ def race_of(result: dict) -> dict | None:
 
 
 class RaceScheduler(FIFOScheduler):
+    keeps: Callable[[dict], bool] = staticmethod(lambda config: False)  # one pickled before keep
+
     def __init__(self, book: Any, keeps: Callable[[dict], bool] = lambda config: False
                  ) -> None:  # race.py RaceBook; keeps: config -> never raced out
         super().__init__()
@@ -35,6 +37,8 @@ class RaceScheduler(FIFOScheduler):
         if race is None:
             return TrialScheduler.CONTINUE
         if self.keeps(trial.config):
+            if not hasattr(self.book, "kept"):  # a book pickled before keep (a resumed sweep)
+                self.book.kept = set()
             self.book.kept.add(trial.trial_id)
         self.book.add(trial.trial_id, race["values"], race["of"])
         return TrialScheduler.STOP if self.book.decide(trial.trial_id) \
