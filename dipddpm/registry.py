@@ -43,17 +43,16 @@ class Registry(Generic[T]):
                      for n in sorted(r._plugins) if n in r._items)
 
     @classmethod
-    def install(cls, plugins: tuple[tuple[str, str, str, Any], ...]) -> None:
-        """Register, in this process, the plug-ins `plugins()` listed on the driver (those
-        this process lacks)."""
-        for home, kind, name, entry in plugins:
-            importlib.import_module(home)
-            reg = next((r for r in cls._every if r.home == home and r.kind == kind), None)
-            if reg is None:
-                raise ConfigError(f"no {kind} registry in {home} here, for plug-in {name!r}: "
-                                  f"is the same dipddpm installed where this runs?")
-            if name not in reg._items:
-                reg.register(name)(entry)
+    def install(cls, home: str, kind: str, name: str, entry: Any) -> None:
+        """Register, in this process, one plug-in `plugins()` listed on the driver (unless
+        this process has it)."""
+        importlib.import_module(home)
+        reg = next((r for r in cls._every if r.home == home and r.kind == kind), None)
+        if reg is None:
+            raise ConfigError(f"no {kind} registry in {home} here, for plug-in {name!r}: "
+                              f"is the same dipddpm installed where this runs?")
+        if name not in reg._items:
+            reg.register(name)(entry)
 
     @classmethod
     def every(cls) -> list[Registry]:

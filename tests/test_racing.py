@@ -204,6 +204,7 @@ def test_a_kept_configuration_is_never_raced_out_and_not_in_the_family():
 @pytest.mark.parametrize("keep, words", [
     ({"width": 8}, "searched only when"),  # width is searched only at lr 0.01
     ({"iters": 5}, "outside its range"),
+    ({"iters": "ten"}, "outside its range"),  # not a number: one line, not a TypeError
 ])
 def test_a_keep_no_configuration_can_have_is_one_line(keep, words):
     from dipddpm.sweep.spec import parse_spec

@@ -36,8 +36,8 @@ def _click():
 # presets; {call:MODULE.FUNCTION} is what that function returns (a text built from entries'
 # own fields, e.g. the stage schedulers' parameters). Filled in when the command is looked up
 # (its modules may load torch), so a plug-in registered after its module was imported is
-# listed too. ("datasets" are the DDPM training
-# datasets, "data_sets" the benchmark images of `dipddpm data`.)
+# listed too. ("datasets" are the DDPM training datasets, "data_sets" the benchmark images of
+# `dipddpm data`.)
 HELP_REGISTRIES = {"datasets": ("dipddpm.data.datasets", "DATASETS"),
                    "data_sets": ("dipddpm.data.catalog", "DATA"),
                    "beta_schedules": ("dipddpm.diffusion.schedules", "SCHEDULES"),

@@ -40,7 +40,7 @@ def unpack(packed: tuple[tuple[str, str, str, bytes], ...]) -> list[str]:
     problems = []
     for home, kind, name, blob in packed:
         try:
-            Registry.install(((home, kind, name, cloudpickle.loads(blob)),))
+            Registry.install(home, kind, name, cloudpickle.loads(blob))
         except Exception as e:  # noqa: BLE001  (a plug-in this trial may not even use)
             problems.append(f"{kind} {name!r} registered on the driver is not available in "
                             f"this trial ({first_line(e)}); {FIX}")

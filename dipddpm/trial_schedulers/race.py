@@ -85,7 +85,8 @@ def check_keep(keep: Mapping[str, Any], search: tuple) -> None:
         if d.values and value not in d.values:
             raise ConfigError(f"scheduler.keep.{key}: {value!r} is not one of its values; use "
                               f"one of {list(d.values)}")
-        if not d.values and not (d.low <= value <= d.high):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not d.values and not (number and d.low <= value <= d.high):
             raise ConfigError(f"scheduler.keep.{key}: {value!r} is outside its range; use a "
                               f"value in [{d.low}, {d.high}]")
         if not d.active(keep):

@@ -36,7 +36,7 @@ class RaceScheduler(FIFOScheduler):
         race = race_of(result)
         if race is None:
             return TrialScheduler.CONTINUE
-        if self.keeps(trial.config):
+        if trial.trial_id not in self.book.values and self.keeps(trial.config):  # once
             if not hasattr(self.book, "kept"):  # a book pickled before keep (a resumed sweep)
                 self.book.kept = set()
             self.book.kept.add(trial.trial_id)
